@@ -1,0 +1,225 @@
+/* Hyper-parameters from HF config.json or GGUF metadata, and back to a config.json for export. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "arch/arch.h"
+
+/* First present key among "a|b|c". */
+static json_t *get_alt(const json_t *cfg, const char *keys) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", keys);
+    for (char *save = NULL, *k = strtok_r(buf, "|", &save); k; k = strtok_r(NULL, "|", &save)) {
+        json_t *v = json_object_get(cfg, k);
+        if (v && !json_is_null(v)) return v;
+    }
+    return NULL;
+}
+
+static rotq_status get_int(const json_t *cfg, const char *keys, const char *origin, int64_t *out, bool required) {
+    json_t *v = get_alt(cfg, keys);
+    if (!v) {
+        if (required) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json lacks %s", origin, keys);
+        return ROTQ_OK;
+    }
+    if (json_is_array(v) && json_array_size(v) > 0) v = json_array_get(v, 0); /* eos_token_id lists */
+    if (!json_is_integer(v)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json %s is not an integer", origin, keys);
+    *out = json_integer_value(v);
+    return ROTQ_OK;
+}
+
+static rotq_status get_real(const json_t *cfg, const char *keys, const char *origin, double *out) {
+    json_t *v = get_alt(cfg, keys);
+    if (!v) return ROTQ_OK;
+    if (!json_is_number(v)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json %s is not a number", origin, keys);
+    *out = json_number_value(v);
+    return ROTQ_OK;
+}
+
+static rotq_status check_dims(const rotq_hparams *hp, const char *origin) {
+    struct { const char *name; int64_t v; } dims[] = {
+        {"hidden size", hp->hidden}, {"intermediate size", hp->intermediate}, {"layer count", hp->n_layers},
+        {"head count", hp->n_heads}, {"KV head count", hp->n_kv_heads}, {"head dim", hp->head_dim},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (dims[i].v <= 0 || dims[i].v > (1 << 20))
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: %s is %lld (expected 1..%d)", origin, dims[i].name, (long long)dims[i].v, 1 << 20);
+    if (hp->n_heads % hp->n_kv_heads != 0)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: %lld heads is not a multiple of %lld KV heads", origin,
+                         (long long)hp->n_heads, (long long)hp->n_kv_heads);
+    if (hp->rotary_dim <= 0 || hp->rotary_dim > hp->head_dim || hp->rotary_dim % 2)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotary dim %lld invalid for head dim %lld", origin,
+                         (long long)hp->rotary_dim, (long long)hp->head_dim);
+    if (!(hp->norm_eps > 0) || !(hp->rope_theta > 0))
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: norm epsilon %g / rope theta %g must be positive", origin, hp->norm_eps, hp->rope_theta);
+    return ROTQ_OK;
+}
+
+static void set_defaults(const rotq_arch *a, rotq_hparams *hp) {
+    memset(hp, 0, sizeof *hp);
+    snprintf(hp->arch, sizeof hp->arch, "%s", a->name);
+    hp->norm_eps = 1e-5;
+    hp->rope_theta = 10000.0;
+    hp->bos_id = hp->eos_id = -1;
+    hp->tied_embeddings = a->default_tied;
+    hp->max_pos = 2048;
+}
+
+rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_config, const char *origin, rotq_hparams *hp) {
+    const json_t *cfg = json_config;
+    if (!json_is_object(cfg)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json is not an object", origin);
+    set_defaults(a, hp);
+    const rotq_config_keys *k = &a->keys;
+    ROTQ_TRY(get_int(cfg, k->hidden, origin, &hp->hidden, true));
+    ROTQ_TRY(get_int(cfg, k->n_layers, origin, &hp->n_layers, true));
+    ROTQ_TRY(get_int(cfg, k->n_heads, origin, &hp->n_heads, true));
+    hp->intermediate = 4 * hp->hidden;
+    ROTQ_TRY(get_int(cfg, k->intermediate, origin, &hp->intermediate, false));
+    hp->n_kv_heads = hp->n_heads;
+    ROTQ_TRY(get_int(cfg, k->n_kv_heads, origin, &hp->n_kv_heads, false));
+    hp->head_dim = hp->n_heads > 0 ? hp->hidden / hp->n_heads : 0;
+    ROTQ_TRY(get_int(cfg, k->head_dim, origin, &hp->head_dim, false));
+    ROTQ_TRY(get_int(cfg, k->vocab, origin, &hp->vocab, false));
+    ROTQ_TRY(get_int(cfg, k->max_pos, origin, &hp->max_pos, false));
+    ROTQ_TRY(get_real(cfg, k->norm_eps, origin, &hp->norm_eps));
+    /* transformers 5 moves rope settings into "rope_parameters"; 4.x uses rope_theta + rope_scaling */
+    const json_t *rope = json_object_get(cfg, "rope_parameters");
+    if (!json_is_object(rope)) rope = NULL;
+    ROTQ_TRY(get_real(cfg, k->rope_theta, origin, &hp->rope_theta));
+    if (rope) ROTQ_TRY(get_real(rope, "rope_theta", origin, &hp->rope_theta));
+    const json_t *scaling = json_object_get(cfg, "rope_scaling");
+    if (!json_is_object(scaling)) scaling = rope;
+    if (scaling) {
+        json_t *type = get_alt(scaling, "rope_type|type");
+        const char *ts = json_is_string(type) ? json_string_value(type) : "default";
+        if (strcmp(ts, "llama3") == 0) hp->rope_scaling = 2;
+        else if (strcmp(ts, "linear") == 0) hp->rope_scaling = 1;
+        else if (strcmp(ts, "default") != 0)
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rope scaling \"%s\" is not supported (rotq knows default, linear, llama3)", origin, ts);
+        hp->rope_factor = 1;
+        ROTQ_TRY(get_real(scaling, "factor", origin, &hp->rope_factor));
+        ROTQ_TRY(get_real(scaling, "low_freq_factor", origin, &hp->rope_low_freq_factor));
+        ROTQ_TRY(get_real(scaling, "high_freq_factor", origin, &hp->rope_high_freq_factor));
+        ROTQ_TRY(get_int(scaling, "original_max_position_embeddings", origin, &hp->rope_orig_max_pos, false));
+    }
+    hp->rotary_dim = hp->head_dim;
+    double partial = 1.0;
+    ROTQ_TRY(get_real(cfg, "partial_rotary_factor", origin, &partial));
+    hp->rotary_dim = (int64_t)llround(partial * (double)hp->head_dim);
+    json_t *tied = get_alt(cfg, k->tied);
+    if (tied) hp->tied_embeddings = json_is_true(tied);
+    int64_t bos = -1, eos = -1;
+    ROTQ_TRY(get_int(cfg, "bos_token_id", origin, &bos, false));
+    ROTQ_TRY(get_int(cfg, "eos_token_id", origin, &eos, false));
+    hp->bos_id = (int32_t)bos;
+    hp->eos_id = (int32_t)eos;
+    return check_dims(hp, origin);
+}
+
+/* ---- GGUF ---- */
+
+static const rotq_meta *meta_arch(const rotq_model *m, const char *arch, const char *suffix) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return rotq_model_meta(m, key);
+}
+
+static bool meta_number(const rotq_meta *kv, double *out) {
+    if (!kv) return false;
+    switch (kv->type) {
+    case ROTQ_META_U8: case ROTQ_META_U16: case ROTQ_META_U32: case ROTQ_META_U64: *out = (double)kv->v.u; return true;
+    case ROTQ_META_I8: case ROTQ_META_I16: case ROTQ_META_I32: case ROTQ_META_I64: *out = (double)kv->v.i; return true;
+    case ROTQ_META_F32: case ROTQ_META_F64: *out = kv->v.f; return true;
+    case ROTQ_META_BOOL: *out = kv->v.b; return true;
+    default: return false;
+    }
+}
+
+static rotq_status gguf_int(const rotq_model *m, const char *arch, const char *suffix, const char *origin, int64_t *out, bool required) {
+    const rotq_meta *kv = meta_arch(m, arch, suffix);
+    double v;
+    if (!kv) {
+        if (required) return rotq_fail(ROTQ_ERR_FORMAT, "%s: GGUF metadata lacks %s.%s", origin, arch, suffix);
+        return ROTQ_OK;
+    }
+    if (!meta_number(kv, &v) || v != floor(v))
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: GGUF metadata %s.%s is not an integer", origin, arch, suffix);
+    *out = (int64_t)v;
+    return ROTQ_OK;
+}
+
+rotq_status rotq_hparams_from_gguf(const rotq_arch *a, const rotq_model *m, const char *origin, rotq_hparams *hp) {
+    set_defaults(a, hp);
+    const rotq_meta *archkv = rotq_model_meta(m, "general.architecture");
+    const char *g = archkv && archkv->type == ROTQ_META_STRING ? archkv->str : a->gguf_write_id;
+    ROTQ_TRY(gguf_int(m, g, "embedding_length", origin, &hp->hidden, true));
+    ROTQ_TRY(gguf_int(m, g, "block_count", origin, &hp->n_layers, true));
+    ROTQ_TRY(gguf_int(m, g, "attention.head_count", origin, &hp->n_heads, true));
+    ROTQ_TRY(gguf_int(m, g, "feed_forward_length", origin, &hp->intermediate, true));
+    hp->n_kv_heads = hp->n_heads;
+    ROTQ_TRY(gguf_int(m, g, "attention.head_count_kv", origin, &hp->n_kv_heads, false));
+    hp->head_dim = hp->n_heads > 0 ? hp->hidden / hp->n_heads : 0;
+    ROTQ_TRY(gguf_int(m, g, "attention.key_length", origin, &hp->head_dim, false));
+    hp->rotary_dim = hp->head_dim;
+    ROTQ_TRY(gguf_int(m, g, "rope.dimension_count", origin, &hp->rotary_dim, false));
+    ROTQ_TRY(gguf_int(m, g, "context_length", origin, &hp->max_pos, false));
+    ROTQ_TRY(gguf_int(m, g, "vocab_size", origin, &hp->vocab, false));
+    double v;
+    if (meta_number(meta_arch(m, g, "attention.layer_norm_rms_epsilon"), &v)) hp->norm_eps = v;
+    else if (meta_number(meta_arch(m, g, "attention.layer_norm_epsilon"), &v)) hp->norm_eps = v;
+    if (meta_number(meta_arch(m, g, "rope.freq_base"), &v)) hp->rope_theta = v;
+    const rotq_meta *st = meta_arch(m, g, "rope.scaling.type");
+    if (st && st->type == ROTQ_META_STRING && strcmp(st->str, "none") != 0) {
+        if (strcmp(st->str, "linear") != 0)
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rope scaling \"%s\" is not supported", origin, st->str);
+        hp->rope_scaling = 1;
+        hp->rope_factor = meta_number(meta_arch(m, g, "rope.scaling.factor"), &v) ? v : 1.0;
+    }
+    const rotq_meta *tokens = rotq_model_meta(m, "tokenizer.ggml.tokens");
+    if (hp->vocab == 0 && tokens && tokens->type == ROTQ_META_ARRAY) hp->vocab = (int64_t)tokens->n;
+    if (meta_number(rotq_model_meta(m, "tokenizer.ggml.bos_token_id"), &v)) hp->bos_id = (int32_t)v;
+    if (meta_number(rotq_model_meta(m, "tokenizer.ggml.eos_token_id"), &v)) hp->eos_id = (int32_t)v;
+    /* GGUF has no tie flag: a model without an output tensor ties it to the embedding. */
+    hp->tied_embeddings = false;
+    const rotq_arch_tensor *head = rotq_arch_tensor_for(a, ROLE_LM_HEAD);
+    bool has_head = false;
+    for (int64_t i = 0; head && i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, head->gguf) == 0 || strcmp(m->tensors[i].name, head->hf) == 0) has_head = true;
+    hp->tied_embeddings = !has_head;
+    return check_dims(hp, origin);
+}
+
+void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp) {
+    json_t *c = json_object();
+    json_object_set_new(c, "architectures", json_pack("[s]", a->hf_write_id));
+    json_object_set_new(c, "model_type", json_string(a->hf_model_type));
+    json_object_set_new(c, "hidden_size", json_integer(hp->hidden));
+    json_object_set_new(c, "intermediate_size", json_integer(hp->intermediate));
+    json_object_set_new(c, "num_hidden_layers", json_integer(hp->n_layers));
+    json_object_set_new(c, "num_attention_heads", json_integer(hp->n_heads));
+    json_object_set_new(c, "num_key_value_heads", json_integer(hp->n_kv_heads));
+    json_object_set_new(c, "head_dim", json_integer(hp->head_dim));
+    json_object_set_new(c, "vocab_size", json_integer(hp->vocab));
+    json_object_set_new(c, "max_position_embeddings", json_integer(hp->max_pos));
+    json_object_set_new(c, "rms_norm_eps", json_real(hp->norm_eps));
+    json_object_set_new(c, "rope_theta", json_real(hp->rope_theta));
+    json_object_set_new(c, "hidden_act", json_string("silu"));
+    json_object_set_new(c, "tie_word_embeddings", json_boolean(hp->tied_embeddings));
+    if (hp->rotary_dim != hp->head_dim)
+        json_object_set_new(c, "partial_rotary_factor", json_real((double)hp->rotary_dim / (double)hp->head_dim));
+    if (hp->rope_scaling) {
+        json_t *s = json_object();
+        json_object_set_new(s, "rope_type", json_string(hp->rope_scaling == 2 ? "llama3" : "linear"));
+        json_object_set_new(s, "factor", json_real(hp->rope_factor));
+        if (hp->rope_scaling == 2) {
+            json_object_set_new(s, "low_freq_factor", json_real(hp->rope_low_freq_factor));
+            json_object_set_new(s, "high_freq_factor", json_real(hp->rope_high_freq_factor));
+            json_object_set_new(s, "original_max_position_embeddings", json_integer(hp->rope_orig_max_pos));
+        }
+        json_object_set_new(c, "rope_scaling", s);
+    }
+    if (hp->bos_id >= 0) json_object_set_new(c, "bos_token_id", json_integer(hp->bos_id));
+    if (hp->eos_id >= 0) json_object_set_new(c, "eos_token_id", json_integer(hp->eos_id));
+    return c;
+}

@@ -1,0 +1,43 @@
+#include "core/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char last_error[2048];
+
+const char *rotq_last_error(void) { return last_error; }
+void rotq_clear_error(void) { last_error[0] = 0; }
+
+rotq_status rotq_fail(rotq_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+rotq_status rotq_fail_context(rotq_status s, const char *fmt, ...) {
+    char prefix[1024], old[sizeof last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, last_error, sizeof old);
+    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    return s;
+}
+
+const char *rotq_status_name(rotq_status s) {
+    switch (s) {
+    case ROTQ_OK: return "ok";
+    case ROTQ_ERR_IO: return "i/o error";
+    case ROTQ_ERR_FORMAT: return "bad file format";
+    case ROTQ_ERR_UNSUPPORTED: return "unsupported";
+    case ROTQ_ERR_ARG: return "invalid argument";
+    case ROTQ_ERR_NOMEM: return "out of memory";
+    case ROTQ_ERR_NUMERIC: return "numeric error";
+    case ROTQ_ERR_NOT_FOUND: return "not found";
+    }
+    return "unknown status";
+}

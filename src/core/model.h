@@ -1,0 +1,145 @@
+/* The in-memory model description: the whole data layout in one place (llama2.c style).
+ *
+ * A model is hyper-parameters + named tensors + the files/metadata to carry to outputs.
+ * Tensor data points into a read-only mmap of the source file until a tensor is modified;
+ * rotq_tensor_make_owned() then gives it a private heap copy (copy-on-write by hand).
+ */
+#ifndef ROTQ_CORE_MODEL_H
+#define ROTQ_CORE_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "rotq.h"
+
+#define ROTQ_MAX_DIMS 4
+#define ROTQ_NAME_MAX 256
+
+struct rotq_arch; /* src/arch/arch.h */
+
+typedef struct rotq_tensor {
+    char name[ROTQ_NAME_MAX];      /* canonical HF name, e.g. model.layers.0.self_attn.q_proj.weight */
+    rotq_dtype dtype;
+    rotq_dtype file_dtype;         /* dtype in the source file (quantized ones are dequantized at load) */
+    int32_t n_dims;
+    int64_t shape[ROTQ_MAX_DIMS];  /* outermost first (row-major): a linear is [out, in] */
+    void *data;                    /* into an mmap (owned == false) or a heap block (owned == true) */
+    uint64_t nbytes;
+    bool owned;
+    int32_t role;                  /* rotq_role, -1 when the architecture gives it none */
+    int32_t layer;                 /* -1 for global tensors */
+} rotq_tensor;
+
+/* One read-only file mapping the model's tensors point into. */
+typedef struct rotq_mapping {
+    void *addr;
+    uint64_t size;
+} rotq_mapping;
+
+/* GGUF metadata value types (same codes as the GGUF spec). */
+typedef enum rotq_meta_type {
+    ROTQ_META_U8 = 0, ROTQ_META_I8 = 1, ROTQ_META_U16 = 2, ROTQ_META_I16 = 3, ROTQ_META_U32 = 4,
+    ROTQ_META_I32 = 5, ROTQ_META_F32 = 6, ROTQ_META_BOOL = 7, ROTQ_META_STRING = 8,
+    ROTQ_META_ARRAY = 9, ROTQ_META_U64 = 10, ROTQ_META_I64 = 11, ROTQ_META_F64 = 12,
+} rotq_meta_type;
+
+/* A key/value from GGUF metadata (or synthesized for GGUF output). Owned heap data. */
+typedef struct rotq_meta {
+    char *key;
+    rotq_meta_type type;
+    rotq_meta_type arr_type;   /* element type when type == ARRAY */
+    uint64_t n;                /* array length (1 for scalars) */
+    union { uint64_t u; int64_t i; double f; bool b; } v;  /* scalars, widened */
+    char *str;                 /* STRING */
+    void *arr;                 /* ARRAY of numbers: n packed elements of arr_type;
+                                  ARRAY of strings: n (char *) */
+    uint64_t *arr_str_len;     /* ARRAY of strings: byte length of each (strings may hold NULs) */
+} rotq_meta;
+
+/* A small file carried from input to output untouched (tokenizer.json, tokenizer.bin, ...). */
+typedef struct rotq_blob {
+    char name[64];
+    uint8_t *data;
+    uint64_t size;
+} rotq_blob;
+
+#define ROTQ_MAX_BLOBS 16
+#define ROTQ_MAX_MAPS 64
+
+struct rotq_model {
+    rotq_hparams hp;
+    const struct rotq_arch *arch;  /* matched registry entry */
+    rotq_format source_format;
+    char source_path[4096];
+
+    rotq_tensor *tensors;
+    int64_t n_tensors, cap_tensors;
+
+    rotq_mapping maps[ROTQ_MAX_MAPS];
+    int32_t n_maps;
+
+    void *hf_config;               /* json_t* of config.json (loaded or synthesized), owned */
+    rotq_meta *meta;               /* GGUF metadata as loaded (tokenizer.* etc.) */
+    int64_t n_meta;
+    rotq_blob blobs[ROTQ_MAX_BLOBS];
+    int32_t n_blobs;
+};
+
+/* ---- model construction (used by the format readers) ---- */
+rotq_model *rotq_model_new(void);
+/* Appends a tensor; data is borrowed (mmap) unless owned. Checks the shape/byte count agree. */
+rotq_status rotq_model_add_tensor(rotq_model *m, const char *name, rotq_dtype dt, int32_t n_dims,
+                                  const int64_t *shape, void *data, uint64_t nbytes, bool owned);
+rotq_tensor *rotq_model_find(const rotq_model *m, const char *name);
+rotq_status rotq_model_add_blob(rotq_model *m, const char *name, const void *data, uint64_t size);
+const rotq_blob *rotq_model_blob(const rotq_model *m, const char *name);
+const rotq_meta *rotq_model_meta(const rotq_model *m, const char *key);
+/* mmaps `path` read-only, records it in the model, returns the base address and size. */
+rotq_status rotq_model_map_file(rotq_model *m, const char *path, const uint8_t **base, uint64_t *size);
+void rotq_meta_free(rotq_meta *kv);
+
+/* ---- tensors ---- */
+int64_t rotq_tensor_numel(const rotq_tensor *t);
+/* Gives the tensor a private heap copy of its data (no-op when already owned). */
+rotq_status rotq_tensor_make_owned(rotq_tensor *t);
+/* Replaces the tensor's data with `n` float32 values converted to `dt` (F32/F16/BF16). */
+rotq_status rotq_tensor_set_f32(rotq_tensor *t, const float *src, rotq_dtype dt);
+/* Converts the tensor to float32 / float64 into caller memory of numel elements. */
+rotq_status rotq_tensor_to_f32(const rotq_tensor *t, float *dst);
+rotq_status rotq_tensor_to_f64(const rotq_tensor *t, double *dst);
+/* Replaces data from doubles (rounded once into the tensor's current float dtype). */
+rotq_status rotq_tensor_set_f64(rotq_tensor *t, const double *src);
+/* Reshapes/reallocates to a new float dtype and shape with fresh owned storage (zeroed). */
+rotq_status rotq_tensor_realloc(rotq_tensor *t, rotq_dtype dt, int32_t n_dims, const int64_t *shape);
+
+/* ---- dtypes ---- */
+/* Bytes for n elements of dt (block types need n % block == 0); 0 when impossible. */
+uint64_t rotq_dtype_nbytes(rotq_dtype dt, int64_t n);
+int64_t rotq_dtype_block_size(rotq_dtype dt);   /* elements per block (1 for plain types) */
+uint64_t rotq_dtype_block_bytes(rotq_dtype dt); /* bytes per block; 0 when unknown */
+bool rotq_dtype_is_float(rotq_dtype dt);        /* F32/F16/BF16/F64 */
+
+float rotq_f16_to_f32(uint16_t h);
+uint16_t rotq_f32_to_f16(float f);               /* round to nearest even, as numpy */
+float rotq_bf16_to_f32(uint16_t h);
+uint16_t rotq_f32_to_bf16(float f);              /* round to nearest even, NaN kept quiet */
+
+/* Dequantizes n elements of a (possibly block-quantized) buffer to float32. src/io/gguf_quant.c */
+rotq_status rotq_dequantize(rotq_dtype dt, const void *src, float *dst, int64_t n);
+
+/* ---- files ---- */
+/* Checks that `out` does not name the same file/folder as `in` (both may not exist yet). */
+rotq_status rotq_path_check_distinct(const char *in, const char *out);
+/* Writes a whole buffer to `path` atomically (path.tmp-XXXX, fsync, rename). */
+rotq_status rotq_write_file_atomic(const char *path, const void *data, uint64_t size);
+rotq_status rotq_read_file(const char *path, uint8_t **data, uint64_t *size);
+
+/* ---- format readers/writers (src/io) ---- */
+rotq_status rotq_load_gguf(const char *path, rotq_model *m);
+rotq_status rotq_load_hf(const char *dir, rotq_model *m);
+rotq_status rotq_load_llama2c(const char *path, const char *tokenizer_path, rotq_model *m);
+rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype);
+rotq_status rotq_save_hf(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes);
+
+#endif

@@ -1,0 +1,68 @@
+/* Public load/save entry points: detect the format, call its reader, bind the architecture. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "arch/arch.h"
+
+rotq_load_options rotq_load_defaults(void) { return (rotq_load_options){.format = ROTQ_FORMAT_AUTO}; }
+rotq_save_options rotq_save_defaults(void) { return (rotq_save_options){.format = ROTQ_FORMAT_AUTO, .dtype = ROTQ_DTYPE_INVALID}; }
+
+static rotq_status detect(const char *path, rotq_format *fmt) {
+    struct stat st;
+    if (stat(path, &st) != 0) return rotq_fail(ROTQ_ERR_IO, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) { *fmt = ROTQ_FORMAT_HF; return ROTQ_OK; }
+    FILE *f = fopen(path, "rb");
+    if (!f) return rotq_fail(ROTQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) *fmt = ROTQ_FORMAT_GGUF;
+    else if (got == 4 && memcmp(magic, "ak42", 4) == 0)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: llama2.c version-1/2 export; rotq reads the legacy (v0) format", path);
+    else if (strlen(path) > 12 && strcmp(path + strlen(path) - 12, ".safetensors") == 0)
+        return rotq_fail(ROTQ_ERR_ARG, "%s: give the folder holding config.json, not the .safetensors file", path);
+    else *fmt = ROTQ_FORMAT_LLAMA2C;
+    return ROTQ_OK;
+}
+
+rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rotq_model **out) {
+    rotq_load_options o = opts ? *opts : rotq_load_defaults();
+    *out = NULL;
+    rotq_clear_error();
+    if (o.arch_file) ROTQ_TRY(rotq_arch_register_file(o.arch_file));
+    rotq_format fmt = o.format;
+    if (fmt == ROTQ_FORMAT_AUTO) ROTQ_TRY(detect(path, &fmt));
+    rotq_model *m = rotq_model_new();
+    if (!m) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+    snprintf(m->source_path, sizeof m->source_path, "%s", path);
+    m->source_format = fmt;
+    rotq_status s;
+    switch (fmt) {
+    case ROTQ_FORMAT_HF: s = rotq_load_hf(path, m); break;
+    case ROTQ_FORMAT_GGUF: s = rotq_load_gguf(path, m); break;
+    case ROTQ_FORMAT_LLAMA2C: s = rotq_load_llama2c(path, o.tokenizer, m); break;
+    default: s = rotq_fail(ROTQ_ERR_ARG, "%s: unknown format requested", path);
+    }
+    if (s == ROTQ_OK) s = rotq_model_bind_arch(m);
+    if (s != ROTQ_OK) {
+        rotq_model_free(m);
+        return s;
+    }
+    *out = m;
+    return ROTQ_OK;
+}
+
+rotq_status rotq_model_save(const rotq_model *m, const char *path, const rotq_save_options *opts) {
+    rotq_save_options o = opts ? *opts : rotq_save_defaults();
+    if (o.dtype != ROTQ_DTYPE_INVALID && o.dtype != ROTQ_F32 && o.dtype != ROTQ_F16 && o.dtype != ROTQ_BF16)
+        return rotq_fail(ROTQ_ERR_ARG, "%s: output dtype must be f32, f16 or bf16, not %s", path, rotq_dtype_name(o.dtype));
+    ROTQ_TRY(rotq_path_check_distinct(m->source_path, path));
+    rotq_format fmt = o.format;
+    size_t n = strlen(path);
+    if (fmt == ROTQ_FORMAT_AUTO) fmt = n > 5 && strcmp(path + n - 5, ".gguf") == 0 ? ROTQ_FORMAT_GGUF : ROTQ_FORMAT_HF;
+    if (fmt == ROTQ_FORMAT_GGUF) return rotq_save_gguf(m, path, o.dtype);
+    if (fmt == ROTQ_FORMAT_HF) return rotq_save_hf(m, path, o.dtype, o.shard_bytes);
+    return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotq writes HF folders and GGUF files only", path);
+}

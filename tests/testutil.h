@@ -1,0 +1,29 @@
+/* Minimal test helpers: checks that count failures, and the shared-data skip convention. */
+#ifndef ROTQ_TESTUTIL_H
+#define ROTQ_TESTUTIL_H
+#include <stdbool.h>
+#include <stdio.h>
+
+extern int tu_failures;
+extern int tu_checks;
+
+#define CHECK(cond, ...)                                                              \
+    do {                                                                              \
+        tu_checks++;                                                                  \
+        if (!(cond)) {                                                                \
+            tu_failures++;                                                            \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);  \
+            fprintf(stderr, __VA_ARGS__);                                             \
+            fputc('\n', stderr);                                                      \
+        }                                                                             \
+    } while (0)
+
+/* Path to ../shared/REL, or NULL (after printing why) when the shared data is absent. */
+const char *tu_shared(const char *rel);
+/* A fresh temporary directory (removed by tu_finish). */
+const char *tu_tmpdir(void);
+/* Prints the summary line and returns the process exit code. */
+int tu_finish(const char *name);
+/* Exit code 77 tells CTest the test was skipped. */
+#define TU_SKIP 77
+#endif

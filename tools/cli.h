@@ -1,0 +1,30 @@
+/* The rotq command-line tool: one function per command, a thin layer over the library. */
+#ifndef ROTQ_CLI_H
+#define ROTQ_CLI_H
+#include <stdbool.h>
+
+#include "rotq.h"
+
+typedef struct rotq_command {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    const char *summary;
+} rotq_command;
+
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_hadamard(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+/* Prints "rotq <cmd>: error: ..." on stderr and returns the exit code 1. */
+int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same, with the library's last error appended. */
+int cli_lib_error(const char *cmd, rotq_status s);
+/* The value of option argv[*i] ("--opt VALUE" or "--opt=VALUE"), advancing *i; NULL if missing. */
+const char *cli_value(int argc, char **argv, int *i);
+/* True when argv[i] is the option `name` (with or without "=value"). */
+bool cli_is(const char *arg, const char *name);
+bool cli_wants_help(int argc, char **argv);
+/* Loads a model (registering --arch-file first); prints the error and returns 1 on failure. */
+int cli_load(const char *cmd, const char *path, const char *arch_file, const char *tokenizer, rotq_model **m);
+#endif

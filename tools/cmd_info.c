@@ -1,0 +1,139 @@
+/* rotq info MODEL: what a model is, in numbers, and where rotq would rotate it. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/arch.h"
+#include "cli.h"
+
+static const char *format_name(rotq_format f) {
+    switch (f) {
+    case ROTQ_FORMAT_HF: return "hf";
+    case ROTQ_FORMAT_GGUF: return "gguf";
+    case ROTQ_FORMAT_LLAMA2C: return "llama2c";
+    default: return "?";
+    }
+}
+
+static const char *help =
+    "usage: rotq info MODEL [--json] [--tensors] [--arch-file FILE] [--tokenizer FILE]\n"
+    "\n"
+    "MODEL is a Hugging Face folder (config.json + safetensors), a GGUF file or a llama2.c\n"
+    "checkpoint. Prints the architecture, dimensions, dtypes, parameter count, whether the\n"
+    "embeddings are tied, and each rotation site with its size.\n"
+    "  --json         machine-readable output on stdout\n"
+    "  --tensors      list every tensor (name, role, layer, dtype, shape)\n"
+    "  --arch-file F  register a JSON architecture description first (docs/architectures.md)\n"
+    "  --tokenizer F  llama2.c: tokenizer.bin path (default: beside the model)\n";
+
+int cmd_info(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
+    const char *path = NULL, *arch_file = NULL, *tokenizer = NULL;
+    bool as_json = false, list = false;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "--json")) as_json = true;
+        else if (cli_is(argv[i], "--tensors")) list = true;
+        else if (cli_is(argv[i], "--arch-file")) { if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("info", "--arch-file needs a file"); }
+        else if (cli_is(argv[i], "--tokenizer")) { if (!(tokenizer = cli_value(argc, argv, &i))) return cli_error("info", "--tokenizer needs a file"); }
+        else if (argv[i][0] == '-') return cli_error("info", "unknown option %s (see rotq info --help)", argv[i]);
+        else if (!path) path = argv[i];
+        else return cli_error("info", "one model at a time (got %s and %s)", path, argv[i]);
+    }
+    if (!path) { fputs(help, stderr); return 2; }
+    rotq_model *m;
+    if (cli_load("info", path, arch_file, tokenizer, &m)) return 1;
+    const rotq_hparams *hp = &m->hp;
+
+    int64_t dtype_count[ROTQ_DTYPE_COUNT] = {0}, file_dtype_count[ROTQ_DTYPE_COUNT] = {0};
+    for (int64_t i = 0; i < m->n_tensors; i++) {
+        if (m->tensors[i].dtype >= 0 && m->tensors[i].dtype < ROTQ_DTYPE_COUNT) dtype_count[m->tensors[i].dtype]++;
+        if (m->tensors[i].file_dtype >= 0 && m->tensors[i].file_dtype < ROTQ_DTYPE_COUNT) file_dtype_count[m->tensors[i].file_dtype]++;
+    }
+    struct { const char *name, *where; int64_t n; } sites[] = {
+        {"R1", "residual stream (fused)", hp->hidden},
+        {"R2", "per head, v_proj -> o_proj (fused)", hp->head_dim},
+        {"R3", "Q/K after RoPE (online)", hp->head_dim},
+        {"R4", "down_proj input (online)", hp->intermediate},
+    };
+    const int n_sites = 4;
+
+    json_t *j = json_object();
+    json_object_set_new(j, "path", json_string(path));
+    json_object_set_new(j, "format", json_string(format_name(m->source_format)));
+    json_object_set_new(j, "architecture", json_string(hp->arch));
+    json_object_set_new(j, "hidden", json_integer(hp->hidden));
+    json_object_set_new(j, "intermediate", json_integer(hp->intermediate));
+    json_object_set_new(j, "layers", json_integer(hp->n_layers));
+    json_object_set_new(j, "heads", json_integer(hp->n_heads));
+    json_object_set_new(j, "kv_heads", json_integer(hp->n_kv_heads));
+    json_object_set_new(j, "head_dim", json_integer(hp->head_dim));
+    json_object_set_new(j, "vocab", json_integer(hp->vocab));
+    json_object_set_new(j, "max_positions", json_integer(hp->max_pos));
+    json_object_set_new(j, "norm", json_string(m->arch->norm == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm"));
+    json_object_set_new(j, "norm_eps", json_real(hp->norm_eps));
+    json_object_set_new(j, "rope_theta", json_real(hp->rope_theta));
+    json_object_set_new(j, "rotary_dim", json_integer(hp->rotary_dim));
+    json_object_set_new(j, "tied_embeddings", json_boolean(hp->tied_embeddings));
+    json_object_set_new(j, "parameters", json_integer(rotq_model_n_params(m)));
+    json_object_set_new(j, "tensors", json_integer(m->n_tensors));
+    json_t *dts = json_object(), *fdts = json_object();
+    for (int d = 0; d < ROTQ_DTYPE_COUNT; d++) {
+        if (dtype_count[d]) json_object_set_new(dts, rotq_dtype_name((rotq_dtype)d), json_integer(dtype_count[d]));
+        if (file_dtype_count[d]) json_object_set_new(fdts, rotq_dtype_name((rotq_dtype)d), json_integer(file_dtype_count[d]));
+    }
+    json_object_set_new(j, "dtypes", dts);
+    json_object_set_new(j, "file_dtypes", fdts);
+    json_t *js = json_array();
+    for (int s = 0; s < n_sites; s++)
+        json_array_append_new(js, json_pack("{s:s, s:s, s:I}", "site", sites[s].name, "where", sites[s].where, "size", (json_int_t)sites[s].n));
+    json_object_set_new(j, "rotation_sites", js);
+    if (list) {
+        json_t *jt = json_array();
+        for (int64_t i = 0; i < m->n_tensors; i++) {
+            const rotq_tensor *t = &m->tensors[i];
+            json_t *shape = json_array();
+            for (int d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+            json_array_append_new(jt, json_pack("{s:s, s:s, s:i, s:s, s:o}", "name", t->name, "role",
+                                                t->role >= 0 ? rotq_role_name((rotq_role)t->role) : "", "layer", t->layer,
+                                                "dtype", rotq_dtype_name(t->dtype), "shape", shape));
+        }
+        json_object_set_new(j, "tensor_list", jt);
+    }
+
+    if (as_json) {
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        puts(text);
+        free(text);
+    } else {
+        printf("model          %s (%s)\n", path, format_name(m->source_format));
+        printf("architecture   %s\n", hp->arch);
+        printf("dimensions     hidden %lld, intermediate %lld, layers %lld, heads %lld, kv heads %lld, head dim %lld\n",
+               (long long)hp->hidden, (long long)hp->intermediate, (long long)hp->n_layers, (long long)hp->n_heads,
+               (long long)hp->n_kv_heads, (long long)hp->head_dim);
+        printf("vocabulary     %lld tokens, context %lld\n", (long long)hp->vocab, (long long)hp->max_pos);
+        printf("norm           %s, eps %g\n", m->arch->norm == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm", hp->norm_eps);
+        printf("rope           theta %g, rotary dim %lld%s\n", hp->rope_theta, (long long)hp->rotary_dim,
+               hp->rope_scaling == 2 ? ", llama3 scaling" : hp->rope_scaling == 1 ? ", linear scaling" : "");
+        printf("embeddings     %s\n", hp->tied_embeddings ? "tied (lm_head = embedding)" : "untied");
+        printf("parameters     %lld in %lld tensors\n", (long long)rotq_model_n_params(m), (long long)m->n_tensors);
+        printf("dtypes         ");
+        for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
+            if (file_dtype_count[d]) printf("%s x%lld  ", rotq_dtype_name((rotq_dtype)d), (long long)file_dtype_count[d]);
+        printf("(in the file)\n");
+        printf("rotation sites\n");
+        for (int s = 0; s < n_sites; s++) printf("  %-3s %-36s size %lld\n", sites[s].name, sites[s].where, (long long)sites[s].n);
+        if (list) {
+            printf("tensors\n");
+            for (int64_t i = 0; i < m->n_tensors; i++) {
+                const rotq_tensor *t = &m->tensors[i];
+                printf("  %-52s %-14s %-5s [", t->name, t->role >= 0 ? rotq_role_name((rotq_role)t->role) : "-", rotq_dtype_name(t->dtype));
+                for (int d = 0; d < t->n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t->shape[d]);
+                printf("]\n");
+            }
+        }
+    }
+    json_decref(j);
+    rotq_model_free(m);
+    return 0;
+}

@@ -1,0 +1,74 @@
+/* rotq: command dispatch and shared option helpers. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const rotq_command commands[] = {
+    {"info", cmd_info, "describe a model: architecture, sizes, dtypes, rotation sites"},
+    {"convert", cmd_convert, "convert between HF folders, GGUF and llama2.c (F32/F16/BF16)"},
+};
+
+int cli_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "rotq %s: error: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_lib_error(const char *cmd, rotq_status s) {
+    return cli_error(cmd, "%s (%s)", rotq_last_error()[0] ? rotq_last_error() : "failed", rotq_status_name(s));
+}
+
+bool cli_is(const char *arg, const char *name) {
+    size_t n = strlen(name);
+    return strncmp(arg, name, n) == 0 && (arg[n] == 0 || arg[n] == '=');
+}
+
+const char *cli_value(int argc, char **argv, int *i) {
+    const char *eq = strchr(argv[*i], '=');
+    if (eq && argv[*i][0] == '-') return eq + 1;
+    if (*i + 1 >= argc) return NULL;
+    return argv[++*i];
+}
+
+bool cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return true;
+    return false;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "rotq %s — rotate LLMs so they quantize to 4 bits\n\nusage: rotq COMMAND [options]\n\ncommands:\n", ROTQ_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'rotq COMMAND --help' describes a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("rotq %s\n", ROTQ_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "rotq: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
+
+int cli_load(const char *cmd, const char *path, const char *arch_file, const char *tokenizer, rotq_model **m) {
+    rotq_load_options lo = rotq_load_defaults();
+    lo.arch_file = arch_file;
+    lo.tokenizer = tokenizer;
+    rotq_status s = rotq_model_load(path, &lo, m);
+    return s == ROTQ_OK ? 0 : cli_lib_error(cmd, s);
+}
