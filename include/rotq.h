@@ -120,6 +120,61 @@ rotq_status rotq_arch_register_file(const char *path);
 /* Names of the registered architectures, NULL past the end. */
 const char *rotq_arch_name(int32_t i);
 
+/* ---- rotation ------------------------------------------------------------------------------ */
+
+typedef enum rotq_rotation_choice {
+    ROTQ_R_NONE = 0,
+    ROTQ_R_HADAMARD,           /* H/sqrt(n), exact Hadamard of order n (falls back with a warning) */
+    ROTQ_R_RANDOM_HADAMARD,    /* diag(±1)·H/sqrt(n), seeded signs (QuaRot) */
+    ROTQ_R_ORTHOGONAL,         /* Haar-random orthogonal, seeded */
+    ROTQ_R_FILE,               /* a matrix loaded from a file */
+} rotq_rotation_choice;
+
+typedef struct rotq_rotate_options {
+    rotq_rotation_choice r1, r2;  /* fused rotations: residual stream, per head V->O */
+    const char *r1_file, *r2_file;
+    bool r3, r4;               /* online Hadamards: Q/K after RoPE, down_proj input */
+    bool fuse_norms;           /* fold norm weights into the linears they feed (needed by R1) */
+    uint64_t seed;
+    const char *save_rotations; /* folder to write the fused matrices into (NULL: don't) */
+    bool verbose;              /* progress and warnings on stderr */
+} rotq_rotate_options;
+
+rotq_rotate_options rotq_rotate_options_default(void);  /* QuaRot: random Hadamard R1/R2, R3+R4 on, seed 0 */
+/* Runs the architecture's registered operations in order over the model, in place. */
+rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts);
+
+/* ---- tokenizers ---------------------------------------------------------------------------- */
+
+/* Byte-level BPE (GPT-2/Qwen2/Llama-3/SmolLM2) or SentencePiece-style BPE with byte fallback
+ * (Llama-2/Mistral/llama2.c). Read-only once loaded: several threads may encode with one. */
+typedef struct rotq_tokenizer rotq_tokenizer;
+
+/* The tokenizer a model carries: its tokenizer.json (+ tokenizer_config.json), GGUF
+ * tokenizer.ggml.* metadata, or llama2.c tokenizer.bin. */
+rotq_status rotq_tokenizer_from_model(const rotq_model *m, rotq_tokenizer **out);
+/* A tokenizer file on its own: tokenizer.json (tokenizer_config.json beside it is read too), a
+ * folder holding one, a llama2.c tokenizer.bin, or a GGUF file. */
+rotq_status rotq_tokenizer_load(const char *path, rotq_tokenizer **out);
+void rotq_tokenizer_free(rotq_tokenizer *tok);
+
+/* Text (UTF-8; ill-formed bytes are tokenized too, never rejected) → ids, malloc'd: free() them.
+ * add_bos prepends the BOS token; rotq_tokenizer_add_bos_default() says what the model expects.
+ * Added/special tokens written in the text ("<|im_start|>") become their ids, as in HF. */
+rotq_status rotq_tokenizer_encode(const rotq_tokenizer *tok, const char *text, size_t len, bool add_bos,
+                                  int32_t **ids, int64_t *n);
+/* Ids → bytes (malloc'd, NUL-terminated, free() it); skip_special leaves out BOS/EOS/control tokens. */
+rotq_status rotq_tokenizer_decode(const rotq_tokenizer *tok, const int32_t *ids, int64_t n, bool skip_special,
+                                  char **text, size_t *len);
+/* The bytes one token stands for (borrowed; may be part of a UTF-8 character), for streaming. */
+rotq_status rotq_tokenizer_piece(const rotq_tokenizer *tok, int32_t id, const char **bytes, size_t *len);
+int32_t rotq_tokenizer_bos(const rotq_tokenizer *tok);        /* -1 when none */
+int32_t rotq_tokenizer_eos(const rotq_tokenizer *tok);        /* -1 when none */
+int64_t rotq_tokenizer_n_vocab(const rotq_tokenizer *tok);
+bool rotq_tokenizer_add_bos_default(const rotq_tokenizer *tok);
+bool rotq_tokenizer_is_special(const rotq_tokenizer *tok, int32_t id);
+const char *rotq_tokenizer_kind(const rotq_tokenizer *tok);   /* "byte-level BPE (smollm)", ... */
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,6 +15,10 @@ int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_hadamard(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_rotate(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_ppl(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 /* Prints "rotq <cmd>: error: ..." on stderr and returns the exit code 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

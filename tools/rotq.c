@@ -8,6 +8,12 @@
 static const rotq_command commands[] = {
     {"info", cmd_info, "describe a model: architecture, sizes, dtypes, rotation sites"},
     {"convert", cmd_convert, "convert between HF folders, GGUF and llama2.c (F32/F16/BF16)"},
+    {"hadamard", cmd_hadamard, "how an exact Hadamard matrix of order N is built, checked; --write saves it"},
+    {"ppl", cmd_ppl, "perplexity on a text (papers' or llama.cpp's protocol)"},
+    {"generate", cmd_generate, "greedy text generation from a prompt"},
+    {"rotate", cmd_rotate, "fuse norms and apply the QuaRot rotations R1-R4, write the rotated model"},
+    {"verify", cmd_verify, "run two models on the same tokens: max |dlogit|, KL, perplexities"},
+    {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (or ids to text)"},
 };
 
 int cli_error(const char *cmd, const char *fmt, ...) {

@@ -64,6 +64,22 @@ typedef struct rotq_blob {
     uint64_t size;
 } rotq_blob;
 
+/* An online rotation the runner applies at a hook point (and that outputs record in "rotq"). */
+typedef struct rotq_online_rotation {
+    bool on;
+    int64_t size;
+    bool dense;                    /* no exact Hadamard: a seeded random orthogonal matrix */
+    uint64_t seed;                 /* for dense ones */
+} rotq_online_rotation;
+
+/* What rotation did to this model, beyond the weights (read by nn/ and written by io/). */
+typedef struct rotq_rotation_record {
+    rotq_online_rotation r3;       /* Q and K after RoPE, per head */
+    rotq_online_rotation r4;       /* down_proj input */
+    char r1[96], r2[96];           /* how the fused rotations were made ("" when none) */
+    bool norms_fused;
+} rotq_rotation_record;
+
 #define ROTQ_MAX_BLOBS 16
 #define ROTQ_MAX_MAPS 64
 
@@ -84,6 +100,7 @@ struct rotq_model {
     int64_t n_meta;
     rotq_blob blobs[ROTQ_MAX_BLOBS];
     int32_t n_blobs;
+    rotq_rotation_record rot;
 };
 
 /* ---- model construction (used by the format readers) ---- */

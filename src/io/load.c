@@ -4,7 +4,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "arch/arch.h"
+#include "io/record.h"
 
 rotq_load_options rotq_load_defaults(void) { return (rotq_load_options){.format = ROTQ_FORMAT_AUTO}; }
 rotq_save_options rotq_save_defaults(void) { return (rotq_save_options){.format = ROTQ_FORMAT_AUTO, .dtype = ROTQ_DTYPE_INVALID}; }
@@ -27,6 +30,16 @@ static rotq_status detect(const char *path, rotq_format *fmt) {
     return ROTQ_OK;
 }
 
+/* The "rotq" record a rotated model carries (config.json "rotq" or GGUF "rotq.record"). */
+static rotq_status read_record(rotq_model *m) {
+    if (m->hf_config && json_object_get(m->hf_config, "rotq"))
+        return rotq_record_from_json(json_object_get(m->hf_config, "rotq"), m->source_path, &m->rot);
+    const rotq_meta *kv = rotq_model_meta(m, "rotq.record");
+    if (kv && kv->type == ROTQ_META_STRING) return rotq_record_from_string(kv->str, m->source_path, &m->rot);
+    if (kv) return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotq.record is not a string", m->source_path);
+    return ROTQ_OK;
+}
+
 rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rotq_model **out) {
     rotq_load_options o = opts ? *opts : rotq_load_defaults();
     *out = NULL;
@@ -46,6 +59,7 @@ rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rot
     default: s = rotq_fail(ROTQ_ERR_ARG, "%s: unknown format requested", path);
     }
     if (s == ROTQ_OK) s = rotq_model_bind_arch(m);
+    if (s == ROTQ_OK) s = read_record(m);
     if (s != ROTQ_OK) {
         rotq_model_free(m);
         return s;

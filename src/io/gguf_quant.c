@@ -1,0 +1,238 @@
+/* Dequantization of ggml block formats to float32.
+ *
+ * Layouts follow the GGUF/ggml block definitions. The arithmetic is written so that each
+ * float32 result is rounded exactly where the reference (PyPI gguf, ggml) rounds it: one
+ * operation per statement, so no compiler may fuse a multiply and an add into an FMA.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "core/model.h"
+
+static inline float half_at(const uint8_t *p) { return rotq_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+
+static inline float f32_at(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+/* Q4_0: f16 d, 16 bytes of nibbles; low nibbles are elements 0..15, high nibbles 16..31. */
+static void deq_q4_0(const uint8_t *b, float *y) {
+    const float d = half_at(b);
+    const uint8_t *qs = b + 2;
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)((qs[j] & 0x0F) - 8);
+        y[j + 16] = d * (float)((qs[j] >> 4) - 8);
+    }
+}
+
+/* Q4_1: f16 d, f16 m, nibbles as Q4_0; y = d*q + m. */
+static void deq_q4_1(const uint8_t *b, float *y) {
+    const float d = half_at(b), m = half_at(b + 2);
+    const uint8_t *qs = b + 4;
+    for (int j = 0; j < 16; j++) {
+        float lo = d * (float)(qs[j] & 0x0F);
+        float hi = d * (float)(qs[j] >> 4);
+        y[j] = lo + m;
+        y[j + 16] = hi + m;
+    }
+}
+
+/* Q5_0: f16 d, 32 high bits (u32, bit i for element i), nibbles as Q4_0; q - 16. */
+static void deq_q5_0(const uint8_t *b, float *y) {
+    const float d = half_at(b);
+    const uint32_t qh = (uint32_t)b[2] | ((uint32_t)b[3] << 8) | ((uint32_t)b[4] << 16) | ((uint32_t)b[5] << 24);
+    const uint8_t *qs = b + 6;
+    for (int j = 0; j < 16; j++) {
+        int lo = (qs[j] & 0x0F) | (int)(((qh >> j) & 1u) << 4);
+        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        y[j] = d * (float)(lo - 16);
+        y[j + 16] = d * (float)(hi - 16);
+    }
+}
+
+/* Q5_1: f16 d, f16 m, high bits, nibbles; y = d*q + m. */
+static void deq_q5_1(const uint8_t *b, float *y) {
+    const float d = half_at(b), m = half_at(b + 2);
+    const uint32_t qh = (uint32_t)b[4] | ((uint32_t)b[5] << 8) | ((uint32_t)b[6] << 16) | ((uint32_t)b[7] << 24);
+    const uint8_t *qs = b + 8;
+    for (int j = 0; j < 16; j++) {
+        int lo = (qs[j] & 0x0F) | (int)(((qh >> j) & 1u) << 4);
+        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        float plo = d * (float)lo;
+        float phi = d * (float)hi;
+        y[j] = plo + m;
+        y[j + 16] = phi + m;
+    }
+}
+
+/* Q8_0: f16 d, 32 int8. */
+static void deq_q8_0(const uint8_t *b, float *y) {
+    const float d = half_at(b);
+    for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+}
+
+/* Q2_K: 16 bytes of (min<<4 | scale), 64 bytes of 2-bit values, f16 d, f16 dmin.
+ * Element 128*c + 32*s + j is bits 2s..2s+1 of qs[32*c + j]; scale/min index = element / 16. */
+static void deq_q2_k(const uint8_t *b, float *y) {
+    const uint8_t *scales = b, *qs = b + 16;
+    const float d = half_at(b + 80), dmin = half_at(b + 82);
+    for (int c = 0; c < 2; c++)
+        for (int s = 0; s < 4; s++)
+            for (int j = 0; j < 32; j++) {
+                int e = 128 * c + 32 * s + j;
+                uint8_t sc = scales[e / 16];
+                float dl = d * (float)(sc & 0x0F);
+                float ml = dmin * (float)(sc >> 4);
+                float p = dl * (float)((qs[32 * c + j] >> (2 * s)) & 3);
+                y[e] = p - ml;
+            }
+}
+
+/* Q3_K: 32 bytes high-bit mask, 64 bytes of 2-bit values, 12 bytes of 6-bit scales, f16 d.
+ * Element 32*s + j (s = 0..7) takes bit s of hmask[j]; a clear bit subtracts 4. */
+static void deq_q3_k(const uint8_t *b, float *y) {
+    const uint8_t *hmask = b, *qs = b + 32, *sc = b + 96;
+    const float d = half_at(b + 108);
+    int8_t scale[16];
+    for (int i = 0; i < 16; i++) {
+        int low = (i < 8 ? sc[i] : sc[i - 8] >> 4) & 0x0F;
+        int high = (sc[8 + (i % 4)] >> (2 * (i / 4))) & 3;
+        scale[i] = (int8_t)((low | (high << 4)) - 32);
+    }
+    for (int c = 0; c < 2; c++)
+        for (int s = 0; s < 4; s++)
+            for (int j = 0; j < 32; j++) {
+                int e = 128 * c + 32 * s + j;
+                int q = (qs[32 * c + j] >> (2 * s)) & 3;
+                if (!((hmask[j] >> (e / 32)) & 1)) q -= 4;
+                float dl = d * (float)scale[e / 16];
+                y[e] = dl * (float)q;
+            }
+}
+
+/* The 12-byte packing of eight 6-bit scales and eight 6-bit mins shared by Q4_K and Q5_K. */
+static void k_scale_min(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    for (int k = 0; k < 4; k++) {
+        sc[k] = s[k] & 0x3F;
+        mn[k] = s[4 + k] & 0x3F;
+        sc[4 + k] = (uint8_t)((s[8 + k] & 0x0F) | ((s[k] >> 2) & 0x30));
+        mn[4 + k] = (uint8_t)((s[8 + k] >> 4) | ((s[4 + k] >> 2) & 0x30));
+    }
+}
+
+/* Q4_K: f16 d, f16 dmin, scales, 128 bytes of nibbles. Sub-block g = 2c + h (32 elements)
+ * takes nibble h of qs[32c + j]; y = (d*sc)*q - dmin*m. */
+static void deq_q4_k(const uint8_t *b, float *y) {
+    const float d = half_at(b), dmin = half_at(b + 2);
+    uint8_t sc[8], mn[8];
+    k_scale_min(b + 4, sc, mn);
+    const uint8_t *qs = b + 16;
+    for (int g = 0; g < 8; g++) {
+        float dl = d * (float)sc[g];
+        float ml = dmin * (float)mn[g];
+        for (int j = 0; j < 32; j++) {
+            int q = (qs[32 * (g / 2) + j] >> (4 * (g % 2))) & 0x0F;
+            float p = dl * (float)q;
+            y[32 * g + j] = p - ml;
+        }
+    }
+}
+
+/* Q5_K: as Q4_K plus 32 bytes of high bits: sub-block g takes bit g of qh[j]. */
+static void deq_q5_k(const uint8_t *b, float *y) {
+    const float d = half_at(b), dmin = half_at(b + 2);
+    uint8_t sc[8], mn[8];
+    k_scale_min(b + 4, sc, mn);
+    const uint8_t *qh = b + 16, *qs = b + 48;
+    for (int g = 0; g < 8; g++) {
+        float dl = d * (float)sc[g];
+        float ml = dmin * (float)mn[g];
+        for (int j = 0; j < 32; j++) {
+            int q = ((qs[32 * (g / 2) + j] >> (4 * (g % 2))) & 0x0F) | (((qh[j] >> g) & 1) << 4);
+            float p = dl * (float)q;
+            y[32 * g + j] = p - ml;
+        }
+    }
+}
+
+/* Q6_K: 128 bytes low nibbles, 64 bytes 2-bit highs, 16 int8 scales, f16 d.
+ * Element 128c + 64h + j (j < 64) takes nibble h of ql[64c + j]; element 128c + 32s + j
+ * (j < 32) takes bits 2s.. of qh[32c + j]; q - 32; scale index = element / 16. */
+static void deq_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *scales = (const int8_t *)(b + 192);
+    const float d = half_at(b + 208);
+    for (int e = 0; e < 256; e++) {
+        int c = e / 128, r = e % 128;
+        int low = (ql[64 * c + (r % 64)] >> (4 * (r / 64))) & 0x0F;
+        int high = (qh[32 * c + (r % 32)] >> (2 * (r / 32))) & 3;
+        int q = (low | (high << 4)) - 32;
+        float dl = d * (float)scales[e / 16];
+        y[e] = dl * (float)q;
+    }
+}
+
+/* Q8_K: f32 d, 256 int8, 16 int16 block sums (not needed to dequantize). */
+static void deq_q8_k(const uint8_t *b, float *y) {
+    const float d = f32_at(b);
+    for (int j = 0; j < 256; j++) y[j] = d * (float)(int8_t)b[4 + j];
+}
+
+typedef void (*block_fn)(const uint8_t *, float *);
+
+static block_fn block_dequantizer(rotq_dtype dt) {
+    switch (dt) {
+    case ROTQ_Q4_0: return deq_q4_0;
+    case ROTQ_Q4_1: return deq_q4_1;
+    case ROTQ_Q5_0: return deq_q5_0;
+    case ROTQ_Q5_1: return deq_q5_1;
+    case ROTQ_Q8_0: return deq_q8_0;
+    case ROTQ_Q2_K: return deq_q2_k;
+    case ROTQ_Q3_K: return deq_q3_k;
+    case ROTQ_Q4_K: return deq_q4_k;
+    case ROTQ_Q5_K: return deq_q5_k;
+    case ROTQ_Q6_K: return deq_q6_k;
+    case ROTQ_Q8_K: return deq_q8_k;
+    default: return 0;
+    }
+}
+
+rotq_status rotq_dequantize(rotq_dtype dt, const void *src, float *dst, int64_t n) {
+    if (n < 0 || (n > 0 && (!src || !dst)))
+        return rotq_fail(ROTQ_ERR_ARG, "rotq_dequantize: bad arguments (n=%lld)", (long long)n);
+    const uint8_t *s = src;
+    switch (dt) {
+    case ROTQ_F32:
+        if (n) memcpy(dst, src, (size_t)n * 4);
+        return ROTQ_OK;
+    case ROTQ_F16:
+        for (int64_t i = 0; i < n; i++) dst[i] = half_at(s + 2 * i);
+        return ROTQ_OK;
+    case ROTQ_BF16:
+        for (int64_t i = 0; i < n; i++) dst[i] = rotq_bf16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
+        return ROTQ_OK;
+    case ROTQ_F64:
+        for (int64_t i = 0; i < n; i++) {
+            double v;
+            memcpy(&v, s + 8 * i, 8);
+            dst[i] = (float)v;
+        }
+        return ROTQ_OK;
+    default: break;
+    }
+    block_fn fn = block_dequantizer(dt);
+    if (!fn)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq cannot dequantize type %s (ggml type %d)",
+                         rotq_dtype_name(dt), (int)dt);
+    const int64_t be = rotq_dtype_block_size(dt);
+    const uint64_t bb = rotq_dtype_block_bytes(dt);
+    if (n % be != 0)
+        return rotq_fail(ROTQ_ERR_ARG, "rotq_dequantize: %lld elements is not a whole number of %s blocks of %lld",
+                         (long long)n, rotq_dtype_name(dt), (long long)be);
+    const int64_t nb = n / be;
+#pragma omp parallel for schedule(static) if (nb > 8192)
+    for (int64_t i = 0; i < nb; i++) fn(s + (uint64_t)i * bb, dst + i * be);
+    return ROTQ_OK;
+}

@@ -1,0 +1,481 @@
+/* Hugging Face model folders: config.json + model.safetensors (or shards listed by
+ * model.safetensors.index.json) + tokenizer files carried untouched. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "core/model.h"
+#include "io/record.h"
+#include "io/safetensors.h"
+
+#define DEFAULT_SHARD_BYTES 5000000000ull /* transformers' "5GB" */
+#define SINGLE_FILE "model.safetensors"
+#define INDEX_FILE "model.safetensors.index.json"
+
+/* Files read as blobs when present, and written back verbatim. */
+static const char *const CARRIED[] = {
+    "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
+    "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja", "added_tokens.json",
+    "tokenizer.bin", /* a llama2.c tokenizer carried into an HF folder by an earlier conversion */
+};
+
+static rotq_status join(char *out, const char *dir, const char *name) {
+    if (snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX)
+        return rotq_fail(ROTQ_ERR_ARG, "%s/%s: path too long", dir, name);
+    return ROTQ_OK;
+}
+
+static bool is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Parses a JSON file; errors carry Jansson's line and column. */
+static rotq_status read_json(const char *path, size_t flags, json_t **out) {
+    uint8_t *data;
+    uint64_t size;
+    ROTQ_TRY(rotq_read_file(path, &data, &size));
+    json_error_t err;
+    json_t *j = json_loadb((const char *)data, (size_t)size, flags, &err);
+    free(data);
+    if (!j)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path, err.line, err.column, err.text);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: top level is not a JSON object", path);
+    }
+    *out = j;
+    return ROTQ_OK;
+}
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+static rotq_status find_arch(const char *path, json_t *config, const rotq_arch **out) {
+    json_t *archs = json_object_get(config, "architectures");
+    const char *id = NULL;
+    if (json_is_array(archs) && json_is_string(json_array_get(archs, 0))) {
+        id = json_string_value(json_array_get(archs, 0));
+        *out = rotq_arch_find_hf(id);
+    } else {
+        /* Some configs omit "architectures"; model_type usually equals the registry name. */
+        json_t *mt = json_object_get(config, "model_type");
+        if (!json_is_string(mt))
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: neither \"architectures\" nor \"model_type\" names the architecture", path);
+        id = json_string_value(mt);
+        *out = rotq_arch_find(id);
+    }
+    if (*out) return ROTQ_OK;
+    char known[512] = "";
+    size_t o = 0;
+    for (int32_t i = 0; rotq_arch_name(i) && o < sizeof known; i++)
+        o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", i ? ", " : "", rotq_arch_name(i));
+    return rotq_fail(ROTQ_ERR_UNSUPPORTED,
+                     "%s: architecture \"%.100s\" is not registered (known: %s); describe it in a JSON file and pass "
+                     "it with --arch-file FILE (see docs/architectures.md)",
+                     path, id, known);
+}
+
+typedef struct shard_span {
+    const char *file;        /* file name inside the folder (borrowed from the index JSON) */
+    int64_t first, count;    /* its tensors in m->tensors */
+} shard_span;
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+static rotq_status map_and_parse(rotq_model *m, const char *dir, const char *file) {
+    char path[PATH_MAX];
+    ROTQ_TRY(join(path, dir, file));
+    const uint8_t *base;
+    uint64_t size;
+    ROTQ_TRY(rotq_model_map_file(m, path, &base, &size));
+    return rotq_safetensors_parse(m, path, base, size);
+}
+
+static const shard_span *span_of(const shard_span *sp, int32_t n, int64_t tensor) {
+    for (int32_t i = 0; i < n; i++)
+        if (tensor >= sp[i].first && tensor < sp[i].first + sp[i].count) return &sp[i];
+    return NULL;
+}
+
+/* Loads every shard the index names (each mapped once, in file-name order) and checks that the
+ * weight_map agrees with the shards' own headers. */
+static rotq_status load_sharded(rotq_model *m, const char *dir, const char *index_path) {
+    json_t *idx;
+    ROTQ_TRY(read_json(index_path, JSON_REJECT_DUPLICATES, &idx));
+    rotq_status s = ROTQ_OK;
+    const char **files = NULL;
+    shard_span *spans = NULL;
+    json_t *wm = json_object_get(idx, "weight_map");
+    if (!json_is_object(wm) || json_object_size(wm) == 0) {
+        s = rotq_fail(ROTQ_ERR_FORMAT, "%s: no \"weight_map\" object (or it is empty)", index_path);
+        goto out;
+    }
+    size_t n_entries = json_object_size(wm), n_files = 0;
+    files = calloc(n_entries, sizeof *files);
+    if (!files) {
+        s = rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", index_path);
+        goto out;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(wm, name, v) {
+        const char *f = json_string_value(v);
+        if (!f || !*f || strchr(f, '/') || strcmp(f, ".") == 0 || strcmp(f, "..") == 0) {
+            s = rotq_fail(ROTQ_ERR_FORMAT, "%s: weight_map entry for %s is not a plain file name in the folder", index_path, name);
+            goto out;
+        }
+        files[n_files++] = f;
+    }
+    qsort(files, n_files, sizeof *files, cmp_str);
+    size_t u = 0;
+    for (size_t i = 0; i < n_files; i++)
+        if (u == 0 || strcmp(files[u - 1], files[i]) != 0) files[u++] = files[i];
+    n_files = u;
+    if (n_files + (size_t)m->n_maps > ROTQ_MAX_MAPS) {
+        s = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %zu shards; rotq maps at most %d files", index_path, n_files, ROTQ_MAX_MAPS);
+        goto out;
+    }
+    spans = calloc(n_files, sizeof *spans);
+    if (!spans) {
+        s = rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", index_path);
+        goto out;
+    }
+    for (size_t i = 0; i < n_files; i++) {
+        spans[i].file = files[i];
+        spans[i].first = m->n_tensors;
+        char path[PATH_MAX];
+        if ((s = join(path, dir, files[i])) != ROTQ_OK) goto out;
+        if (!is_file(path)) {
+            s = rotq_fail(ROTQ_ERR_NOT_FOUND, "%s: weight_map names shard %s, which does not exist", index_path, files[i]);
+            goto out;
+        }
+        int64_t before = m->n_tensors;
+        if ((s = map_and_parse(m, dir, files[i])) != ROTQ_OK) goto out;
+        spans[i].count = m->n_tensors - before;
+    }
+    json_object_foreach(wm, name, v) {
+        const char *f = json_string_value(v);
+        rotq_tensor *t = rotq_model_find(m, name);
+        if (!t) {
+            s = rotq_fail(ROTQ_ERR_FORMAT, "%s: weight_map places tensor %s in %s, which has no such tensor", index_path,
+                          name, f);
+            goto out;
+        }
+        const shard_span *sp = span_of(spans, (int32_t)n_files, t - m->tensors);
+        if (!sp || strcmp(sp->file, f) != 0) {
+            s = rotq_fail(ROTQ_ERR_FORMAT, "%s: weight_map places tensor %s in %s, but it is in %s", index_path, name, f,
+                          sp ? sp->file : "?");
+            goto out;
+        }
+    }
+out:
+    free(files);
+    free(spans);
+    json_decref(idx);
+    return s;
+}
+
+static rotq_status read_carried(rotq_model *m, const char *dir) {
+    for (size_t i = 0; i < sizeof CARRIED / sizeof CARRIED[0]; i++) {
+        char path[PATH_MAX];
+        ROTQ_TRY(join(path, dir, CARRIED[i]));
+        if (!is_file(path)) continue;
+        uint8_t *data;
+        uint64_t size;
+        ROTQ_TRY(rotq_read_file(path, &data, &size));
+        rotq_status s = rotq_model_add_blob(m, CARRIED[i], data, size);
+        free(data);
+        ROTQ_TRY(s);
+    }
+    return ROTQ_OK;
+}
+
+rotq_status rotq_load_hf(const char *dir, rotq_model *m) {
+    char path[PATH_MAX];
+    ROTQ_TRY(join(path, dir, "config.json"));
+    if (!is_file(path)) return rotq_fail(ROTQ_ERR_NOT_FOUND, "%s: no config.json, so not a Hugging Face model folder", dir);
+    json_t *config;
+    ROTQ_TRY(read_json(path, 0, &config));
+    const rotq_arch *arch;
+    rotq_status s = find_arch(path, config, &arch);
+    if (s != ROTQ_OK) {
+        json_decref(config);
+        return s;
+    }
+    if (m->hf_config) json_decref((json_t *)m->hf_config);
+    m->hf_config = config; /* the model owns it from here on */
+    ROTQ_TRY(rotq_hparams_from_hf_config(arch, config, path, &m->hp));
+    m->arch = arch;
+    m->source_format = ROTQ_FORMAT_HF;
+    if (!m->source_path[0]) snprintf(m->source_path, sizeof m->source_path, "%s", dir);
+
+    char single[PATH_MAX], index[PATH_MAX];
+    ROTQ_TRY(join(single, dir, SINGLE_FILE));
+    ROTQ_TRY(join(index, dir, INDEX_FILE));
+    if (is_file(single)) {
+        ROTQ_TRY(map_and_parse(m, dir, SINGLE_FILE));
+    } else if (is_file(index)) {
+        ROTQ_TRY(load_sharded(m, dir, index));
+    } else {
+        char bin[PATH_MAX];
+        ROTQ_TRY(join(bin, dir, "pytorch_model.bin"));
+        return rotq_fail(ROTQ_ERR_NOT_FOUND, "%s: neither %s nor %s found%s", dir, SINGLE_FILE, INDEX_FILE,
+                         is_file(bin) ? " (pytorch_model.bin is not read: convert it to safetensors first)" : "");
+    }
+    return read_carried(m, dir);
+}
+
+/* ---- saving -------------------------------------------------------------------------------- */
+
+static const char *torch_dtype_name(rotq_dtype dt) {
+    switch (dt) {
+    case ROTQ_F32: return "float32";
+    case ROTQ_F16: return "float16";
+    case ROTQ_BF16: return "bfloat16";
+    case ROTQ_F64: return "float64";
+    default: return NULL;
+    }
+}
+
+/* Removes the temporary folder and whatever was written into it (it holds no sub-folders). */
+static void remove_tree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char p[PATH_MAX];
+            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static rotq_status write_new_file(const char *path, const void *data, uint64_t size) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) return rotq_fail(ROTQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    const uint8_t *p = data;
+    while (size) {
+        ssize_t w = write(fd, p, size > (1u << 30) ? (1u << 30) : (size_t)size);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            return rotq_fail(ROTQ_ERR_IO, "%s: write failed: %s", path, strerror(e));
+        }
+        p += w;
+        size -= (uint64_t)w;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return rotq_fail(ROTQ_ERR_IO, "%s: cannot flush: %s", path, strerror(e));
+    }
+    if (close(fd) != 0) return rotq_fail(ROTQ_ERR_IO, "%s: cannot close: %s", path, strerror(errno));
+    return ROTQ_OK;
+}
+
+static rotq_status write_json(const char *path, json_t *j, size_t flags) {
+    char *txt = json_dumps(j, flags);
+    if (!txt) return rotq_fail(ROTQ_ERR_NOMEM, "%s: cannot serialize JSON", path);
+    size_t len = strlen(txt);
+    char *buf = realloc(txt, len + 2);
+    if (!buf) {
+        free(txt);
+        return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", path);
+    }
+    buf[len] = '\n';
+    rotq_status s = write_new_file(path, buf, len + 1);
+    free(buf);
+    return s;
+}
+
+/* config.json: the loaded (or synthesized) config with dtype and tying set to what is written. */
+static rotq_status write_config(const rotq_model *m, const char *tmp, rotq_dtype written) {
+    json_t *cfg = m->hf_config ? json_deep_copy((json_t *)m->hf_config) : NULL;
+    if (!cfg && m->arch) cfg = rotq_hparams_to_hf_config(m->arch, &m->hp);
+    if (!cfg) return rotq_fail(ROTQ_ERR_ARG, "%s: the model has no config.json and no architecture to build one", tmp);
+    const char *tname = torch_dtype_name(written);
+    int rc = 0;
+    if (tname) {
+        rc |= json_object_set_new(cfg, "torch_dtype", json_string(tname));
+        if (json_object_get(cfg, "dtype")) rc |= json_object_set_new(cfg, "dtype", json_string(tname));
+    }
+    rc |= json_object_set_new(cfg, "tie_word_embeddings", json_boolean(m->hp.tied_embeddings));
+    /* online rotations (and how fused ones were made) travel as "rotq" for rotq's own runner */
+    json_t *record = rotq_record_to_json(&m->rot);
+    if (record) rc |= json_object_set_new(cfg, "rotq", record);
+    else json_object_del(cfg, "rotq");
+    char path[PATH_MAX];
+    rotq_status s = rc ? rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory building config.json", tmp) : join(path, tmp, "config.json");
+    if (s == ROTQ_OK) s = write_json(path, cfg, JSON_INDENT(2));
+    json_decref(cfg);
+    return s;
+}
+
+/* Names this writer produces itself: a carried blob of that name is not copied over them. */
+static bool is_generated_name(const char *name) {
+    size_t n = strlen(name);
+    return strcmp(name, "config.json") == 0 || strcmp(name, INDEX_FILE) == 0 ||
+           (strncmp(name, "model", 5) == 0 && n > 12 && strcmp(name + n - 12, ".safetensors") == 0);
+}
+
+static rotq_status write_blobs(const rotq_model *m, const char *tmp) {
+    for (int32_t i = 0; i < m->n_blobs; i++) {
+        const rotq_blob *b = &m->blobs[i];
+        if (!b->name[0] || strchr(b->name, '/') || b->name[0] == '.')
+            return rotq_fail(ROTQ_ERR_ARG, "carried file name \"%s\" is not a plain file name", b->name);
+        if (is_generated_name(b->name)) continue;
+        char path[PATH_MAX];
+        ROTQ_TRY(join(path, tmp, b->name));
+        ROTQ_TRY(write_new_file(path, b->data, b->size));
+    }
+    return ROTQ_OK;
+}
+
+/* Writes the tensors as one file or as shards of at most shard_bytes (a larger tensor alone). */
+static rotq_status write_tensors(const rotq_model *m, const char *tmp, rotq_dtype want, uint64_t shard_bytes,
+                                 rotq_dtype *majority) {
+    int64_t n = m->n_tensors;
+    int64_t *shard_of = calloc((size_t)(n ? n : 1), sizeof *shard_of), *idx = calloc((size_t)(n ? n : 1), sizeof *idx);
+    uint64_t *out_bytes = calloc((size_t)(n ? n : 1), sizeof *out_bytes);
+    uint64_t per_dtype[ROTQ_DTYPE_COUNT] = {0};
+    rotq_status s = ROTQ_OK;
+    json_t *index = NULL;
+    if (!shard_of || !idx || !out_bytes) {
+        s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory planning %lld tensors", (long long)n);
+        goto out;
+    }
+    int64_t n_shards = n ? 1 : 0;
+    uint64_t fill = 0, total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const rotq_tensor *t = &m->tensors[i];
+        rotq_dtype dt = rotq_safetensors_out_dtype(t, want);
+        if (!rotq_safetensors_dtype_name(dt)) {
+            s = rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: safetensors cannot hold %s", t->name, rotq_dtype_name(dt));
+            goto out;
+        }
+        out_bytes[i] = rotq_dtype_nbytes(dt, rotq_tensor_numel(t));
+        if (fill > 0 && fill + out_bytes[i] > shard_bytes) {
+            n_shards++;
+            fill = 0;
+        }
+        fill += out_bytes[i];
+        total += out_bytes[i];
+        shard_of[i] = n_shards - 1;
+        if (rotq_dtype_is_float(dt)) per_dtype[dt] += out_bytes[i];
+    }
+    *majority = ROTQ_DTYPE_INVALID;
+    for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
+        if (per_dtype[d] && (*majority == ROTQ_DTYPE_INVALID || per_dtype[d] > per_dtype[*majority])) *majority = (rotq_dtype)d;
+
+    if (n_shards <= 1) {
+        char path[PATH_MAX];
+        for (int64_t i = 0; i < n; i++) idx[i] = i;
+        if ((s = join(path, tmp, SINGLE_FILE)) == ROTQ_OK) s = rotq_safetensors_write(m, idx, n, want, path);
+        goto out;
+    }
+    if (n_shards > 99999) {
+        s = rotq_fail(ROTQ_ERR_ARG, "%lld shards of %llu bytes: choose a larger shard size", (long long)n_shards,
+                      (unsigned long long)shard_bytes);
+        goto out;
+    }
+    json_t *wm = json_object();
+    index = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
+    if (!index) {
+        s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory building %s", INDEX_FILE);
+        goto out;
+    }
+    for (int64_t sh = 0, i = 0; sh < n_shards; sh++) {
+        char file[64], path[PATH_MAX];
+        snprintf(file, sizeof file, "model-%05lld-of-%05lld.safetensors", (long long)sh + 1, (long long)n_shards);
+        int64_t k = 0;
+        for (; i < n && shard_of[i] == sh; i++) {
+            idx[k++] = i;
+            if (json_object_set_new(wm, m->tensors[i].name, json_string(file)) != 0) {
+                s = rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: cannot record it in %s", m->tensors[i].name, INDEX_FILE);
+                goto out;
+            }
+        }
+        if ((s = join(path, tmp, file)) != ROTQ_OK) goto out;
+        if ((s = rotq_safetensors_write(m, idx, k, want, path)) != ROTQ_OK) goto out;
+    }
+    char path[PATH_MAX];
+    if ((s = join(path, tmp, INDEX_FILE)) == ROTQ_OK) s = write_json(path, index, JSON_INDENT(2));
+out:
+    json_decref(index);
+    free(shard_of);
+    free(idx);
+    free(out_bytes);
+    return s;
+}
+
+static void fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+rotq_status rotq_save_hf(const rotq_model *m, const char *dir_in, rotq_dtype dtype, uint64_t shard_bytes) {
+    if (dtype != ROTQ_DTYPE_INVALID && dtype != ROTQ_F32 && dtype != ROTQ_F16 && dtype != ROTQ_BF16)
+        return rotq_fail(ROTQ_ERR_ARG, "%s: Hugging Face output takes f32, f16 or bf16, not %s", dir_in, rotq_dtype_name(dtype));
+    if (shard_bytes == 0) shard_bytes = DEFAULT_SHARD_BYTES;
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof dir, "%s", dir_in) >= (int)sizeof dir - 16) return rotq_fail(ROTQ_ERR_ARG, "%s: path too long", dir_in);
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') dir[--len] = 0;
+    if (!len) return rotq_fail(ROTQ_ERR_ARG, "empty output path");
+    ROTQ_TRY(rotq_path_check_distinct(m->source_path, dir));
+
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return rotq_fail(ROTQ_ERR_ARG, "%s: exists and is not a folder; refusing to replace it", dir);
+        DIR *d = opendir(dir);
+        if (!d) return rotq_fail(ROTQ_ERR_IO, "%s: cannot read folder: %s", dir, strerror(errno));
+        struct dirent *e;
+        bool empty = true;
+        while (empty && (e = readdir(d))) empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+        closedir(d);
+        if (!empty) return rotq_fail(ROTQ_ERR_ARG, "%s: folder exists and is not empty; remove it or choose another output", dir);
+    }
+
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", dir) >= (int)sizeof tmp) return rotq_fail(ROTQ_ERR_ARG, "%s: path too long", dir);
+    if (!mkdtemp(tmp)) return rotq_fail(ROTQ_ERR_IO, "%s: cannot create temporary folder: %s", tmp, strerror(errno));
+    chmod(tmp, 0755); /* mkdtemp makes it 0700; the output should look like any other folder */
+    rotq_dtype majority = ROTQ_DTYPE_INVALID;
+    rotq_status s = write_tensors(m, tmp, dtype, shard_bytes, &majority);
+    if (s == ROTQ_OK) s = write_config(m, tmp, dtype != ROTQ_DTYPE_INVALID ? dtype : majority);
+    if (s == ROTQ_OK) s = write_blobs(m, tmp);
+    if (s == ROTQ_OK) {
+        fsync_dir(tmp);
+        /* rename() replaces an empty folder atomically and fails on a non-empty one. */
+        if (rename(tmp, dir) != 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot move %s into place: %s", dir, tmp, strerror(errno));
+    }
+    if (s != ROTQ_OK) {
+        remove_tree(tmp);
+        return s;
+    }
+    char parent[PATH_MAX];
+    memcpy(parent, dir, len + 1);
+    char *slash = strrchr(parent, '/');
+    if (slash) {
+        if (slash == parent) slash[1] = 0;
+        else *slash = 0;
+        fsync_dir(parent);
+    } else {
+        fsync_dir(".");
+    }
+    return ROTQ_OK;
+}

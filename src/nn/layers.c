@@ -1,0 +1,267 @@
+/* Layer functions of the reference runner: plain loops on float arrays, BLAS for the products.
+ *
+ * Row kernels (one row of a norm, a softmax, a log-sum-exp) are compiled twice, for AVX2+FMA and
+ * for the baseline, and picked at load time, so that a portable build still runs at full width.
+ * OpenMP loops call these kernels; BLAS is only ever called outside OpenMP regions, because
+ * OpenBLAS runs its own thread pool.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ROTQ_NO_CLONES)
+#define ROTQ_ROW_KERNEL __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define ROTQ_ROW_KERNEL
+#endif
+
+/* exp(x) to ~1 ulp for x in [-87, 88] (results below e^-87 flush to e^-87 ≈ 1.6e-38, which a
+ * softmax sum cannot notice). Written branch-free so that the compiler vectorizes it:
+ * x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-6 Taylor polynomial (error < 2e-7 relative),
+ * 2^n put straight into the exponent bits. */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float round_magic = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
+    float n = (x * 1.44269504088896341f + round_magic) - round_magic;
+    float r = x - n * 0.693145751953125f;  /* ln2 split in two so n·ln2_hi is exact */
+    r = r - n * 1.428606765330187e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+
+/* ---- linear -------------------------------------------------------------------------------- */
+
+void rotq_linear_forward(float *out, const float *x, const float *w, const float *b, int64_t T, int64_t n_in,
+                         int64_t n_out, bool accumulate) {
+    if (b) {
+        /* Bias goes in first so the product accumulates on top (one sgemm either way). */
+        if (accumulate) {
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t o = 0; o < n_out; o++) out[t * n_out + o] += b[o];
+        } else {
+            for (int64_t t = 0; t < T; t++) memcpy(out + t * n_out, b, (size_t)n_out * sizeof(float));
+        }
+    }
+    float beta = (accumulate || b) ? 1.0f : 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out, (blasint)n_in, 1.0f, x,
+                (blasint)n_in, w, (blasint)n_in, beta, out, (blasint)n_out);
+}
+
+/* ---- norms ---------------------------------------------------------------------------------- */
+
+ROTQ_ROW_KERNEL
+static void rmsnorm_row(float *out, const float *x, const float *w, float offset, float eps, int64_t d) {
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < d; i++) ss += x[i] * x[i];
+    float inv = 1.0f / sqrtf(ss / (float)d + eps);
+#pragma omp simd
+    for (int64_t i = 0; i < d; i++) out[i] = (w[i] + offset) * (x[i] * inv);
+}
+
+void rotq_rmsnorm_forward(float *out, const float *x, const float *w, float offset, float eps, int64_t T, int64_t d) {
+#pragma omp parallel for schedule(static) if (T * d > 32768)
+    for (int64_t t = 0; t < T; t++) rmsnorm_row(out + t * d, x + t * d, w, offset, eps, d);
+}
+
+static void layernorm_row(float *out, const float *x, const float *w, const float *b, float offset, float eps,
+                          int64_t d) {
+    double mean = 0.0, var = 0.0;
+    for (int64_t i = 0; i < d; i++) mean += x[i];
+    mean /= (double)d;
+    for (int64_t i = 0; i < d; i++) var += (x[i] - mean) * (x[i] - mean);
+    float m = (float)mean, inv = 1.0f / sqrtf((float)(var / (double)d) + eps);
+    for (int64_t i = 0; i < d; i++) out[i] = (x[i] - m) * inv * (w[i] + offset) + (b ? b[i] : 0.0f);
+}
+
+void rotq_layernorm_forward(float *out, const float *x, const float *w, const float *b, float offset, float eps,
+                            int64_t T, int64_t d) {
+#pragma omp parallel for schedule(static) if (T * d > 32768)
+    for (int64_t t = 0; t < T; t++) layernorm_row(out + t * d, x + t * d, w, b, offset, eps, d);
+}
+
+/* ---- RoPE ----------------------------------------------------------------------------------- */
+
+void rotq_rope_inv_freq(const rotq_hparams *hp, float *inv_freq) {
+    int64_t dim = hp->rotary_dim, half = dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        /* transformers: 1 / base ** (arange(0, dim, 2).float() / dim), every step in float32 */
+        float e = (float)(2 * i) / (float)dim;
+        float f = 1.0f / (float)pow(hp->rope_theta, (double)e);
+        if (hp->rope_scaling == 1) {
+            f = f / (float)hp->rope_factor;
+        } else if (hp->rope_scaling == 2) {
+            /* Llama 3: long wavelengths slowed by `factor`, short ones kept, a smooth ramp between */
+            double factor = hp->rope_factor, lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
+            double old_ctx = (double)hp->rope_orig_max_pos;
+            double wavelen = 2.0 * M_PI / f;
+            if (wavelen > old_ctx / lo) {
+                f = (float)(f / factor);
+            } else if (wavelen >= old_ctx / hi) {
+                double smooth = (old_ctx / wavelen - lo) / (hi - lo);
+                f = (float)((1.0 - smooth) * f / factor + smooth * f);
+            }
+        }
+        inv_freq[i] = f;
+    }
+}
+
+void rotq_rope_tables(const float *inv_freq, int64_t half, int64_t pos0, int64_t T, float *cos_t, float *sin_t) {
+#pragma omp parallel for schedule(static) if (T * half > 4096)
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < half; i++) {
+            float angle = (float)(pos0 + t) * inv_freq[i]; /* float32 product, as transformers */
+            cos_t[t * half + i] = (float)cos((double)angle);
+            sin_t[t * half + i] = (float)sin((double)angle);
+        }
+}
+
+void rotq_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads,
+                       int64_t head_dim, int64_t half) {
+#pragma omp parallel for schedule(static) if (T * n_heads * half > 32768)
+    for (int64_t t = 0; t < T; t++) {
+        const float *c = cos_t + t * half, *s = sin_t + t * half;
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *v = x + (t * n_heads + h) * head_dim;
+            /* rotate-half: pairs (i, i + half) of the rotary part */
+            for (int64_t i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * s[i];
+                v[i + half] = b * c[i] + a * s[i];
+            }
+        }
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------------------- */
+
+/* Softmax over the first n_valid entries of a row; the masked tail [n_valid, n) becomes 0 so the
+ * following P·V product can run over the whole block. */
+ROTQ_ROW_KERNEL
+static void softmax_row_masked(float *x, int64_t n_valid, int64_t n) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int64_t i = 0; i < n_valid; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n_valid; i++) {
+        float e = exp_approx(x[i] - mx);
+        x[i] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int64_t i = 0; i < n_valid; i++) x[i] *= inv;
+    for (int64_t i = n_valid; i < n; i++) x[i] = 0.0f;
+}
+
+int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys) {
+    /* Blocks of queries skip the keys above the causal diagonal (half the work for long
+     * windows) while keeping each product large enough for BLAS to run at speed. */
+    int64_t b = T <= 64 ? T : (T / 8 + 31) / 32 * 32;
+    if (T > 64) b = b < 64 ? 64 : b > 256 ? 256 : b;
+    /* all heads' scores of a block are held at once: keep them under 16M floats (64 MB) */
+    int64_t cap = ((int64_t)1 << 24) / (n_heads * (n_keys > 0 ? n_keys : 1));
+    if (cap < 1) cap = 1;
+    return b < cap ? b : cap;
+}
+
+void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
+                            int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
+                            int64_t q_block) {
+    int64_t group = n_heads / n_kv, q_stride = n_heads * head_dim, kv_stride = n_kv * head_dim;
+    for (int64_t b0 = 0; b0 < T; b0 += q_block) {
+        int64_t nq = T - b0 < q_block ? T - b0 : q_block;
+        int64_t nk = pos0 + b0 + nq; /* keys the last query of the block may see */
+        /* scores[h] [nq, nk] = scale · Q_h[b0:b0+nq] · K_g[0:nk]ᵀ for every head h (g its KV group).
+         * All heads go through BLAS back to back, then one parallel softmax: BLAS and OpenMP
+         * threads take turns as rarely as possible. */
+        for (int64_t h = 0; h < n_heads; h++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk, (blasint)head_dim, scale,
+                        q + b0 * q_stride + h * head_dim, (blasint)q_stride, k + (h / group) * head_dim,
+                        (blasint)kv_stride, 0.0f, scores + h * nq * nk, (blasint)nk);
+        int64_t rows = n_heads * nq;
+#pragma omp parallel for schedule(static) if (rows * nk > 32768)
+        for (int64_t hr = 0; hr < rows; hr++) {
+            int64_t r = hr % nq;
+            softmax_row_masked(scores + hr * nk, pos0 + b0 + r + 1, nk);
+        }
+        /* out_h[b0:b0+nq] [nq, hd] = P_h [nq, nk] · V_g[0:nk] */
+        for (int64_t h = 0; h < n_heads; h++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)head_dim, (blasint)nk, 1.0f,
+                        scores + h * nq * nk, (blasint)nk, v + (h / group) * head_dim, (blasint)kv_stride, 0.0f,
+                        out + b0 * q_stride + h * head_dim, (blasint)q_stride);
+    }
+}
+
+/* ---- MLP ------------------------------------------------------------------------------------ */
+
+ROTQ_ROW_KERNEL
+static void swiglu_span(float *gate, const float *up, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + exp_approx(-g)) * up[i];
+    }
+}
+
+void rotq_swiglu_forward(float *gate, const float *up, int64_t n) {
+    const int64_t span = 16384;
+    int64_t n_spans = (n + span - 1) / span;
+#pragma omp parallel for schedule(static) if (n_spans > 1)
+    for (int64_t s = 0; s < n_spans; s++) {
+        int64_t i0 = s * span, len = n - i0 < span ? n - i0 : span;
+        swiglu_span(gate + i0, up + i0, len);
+    }
+}
+
+/* ---- log-softmax pieces ------------------------------------------------------------------------ */
+
+ROTQ_ROW_KERNEL
+static double logsumexp_row(const float *x, int64_t n) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    /* float partial sums over short spans, double across them: cheap and accurate to ~1e-7 */
+    double total = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += 1024) {
+        int64_t i1 = i0 + 1024 < n ? i0 + 1024 : n;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = i0; i < i1; i++) s += exp_approx(x[i] - mx);
+        total += s;
+    }
+    return (double)mx + log(total);
+}
+
+void rotq_logsumexp_rows(const float *x, int64_t rows, int64_t n, double *out) {
+#pragma omp parallel for schedule(static) if (rows * n > 32768)
+    for (int64_t r = 0; r < rows; r++) out[r] = logsumexp_row(x + r * n, n);
+}
+
+ROTQ_ROW_KERNEL
+double rotq_exp_shift_sum(float *x, int64_t n, float shift) {
+    double total = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += 1024) {
+        int64_t i1 = i0 + 1024 < n ? i0 + 1024 : n;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = i0; i < i1; i++) {
+            x[i] = exp_approx(x[i] - shift);
+            s += x[i];
+        }
+        total += s;
+    }
+    return total;
+}

@@ -1,0 +1,140 @@
+/* The reference model runner: one plain float32 CPU forward pass for every registered decoder.
+ *
+ * A runner is prepared once from a bound model (weights viewed or converted to float32), then
+ * runs windows of tokens: embedding → n_layers × (norm → attention → residual, norm → MLP →
+ * residual) → final norm → lm_head. Matrix products go through BLAS over the whole window;
+ * element-wise work is spread over OpenMP threads (never around a BLAS call).
+ *
+ * Hook points let later stages (online rotations, fake quantization) change activations in place:
+ *   linear_input  the input of every linear, just before its product
+ *   qk_rope       Q and K after RoPE
+ *   v             V, as it leaves v_proj (before it enters the cache)
+ *   down_input    the input of down_proj (called before down_proj's linear_input hook)
+ * Shapes in comments are row-major, outermost first; T is the number of tokens in the call.
+ */
+#ifndef ROTQ_NN_NN_H
+#define ROTQ_NN_NN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arch/arch.h"
+#include "core/model.h"
+
+/* ---- hooks ---------------------------------------------------------------------------------- */
+
+typedef struct rotq_hooks {
+    void *ctx;
+    /* x [rows, cols]: input of linear `role` in `layer` (layer -1 for lm_head). Linears that share
+     * one input are called once with the group's first role: ROLE_Q (or ROLE_QKV) for q/k/v,
+     * ROLE_GATE (or ROLE_GATE_UP) for gate/up; then ROLE_O, ROLE_DOWN, ROLE_LM_HEAD. */
+    rotq_status (*linear_input)(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols);
+    /* q [T, n_heads, head_dim], k [T, n_kv, head_dim] after RoPE; row t sits at position pos0 + t. */
+    rotq_status (*qk_rope)(void *ctx, int32_t layer, float *q, float *k, int64_t T, int64_t pos0, int64_t n_heads,
+                           int64_t n_kv, int64_t head_dim);
+    /* v [T, n_kv, head_dim] (bias added). */
+    rotq_status (*v)(void *ctx, int32_t layer, float *v, int64_t T, int64_t pos0, int64_t n_kv, int64_t head_dim);
+    /* x [rows, intermediate] = act(gate) * up, before ROLE_DOWN's linear_input hook. */
+    rotq_status (*down_input)(void *ctx, int32_t layer, float *x, int64_t rows, int64_t cols);
+} rotq_hooks;
+
+/* ---- weights -------------------------------------------------------------------------------- */
+
+/* One decoder layer's weights as float32 (NULL where the model has no such tensor). Fused
+ * Phi-3 tensors are viewed as their parts: wq/wk/wv point into qkv_proj, wgate/wup into gate_up. */
+typedef struct rotq_layer_weights {
+    const float *attn_norm, *attn_norm_b;   /* [d] */
+    const float *wq, *bq;                   /* [n_heads*hd, d], [n_heads*hd] */
+    const float *wk, *bk, *wv, *bv;         /* [n_kv*hd, d], [n_kv*hd] */
+    const float *wo, *bo;                   /* [d, n_heads*hd], [d] */
+    const float *mlp_norm, *mlp_norm_b;     /* [d] */
+    const float *wgate, *bgate, *wup, *bup; /* [ff, d], [ff] */
+    const float *wdown, *bdown;             /* [d, ff], [d] */
+} rotq_layer_weights;
+
+typedef struct rotq_runner {
+    rotq_hparams hp;
+    const rotq_model *model;
+    rotq_norm_kind norm;
+    float norm_offset;                      /* 1 for (1 + w) norms */
+    const float *embed;                     /* [vocab, d] */
+    rotq_layer_weights *layers;             /* [n_layers] */
+    const float *final_norm, *final_norm_b; /* [d] */
+    const float *lm_head, *lm_head_b;       /* [vocab, d] (the embedding when tied), [vocab] */
+    float *inv_freq;                        /* [rotary_dim / 2] RoPE frequencies, scaling applied */
+    float attn_scale;                       /* 1 / sqrt(head_dim) */
+    int threads;
+    rotq_hooks hooks;                       /* all NULL: no hooks */
+
+    void **owned;                           /* float32 copies made at prepare time */
+    int64_t n_owned, cap_owned;
+    uint64_t owned_bytes;
+
+    /* Scratch, grown on demand (llm.c style: one block per activation). */
+    float *x, *xn, *q, *k, *v, *att, *ff1, *ff2, *scores, *rope_cos, *rope_sin;
+    int64_t scratch_T, scores_cap;
+} rotq_runner;
+
+/* Prepares a runner over `m` (which must outlive it and stay unchanged while it runs: float32
+ * tensors are borrowed, others converted once). threads <= 0: OpenMP's default. */
+rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out);
+void rotq_runner_free(rotq_runner *r);
+/* Installs hooks (copied); NULL removes them. */
+void rotq_runner_set_hooks(rotq_runner *r, const rotq_hooks *h);
+/* Bytes of float32 weight copies the runner owns (0 when every weight was borrowed). */
+uint64_t rotq_runner_owned_bytes(const rotq_runner *r);
+
+/* ---- KV cache (generation) -------------------------------------------------------------------- */
+
+typedef struct rotq_kv_cache {
+    int64_t capacity;   /* positions */
+    int64_t n;          /* positions filled: the next token goes to position n */
+    int64_t n_layers, kv_dim;
+    float *k, *v;       /* [n_layers, capacity, n_kv*hd] each, post-RoPE / post-hook values */
+} rotq_kv_cache;
+
+rotq_status rotq_kv_cache_new(const rotq_runner *r, int64_t capacity, rotq_kv_cache **out);
+void rotq_kv_cache_free(rotq_kv_cache *c);
+
+/* ---- forward -------------------------------------------------------------------------------- */
+
+/* Runs tokens ids[T] through the decoder. Without a cache the tokens sit at positions 0..T-1;
+ * with one, at cache->n .. cache->n+T-1, attending to everything cached, and the cache advances.
+ * hidden [T, d] receives the final-normed states (lm_head's input, after its linear_input hook). */
+rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_kv_cache *cache, float *hidden);
+/* logits [rows, vocab] = hidden [rows, d] · lm_headᵀ (+ bias). */
+rotq_status rotq_nn_logits(const rotq_runner *r, const float *hidden, int64_t rows, float *logits);
+
+/* ---- layers (layers.c): plain functions on raw float arrays ------------------------------------ */
+
+/* out [T, n_out] = x [T, n_in] · w [n_out, n_in]ᵀ + b (b may be NULL); accumulate: out += instead. */
+void rotq_linear_forward(float *out, const float *x, const float *w, const float *b, int64_t T, int64_t n_in,
+                         int64_t n_out, bool accumulate);
+/* out [T, d] = x / sqrt(mean(x²) + eps) * (w + offset) — in float32, as transformers does. */
+void rotq_rmsnorm_forward(float *out, const float *x, const float *w, float offset, float eps, int64_t T, int64_t d);
+/* out [T, d] = (x - mean) / sqrt(var + eps) * (w + offset) + b. */
+void rotq_layernorm_forward(float *out, const float *x, const float *w, const float *b, float offset, float eps,
+                            int64_t T, int64_t d);
+/* RoPE frequencies [rotary_dim/2] as transformers computes them (float32), with linear or llama3
+ * scaling from hp. */
+void rotq_rope_inv_freq(const rotq_hparams *hp, float *inv_freq);
+/* cos/sin tables [T, half] for positions pos0..pos0+T-1. */
+void rotq_rope_tables(const float *inv_freq, int64_t half, int64_t pos0, int64_t T, float *cos_t, float *sin_t);
+/* Rotate-half RoPE in place on x [T, n_heads, head_dim], touching the first 2*half dims of each head. */
+void rotq_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads,
+                       int64_t head_dim, int64_t half);
+/* Causal GQA attention. q [T, nh, hd] at positions pos0.., k/v [pos0+T, nkv, hd] (all keys so far);
+ * out [T, nh, hd]. scores: scratch of n_heads * q_block * (pos0+T) floats. */
+void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
+                            int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
+                            int64_t q_block);
+/* Query rows per attention block for T queries over n_keys keys (bounds the scores scratch). */
+int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys);
+/* gate [T, ff] ← silu(gate) * up. */
+void rotq_swiglu_forward(float *gate, const float *up, int64_t n);
+/* Row-wise log-sum-exp of x [rows, n]. */
+void rotq_logsumexp_rows(const float *x, int64_t rows, int64_t n, double *out);
+/* exp over n floats in place after subtracting `shift`; returns the sum (double). */
+double rotq_exp_shift_sum(float *x, int64_t n, float shift);
+
+#endif

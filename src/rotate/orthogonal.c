@@ -1,0 +1,405 @@
+/* Rotation handles: Hadamard and dense ones, Haar-random orthogonal matrices, files.
+ *
+ * Random orthogonal matrices use rotq's own generator and a plain Householder QR in double with a
+ * fixed order of operations (each column's update is sequential; OpenMP only splits columns), so a
+ * seed gives the same bytes on every machine — LAPACK's blocked kernels differ between CPUs.
+ */
+#include <cblas.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rotate/rotate.h"
+
+#define DENSE_MAX_N 16384 /* an n·n double matrix: 2 GiB at this size */
+
+void rotq_rotation_free(rotq_rotation *R) {
+    if (!R) return;
+    free(R->base);
+    free(R->signs);
+    free(R->kstep_fwd);
+    free(R->kstep_inv);
+    free(R->scaled_signs);
+    free(R->scaled_signs_f64);
+    free(R->dense);
+    free(R->dense_f32);
+    free(R);
+}
+
+static rotq_status nomem(const char *what, int64_t n) {
+    return rotq_fail(ROTQ_ERR_NOMEM, "rotation: out of memory for %s (n=%lld)", what, (long long)n);
+}
+
+/* ---- Hadamard rotations ------------------------------------------------------------------------ */
+
+rotq_status rotq_rotation_hadamard(int64_t n, bool random_signs, uint64_t seed, rotq_rotation **out) {
+    *out = NULL;
+    if (n < 1 || n > (INT64_C(1) << 40))
+        return rotq_fail(ROTQ_ERR_ARG, "rotation: size %lld out of range", (long long)n);
+    int64_t K;
+    int32_t m;
+    if (!rotq_hadamard_split(n, &K, &m)) {
+        int64_t odd = n;
+        while (odd % 2 == 0) odd /= 2;
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED,
+                         "rotation: no exact Hadamard matrix of order %lld is known (it needs one of order %lld·2^j, "
+                         "j ≥ 2, dividing n)%s",
+                         (long long)n, (long long)odd, n % 4 ? "; orders above 2 must be multiples of 4" : "");
+    }
+    rotq_rotation *R = calloc(1, sizeof *R);
+    if (!R) return nomem("the handle", n);
+    R->kind = ROTQ_ROT_HADAMARD;
+    R->n = n;
+    R->K = K;
+    R->m = m;
+    R->exact = true;
+    R->seeded = random_signs;
+    R->seed = random_signs ? seed : 0;
+    rotq_status st = rotq_hadamard_build(K, &R->base);
+    if (st != ROTQ_OK) { rotq_rotation_free(R); return st; }
+    R->signs = malloc((size_t)n);
+    R->scaled_signs = malloc(sizeof(float) * (size_t)n);
+    R->scaled_signs_f64 = malloc(sizeof(double) * (size_t)n);
+    R->kstep_fwd = malloc(sizeof(float) * (size_t)(K * K));
+    R->kstep_inv = malloc(sizeof(float) * (size_t)(K * K));
+    if (!R->signs || !R->scaled_signs || !R->scaled_signs_f64 || !R->kstep_fwd || !R->kstep_inv) {
+        rotq_rotation_free(R);
+        return nomem("the Hadamard rotation", n);
+    }
+    if (random_signs) rotq_rng_signs(seed, R->signs, n);
+    else memset(R->signs, 1, (size_t)n);
+    double scale = 1.0 / sqrt((double)n);
+    for (int64_t i = 0; i < n; i++) {
+        R->scaled_signs_f64[i] = R->signs[i] * scale;
+        R->scaled_signs[i] = (float)R->scaled_signs_f64[i];
+    }
+    for (int64_t c = 0; c < K; c++)
+        for (int64_t a = 0; a < K; a++) {
+            R->kstep_fwd[c * K + a] = R->base[a * K + c];
+            R->kstep_inv[c * K + a] = R->base[c * K + a];
+        }
+    char base_desc[160] = "";
+    if (K > 1) rotq_hadamard_describe(K, base_desc, sizeof base_desc);
+    char shape[200];
+    if (K == 1) snprintf(shape, sizeof shape, "Sylvester 2^%d", m);
+    else if (m == 0) snprintf(shape, sizeof shape, "%s", base_desc);
+    else snprintf(shape, sizeof shape, "%s ⊗ Sylvester 2^%d", base_desc, m);
+    if (random_signs)
+        snprintf(R->desc, sizeof R->desc, "Hadamard %lld = %s, random signs seed %llu", (long long)n, shape,
+                 (unsigned long long)seed);
+    else
+        snprintf(R->desc, sizeof R->desc, "Hadamard %lld = %s", (long long)n, shape);
+    *out = R;
+    return ROTQ_OK;
+}
+
+/* ---- dense rotations ----------------------------------------------------------------------------- */
+
+double rotq_orthogonality_error(const double *R, int64_t n) {
+    const int64_t bs = 256;
+    double *C = malloc(sizeof(double) * (size_t)(n * (n < bs ? n : bs)));
+    if (!C) return INFINITY;
+    double worst = 0.0;
+    for (int64_t j0 = 0; j0 < n; j0 += bs) {
+        int64_t nb = n - j0 < bs ? n - j0 : bs;
+        /* C = Rᵀ·R[:, j0:j0+nb] (n × nb) */
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)nb, (int)n, 1.0, R, (int)n, R + j0, (int)n,
+                    0.0, C, (int)nb);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < nb; j++) {
+                double e = fabs(C[i * nb + j] - (i == j0 + j ? 1.0 : 0.0));
+                if (!(e <= worst)) worst = e; /* NaN propagates as the worst */
+            }
+    }
+    free(C);
+    return worst;
+}
+
+static rotq_status dense_handle(int64_t n, double *owned, rotq_rotation **out) {
+    rotq_rotation *R = calloc(1, sizeof *R);
+    float *f = malloc(sizeof(float) * (size_t)(n * n));
+    if (!R || !f) { free(R); free(f); free(owned); return nomem("a dense rotation", n); }
+    for (int64_t i = 0; i < n * n; i++) f[i] = (float)owned[i];
+    R->kind = ROTQ_ROT_DENSE;
+    R->n = n;
+    R->K = 1;
+    R->exact = true;
+    R->dense = owned;
+    R->dense_f32 = f;
+    *out = R;
+    return ROTQ_OK;
+}
+
+rotq_status rotq_rotation_from_dense(int64_t n, const double *Rm, double tol, rotq_rotation **out) {
+    *out = NULL;
+    if (n < 1 || n > DENSE_MAX_N || !Rm)
+        return rotq_fail(ROTQ_ERR_ARG, "rotation: dense size %lld out of range [1, %d]", (long long)n, DENSE_MAX_N);
+    double err = rotq_orthogonality_error(Rm, n);
+    if (!(err <= tol))
+        return rotq_fail(ROTQ_ERR_NUMERIC, "rotation: the %lld×%lld matrix is not orthogonal (max |RᵀR - I| = %.3g > %.3g)",
+                         (long long)n, (long long)n, err, tol);
+    double *copy = malloc(sizeof(double) * (size_t)(n * n));
+    if (!copy) return nomem("a dense rotation", n);
+    memcpy(copy, Rm, sizeof(double) * (size_t)(n * n));
+    ROTQ_TRY(dense_handle(n, copy, out));
+    snprintf((*out)->desc, sizeof (*out)->desc, "dense %lld×%lld", (long long)n, (long long)n);
+    return ROTQ_OK;
+}
+
+/* Householder QR of A (column j at A + j·n), then Q·diag(sign R_kk) written row-major to out. */
+static rotq_status haar_from_gaussian(double *A, int64_t n, double *out) {
+    double *tau = calloc((size_t)n, sizeof(double)), *dsgn = calloc((size_t)n, sizeof(double));
+    double *Q = calloc((size_t)(n * n), sizeof(double));
+    if (!tau || !dsgn || !Q) { free(tau); free(dsgn); free(Q); return nomem("the QR factorisation", n); }
+    for (int64_t k = 0; k < n; k++) {
+        double *ak = A + k * n;
+        double alpha = ak[k], xnorm2 = 0.0;
+        for (int64_t i = k + 1; i < n; i++) xnorm2 += ak[i] * ak[i];
+        if (xnorm2 == 0.0) {
+            tau[k] = 0.0;
+            dsgn[k] = alpha < 0.0 ? -1.0 : 1.0;
+            continue;
+        }
+        double beta = -copysign(sqrt(alpha * alpha + xnorm2), alpha);
+        tau[k] = (beta - alpha) / beta;
+        double scale = 1.0 / (alpha - beta);
+        for (int64_t i = k + 1; i < n; i++) ak[i] *= scale;
+        ak[k] = beta;
+        dsgn[k] = beta < 0.0 ? -1.0 : 1.0;
+        double tk = tau[k];
+#pragma omp parallel for schedule(static) if (n - k > 128)
+        for (int64_t j = k + 1; j < n; j++) {
+            double *aj = A + j * n;
+            double w = aj[k];
+            for (int64_t i = k + 1; i < n; i++) w += ak[i] * aj[i];
+            w *= tk;
+            aj[k] -= w;
+            for (int64_t i = k + 1; i < n; i++) aj[i] -= w * ak[i];
+        }
+    }
+    for (int64_t j = 0; j < n; j++) Q[j * n + j] = 1.0;
+    for (int64_t k = n - 1; k >= 0; k--) {
+        if (tau[k] == 0.0) continue;
+        const double *v = A + k * n; /* v = (1, A[k+1.., k]) */
+        double tk = tau[k];
+#pragma omp parallel for schedule(static) if (n - k > 128)
+        for (int64_t j = k; j < n; j++) {
+            double *qj = Q + j * n;
+            double w = qj[k];
+            for (int64_t i = k + 1; i < n; i++) w += v[i] * qj[i];
+            w *= tk;
+            qj[k] -= w;
+            for (int64_t i = k + 1; i < n; i++) qj[i] -= w * v[i];
+        }
+    }
+    /* Q·diag(d) makes the factorisation unique (R_kk > 0), which makes Q Haar-distributed. */
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) out[i * n + j] = Q[j * n + i] * dsgn[j];
+    free(tau);
+    free(dsgn);
+    free(Q);
+    return ROTQ_OK;
+}
+
+rotq_status rotq_rotation_random_orthogonal(int64_t n, uint64_t seed, rotq_rotation **out) {
+    *out = NULL;
+    if (n < 1 || n > DENSE_MAX_N)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotation: random orthogonal size %lld out of range [1, %d]", (long long)n,
+                         DENSE_MAX_N);
+    double *A = malloc(sizeof(double) * (size_t)(n * n));
+    double *Rm = malloc(sizeof(double) * (size_t)(n * n));
+    if (!A || !Rm) { free(A); free(Rm); return nomem("a random orthogonal matrix", n); }
+    rotq_rng rng;
+    rotq_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < n * n; i++) A[i] = rotq_rng_normal(&rng); /* column j = normals j·n .. j·n+n-1 */
+    rotq_status st = haar_from_gaussian(A, n, Rm);
+    free(A);
+    if (st != ROTQ_OK) { free(Rm); return st; }
+    ROTQ_TRY(dense_handle(n, Rm, out));
+    (*out)->seeded = true;
+    (*out)->seed = seed;
+    snprintf((*out)->desc, sizeof (*out)->desc, "random orthogonal %lld, seed %llu", (long long)n, (unsigned long long)seed);
+    return ROTQ_OK;
+}
+
+rotq_status rotq_rotation_for_size(int64_t n, uint64_t seed, bool *fallback, rotq_rotation **out) {
+    *out = NULL;
+    if (fallback) *fallback = false;
+    int64_t K;
+    int32_t m;
+    if (n >= 1 && rotq_hadamard_split(n, &K, &m)) return rotq_rotation_hadamard(n, true, seed, out);
+    ROTQ_TRY(rotq_rotation_random_orthogonal(n, seed, out));
+    (*out)->exact = false;
+    if (fallback) *fallback = true;
+    char d[sizeof (*out)->desc];
+    snprintf(d, sizeof d, "%s (no exact Hadamard of order %lld known)", (*out)->desc, (long long)n);
+    memcpy((*out)->desc, d, sizeof d);
+    return ROTQ_OK;
+}
+
+rotq_status rotq_rotation_to_dense_f64(const rotq_rotation *R, double *out) {
+    if (!R || !out) return rotq_fail(ROTQ_ERR_ARG, "rotation: to_dense with NULL argument");
+    int64_t n = R->n;
+    if (R->kind == ROTQ_ROT_DENSE) {
+        memcpy(out, R->dense, sizeof(double) * (size_t)(n * n));
+        return ROTQ_OK;
+    }
+    int64_t K = R->K, M = n / K;
+    /* R[a·M+b][c·M+d] = s[a·M+b] · H_K[a][c] · (-1)^popcount(b & d) / √n */
+    for (int64_t i = 0; i < n; i++) {
+        int64_t a = i / M, b = i % M;
+        for (int64_t j = 0; j < n; j++) {
+            int64_t c = j / M, d = j % M;
+            int sgn = R->base[a * K + c] * ((__builtin_popcountll((unsigned long long)(b & d)) & 1) ? -1 : 1);
+            out[i * n + j] = sgn * R->scaled_signs_f64[i];
+        }
+    }
+    return ROTQ_OK;
+}
+
+/* ---- files ------------------------------------------------------------------------------------- */
+
+rotq_status rotq_rotation_save(const rotq_rotation *R, const char *path, rotq_dtype dtype) {
+    if (!R || !path) return rotq_fail(ROTQ_ERR_ARG, "rotation save: NULL argument");
+    if (dtype != ROTQ_F32 && dtype != ROTQ_F64)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotations are saved as F32 or F64, not %s", path, rotq_dtype_name(dtype));
+    int64_t n = R->n;
+    if (n > DENSE_MAX_N)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: a dense %lld×%lld rotation is too large to write", path, (long long)n,
+                         (long long)n);
+    size_t es = dtype == ROTQ_F64 ? 8 : 4;
+    uint64_t data_bytes = (uint64_t)(n * n) * es;
+
+    json_t *root = json_object(), *meta = json_object(), *t = json_object();
+    json_object_set_new(meta, "format", json_string("rotq-rotation"));
+    json_object_set_new(meta, "rotq.kind", json_string(R->kind == ROTQ_ROT_HADAMARD ? "hadamard" : "dense"));
+    json_object_set_new(meta, "rotq.description", json_string(R->desc));
+    json_object_set_new(meta, "rotq.exact", json_string(R->exact ? "true" : "false"));
+    if (R->seeded) {
+        char s[32];
+        snprintf(s, sizeof s, "%llu", (unsigned long long)R->seed);
+        json_object_set_new(meta, "rotq.seed", json_string(s));
+    }
+    json_object_set_new(root, "__metadata__", meta);
+    json_object_set_new(t, "dtype", json_string(dtype == ROTQ_F64 ? "F64" : "F32"));
+    json_object_set_new(t, "shape", json_pack("[II]", (json_int_t)n, (json_int_t)n));
+    json_object_set_new(t, "data_offsets", json_pack("[II]", (json_int_t)0, (json_int_t)data_bytes));
+    json_object_set_new(root, "rotation", t);
+    char *hdr = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(root);
+    if (!hdr) return rotq_fail(ROTQ_ERR_NOMEM, "%s: cannot format the header", path);
+    size_t hlen = strlen(hdr), padded = (hlen + 7) / 8 * 8;
+    uint64_t total = 8 + padded + data_bytes;
+    uint8_t *buf = malloc((size_t)total);
+    double *Rd = malloc(sizeof(double) * (size_t)(n * n));
+    if (!buf || !Rd) { free(hdr); free(buf); free(Rd); return nomem("the file image", n); }
+    uint64_t hl = padded;
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(hl >> (8 * i)); /* little-endian u64 */
+    memcpy(buf + 8, hdr, hlen);
+    memset(buf + 8 + hlen, ' ', padded - hlen);
+    free(hdr);
+    rotq_status st = rotq_rotation_to_dense_f64(R, Rd);
+    if (st == ROTQ_OK) {
+        uint8_t *d = buf + 8 + padded;
+        for (int64_t i = 0; i < n * n; i++) {
+            if (dtype == ROTQ_F64) memcpy(d + 8 * i, &Rd[i], 8);
+            else { float f = (float)Rd[i]; memcpy(d + 4 * i, &f, 4); }
+        }
+        st = rotq_write_file_atomic(path, buf, total);
+    }
+    free(Rd);
+    free(buf);
+    return st;
+}
+
+static const char *meta_str(json_t *meta, const char *key) {
+    json_t *v = meta ? json_object_get(meta, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* When the file says it holds a Hadamard rotation, rebuild the fast form and keep it if every
+ * entry agrees with the file; otherwise the caller keeps the dense matrix. */
+static bool try_fast_form(json_t *meta, int64_t n, const double *Rm, double tol, rotq_rotation **out) {
+    const char *kind = meta_str(meta, "rotq.kind"), *seed = meta_str(meta, "rotq.seed");
+    if (!kind || strcmp(kind, "hadamard") != 0) return false;
+    rotq_rotation *H = NULL;
+    uint64_t s = seed ? strtoull(seed, NULL, 10) : 0;
+    if (rotq_rotation_hadamard(n, seed != NULL, s, &H) != ROTQ_OK) { rotq_clear_error(); return false; }
+    double *D = malloc(sizeof(double) * (size_t)(n * n));
+    bool same = D && rotq_rotation_to_dense_f64(H, D) == ROTQ_OK;
+    for (int64_t i = 0; same && i < n * n; i++) same = fabs(D[i] - Rm[i]) <= tol;
+    free(D);
+    if (!same) { rotq_rotation_free(H); return false; }
+    *out = H;
+    return true;
+}
+
+rotq_status rotq_rotation_load(const char *path, rotq_rotation **out) {
+    *out = NULL;
+    uint8_t *data = NULL;
+    uint64_t size = 0;
+    ROTQ_TRY(rotq_read_file(path, &data, &size));
+    rotq_status st = ROTQ_OK;
+    json_t *root = NULL;
+    double *Rm = NULL;
+    uint64_t hl = 0;
+    if (size < 8) { st = rotq_fail(ROTQ_ERR_FORMAT, "%s: %llu bytes is too short for safetensors", path, (unsigned long long)size); goto done; }
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | data[i];
+    if (hl > size - 8) { st = rotq_fail(ROTQ_ERR_FORMAT, "%s: header length %llu exceeds the file (%llu bytes)", path, (unsigned long long)hl, (unsigned long long)size); goto done; }
+    json_error_t jerr;
+    root = json_loadb((const char *)data + 8, (size_t)hl, 0, &jerr);
+    if (!json_is_object(root)) { st = rotq_fail(ROTQ_ERR_FORMAT, "%s: header is not a JSON object (%s)", path, jerr.text); goto done; }
+    json_t *t = json_object_get(root, "rotation");
+    if (!t) { /* accept a file with exactly one tensor under any name */
+        const char *key;
+        json_t *v;
+        int count = 0;
+        json_object_foreach(root, key, v) if (strcmp(key, "__metadata__") != 0) { t = v; count++; }
+        if (count != 1) { st = rotq_fail(ROTQ_ERR_NOT_FOUND, "%s: no tensor named \"rotation\" (and %d tensors in all)", path, count); goto done; }
+    }
+    const char *dt = json_string_value(json_object_get(t, "dtype"));
+    json_t *shape = json_object_get(t, "shape"), *offs = json_object_get(t, "data_offsets");
+    size_t es = dt && !strcmp(dt, "F64") ? 8 : dt && !strcmp(dt, "F32") ? 4 : 0;
+    if (!es) { st = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotation dtype %s (F32 or F64 expected)", path, dt ? dt : "(missing)"); goto done; }
+    if (!json_is_array(shape) || json_array_size(shape) != 2 || !json_is_integer(json_array_get(shape, 0)) ||
+        json_integer_value(json_array_get(shape, 0)) != json_integer_value(json_array_get(shape, 1))) {
+        st = rotq_fail(ROTQ_ERR_FORMAT, "%s: rotation shape must be [n, n]", path);
+        goto done;
+    }
+    int64_t n = json_integer_value(json_array_get(shape, 0));
+    if (n < 1 || n > DENSE_MAX_N) { st = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotation size %lld out of range [1, %d]", path, (long long)n, DENSE_MAX_N); goto done; }
+    if (!json_is_array(offs) || json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
+        !json_is_integer(json_array_get(offs, 1))) {
+        st = rotq_fail(ROTQ_ERR_FORMAT, "%s: rotation data_offsets missing", path);
+        goto done;
+    }
+    json_int_t b = json_integer_value(json_array_get(offs, 0)), e = json_integer_value(json_array_get(offs, 1));
+    uint64_t want = (uint64_t)(n * n) * es;
+    if (b < 0 || e < b || (uint64_t)(e - b) != want || (uint64_t)e > size - 8 - hl) {
+        st = rotq_fail(ROTQ_ERR_FORMAT, "%s: rotation data_offsets [%lld, %lld] do not hold %lld×%lld %s values within %llu bytes",
+                       path, (long long)b, (long long)e, (long long)n, (long long)n, dt, (unsigned long long)(size - 8 - hl));
+        goto done;
+    }
+    Rm = malloc(sizeof(double) * (size_t)(n * n));
+    if (!Rm) { st = nomem("the loaded rotation", n); goto done; }
+    const uint8_t *src = data + 8 + hl + b;
+    for (int64_t i = 0; i < n * n; i++) {
+        if (es == 8) memcpy(&Rm[i], src + 8 * i, 8);
+        else { float f; memcpy(&f, src + 4 * i, 4); Rm[i] = f; }
+        if (!isfinite(Rm[i])) { st = rotq_fail(ROTQ_ERR_NUMERIC, "%s: rotation entry %lld is not finite", path, (long long)i); goto done; }
+    }
+    json_t *meta = json_object_get(root, "__metadata__");
+    double entry_tol = es == 8 ? 1e-12 : 1e-6;
+    if (try_fast_form(meta, n, Rm, entry_tol, out)) goto done;
+    st = rotq_rotation_from_dense(n, Rm, 1e-4, out);
+    if (st != ROTQ_OK) { st = rotq_fail_context(st, "%s", path); goto done; }
+    const char *desc = meta_str(meta, "rotq.description");
+    snprintf((*out)->desc, sizeof (*out)->desc, "%s (from %s)", desc ? desc : "dense", path);
+done:
+    free(Rm);
+    json_decref(root);
+    free(data);
+    return st;
+}

@@ -1,0 +1,221 @@
+/* rotq_rotate_model: runs the architecture's registered operations in order. R1 and R2 are fused
+ * into the weights; R3 and R4 are recorded as online rotations (R4's inverse fused into down_proj). */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rotate/fuse.h"
+#include "rotate/rotate.h"
+
+#define MAX_OPS 32
+static struct { char name[32]; rotq_op_fn fn; } op_table[MAX_OPS];
+static int32_t n_op_table;
+static pthread_mutex_t op_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t op_once = PTHREAD_ONCE_INIT;
+
+static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx);
+static rotq_status op_rotate_r2(rotq_rotate_ctx *ctx);
+static rotq_status op_online_r4(rotq_rotate_ctx *ctx);
+static rotq_status op_online_r3(rotq_rotate_ctx *ctx);
+
+static void add_op_unlocked(const char *name, rotq_op_fn fn) {
+    for (int32_t i = 0; i < n_op_table; i++)
+        if (strcmp(op_table[i].name, name) == 0) { op_table[i].fn = fn; return; }
+    if (n_op_table < MAX_OPS) {
+        snprintf(op_table[n_op_table].name, sizeof op_table[0].name, "%s", name);
+        op_table[n_op_table++].fn = fn;
+    }
+}
+
+static void register_builtin_ops(void) {
+    add_op_unlocked("untie_embeddings", rotq_op_untie_embeddings);
+    add_op_unlocked("fuse_norms", rotq_op_fuse_norms);
+    add_op_unlocked("rotate_r1", op_rotate_r1);
+    add_op_unlocked("rotate_r2", op_rotate_r2);
+    add_op_unlocked("online_r4", op_online_r4);
+    add_op_unlocked("online_r3", op_online_r3);
+}
+
+rotq_status rotq_op_register(const char *name, rotq_op_fn fn) {
+    pthread_once(&op_once, register_builtin_ops);
+    if (!name || !*name || strlen(name) >= sizeof op_table[0].name || !fn)
+        return rotq_fail(ROTQ_ERR_ARG, "an operation needs a name (< %zu bytes) and a function", sizeof op_table[0].name);
+    pthread_mutex_lock(&op_lock);
+    bool full = n_op_table >= MAX_OPS && !rotq_op_find(name);
+    if (!full) add_op_unlocked(name, fn);
+    pthread_mutex_unlock(&op_lock);
+    return full ? rotq_fail(ROTQ_ERR_ARG, "operation registry full (%d)", MAX_OPS) : ROTQ_OK;
+}
+
+rotq_op_fn rotq_op_find(const char *name) {
+    pthread_once(&op_once, register_builtin_ops);
+    for (int32_t i = 0; i < n_op_table; i++)
+        if (strcmp(op_table[i].name, name) == 0) return op_table[i].fn;
+    return NULL;
+}
+
+rotq_rotate_options rotq_rotate_options_default(void) {
+    return (rotq_rotate_options){.r1 = ROTQ_R_RANDOM_HADAMARD, .r2 = ROTQ_R_RANDOM_HADAMARD, .r3 = true, .r4 = true,
+                                 .fuse_norms = true, .seed = 0};
+}
+
+/* The rotation a fused site asks for; sizes with no exact Hadamard fall back to a random
+ * orthogonal matrix with a warning. */
+static rotq_status make_rotation(rotq_rotation_choice c, const char *file, int64_t n, uint64_t seed, const char *site,
+                                 bool verbose, rotq_rotation **out) {
+    rotq_status s;
+    switch (c) {
+    case ROTQ_R_HADAMARD:
+    case ROTQ_R_RANDOM_HADAMARD:
+        if (rotq_hadamard_known(n)) return rotq_rotation_hadamard(n, c == ROTQ_R_RANDOM_HADAMARD, seed, out);
+        fprintf(stderr, "rotq: warning: %s: no exact Hadamard matrix of order %lld is known; using a random orthogonal matrix (seed %llu)\n",
+                site, (long long)n, (unsigned long long)seed);
+        return rotq_rotation_random_orthogonal(n, seed, out);
+    case ROTQ_R_ORTHOGONAL: return rotq_rotation_random_orthogonal(n, seed, out);
+    case ROTQ_R_FILE:
+        s = rotq_rotation_load(file, out);
+        if (s != ROTQ_OK) return s;
+        if ((*out)->n != n) {
+            int64_t got = (*out)->n;
+            rotq_rotation_free(*out);
+            *out = NULL;
+            return rotq_fail(ROTQ_ERR_ARG, "%s: %s holds a %lld×%lld rotation but the site needs %lld", site, file, (long long)got,
+                             (long long)got, (long long)n);
+        }
+        return ROTQ_OK;
+    default: return rotq_fail(ROTQ_ERR_ARG, "%s: no rotation requested", site);
+    }
+    (void)verbose;
+}
+
+static rotq_status save_rotation(const rotq_rotate_options *o, const rotq_rotation *R, const char *name) {
+    if (!o->save_rotations) return ROTQ_OK;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.safetensors", o->save_rotations, name);
+    return rotq_rotation_save(R, path, ROTQ_F64);
+}
+
+static bool reads_stream(int32_t role) {
+    return role == ROLE_Q || role == ROLE_K || role == ROLE_V || role == ROLE_QKV || role == ROLE_GATE || role == ROLE_UP ||
+           role == ROLE_GATE_UP || role == ROLE_LM_HEAD;
+}
+
+static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
+    rotq_model *m = ctx->m;
+    const rotq_rotate_options *o = ctx->opt;
+    if (o->r1 == ROTQ_R_NONE) return ROTQ_OK;
+    if (!m->rot.norms_fused)
+        return rotq_fail(ROTQ_ERR_ARG, "%s: R1 needs the norms fused first (the architecture's ops must run fuse_norms before rotate_r1)",
+                         m->source_path);
+    rotq_rotation *R;
+    ROTQ_TRY(make_rotation(o->r1, o->r1_file, m->hp.hidden, o->seed, "R1", o->verbose, &R));
+    rotq_rotate_opts ro = rotq_rotate_defaults();
+    rotq_status s = ROTQ_OK;
+    for (int64_t i = 0; s == ROTQ_OK && i < m->n_tensors; i++) {
+        rotq_tensor *t = &m->tensors[i];
+        if (t->role == ROLE_EMBED || t->role == ROLE_POS_EMBED) s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_OUTPUT, R, &ro);
+        else if (reads_stream(t->role)) s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_INPUT, R, &ro);
+        else if (t->role == ROLE_O || t->role == ROLE_DOWN) {
+            rotq_tensor *b = rotq_model_role(m, t->role == ROLE_O ? ROLE_O_BIAS : ROLE_DOWN_BIAS, t->layer);
+            s = rotq_op_rotate(t, b, ROTQ_ROTATE_OUTPUT, R, &ro);
+        }
+        if (o->verbose && t->layer >= 0 && t->role == ROLE_DOWN)
+            fprintf(stderr, "rotq: R1 layer %d/%lld\n", t->layer + 1, (long long)m->hp.n_layers);
+    }
+    snprintf(m->rot.r1, sizeof m->rot.r1, "%s", R->desc);
+    if (s == ROTQ_OK) s = save_rotation(o, R, "r1");
+    rotq_rotation_free(R);
+    return s;
+}
+
+static rotq_status op_rotate_r2(rotq_rotate_ctx *ctx) {
+    rotq_model *m = ctx->m;
+    const rotq_rotate_options *o = ctx->opt;
+    if (o->r2 == ROTQ_R_NONE) return ROTQ_OK;
+    const rotq_hparams *hp = &m->hp;
+    int64_t hd = hp->head_dim;
+    for (int32_t L = 0; L < hp->n_layers; L++) {
+        rotq_rotation *R;
+        char site[32];
+        snprintf(site, sizeof site, "R2 layer %d", L);
+        /* one rotation per layer, seeded apart from R1 and from the other layers */
+        ROTQ_TRY(make_rotation(o->r2, o->r2_file, hd, o->seed + 1 + (uint64_t)L, site, o->verbose, &R));
+        rotq_rotate_opts ro = rotq_rotate_defaults();
+        ro.block_diag = true;
+        rotq_status s;
+        rotq_tensor *v = rotq_model_role(m, ROLE_V, L), *qkv = rotq_model_role(m, ROLE_QKV, L);
+        if (v) s = rotq_op_rotate(v, rotq_model_role(m, ROLE_V_BIAS, L), ROTQ_ROTATE_OUTPUT, R, &ro);
+        else if (qkv) {
+            ro.row_begin = (hp->n_heads + hp->n_kv_heads) * hd;  /* the v rows of [q; k; v] */
+            ro.row_end = ro.row_begin + hp->n_kv_heads * hd;
+            s = rotq_op_rotate(qkv, rotq_model_role(m, ROLE_QKV_BIAS, L), ROTQ_ROTATE_OUTPUT, R, &ro);
+            ro.row_begin = ro.row_end = 0;
+        } else s = rotq_fail(ROTQ_ERR_FORMAT, "%s: layer %d has no v_proj to rotate", m->source_path, L);
+        if (s == ROTQ_OK) s = rotq_op_rotate(rotq_model_role(m, ROLE_O, L), NULL, ROTQ_ROTATE_INPUT, R, &ro);
+        if (L == 0) snprintf(m->rot.r2, sizeof m->rot.r2, "%s (layer l: seed + 1 + l)", R->desc);
+        char name[32];
+        snprintf(name, sizeof name, "r2.layer%d", L);
+        if (s == ROTQ_OK) s = save_rotation(o, R, name);
+        rotq_rotation_free(R);
+        ROTQ_TRY(s);
+    }
+    return ROTQ_OK;
+}
+
+/* The rotation an online site uses: plain Hadamard when one exists, else seeded orthogonal. */
+rotq_status rotq_online_rotation_make(const rotq_online_rotation *spec, rotq_rotation **out) {
+    if (!spec->dense) return rotq_rotation_hadamard(spec->size, false, 0, out);
+    return rotq_rotation_random_orthogonal(spec->size, spec->seed, out);
+}
+
+static void plan_online(rotq_online_rotation *r, int64_t n, uint64_t seed, const char *site) {
+    r->on = true;
+    r->size = n;
+    r->dense = !rotq_hadamard_known(n);
+    r->seed = seed;
+    if (r->dense)
+        fprintf(stderr, "rotq: warning: %s: no exact Hadamard matrix of order %lld is known; using a dense random orthogonal rotation (seed %llu)\n",
+                site, (long long)n, (unsigned long long)seed);
+}
+
+static rotq_status op_online_r4(rotq_rotate_ctx *ctx) {
+    rotq_model *m = ctx->m;
+    if (!ctx->opt->r4) return ROTQ_OK;
+    if (m->rot.r4.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R4 is already applied to this model", m->source_path);
+    plan_online(&m->rot.r4, m->hp.intermediate, ctx->opt->seed + 0x5eed4, "R4");
+    rotq_rotation *R;
+    ROTQ_TRY(rotq_online_rotation_make(&m->rot.r4, &R));
+    rotq_rotate_opts ro = rotq_rotate_defaults();
+    rotq_status s = ROTQ_OK;
+    for (int32_t L = 0; s == ROTQ_OK && L < m->hp.n_layers; L++)
+        s = rotq_op_rotate(rotq_model_role(m, ROLE_DOWN, L), NULL, ROTQ_ROTATE_INPUT, R, &ro);
+    if (s == ROTQ_OK) s = save_rotation(ctx->opt, R, "r4");
+    rotq_rotation_free(R);
+    if (s != ROTQ_OK) m->rot.r4.on = false;
+    return s;
+}
+
+static rotq_status op_online_r3(rotq_rotate_ctx *ctx) {
+    rotq_model *m = ctx->m;
+    if (!ctx->opt->r3) return ROTQ_OK;
+    if (m->rot.r3.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R3 is already applied to this model", m->source_path);
+    plan_online(&m->rot.r3, m->hp.head_dim, ctx->opt->seed + 0x5eed3, "R3");
+    return ROTQ_OK;
+}
+
+rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts) {
+    rotq_rotate_options o = opts ? *opts : rotq_rotate_options_default();
+    rotq_rotate_ctx ctx = {.m = m, .opt = &o};
+    for (int32_t i = 0; i < m->arch->n_ops; i++) {
+        rotq_op_fn fn = rotq_op_find(m->arch->ops[i]);
+        if (!fn)
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "architecture %s lists operation \"%s\", which is not registered", m->arch->name,
+                             m->arch->ops[i]);
+        if (o.verbose) fprintf(stderr, "rotq: %s\n", m->arch->ops[i]);
+        rotq_status s = fn(&ctx);
+        if (s != ROTQ_OK) return rotq_fail_context(s, "%s", m->arch->ops[i]);
+    }
+    if (o.verbose && ctx.params_added)
+        fprintf(stderr, "rotq: untied embeddings: %lld parameters added\n", (long long)ctx.params_added);
+    return ROTQ_OK;
+}

@@ -1,0 +1,116 @@
+"""Rotation keeps the function: `rotq verify original rotated` is equivalent (max |Δlogit| < 1e-3 ·
+max |logit|, mean KL < 1e-6) for every combination of R1/R2/R3/R4 on random llama / qwen2 (bias) /
+phi3 (fused) models with non-power-of-two sizes, on tinystories-260k and on SmolLM2-135M; the rotated
+weights really changed; and bad requests fail cleanly without leaving output behind."""
+import itertools, json, os, subprocess, sys, tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+import random_models
+
+ROTQ = os.environ.get("ROTQ", "build/rotq")
+SHARED = os.environ.get("ROTQ_SHARED", "../shared")
+MODELS = os.environ.get("ROTQ_MODELS", "models")
+failures, checked = [], 0
+
+
+def run(*args):
+    return subprocess.run([ROTQ, *args], capture_output=True, text=True)
+
+
+def verify(orig, rotated, label, tokens=64, text=None):
+    global checked
+    args = ["verify", orig, rotated, "--tokens", str(tokens), "--json"] + (["--text", text] if text else [])
+    p = run(*args)
+    try:
+        j = json.loads(p.stdout)
+    except json.JSONDecodeError:
+        failures.append(f"{label}: verify printed no JSON (rc {p.returncode}): {p.stderr.strip()[-300:]}")
+        return
+    for c in j["cases"]:
+        checked += 1
+        ok = c["max_abs_dlogit"] < 1e-3 * c["max_abs_logit"] and c["mean_kl"] < 1e-6
+        if not ok or not c["equivalent"] or p.returncode != 0:
+            failures.append(f"{label} [{c['case']}]: max|dlogit| {c['max_abs_dlogit']:.3g} (max|logit| {c['max_abs_logit']:.3g}), KL {c['mean_kl']:.3g}")
+
+
+def weights_changed(orig_dir, rot_dir, name):
+    from safetensors.numpy import load_file
+    a = load_file(os.path.join(orig_dir, "model.safetensors"))[name]
+    b = load_file(os.path.join(rot_dir, "model.safetensors"))[name]
+    return a.shape != b.shape or float(abs(a - b).max()) > 1e-3
+
+
+combos = list(itertools.product(["none", "random-hadamard"], ["none", "random-hadamard"], ["off", "on"], ["off", "on"]))
+
+with tempfile.TemporaryDirectory() as tmp:
+    for arch in ["llama", "qwen2", "phi3"]:
+        src = random_models.make(arch, os.path.join(tmp, arch), seed=7, tied=(arch == "llama"))
+        for r1, r2, r3, r4 in combos:
+            out = os.path.join(tmp, f"{arch}-{r1}-{r2}-{r3}-{r4}")
+            p = run("rotate", src, out, "--r1", r1, "--r2", r2, "--r3", r3, "--r4", r4, "--seed", "3", "--quiet")
+            if p.returncode != 0:
+                failures.append(f"{arch} rotate {r1} {r2} {r3} {r4}: {p.stderr.strip()}")
+                continue
+            verify(src, out, f"{arch} r1={r1} r2={r2} r3={r3} r4={r4}")
+            if r1 != "none":
+                name = "model.layers.0.self_attn.qkv_proj.weight" if arch == "phi3" else "model.layers.0.self_attn.q_proj.weight"
+                if not weights_changed(src, out, name):
+                    failures.append(f"{arch} with R1: {name} did not change")
+        # orthogonal kinds and GGUF output too
+        out = os.path.join(tmp, f"{arch}-orth.gguf")
+        p = run("rotate", src, out, "--r1", "orthogonal", "--r2", "orthogonal", "--seed", "5", "--quiet")
+        if p.returncode != 0:
+            failures.append(f"{arch} rotate to GGUF: {p.stderr.strip()}")
+        else:
+            verify(src, out, f"{arch} orthogonal -> gguf")
+        print(f"checked {arch}", flush=True)
+
+    ts = os.path.join(SHARED, "models/tinystories-260k/model.bin")
+    if os.path.exists(ts):
+        text = os.path.join(SHARED, "data/tinystories/valid-excerpt.txt")
+        for r1, r2, r3, r4 in combos:
+            out = os.path.join(tmp, f"ts-{r1}-{r2}-{r3}-{r4}")
+            p = run("rotate", ts, out, "--r1", r1, "--r2", r2, "--r3", r3, "--r4", r4, "--quiet")
+            if p.returncode != 0:
+                failures.append(f"tinystories rotate: {p.stderr.strip()}")
+                continue
+            verify(ts, out, f"tinystories r1={r1} r2={r2} r3={r3} r4={r4}", tokens=128, text=text)
+        print("checked tinystories-260k", flush=True)
+    else:
+        print(f"skip tinystories-260k: {ts} is absent")
+
+    smol = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if os.path.exists(smol):
+        wiki = os.path.join(SHARED, "data/wikitext-2-raw/wiki.test.raw")
+        for r1, r2, r3, r4 in [("random-hadamard", "random-hadamard", "on", "on"), ("hadamard", "none", "off", "on")]:
+            out = os.path.join(tmp, f"smol-{r1}-{r2}-{r3}-{r4}")
+            p = run("rotate", smol, out, "--r1", r1, "--r2", r2, "--r3", r3, "--r4", r4, "--quiet")
+            if p.returncode != 0:
+                failures.append(f"SmolLM2 rotate: {p.stderr.strip()}")
+                continue
+            verify(smol, out, f"SmolLM2 r1={r1} r2={r2} r3={r3} r4={r4}", tokens=64, text=wiki if os.path.exists(wiki) else None)
+        print("checked SmolLM2-135M", flush=True)
+    else:
+        print(f"skip SmolLM2: {smol} is absent")
+
+    # Errors: output onto the input, unknown architecture; nothing partial left behind.
+    src = os.path.join(tmp, "llama")
+    p = run("rotate", src, src)
+    if p.returncode == 0 or "input" not in p.stderr:
+        failures.append(f"rotating onto the input was not refused: {p.stderr!r}")
+    bad = os.path.join(tmp, "unknown")
+    random_models.make("llama", bad, seed=1)
+    cfg = json.load(open(os.path.join(bad, "config.json")))
+    cfg["architectures"] = ["MysteryForCausalLM"]
+    json.dump(cfg, open(os.path.join(bad, "config.json"), "w"))
+    p = run("rotate", bad, os.path.join(tmp, "unknown-out"))
+    if p.returncode == 0 or "MysteryForCausalLM" not in p.stderr or os.path.exists(os.path.join(tmp, "unknown-out")):
+        failures.append(f"unknown architecture not refused cleanly: {p.stderr!r}")
+    leftovers = [f for f in os.listdir(tmp) if ".tmp-" in f]
+    if leftovers:
+        failures.append(f"temporary outputs left behind: {leftovers}")
+
+for f in failures:
+    print("FAIL", f)
+print(f"oracle_rotate_invariance: {checked} verify cases, {len(failures)} failures")
+sys.exit(1 if failures else 0)

@@ -1,0 +1,49 @@
+"""Small random Hugging Face checkpoints (llama, qwen2 with q/k/v bias, phi3 with fused qkv and
+gate_up) for tests. Sizes are deliberately not powers of two: hidden 96 = 12·8, head_dim 24 = 12·2,
+intermediate 160 = 20·8, so rotations exercise non-Sylvester Hadamard orders. Deterministic per seed."""
+import json, os
+import numpy as np
+from safetensors.numpy import save_file
+
+DIMS = dict(hidden=96, heads=4, kv_heads=2, head_dim=24, intermediate=160, layers=2, vocab=128)
+
+
+def make(arch, out_dir, seed=0, tied=False, dims=None):
+    d = dict(DIMS, **(dims or {}))
+    rng = np.random.default_rng(seed)
+    h, nh, nkv, hd, ff, L, V = d["hidden"], d["heads"], d["kv_heads"], d["head_dim"], d["intermediate"], d["layers"], d["vocab"]
+    w = lambda *s, scale=None: (rng.standard_normal(s) * (scale or 1 / np.sqrt(s[-1]))).astype(np.float32)
+    norm = lambda: (1 + 0.3 * rng.standard_normal(h)).astype(np.float32)  # not 1: fusion must matter
+    t = {"model.embed_tokens.weight": w(V, h, scale=1.0), "model.norm.weight": norm()}
+    if not tied:
+        t["lm_head.weight"] = w(V, h)
+    for l in range(L):
+        p = f"model.layers.{l}."
+        t[p + "input_layernorm.weight"] = norm()
+        t[p + "post_attention_layernorm.weight"] = norm()
+        t[p + "self_attn.o_proj.weight"] = w(h, nh * hd)
+        t[p + "mlp.down_proj.weight"] = w(h, ff)
+        if arch == "phi3":
+            t[p + "self_attn.qkv_proj.weight"] = w((nh + 2 * nkv) * hd, h)
+            t[p + "mlp.gate_up_proj.weight"] = w(2 * ff, h)
+        else:
+            t[p + "self_attn.q_proj.weight"] = w(nh * hd, h)
+            t[p + "self_attn.k_proj.weight"] = w(nkv * hd, h)
+            t[p + "self_attn.v_proj.weight"] = w(nkv * hd, h)
+            t[p + "mlp.gate_proj.weight"] = w(ff, h)
+            t[p + "mlp.up_proj.weight"] = w(ff, h)
+            if arch == "qwen2":
+                for n, rows in (("q", nh * hd), ("k", nkv * hd), ("v", nkv * hd)):
+                    t[p + f"self_attn.{n}_proj.bias"] = (0.5 * rng.standard_normal(rows)).astype(np.float32)
+    hf_arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "phi3": "Phi3ForCausalLM"}[arch]
+    cfg = {"architectures": [hf_arch], "model_type": arch, "hidden_size": h, "intermediate_size": ff,
+           "num_hidden_layers": L, "num_attention_heads": nh, "num_key_value_heads": nkv, "head_dim": hd,
+           "vocab_size": V, "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+           "tie_word_embeddings": tied, "hidden_act": "silu", "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2}
+    if arch == "qwen2":
+        cfg["use_sliding_window"] = False
+    os.makedirs(out_dir, exist_ok=True)
+    save_file(t, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    return out_dir

@@ -1,0 +1,193 @@
+/* rotq generate MODEL --prompt TEXT: greedy continuation through the KV cache, as a sanity check. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "nn/nn.h"
+#include "nn_cli.h"
+
+static const char *help =
+    "usage: rotq generate MODEL --prompt TEXT [-n N] [--bos auto|yes|no] [--ignore-eos] [--threads N]\n"
+    "                     [--ids 1,2,3] [--print-ids] [--json]\n"
+    "\n"
+    "Greedy decoding (the most likely token at each step) in float32, with a KV cache.\n"
+    "  --prompt TEXT   prompt text (tokenized with the model's tokenizer)\n"
+    "  -n N            tokens to generate (default 64; stops early at EOS unless --ignore-eos)\n"
+    "  --bos B         prepend BOS: auto (the tokenizer's default), yes or no\n"
+    "  --ids L         prompt as comma-separated token ids instead of text\n"
+    "  --print-ids     print the generated ids (one line, comma-separated) instead of text\n"
+    "  --threads N     threads for BLAS and OpenMP (default: all)\n"
+    "  --json          prompt, continuation, ids and speed as JSON on stdout\n"
+    "  --arch-file F   register a JSON architecture description first\n"
+    "  --tokenizer F   llama2.c: tokenizer.bin path (default: beside the model)\n";
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int32_t argmax(const float *x, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (int32_t)best;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *cmd = "generate";
+    if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
+    const char *path = NULL, *prompt = NULL, *ids_list = NULL, *arch_file = NULL, *tokenizer = NULL, *v;
+    int64_t n_new = 64;
+    int threads = 0, bos_mode = 0; /* 0 auto, 1 yes, 2 no */
+    bool ignore_eos = false, print_ids = false, as_json = false;
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        if (cli_is(argv[i], "--prompt")) {
+            if (!(prompt = cli_value(argc, argv, &i))) return cli_error(cmd, "--prompt needs a text");
+        } else if (cli_is(argv[i], "-n") || cli_is(argv[i], "--n-predict")) {
+            v = cli_value(argc, argv, &i);
+            n_new = v ? strtoll(v, &end, 10) : -1;
+            if (!v || *end || n_new < 0 || n_new > (1 << 20)) return cli_error(cmd, "-n needs a token count");
+        } else if (cli_is(argv[i], "--bos")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--bos needs auto, yes or no");
+            if (strcmp(v, "auto") == 0) bos_mode = 0;
+            else if (strcmp(v, "yes") == 0) bos_mode = 1;
+            else if (strcmp(v, "no") == 0) bos_mode = 2;
+            else return cli_error(cmd, "--bos %s: expected auto, yes or no", v);
+        } else if (cli_is(argv[i], "--ignore-eos")) {
+            ignore_eos = true;
+        } else if (cli_is(argv[i], "--print-ids")) {
+            print_ids = true;
+        } else if (cli_is(argv[i], "--json")) {
+            as_json = true;
+        } else if (cli_is(argv[i], "--ids")) {
+            if (!(ids_list = cli_value(argc, argv, &i))) return cli_error(cmd, "--ids needs a list");
+        } else if (cli_is(argv[i], "--threads")) {
+            if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &threads)) return 1;
+        } else if (cli_is(argv[i], "--arch-file")) {
+            if (!(arch_file = cli_value(argc, argv, &i))) return cli_error(cmd, "--arch-file needs a file");
+        } else if (cli_is(argv[i], "--tokenizer")) {
+            if (!(tokenizer = cli_value(argc, argv, &i))) return cli_error(cmd, "--tokenizer needs a file");
+        } else if (argv[i][0] == '-') {
+            return cli_error(cmd, "unknown option %s (see rotq generate --help)", argv[i]);
+        } else if (!path) {
+            path = argv[i];
+        } else {
+            return cli_error(cmd, "one model at a time (got %s and %s)", path, argv[i]);
+        }
+    }
+    if (!path) { fputs(help, stderr); return 2; }
+    if (!prompt && !ids_list) return cli_error(cmd, "--prompt TEXT (or --ids) is required");
+    if (prompt && ids_list) return cli_error(cmd, "--prompt and --ids exclude each other");
+
+    rotq_model *m;
+    if (cli_load(cmd, path, arch_file, tokenizer, &m)) return 1;
+    rotq_runner *r = NULL;
+    rotq_tokenizer *tok = NULL;
+    rotq_kv_cache *cache = NULL;
+    int32_t *prompt_ids = NULL, *all = NULL;
+    float *hidden = NULL, *logits = NULL;
+    char *text = NULL;
+    int rc = 1;
+    int64_t n_prompt = 0;
+    rotq_status s = rotq_runner_new(m, threads, &r);
+    if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    /* ids alone need no tokenizer, unless the text is to be printed */
+    if ((!ids_list || !print_ids) && (s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    if (ids_list) {
+        if (nn_cli_parse_ids(cmd, ids_list, &prompt_ids, &n_prompt)) goto done;
+    } else {
+        bool add_bos = bos_mode == 0 ? rotq_tokenizer_add_bos_default(tok) : bos_mode == 1;
+        if ((s = rotq_tokenizer_encode(tok, prompt, strlen(prompt), add_bos, &prompt_ids, &n_prompt)) != ROTQ_OK) {
+            cli_lib_error(cmd, s);
+            goto done;
+        }
+        if (n_prompt == 0) { cli_error(cmd, "the prompt tokenizes to nothing (give --bos yes or some text)"); goto done; }
+    }
+    int64_t cap = n_prompt + n_new;
+    if (m->hp.max_pos > 0 && cap > m->hp.max_pos) {
+        if (n_prompt >= m->hp.max_pos) {
+            cli_error(cmd, "the prompt has %lld tokens, the model only %lld positions", (long long)n_prompt, (long long)m->hp.max_pos);
+            goto done;
+        }
+        n_new = m->hp.max_pos - n_prompt;
+        cap = m->hp.max_pos;
+        fprintf(stderr, "generate: -n reduced to %lld to stay within the model's %lld positions\n", (long long)n_new,
+                (long long)m->hp.max_pos);
+    }
+    int32_t eos = tok ? rotq_tokenizer_eos(tok) : m->hp.eos_id;
+    int64_t d = m->hp.hidden, V = m->hp.vocab;
+    hidden = malloc((size_t)(n_prompt * d) * sizeof(float));
+    logits = malloc((size_t)V * sizeof(float));
+    all = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *all);
+    if (!hidden || !logits || !all) { cli_error(cmd, "out of memory"); goto done; }
+    memcpy(all, prompt_ids, (size_t)n_prompt * sizeof *all);
+    if ((s = rotq_kv_cache_new(r, cap, &cache)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+
+    if (!as_json && !print_ids && prompt) { fputs(prompt, stdout); fflush(stdout); }
+    double t0 = now_seconds();
+    /* the prompt in one pass, then one token at a time */
+    if ((s = rotq_nn_forward(r, prompt_ids, n_prompt, cache, hidden)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    if ((s = rotq_nn_logits(r, hidden + (n_prompt - 1) * d, 1, logits)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    double t_prompt = now_seconds() - t0;
+    int64_t n_gen = 0;
+    while (n_gen < n_new) {
+        int32_t next = argmax(logits, V);
+        all[n_prompt + n_gen++] = next;
+        if (!as_json && !print_ids) {
+            const char *bytes;
+            size_t len;
+            if (rotq_tokenizer_piece(tok, next, &bytes, &len) == ROTQ_OK && !rotq_tokenizer_is_special(tok, next))
+                fwrite(bytes, 1, len, stdout);
+            fflush(stdout);
+        }
+        if (next == eos && !ignore_eos) break;
+        if (n_gen == n_new) break;
+        if ((s = rotq_nn_forward(r, &next, 1, cache, hidden)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+        if ((s = rotq_nn_logits(r, hidden, 1, logits)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    }
+    double t_total = now_seconds() - t0, t_gen = t_total - t_prompt;
+    double gen_tps = n_gen > 1 && t_gen > 0 ? (double)(n_gen - 1) / t_gen : 0.0;
+
+    if (print_ids && !as_json) {
+        for (int64_t i = 0; i < n_gen; i++) printf("%s%d", i ? "," : "", all[n_prompt + i]);
+        putchar('\n');
+    } else if (as_json) {
+        json_t *j = json_object(), *ja = json_array();
+        for (int64_t i = 0; i < n_gen; i++) json_array_append_new(ja, json_integer(all[n_prompt + i]));
+        json_object_set_new(j, "model", json_string(path));
+        if (prompt) json_object_set_new(j, "prompt", json_string(prompt));
+        json_object_set_new(j, "prompt_tokens", json_integer(n_prompt));
+        json_object_set_new(j, "ids", ja);
+        if (tok) {
+            size_t len;
+            if (rotq_tokenizer_decode(tok, all + n_prompt, n_gen, true, &text, &len) == ROTQ_OK)
+                json_object_set_new(j, "text", json_stringn(text, len));
+        }
+        json_object_set_new(j, "prompt_seconds", json_real(t_prompt));
+        json_object_set_new(j, "tokens_per_second", json_real(gen_tps));
+        char *js = json_dumps(j, JSON_INDENT(2));
+        if (js) { puts(js); free(js); }
+        json_decref(j);
+    } else {
+        putchar('\n');
+    }
+    fprintf(stderr, "generate: %lld prompt tokens in %.3f s, %lld generated at %.1f tokens/s, peak RSS %.0f MiB\n",
+            (long long)n_prompt, t_prompt, (long long)n_gen, gen_tps, nn_cli_peak_rss_mib());
+    rc = 0;
+done:
+    free(prompt_ids);
+    free(all);
+    free(hidden);
+    free(logits);
+    free(text);
+    rotq_kv_cache_free(cache);
+    rotq_tokenizer_free(tok);
+    rotq_runner_free(r);
+    rotq_model_free(m);
+    return rc;
+}
