@@ -31,4 +31,8 @@ bool cli_is(const char *arg, const char *name);
 bool cli_wants_help(int argc, char **argv);
 /* Loads a model (registering --arch-file first); prints the error and returns 1 on failure. */
 int cli_load(const char *cmd, const char *path, const char *arch_file, const char *tokenizer, rotq_model **m);
+/* Parses one rotation option (--r1 --r2 --r3 --r4 --seed) at argv[*i] into ro: 1 when consumed,
+ * 0 when argv[*i] is not one, -1 (error printed) when its value is bad. In cmd_rotate.c. */
+int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotate_options *ro);
+int cmd_stats(int argc, char **argv);
 #endif

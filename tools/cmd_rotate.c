@@ -28,20 +28,40 @@ static const char *help =
     "  --arch-file F      register a JSON architecture description first\n"
     "  --json             print a JSON summary on stdout\n";
 
-static int parse_kind(const char *v, rotq_rotation_choice *k, const char **file) {
+static void parse_kind(const char *v, rotq_rotation_choice *k, const char **file) {
     *file = NULL;
     if (strcmp(v, "random-hadamard") == 0) *k = ROTQ_R_RANDOM_HADAMARD;
     else if (strcmp(v, "hadamard") == 0) *k = ROTQ_R_HADAMARD;
     else if (strcmp(v, "orthogonal") == 0) *k = ROTQ_R_ORTHOGONAL;
     else if (strcmp(v, "none") == 0) *k = ROTQ_R_NONE;
     else { *k = ROTQ_R_FILE; *file = v; }
-    return 0;
 }
 
 static int parse_onoff(const char *cmd, const char *opt, const char *v, bool *out) {
     if (v && strcmp(v, "on") == 0) *out = true;
     else if (v && strcmp(v, "off") == 0) *out = false;
     else return cli_error(cmd, "%s expects on or off", opt);
+    return 0;
+}
+
+int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotate_options *ro) {
+    const char *a = argv[*i], *v;
+    if (cli_is(a, "--r1") || cli_is(a, "--r2")) {
+        if (!(v = cli_value(argc, argv, i))) return -cli_error(cmd, "%s needs a kind", a);
+        if (a[3] == '1') parse_kind(v, &ro->r1, &ro->r1_file);
+        else parse_kind(v, &ro->r2, &ro->r2_file);
+        return 1;
+    }
+    if (cli_is(a, "--r3")) return parse_onoff(cmd, "--r3", cli_value(argc, argv, i), &ro->r3) ? -1 : 1;
+    if (cli_is(a, "--r4")) return parse_onoff(cmd, "--r4", cli_value(argc, argv, i), &ro->r4) ? -1 : 1;
+    if (cli_is(a, "--seed")) {
+        char *end;
+        if (!(v = cli_value(argc, argv, i))) return -cli_error(cmd, "--seed needs a number");
+        errno = 0;
+        ro->seed = strtoull(v, &end, 10);
+        if (*end || errno || v[0] == '-') return -cli_error(cmd, "--seed %s: expected a non-negative integer", v);
+        return 1;
+    }
     return 0;
 }
 
@@ -54,18 +74,10 @@ int cmd_rotate(int argc, char **argv) {
     ro.verbose = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (cli_is(a, "--r1") || cli_is(a, "--r2")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("rotate", "%s needs a kind", a);
-            if (a[3] == '1') parse_kind(v, &ro.r1, &ro.r1_file); else parse_kind(v, &ro.r2, &ro.r2_file);
-        } else if (cli_is(a, "--r3")) { if (parse_onoff("rotate", "--r3", cli_value(argc, argv, &i), &ro.r3)) return 1; }
-        else if (cli_is(a, "--r4")) { if (parse_onoff("rotate", "--r4", cli_value(argc, argv, &i), &ro.r4)) return 1; }
-        else if (cli_is(a, "--seed")) {
-            char *end;
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("rotate", "--seed needs a number");
-            errno = 0;
-            ro.seed = strtoull(v, &end, 10);
-            if (*end || errno) return cli_error("rotate", "--seed %s: expected a non-negative integer", v);
-        } else if (cli_is(a, "--save-rotations")) {
+        int used = cli_rotate_option("rotate", argc, argv, &i, &ro);
+        if (used < 0) return 1;
+        if (used) continue;
+        if (cli_is(a, "--save-rotations")) {
             if (!(ro.save_rotations = cli_value(argc, argv, &i))) return cli_error("rotate", "--save-rotations needs a folder");
         } else if (cli_is(a, "--to")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_error("rotate", "--to needs hf or gguf");

@@ -12,6 +12,7 @@ static const rotq_command commands[] = {
     {"ppl", cmd_ppl, "perplexity on a text (papers' or llama.cpp's protocol)"},
     {"generate", cmd_generate, "greedy text generation from a prompt"},
     {"rotate", cmd_rotate, "fuse norms and apply the QuaRot rotations R1-R4, write the rotated model"},
+    {"stats", cmd_stats, "activation outliers (max/rms, kurtosis) per layer and site, before/after rotation"},
     {"verify", cmd_verify, "run two models on the same tokens: max |dlogit|, KL, perplexities"},
     {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (or ids to text)"},
 };

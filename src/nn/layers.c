@@ -1,6 +1,6 @@
 /* Layer functions of the reference runner: plain loops on float arrays, BLAS for the products.
  *
- * Row kernels (one row of a norm, a softmax, a log-sum-exp) are compiled twice, for AVX2+FMA and
+ * Row kernels (one row of a norm, a softmax, a log-sum-exp) are compiled twice, for AVX2 and
  * for the baseline, and picked at load time, so that a portable build still runs at full width.
  * OpenMP loops call these kernels; BLAS is only ever called outside OpenMP regions, because
  * OpenBLAS runs its own thread pool.
@@ -13,7 +13,7 @@
 #include "nn/nn.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ROTQ_NO_CLONES)
-#define ROTQ_ROW_KERNEL __attribute__((target_clones("arch=haswell", "default")))
+#define ROTQ_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
 #else
 #define ROTQ_ROW_KERNEL
 #endif
@@ -36,8 +36,10 @@ static inline float exp_approx(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
 /* ---- linear -------------------------------------------------------------------------------- */

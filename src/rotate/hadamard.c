@@ -349,7 +349,7 @@ static bool order_known(int64_t n) {
 
 static bool find_recipe(int64_t n, recipe *r) {
     memset(r, 0, sizeof *r);
-    if (n < 1 || n > ROTQ_HADAMARD_MAX_ORDER) return false;
+    if (n < 1 || n > INT32_MAX) return false;
     if (find_direct(n, r)) return true;
     if (n % 4) return false;
     /* Largest power-of-two factor first, so descriptions read "base ⊗ Sylvester 2^m". */
@@ -461,6 +461,9 @@ rotq_status rotq_hadamard_build(int64_t n, int8_t **out) {
     if (!find_recipe(n, &r))
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "hadamard: no construction of an exact Hadamard matrix of order %lld is known to rotq",
                          (long long)n);
+    if (n > ROTQ_HADAMARD_MAX_ORDER)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "hadamard: order %lld is too large to build as a dense matrix (limit %d)",
+                         (long long)n, ROTQ_HADAMARD_MAX_ORDER);
     int8_t *H = malloc((size_t)(n * n));
     if (!H) return rotq_fail(ROTQ_ERR_NOMEM, "hadamard: out of memory for order %lld", (long long)n);
     if (!build_recipe(&r, H)) {
@@ -521,6 +524,10 @@ typedef struct sa_state {
     int8_t *x[4];
     int64_t *c;      /* current c(s) */
     int32_t *d;      /* change of c(s) by the pending move */
+    /* periodic search with a multiplier h: every sequence is constant on the orbits {i, ih, ih², ...}
+     * of Z_t, and a move flips a whole orbit (supplementary difference sets with a multiplier group) */
+    int32_t n_orbits;
+    int32_t *orbit_start, *orbit_members; /* members of orbit o: orbit_members[orbit_start[o] ..< orbit_start[o+1]] */
 } sa_state;
 
 static void sa_flip(sa_state *P, int q, int32_t i) {
@@ -543,8 +550,16 @@ static void sa_flip(sa_state *P, int q, int32_t i) {
 }
 
 static void sa_randomize(sa_state *P, rotq_rng *rng) {
-    for (int q = 0; q < P->n_seq; q++)
+    for (int q = 0; q < P->n_seq; q++) {
+        if (P->n_orbits) {
+            for (int32_t o = 0; o < P->n_orbits; o++) {
+                int8_t v = (rotq_rng_next(rng) >> 63) ? -1 : 1;
+                for (int32_t k = P->orbit_start[o]; k < P->orbit_start[o + 1]; k++) P->x[q][P->orbit_members[k]] = v;
+            }
+            continue;
+        }
         for (int32_t i = 0; i < P->len[q]; i++) P->x[q][i] = (rotq_rng_next(rng) >> 63) ? -1 : 1;
+    }
     if (P->turyn) {
         int32_t n = P->len[0];
         int8_t *X = P->x[0], *Y = P->x[1];
@@ -598,16 +613,23 @@ static rotq_status sa_search(sa_state *P, uint64_t seed, int64_t max_flips, cons
                 if (q2 == q1 && i2 == i1) q2 = -1;
             } else {
                 q1 = (int)((rnd >> 32) % (uint64_t)P->n_seq);
-                i1 = (int32_t)((rnd & 0xffffffffu) % (uint64_t)P->len[q1]);
+                i1 = (int32_t)((rnd & 0xffffffffu) % (uint64_t)(P->n_orbits ? P->n_orbits : P->len[q1]));
             }
             memset(P->d, 0, sizeof(int32_t) * (size_t)(S + 1));
-            sa_flip(P, q1, i1);
-            if (q2 >= 0) sa_flip(P, q2, i2);
+            if (P->n_orbits) {
+                for (int32_t k = P->orbit_start[i1]; k < P->orbit_start[i1 + 1]; k++) sa_flip(P, q1, P->orbit_members[k]);
+            } else {
+                sa_flip(P, q1, i1);
+                if (q2 >= 0) sa_flip(P, q2, i2);
+            }
             int64_t dE = 0;
             for (int32_t s = 1; s <= S; s++) dE += (2 * P->c[s] + P->d[s]) * (int64_t)P->d[s];
             if (dE <= 0 || -T * rotq_rng_log(1.0 - rotq_rng_uniform(&rng)) > (double)dE) {
                 for (int32_t s = 1; s <= S; s++) P->c[s] += P->d[s];
                 E += dE;
+            } else if (P->n_orbits) {
+                for (int32_t k = P->orbit_start[i1]; k < P->orbit_start[i1 + 1]; k++)
+                    P->x[q1][P->orbit_members[k]] = (int8_t)-P->x[q1][P->orbit_members[k]];
             } else {
                 if (q2 >= 0) P->x[q2][i2] = (int8_t)-P->x[q2][i2];
                 P->x[q1][i1] = (int8_t)-P->x[q1][i1];
@@ -625,12 +647,43 @@ static rotq_status sa_search(sa_state *P, uint64_t seed, int64_t max_flips, cons
     return ROTQ_OK;
 }
 
-rotq_status rotq_search_gs_quadruple(int32_t t, uint64_t seed, int64_t max_flips, int8_t *out) {
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) { int64_t r = a % b; a = b; b = r; }
+    return a;
+}
+
+rotq_status rotq_search_gs_quadruple(int32_t t, int32_t multiplier, uint64_t seed, int64_t max_flips, int8_t *out) {
     if (t < 1 || t > 100000) return rotq_fail(ROTQ_ERR_ARG, "gs search: length %d out of range", t);
+    if (multiplier < 1 || multiplier >= (t > 1 ? t : 2) || gcd64(multiplier, t) != 1)
+        return rotq_fail(ROTQ_ERR_ARG, "gs search: multiplier %d is not a unit modulo %d", multiplier, t);
     if (t == 1) { memset(out, 1, 4); return ROTQ_OK; }
     sa_state P = {.n_seq = 4, .len = {t, t, t, t}, .weight = {1, 1, 1, 1}, .periodic = true, .S = t / 2};
     for (int q = 0; q < 4; q++) P.x[q] = out + q * t;
-    return sa_search(&P, seed, max_flips, "gs search");
+    int32_t *start = NULL, *members = NULL;
+    if (multiplier > 1) {
+        start = malloc(sizeof(int32_t) * (size_t)(t + 1));
+        members = malloc(sizeof(int32_t) * (size_t)t);
+        bool *seen = calloc((size_t)t, 1);
+        if (!start || !members || !seen) {
+            free(start); free(members); free(seen);
+            return rotq_fail(ROTQ_ERR_NOMEM, "gs search: out of memory");
+        }
+        int32_t k = 0;
+        for (int32_t i = 0; i < t; i++) {
+            if (seen[i]) continue;
+            start[P.n_orbits++] = k;
+            int32_t j = i;
+            do { seen[j] = true; members[k++] = j; j = (int32_t)((int64_t)j * multiplier % t); } while (j != i);
+        }
+        start[P.n_orbits] = k;
+        free(seen);
+        P.orbit_start = start;
+        P.orbit_members = members;
+    }
+    rotq_status st = sa_search(&P, seed, max_flips, "gs search");
+    free(start);
+    free(members);
+    return st;
 }
 
 rotq_status rotq_search_turyn(int32_t n, uint64_t seed, int64_t max_flips, int8_t *out) {

@@ -66,6 +66,7 @@ static rotq_status check_rot(const rotq_tensor *t, const rotq_rotation *R, int64
 /* x ← x·R (or x·Rᵀ) for every row of a [rows, cols] tensor, cols a multiple of R->n. */
 static rotq_status rotate_rows(rotq_tensor *t, int64_t rows, int64_t cols, const rotq_rotation *R, bool inverse) {
     ROTQ_TRY(prepare(t));
+    if (rows <= 0 || cols <= 0) return ROTQ_OK;
     int64_t chunk_rows = CHUNK_ELEMS / cols;
     if (chunk_rows < 1) chunk_rows = 1;
     if (chunk_rows > rows) chunk_rows = rows;

@@ -36,7 +36,7 @@ static rotq_status nomem(const char *what, int64_t n) {
 
 rotq_status rotq_rotation_hadamard(int64_t n, bool random_signs, uint64_t seed, rotq_rotation **out) {
     *out = NULL;
-    if (n < 1 || n > (INT64_C(1) << 40))
+    if (n < 1 || n > INT32_MAX)
         return rotq_fail(ROTQ_ERR_ARG, "rotation: size %lld out of range", (long long)n);
     int64_t K;
     int32_t m;

@@ -41,7 +41,8 @@ double rotq_rng_log(double x);
 
 /* ---- exact Hadamard matrices (hadamard.c) ----------------------------------------------------- */
 
-/* Largest order the constructions are asked to build (an n·n int8 matrix must be allocatable). */
+/* Largest order rotq_hadamard_build makes as a dense matrix (n·n int8); rotations of larger n only
+ * build their base K. Orders up to 2^31 are described and split. */
 #define ROTQ_HADAMARD_MAX_ORDER 65536
 
 /* True when rotq can construct an exact Hadamard matrix of order n. */
@@ -57,10 +58,12 @@ int64_t rotq_hadamard_defect(const int8_t *H, int64_t n);
 
 /* The searches that produced the built-in sequence tables (kept to re-derive or extend them).
  * Goethals–Seidel quadruple: four ±1 sequences of length t whose periodic autocorrelations sum
- * to 0 at every nonzero shift (out: 4·t). Turyn-type TT(n): X, Y, Z of length n and W of length
- * n-1 with N_X + N_Y + 2N_Z + 2N_W = 0 for the aperiodic autocorrelations (out: 4n-1, X|Y|Z|W).
- * Both run seeded simulated annealing; ROTQ_ERR_NOT_FOUND when max_flips runs out. */
-rotq_status rotq_search_gs_quadruple(int32_t t, uint64_t seed, int64_t max_flips, int8_t *out);
+ * to 0 at every nonzero shift (out: 4·t); with multiplier h > 1 each sequence is constant on the
+ * orbits of i ↦ i·h (mod t), which shrinks the search enormously when solutions of that shape
+ * exist. Turyn-type TT(n): X, Y, Z of length n and W of length n-1 with
+ * N_X + N_Y + 2N_Z + 2N_W = 0 for the aperiodic autocorrelations (out: 4n-1, X|Y|Z|W).
+ * Both run seeded simulated annealing; ROTQ_ERR_NOT_FOUND when max_flips moves run out. */
+rotq_status rotq_search_gs_quadruple(int32_t t, int32_t multiplier, uint64_t seed, int64_t max_flips, int8_t *out);
 rotq_status rotq_search_turyn(int32_t n, uint64_t seed, int64_t max_flips, int8_t *out);
 
 /* Orders that are multiples of 4 in [4, max] with no known construction, written to out (up to

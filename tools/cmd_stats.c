@@ -1,0 +1,162 @@
+/* rotq stats MODEL --text FILE: how outlier-heavy the input of every linear is, per layer and site,
+ * and (with --rotate) the same after rotating in memory; --plot draws both with gnuplot. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "eval/stats.h"
+#include "nn_cli.h"
+#include "rotate/online.h"
+
+static const char *help =
+    "usage: rotq stats MODEL --text FILE [--tokens N] [--rotate [--r1 K --r2 K --r3 on|off --r4 on|off --seed S]]\n"
+    "                  [--plot FILE.png] [--json] [--threads N]\n"
+    "\n"
+    "Runs the first N tokens of FILE (default 512; tokenized with the model's tokenizer and its BOS\n"
+    "default) and reports, for every layer and site (attn_in: q/k/v input, o_in, mlp_in: gate/up\n"
+    "input, down_in), max|x|/rms(x) over the site's activations and their kurtosis E[x^4]/E[x^2]^2\n"
+    "(3 for a Gaussian). --rotate also rotates the model in memory (options as rotq rotate) and\n"
+    "reports both. --plot writes a PNG through gnuplot.\n";
+
+static rotq_status collect(rotq_model *m, const int32_t *ids, int64_t n, int threads, rotq_act_stats *st) {
+    rotq_runner *r = NULL;
+    rotq_online *on = NULL;
+    ROTQ_TRY(rotq_act_stats_init(st, m->hp.n_layers));
+    rotq_status s = rotq_runner_new(m, threads, &r);
+    rotq_hooks h = rotq_act_stats_hooks(st, NULL);
+    if (s == ROTQ_OK) s = rotq_online_install(r, &h, &on);
+    float *hidden = malloc((size_t)(n * m->hp.hidden) * sizeof *hidden);
+    if (s == ROTQ_OK && !hidden) s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+    if (s == ROTQ_OK) s = rotq_nn_forward(r, ids, n, NULL, hidden);
+    free(hidden);
+    if (r) rotq_runner_free(r);
+    rotq_online_free(on);
+    return s;
+}
+
+static int plot(const char *png, const rotq_act_stats *before, const rotq_act_stats *after, const char *title) {
+    char dat[] = "/tmp/rotq-stats-XXXXXX";
+    int fd = mkstemp(dat);
+    if (fd < 0) return cli_error("stats", "cannot create a temporary file for gnuplot");
+    FILE *f = fdopen(fd, "w");
+    for (int64_t l = 0; l < before->n_layers; l++) {
+        fprintf(f, "%lld", (long long)l);
+        for (int s = 0; s < ROTQ_N_SITES; s++) {
+            const rotq_site_stats *b = &before->s[l * ROTQ_N_SITES + s], *a = after ? &after->s[l * ROTQ_N_SITES + s] : b;
+            fprintf(f, " %g %g %g %g", rotq_site_max_over_rms(b), rotq_site_max_over_rms(a), rotq_site_kurtosis(b), rotq_site_kurtosis(a));
+        }
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    FILE *g = popen("gnuplot 2>&1", "w");
+    if (!g) { unlink(dat); return cli_error("stats", "cannot run gnuplot (install Debian's gnuplot-nox)"); }
+    fprintf(g, "set terminal pngcairo size 1400,600 font ',10' noenhanced\nset output '%s'\nset multiplot layout 1,2 title '%s'\n", png, title);
+    fprintf(g, "set logscale y\nset xlabel 'layer'\nset key outside right top\nset grid\n");
+    const char *colors[ROTQ_N_SITES] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"};
+    for (int panel = 0; panel < 2; panel++) {
+        fprintf(g, "set ylabel '%s'\nplot ", panel ? "kurtosis" : "max|x| / rms");
+        for (int s = 0; s < ROTQ_N_SITES; s++) {
+            int col = 2 + 4 * s + 2 * panel;
+            fprintf(g, "%s'%s' using 1:%d with linespoints lw 2 lc rgb '%s' dt 2 title '%s before'", s ? ", " : "", dat, col, colors[s], rotq_site_name(s));
+            if (after) fprintf(g, ", '%s' using 1:%d with linespoints lw 2 lc rgb '%s' title '%s after'", dat, col + 1, colors[s], rotq_site_name(s));
+        }
+        fprintf(g, "\n");
+    }
+    fprintf(g, "unset multiplot\n");
+    int rc = pclose(g);
+    unlink(dat);
+    if (rc != 0) return cli_error("stats", "gnuplot failed writing %s (is gnuplot with the pngcairo terminal installed?)", png);
+    return 0;
+}
+
+int cmd_stats(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
+    const char *path = NULL, *text = NULL, *png = NULL, *arch_file = NULL, *v;
+    int64_t T = 512;
+    int threads = 0;
+    bool rotate = false, as_json = false;
+    rotq_rotate_options ro = rotq_rotate_options_default();
+    for (int i = 1; i < argc; i++) {
+        int used = cli_rotate_option("stats", argc, argv, &i, &ro);
+        if (used < 0) return 1;
+        if (used) continue;
+        if (cli_is(argv[i], "--text")) { if (!(text = cli_value(argc, argv, &i))) return cli_error("stats", "--text needs a file"); }
+        else if (cli_is(argv[i], "--plot")) { if (!(png = cli_value(argc, argv, &i))) return cli_error("stats", "--plot needs a file"); }
+        else if (cli_is(argv[i], "--arch-file")) { if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("stats", "--arch-file needs a file"); }
+        else if (cli_is(argv[i], "--tokens")) { if (!(v = cli_value(argc, argv, &i)) || (T = atoll(v)) < 1) return cli_error("stats", "--tokens needs a positive number"); }
+        else if (cli_is(argv[i], "--threads")) { if (nn_cli_threads("stats", cli_value(argc, argv, &i), &threads)) return 1; }
+        else if (cli_is(argv[i], "--rotate")) rotate = true;
+        else if (cli_is(argv[i], "--json")) as_json = true;
+        else if (argv[i][0] == '-') return cli_error("stats", "unknown option %s", argv[i]);
+        else if (!path) path = argv[i];
+        else return cli_error("stats", "unexpected argument %s", argv[i]);
+    }
+    if (!path || !text) { fputs(help, stderr); return 2; }
+    rotq_model *m;
+    if (cli_load("stats", path, arch_file, NULL, &m)) return 1;
+    uint8_t *data = NULL;
+    uint64_t size;
+    rotq_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    rotq_status s = rotq_read_file(text, &data, &size);
+    if (s == ROTQ_OK) s = rotq_tokenizer_from_model(m, &tok);
+    size_t len = size > (uint64_t)T * 32 ? (size_t)T * 32 : (size_t)size;
+    if (s == ROTQ_OK) s = rotq_tokenizer_encode(tok, (const char *)data, len, rotq_tokenizer_add_bos_default(tok), &ids, &n);
+    if (n > T) n = T;
+    if (n > m->hp.max_pos) n = m->hp.max_pos;
+    rotq_act_stats before = {0}, after = {0};
+    if (s == ROTQ_OK) s = collect(m, ids, n, threads, &before);
+    if (s == ROTQ_OK && rotate) {
+        s = rotq_rotate_model(m, &ro);
+        if (s == ROTQ_OK) s = collect(m, ids, n, threads, &after);
+    }
+    int rc = s == ROTQ_OK ? 0 : cli_lib_error("stats", s);
+    if (!rc) {
+        json_t *j = json_pack("{s:s, s:s, s:I, s:b}", "model", path, "text", text, "tokens", (json_int_t)n, "rotated", rotate);
+        json_t *rows = json_array();
+        if (!as_json)
+            printf("%s on %lld tokens of %s%s\nlayer site       max/rms%s   kurtosis%s\n", path, (long long)n, text,
+                   rotate ? " (before -> after rotation)" : "", rotate ? " before  after" : "", rotate ? " before  after" : "");
+        for (int64_t l = 0; l < before.n_layers; l++)
+            for (int st = 0; st < ROTQ_N_SITES; st++) {
+                const rotq_site_stats *b = &before.s[l * ROTQ_N_SITES + st];
+                json_t *row = json_pack("{s:I, s:s, s:f, s:f}", "layer", (json_int_t)l, "site", rotq_site_name(st), "max_over_rms",
+                                        rotq_site_max_over_rms(b), "kurtosis", rotq_site_kurtosis(b));
+                if (rotate) {
+                    const rotq_site_stats *a = &after.s[l * ROTQ_N_SITES + st];
+                    json_object_set_new(row, "max_over_rms_rotated", json_real(rotq_site_max_over_rms(a)));
+                    json_object_set_new(row, "kurtosis_rotated", json_real(rotq_site_kurtosis(a)));
+                    if (!as_json)
+                        printf("%5lld %-9s %8.2f %7.2f   %8.2f %7.2f\n", (long long)l, rotq_site_name(st), rotq_site_max_over_rms(b),
+                               rotq_site_max_over_rms(a), rotq_site_kurtosis(b), rotq_site_kurtosis(a));
+                } else if (!as_json)
+                    printf("%5lld %-9s %8.2f   %8.2f\n", (long long)l, rotq_site_name(st), rotq_site_max_over_rms(b), rotq_site_kurtosis(b));
+                json_array_append_new(rows, row);
+            }
+        json_object_set_new(j, "sites", rows);
+        if (as_json) {
+            char *out = json_dumps(j, JSON_INDENT(2));
+            puts(out);
+            free(out);
+        }
+        json_decref(j);
+        if (png) {
+            char title[512];
+            const char *base = strrchr(path, '/') && strrchr(path, '/')[1] ? strrchr(path, '/') + 1 : path;
+            snprintf(title, sizeof title, "%s, %lld tokens%s", base, (long long)n, rotate ? ": dashed before, solid after rotation" : "");
+            for (char *c = title; *c; c++) if (*c == '\'') *c = ' ';
+            rc = plot(png, &before, rotate ? &after : NULL, title);
+        }
+    }
+    rotq_act_stats_free(&before);
+    rotq_act_stats_free(&after);
+    free(ids);
+    free(data);
+    rotq_tokenizer_free(tok);
+    rotq_model_free(m);
+    return rc;
+}
