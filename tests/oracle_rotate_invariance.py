@@ -65,6 +65,36 @@ with tempfile.TemporaryDirectory() as tmp:
             verify(src, out, f"{arch} orthogonal -> gguf")
         print(f"checked {arch}", flush=True)
 
+    # A user-described architecture (docs/examples/baichuan.json): fused W_pack, no core change.
+    src_dir = os.path.join(os.environ.get("ROTQ_SOURCE", os.path.join(os.path.dirname(__file__), "..")))
+    arch_file = os.path.join(src_dir, "docs/examples/baichuan.json")
+    from safetensors.numpy import load_file, save_file
+    bc = random_models.make("phi3", os.path.join(tmp, "baichuan"), seed=11, dims={"heads": 4, "kv_heads": 4})
+    t = load_file(os.path.join(bc, "model.safetensors"))
+    for k in list(t):
+        if "qkv_proj" in k:
+            t[k.replace("qkv_proj", "W_pack")] = t.pop(k)
+        elif "gate_up_proj" in k:
+            g = t.pop(k)
+            half = g.shape[0] // 2
+            t[k.replace("gate_up_proj", "gate_proj")] = g[:half].copy()
+            t[k.replace("gate_up_proj", "up_proj")] = g[half:].copy()
+    save_file(t, os.path.join(bc, "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.load(open(os.path.join(bc, "config.json")))
+    cfg.update(architectures=["BaichuanForCausalLM"], model_type="baichuan")
+    json.dump(cfg, open(os.path.join(bc, "config.json"), "w"))
+    out = os.path.join(tmp, "baichuan-rot")
+    p = run("rotate", bc, out, "--arch-file", arch_file, "--quiet")
+    if p.returncode != 0:
+        failures.append(f"baichuan (arch file) rotate: {p.stderr.strip()}")
+    else:
+        p = run("verify", bc, out, "--arch-file", arch_file, "--tokens", "64", "--json")
+        j = json.loads(p.stdout) if p.stdout.strip() else {"equivalent": False}
+        checked += 1
+        if not j["equivalent"]:
+            failures.append(f"baichuan (arch file) not equivalent: {p.stdout[-400:]} {p.stderr[-300:]}")
+    print("checked baichuan via --arch-file", flush=True)
+
     ts = os.path.join(SHARED, "models/tinystories-260k/model.bin")
     if os.path.exists(ts):
         text = os.path.join(SHARED, "data/tinystories/valid-excerpt.txt")

@@ -6,6 +6,7 @@
 
 #include "arch/arch.h"
 #include "cli.h"
+#include "rotate/rotate.h"
 
 static const char *format_name(rotq_format f) {
     switch (f) {
@@ -85,8 +86,14 @@ int cmd_info(int argc, char **argv) {
     json_object_set_new(j, "dtypes", dts);
     json_object_set_new(j, "file_dtypes", fdts);
     json_t *js = json_array();
-    for (int s = 0; s < n_sites; s++)
-        json_array_append_new(js, json_pack("{s:s, s:s, s:I}", "site", sites[s].name, "where", sites[s].where, "size", (json_int_t)sites[s].n));
+    char how[n_sites][192];
+    for (int s = 0; s < n_sites; s++) {
+        bool exact = rotq_hadamard_describe(sites[s].n, how[s], sizeof how[s]);
+        json_array_append_new(js, json_pack("{s:s, s:s, s:I, s:b, s:s}", "site", sites[s].name, "where", sites[s].where, "size",
+                                            (json_int_t)sites[s].n, "exact_hadamard", exact, "hadamard",
+                                            exact ? how[s] : "none known: random orthogonal (fused) / dense (online)"));
+        if (!exact) snprintf(how[s], sizeof how[s], "no exact Hadamard known: random orthogonal (fused) / dense (online)");
+    }
     json_object_set_new(j, "rotation_sites", js);
     if (list) {
         json_t *jt = json_array();
@@ -122,7 +129,8 @@ int cmd_info(int argc, char **argv) {
             if (file_dtype_count[d]) printf("%s x%lld  ", rotq_dtype_name((rotq_dtype)d), (long long)file_dtype_count[d]);
         printf("(in the file)\n");
         printf("rotation sites\n");
-        for (int s = 0; s < n_sites; s++) printf("  %-3s %-36s size %lld\n", sites[s].name, sites[s].where, (long long)sites[s].n);
+        for (int s = 0; s < n_sites; s++)
+            printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n, how[s]);
         if (list) {
             printf("tensors\n");
             for (int64_t i = 0; i < m->n_tensors; i++) {

@@ -12,6 +12,12 @@
 
 #include "nn/nn.h"
 
+/* The exp kernel clamps its input with comparisons; under GCC's default trapping-math they count
+ * as control flow and keep the loops scalar. Nothing here relies on floating-point traps. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ROTQ_NO_CLONES)
 #define ROTQ_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
 #else

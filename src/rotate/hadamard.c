@@ -251,15 +251,17 @@ static void build_goethals_seidel(int8_t *H, const int8_t *const s[4], int64_t t
 
 /* ---- searched sequence tables ------------------------------------------------------------------ */
 
-/* Four ±1 sequences of length t, periodic autocorrelations summing to zero ('+' = 1, '-' = -1).
- * Each found by rotq_search_gs_quadruple(t, seed, ...) with the seed noted. */
-typedef struct gs_entry { int32_t t; uint64_t seed; const char *seq[4]; } gs_entry;
+/* Four ±1 sequences of length t whose periodic autocorrelations sum to zero, as hex: bit i of
+ * sequence q (bit i%4 of digit i/4) set means -1. Each found by
+ * rotq_search_gs_quadruple(t, multiplier, seed, ...): constant on the orbits of i ↦ i·multiplier. */
+typedef struct gs_entry { int32_t t, multiplier; uint64_t seed; const char *hex[4]; } gs_entry;
 static const gs_entry gs_table[] = {
-    {29, 1, {"+-++++++----++-++-+-++--++---", "--+---++-++-+++-+--++--+-----", "+--+-++-+++---++--++++-----+-",
-             "--+-+-+-+-++++--++++-+-++++++"}},
+    {39, 29, 1, {"4340aa3934", "d360a8a914", "c22382dd31", "21473e76a5"}},
+    {43, 7, 1, {"831ac6358c1", "7f1f801f8f6", "bda8cf315b5", "ae5276e4a75"}},
 };
 
-/* Turyn-type TT(n): X, Y, Z (length n), W (length n-1). Found by rotq_search_turyn(n, seed, ...). */
+/* Turyn-type TT(n): X, Y, Z (length n), W (length n-1), '+' = 1, '-' = -1. Found by
+ * rotq_search_turyn(n, seed, ...). */
 typedef struct tt_entry { int32_t n; uint64_t seed; const char *seq[4]; } tt_entry;
 static const tt_entry tt_table[] = {
     {8, 1, {"-+--++++", "+-+++++-", "---++-+-", "++-+++-"}},
@@ -270,6 +272,14 @@ static const tt_entry tt_table[] = {
 
 #define N_GS (sizeof gs_table / sizeof gs_table[0])
 #define N_TT (sizeof tt_table / sizeof tt_table[0])
+
+static void decode_hex(const char *hex, int8_t *out, int64_t len) {
+    for (int64_t i = 0; i < len; i++) {
+        char c = hex[i / 4];
+        int v = c >= 'a' ? c - 'a' + 10 : c - '0';
+        out[i] = (v >> (i % 4)) & 1 ? -1 : 1;
+    }
+}
 
 static void decode_pm(const char *str, int8_t *out, int64_t len) {
     for (int64_t i = 0; i < len; i++) out[i] = str[i] == '-' ? -1 : 1;
@@ -312,6 +322,27 @@ static bool tt_to_quadruple(const tt_entry *e, int8_t *out /* 4·t */) {
         }
     free(X);
     free(T);
+    return true;
+}
+
+bool rotq_hadamard_table_gs(int32_t i, int32_t *t, int32_t *multiplier, uint64_t *seed, int8_t *out) {
+    if (i < 0 || (size_t)i >= N_GS) return false;
+    const gs_entry *e = &gs_table[i];
+    *t = e->t;
+    *multiplier = e->multiplier;
+    *seed = e->seed;
+    if (out)
+        for (int j = 0; j < 4; j++) decode_hex(e->hex[j], out + j * e->t, e->t);
+    return true;
+}
+
+bool rotq_hadamard_table_turyn(int32_t i, int32_t *n, uint64_t *seed, int8_t *out) {
+    if (i < 0 || (size_t)i >= N_TT) return false;
+    const tt_entry *e = &tt_table[i];
+    *n = e->n;
+    *seed = e->seed;
+    if (out)
+        for (int j = 0; j < 4; j++) decode_pm(e->seq[j], out + j * e->n, j == 3 ? e->n - 1 : e->n);
     return true;
 }
 
@@ -425,7 +456,7 @@ static bool build_recipe(const recipe *r, int8_t *H) {
         if (!seq) return false;
         if (r->kind == R_GS) {
             const gs_entry *e = gs_find(t);
-            for (int j = 0; j < 4; j++) decode_pm(e->seq[j], seq + j * t, t);
+            for (int j = 0; j < 4; j++) decode_hex(e->hex[j], seq + j * t, t);
         } else if (!tt_to_quadruple(tt_find(t), seq)) {
             free(seq);
             return false;

@@ -66,6 +66,11 @@ int64_t rotq_hadamard_defect(const int8_t *H, int64_t n);
 rotq_status rotq_search_gs_quadruple(int32_t t, int32_t multiplier, uint64_t seed, int64_t max_flips, int8_t *out);
 rotq_status rotq_search_turyn(int32_t n, uint64_t seed, int64_t max_flips, int8_t *out);
 
+/* The built-in tables, entry i (false past the end); out may be NULL to read only the sizes.
+ * GS: four sequences of length t (out: 4t); Turyn: TT(n) as X|Y|Z|W (out: 4n-1). */
+bool rotq_hadamard_table_gs(int32_t i, int32_t *t, int32_t *multiplier, uint64_t *seed, int8_t *out);
+bool rotq_hadamard_table_turyn(int32_t i, int32_t *n, uint64_t *seed, int8_t *out);
+
 /* Orders that are multiples of 4 in [4, max] with no known construction, written to out (up to
  * cap); returns how many there are. */
 int64_t rotq_hadamard_unknown_orders(int64_t max, int64_t *out, int64_t cap);
