@@ -105,7 +105,7 @@ static void check_size(int64_t n, bool signs, int64_t rows) {
 }
 
 static void test_every_base(void) {
-    /* every K that is the base of some n (non-powers of two ≤ 256) with m ∈ {0, 1, 3, 5}, plus K
+    /* every K that is the base of some n (non-powers of two ≤ 256) with m ∈ {0, 1, 3, 4, 5, 6}, plus K
      * of real model widths; n kept ≤ 2048 so the dense reference stays cheap */
     int cases = 0;
     for (int64_t K = 12; K <= 256; K += 4) {
@@ -113,15 +113,15 @@ static void test_every_base(void) {
         int64_t k2;
         int32_t m2;
         if (!rotq_hadamard_split(K, &k2, &m2) || k2 != K) continue; /* e.g. 24 = 12·2: base 12 */
-        int32_t ms[] = {0, 1, 3, 5};
-        for (int i = 0; i < 4; i++) {
+        int32_t ms[] = {0, 1, 3, 4, 5, 6};
+        for (int i = 0; i < 6; i++) {
             int64_t n = K << ms[i];
             if (n > 2048) continue;
             check_size(n, (i % 2) == 0, n <= 1024 ? 3 : 1);
             cases++;
         }
     }
-    CHECK(cases >= 80, "only %d base/m cases", cases);
+    CHECK(cases >= 100, "only %d base/m cases", cases);
     int64_t model_bases[] = {36 * 16, 28 * 32, 12 * 128, 76 * 8, 44 * 8, 140 * 8, 148 * 8, 924};
     for (size_t i = 0; i < sizeof model_bases / sizeof *model_bases; i++) check_size(model_bases[i], true, 1);
 }

@@ -125,24 +125,50 @@ static void test_unknown_listing(void) {
     }
 }
 
-/* Σ_q Σ_i x_q[i]·x_q[(i+s) mod t] = 0 for all 0 < s < t, computed independently. */
+/* Σ_q Σ_i x_q[i]·x_q[(i+s) mod t] for 0 < s < t: how many shifts are not zero. */
+static int periodic_failures(const int8_t *x, int32_t t) {
+    int bad = 0;
+    for (int32_t sh = 1; sh < t; sh++) {
+        int sum = 0;
+        for (int q = 0; q < 4; q++)
+            for (int32_t i = 0; i < t; i++) sum += x[q * t + i] * x[q * t + (i + sh) % t];
+        if (sum) bad++;
+    }
+    return bad;
+}
+
+/* N_X + N_Y + 2N_Z + 2N_W (aperiodic) for 0 < s < n: how many shifts are not zero. */
+static int turyn_failures(const int8_t *x, int32_t n) {
+    const int8_t *X = x, *Y = x + n, *Z = x + 2 * n, *W = x + 3 * n;
+    int bad = 0;
+    for (int32_t sh = 1; sh < n; sh++) {
+        int sum = 0;
+        for (int32_t i = 0; i + sh < n; i++) sum += X[i] * X[i + sh] + Y[i] * Y[i + sh] + 2 * Z[i] * Z[i + sh];
+        for (int32_t i = 0; i + sh < n - 1; i++) sum += 2 * W[i] * W[i + sh];
+        if (sum) bad++;
+    }
+    return bad;
+}
+
 static void test_gs_search(void) {
-    int32_t ts[] = {5, 7, 9, 11, 13};
-    for (size_t k = 0; k < sizeof ts / sizeof *ts; k++) {
-        int32_t t = ts[k];
+    struct { int32_t t, h; } cases[] = {{5, 1}, {7, 1}, {9, 1}, {11, 1}, {13, 1}, {31, 5}, {39, 16}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        int32_t t = cases[k].t, h = cases[k].h;
         int8_t *x = malloc((size_t)(4 * t));
-        rotq_status s = rotq_search_gs_quadruple(t, 1234 + k, 200000000, x);
-        CHECK(s == ROTQ_OK, "gs search t=%d: %s", t, rotq_last_error());
-        int bad = 0;
-        for (int32_t sh = 1; s == ROTQ_OK && sh < t; sh++) {
-            int sum = 0;
+        rotq_status s = rotq_search_gs_quadruple(t, h, 1234 + k, 200000000, x);
+        CHECK(s == ROTQ_OK, "gs search t=%d h=%d: %s", t, h, rotq_last_error());
+        if (s == ROTQ_OK) {
+            CHECK(periodic_failures(x, t) == 0, "gs quadruple t=%d fails", t);
+            int off_orbit = 0;
             for (int q = 0; q < 4; q++)
-                for (int32_t i = 0; i < t; i++) sum += x[q * t + i] * x[q * t + (i + sh) % t];
-            if (sum) bad++;
+                for (int32_t i = 0; i < t; i++) off_orbit += x[q * t + i] != x[q * t + (int32_t)((int64_t)i * h % t)];
+            CHECK(off_orbit == 0, "t=%d: %d entries break the multiplier symmetry", t, off_orbit);
         }
-        CHECK(bad == 0, "gs quadruple t=%d fails at %d shifts", t, bad);
         free(x);
     }
+    int8_t buf[256];
+    CHECK(rotq_search_gs_quadruple(31, 1, 1, 10, buf) == ROTQ_ERR_NOT_FOUND, "budget exhaustion reported");
+    CHECK(rotq_search_gs_quadruple(30, 5, 1, 10, buf) == ROTQ_ERR_ARG, "multiplier sharing a factor with t refused");
 }
 
 static void test_turyn_search(void) {
@@ -152,20 +178,44 @@ static void test_turyn_search(void) {
         int8_t *x = malloc((size_t)(4 * n - 1));
         rotq_status s = rotq_search_turyn(n, 99 + k, 200000000, x);
         CHECK(s == ROTQ_OK, "turyn search n=%d: %s", n, rotq_last_error());
-        const int8_t *X = x, *Y = x + n, *Z = x + 2 * n, *W = x + 3 * n;
-        int bad = 0;
-        for (int32_t sh = 1; s == ROTQ_OK && sh < n; sh++) {
-            int sum = 0;
-            for (int32_t i = 0; i + sh < n; i++) sum += X[i] * X[i + sh] + Y[i] * Y[i + sh] + 2 * Z[i] * Z[i + sh];
-            for (int32_t i = 0; i + sh < n - 1; i++) sum += 2 * W[i] * W[i + sh];
-            if (sum) bad++;
-        }
-        CHECK(bad == 0, "TT(%d) fails at %d shifts", n, bad);
+        if (s == ROTQ_OK) CHECK(turyn_failures(x, n) == 0, "TT(%d) fails", n);
         free(x);
     }
     int8_t buf[256];
     CHECK(rotq_search_turyn(1, 1, 10, buf) == ROTQ_ERR_ARG, "bad length refused");
-    CHECK(rotq_search_gs_quadruple(31, 1, 10, buf) == ROTQ_ERR_NOT_FOUND, "budget exhaustion reported");
+}
+
+/* The tables satisfy their conditions, and the cheap entries are exactly what the recorded search
+ * call produces again (provenance). */
+static void test_tables(void) {
+    int32_t t, h, n;
+    uint64_t seed;
+    int entries = 0;
+    for (int32_t i = 0; rotq_hadamard_table_gs(i, &t, &h, &seed, NULL); i++, entries++) {
+        int8_t *x = malloc((size_t)(4 * t)), *y = malloc((size_t)(4 * t));
+        rotq_hadamard_table_gs(i, &t, &h, &seed, x);
+        CHECK(periodic_failures(x, t) == 0, "GS table t=%d fails its condition", t);
+        CHECK(rotq_hadamard_known(4 * t), "order %d from the GS table", 4 * t);
+        if (t <= 43) {
+            CHECK(rotq_search_gs_quadruple(t, h, seed, 100000000, y) == ROTQ_OK && memcmp(x, y, (size_t)(4 * t)) == 0,
+                  "GS table t=%d is not what its search (h=%d, seed=%llu) gives", t, h, (unsigned long long)seed);
+        }
+        free(x);
+        free(y);
+    }
+    for (int32_t i = 0; rotq_hadamard_table_turyn(i, &n, &seed, NULL); i++, entries++) {
+        int8_t *x = malloc((size_t)(4 * n)), *y = malloc((size_t)(4 * n));
+        rotq_hadamard_table_turyn(i, &n, &seed, x);
+        CHECK(turyn_failures(x, n) == 0, "TT(%d) table entry fails its condition", n);
+        CHECK(rotq_hadamard_known(4 * (3 * n - 1)), "order %d from TT(%d)", 4 * (3 * n - 1), n);
+        if (n <= 10) {
+            CHECK(rotq_search_turyn(n, seed, 100000000, y) == ROTQ_OK && memcmp(x, y, (size_t)(4 * n - 1)) == 0,
+                  "TT(%d) table entry is not what its search gives", n);
+        }
+        free(x);
+        free(y);
+    }
+    CHECK(entries >= 6, "only %d table entries", entries);
 }
 
 int main(void) {
@@ -175,5 +225,6 @@ int main(void) {
     test_unknown_listing();
     test_gs_search();
     test_turyn_search();
+    test_tables();
     return tu_finish("test_hadamard");
 }

@@ -257,8 +257,9 @@ static void test_attention(void) {
     for (int64_t i = 0; i < nk * nkv * hd; i++) { k[i] = (float)nrand(); v[i] = (float)nrand(); }
     int64_t blocks[] = {Tq, 64, 7};
     for (int b = 0; b < 3; b++) {
-        float *scores = malloc(sizeof(float) * nh * blocks[b] * nk);
-        rotq_attention_forward(out, q, k, v, scores, Tq, pos0, nh, nkv, hd, 0.35f, blocks[b]);
+        float *scores = malloc(sizeof(float) * nh * blocks[b] * nk), *work = malloc(sizeof(float) * 2 * Tq * nh * hd);
+        if (b == 1) rotq_attention_forward(out, q, k, v, scores, Tq, pos0, nh, nkv, hd, 0.35f, blocks[b]);
+        else rotq_attention_forward_ws(out, q, k, v, scores, work, Tq, pos0, nh, nkv, hd, 0.35f, blocks[b]);
         double worst = 0;
         for (int64_t t = 0; t < Tq; t++)
             for (int64_t h = 0; h < nh; h++) {
@@ -279,6 +280,7 @@ static void test_attention(void) {
             }
         CHECK(worst < 1e-5, "attention (query block %lld) vs direct loops: %g", (long long)blocks[b], worst);
         free(scores);
+        free(work);
     }
     free(q); free(k); free(v); free(out);
 }

@@ -145,6 +145,20 @@ static void test_random_orthogonal(void) {
         rotq_rotation_free(diff);
         rotq_rotation_free(Q);
     }
+    /* above 512 the column updates run on OpenMP threads: still the same bytes for 1 or 2 threads */
+    {
+        rotq_rotation *a = NULL, *b = NULL;
+        int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        rotq_rotation_random_orthogonal(520, 42, &a);
+        omp_set_num_threads(2);
+        rotq_rotation_random_orthogonal(520, 42, &b);
+        omp_set_num_threads(threads);
+        CHECK(a && b && memcmp(a->dense, b->dense, sizeof(double) * 520 * 520) == 0, "threaded QR is not byte-identical");
+        CHECK(a && rotq_orthogonality_error(a->dense, 520) < 1e-10, "n=520 orthogonality");
+        rotq_rotation_free(a);
+        rotq_rotation_free(b);
+    }
     /* Haar: the first column is g_0/‖g_0‖, so E[Q00] = 0 (a sign-biased QR would not give that) */
     double mean = 0;
     for (int s = 0; s < 400; s++) {

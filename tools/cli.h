@@ -19,6 +19,7 @@ int cmd_rotate(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_eval(int argc, char **argv), cmd_quantize(int argc, char **argv), cmd_quant_test(int argc, char **argv);
 
 /* Prints "rotq <cmd>: error: ..." on stderr and returns the exit code 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -143,8 +143,9 @@ static rotq_status gguf_int(const rotq_model *m, const char *arch, const char *s
         if (required) return rotq_fail(ROTQ_ERR_FORMAT, "%s: GGUF metadata lacks %s.%s", origin, arch, suffix);
         return ROTQ_OK;
     }
-    if (!meta_number(kv, &v) || v != floor(v))
-        return rotq_fail(ROTQ_ERR_FORMAT, "%s: GGUF metadata %s.%s is not an integer", origin, arch, suffix);
+    /* the range check keeps the cast below defined for absurd values */
+    if (!meta_number(kv, &v) || v != floor(v) || fabs(v) > 9.0e15)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: GGUF metadata %s.%s is not a sensible integer", origin, arch, suffix);
     *out = (int64_t)v;
     return ROTQ_OK;
 }
@@ -178,8 +179,8 @@ rotq_status rotq_hparams_from_gguf(const rotq_arch *a, const rotq_model *m, cons
     }
     const rotq_meta *tokens = rotq_model_meta(m, "tokenizer.ggml.tokens");
     if (hp->vocab == 0 && tokens && tokens->type == ROTQ_META_ARRAY) hp->vocab = (int64_t)tokens->n;
-    if (meta_number(rotq_model_meta(m, "tokenizer.ggml.bos_token_id"), &v)) hp->bos_id = (int32_t)v;
-    if (meta_number(rotq_model_meta(m, "tokenizer.ggml.eos_token_id"), &v)) hp->eos_id = (int32_t)v;
+    if (meta_number(rotq_model_meta(m, "tokenizer.ggml.bos_token_id"), &v) && v >= 0 && v < 2147483647.0) hp->bos_id = (int32_t)v;
+    if (meta_number(rotq_model_meta(m, "tokenizer.ggml.eos_token_id"), &v) && v >= 0 && v < 2147483647.0) hp->eos_id = (int32_t)v;
     /* GGUF has no tie flag: a model without an output tensor ties it to the embedding. */
     hp->tied_embeddings = false;
     const rotq_arch_tensor *head = rotq_arch_tensor_for(a, ROLE_LM_HEAD);

@@ -416,7 +416,8 @@ static rotq_status add_tensor(rotq_model *m, const char *path, const gguf_tinfo 
         s = rotq_dequantize(dt, data, f, ti->numel);
         if (s == ROTQ_OK)
             s = rotq_model_add_tensor(m, name, ROTQ_F32, (int32_t)ti->n_dims, shape, f, (uint64_t)ti->numel * 4, true);
-        if (s != ROTQ_OK) free(f);
+        if (s == ROTQ_OK) m->tensors[m->n_tensors - 1].file_dtype = dt; /* `info` reports what the file held */
+        else free(f);
     }
     if (s != ROTQ_OK) return rotq_fail_context(s, "%s", path);
     return ROTQ_OK;

@@ -71,6 +71,7 @@ static rotq_status prepare_layer(rotq_runner *r, int32_t l) {
         w->wq = qkv;
         w->wk = qkv + qd * d;
         w->wv = qkv + (qd + kvd) * d;
+        w->fused_qkv = true;
         ROTQ_TRY(role_f32(r, ROLE_QKV_BIAS, l, qd + 2 * kvd, false, &b));
         if (b) { w->bq = b; w->bk = b + qd; w->bv = b + qd + kvd; }
     } else {
@@ -90,6 +91,7 @@ static rotq_status prepare_layer(rotq_runner *r, int32_t l) {
         ROTQ_TRY(role_f32(r, ROLE_GATE_UP, l, 2 * ff * d, true, &gu));
         w->wgate = gu;
         w->wup = gu + ff * d;
+        w->fused_gate_up = true;
     } else {
         ROTQ_TRY(role_f32(r, ROLE_GATE, l, ff * d, true, &w->wgate));
         ROTQ_TRY(role_f32(r, ROLE_UP, l, ff * d, true, &w->wup));
@@ -177,7 +179,7 @@ fail:
 }
 
 static void free_scratch(rotq_runner *r) {
-    float **bufs[] = {&r->x, &r->xn, &r->q, &r->k, &r->v, &r->att, &r->ff1, &r->ff2, &r->scores, &r->rope_cos, &r->rope_sin};
+    float **bufs[] = {&r->x, &r->xn, &r->q, &r->k, &r->v, &r->att, &r->attn_work, &r->ff1, &r->ff2, &r->scores, &r->rope_cos, &r->rope_sin};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) { free(*bufs[i]); *bufs[i] = NULL; }
     r->scratch_T = r->scores_cap = 0;
 }
@@ -209,7 +211,7 @@ static rotq_status ensure_scratch(rotq_runner *r, int64_t T) {
     int64_t half = hp->rotary_dim / 2, ff = hp->intermediate;
     struct { float **p; int64_t n; } want[] = {
         {&r->x, newT * d}, {&r->xn, newT * d}, {&r->q, newT * qd}, {&r->k, newT * kvd}, {&r->v, newT * kvd},
-        {&r->att, newT * qd}, {&r->ff1, newT * ff}, {&r->ff2, newT * ff},
+        {&r->att, newT * qd}, {&r->attn_work, 2 * newT * qd}, {&r->ff1, newT * ff}, {&r->ff2, newT * ff},
         {&r->rope_cos, newT * half}, {&r->rope_sin, newT * half},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -286,13 +288,11 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
     const rotq_layer_weights *w = &r->layers[l];
     int64_t d = hp->hidden, nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim, ff = hp->intermediate;
     int64_t qd = nh * hd, kvd = nkv * hd, half = hp->rotary_dim / 2;
-    bool fused_qkv = rotq_model_role(r->model, ROLE_QKV, l) != NULL;
-    bool fused_gu = rotq_model_role(r->model, ROLE_GATE_UP, l) != NULL;
     float *k = k_all + pos0 * kvd, *v = v_all + pos0 * kvd;
 
     /* attention block: xn = norm(x); q, k, v = xn · W{q,k,v}ᵀ (+ b) */
     norm_forward(r, r->xn, r->x, w->attn_norm, w->attn_norm_b, T);
-    HOOK(linear_input(r, l, fused_qkv ? ROLE_QKV : ROLE_Q, r->xn, T, d));
+    HOOK(linear_input(r, l, w->fused_qkv ? ROLE_QKV : ROLE_Q, r->xn, T, d));
     rotq_linear_forward(r->q, r->xn, w->wq, w->bq, T, d, qd, false);
     rotq_linear_forward(k, r->xn, w->wk, w->bk, T, d, kvd, false);
     rotq_linear_forward(v, r->xn, w->wv, w->bv, T, d, kvd, false);
@@ -300,15 +300,15 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
     rotq_rope_forward(k, r->rope_cos, r->rope_sin, T, nkv, hd, half);
     if (r->hooks.qk_rope) HOOK(r->hooks.qk_rope(r->hooks.ctx, l, r->q, k, T, pos0, nh, nkv, hd));
     if (r->hooks.v) HOOK(r->hooks.v(r->hooks.ctx, l, v, T, pos0, nkv, hd));
-    rotq_attention_forward(r->att, r->q, k_all, v_all, r->scores, T, pos0, nh, nkv, hd, r->attn_scale,
-                           rotq_attention_block(T, nh, pos0 + T));
+    rotq_attention_forward_ws(r->att, r->q, k_all, v_all, r->scores, r->attn_work, T, pos0, nh, nkv, hd,
+                              r->attn_scale, rotq_attention_block(T, nh, pos0 + T));
     /* x += att · Woᵀ (+ bo) */
     HOOK(linear_input(r, l, ROLE_O, r->att, T, qd));
     rotq_linear_forward(r->x, r->att, w->wo, w->bo, T, qd, d, true);
 
     /* MLP block: x += (silu(xn · Wgateᵀ) * (xn · Wupᵀ)) · Wdownᵀ */
     norm_forward(r, r->xn, r->x, w->mlp_norm, w->mlp_norm_b, T);
-    HOOK(linear_input(r, l, fused_gu ? ROLE_GATE_UP : ROLE_GATE, r->xn, T, d));
+    HOOK(linear_input(r, l, w->fused_gate_up ? ROLE_GATE_UP : ROLE_GATE, r->xn, T, d));
     rotq_linear_forward(r->ff1, r->xn, w->wgate, w->bgate, T, d, ff, false);
     rotq_linear_forward(r->ff2, r->xn, w->wup, w->bup, T, d, ff, false);
     rotq_swiglu_forward(r->ff1, r->ff2, T * ff);

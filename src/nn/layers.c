@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn/nn.h"
@@ -62,6 +63,11 @@ void rotq_linear_forward(float *out, const float *x, const float *w, const float
         }
     }
     float beta = (accumulate || b) ? 1.0f : 0.0f;
+    if (T == 1) {
+        /* one token (generation): sgemm would repack the whole weight matrix for a single row */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n_out, (blasint)n_in, 1.0f, w, (blasint)n_in, x, 1, beta, out, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n_out, (blasint)n_in, 1.0f, x,
                 (blasint)n_in, w, (blasint)n_in, beta, out, (blasint)n_out);
 }
@@ -175,42 +181,83 @@ static void softmax_row_masked(float *x, int64_t n_valid, int64_t n) {
 }
 
 int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys) {
-    /* Blocks of queries skip the keys above the causal diagonal (half the work for long
+    /* Blocks of queries skip the keys above the causal diagonal (about half the work of long
      * windows) while keeping each product large enough for BLAS to run at speed. */
-    int64_t b = T <= 64 ? T : (T / 8 + 31) / 32 * 32;
-    if (T > 64) b = b < 64 ? 64 : b > 256 ? 256 : b;
+    int64_t b = T <= 128 ? T : T <= 1024 ? 128 : 256;
     /* all heads' scores of a block are held at once: keep them under 16M floats (64 MB) */
     int64_t cap = ((int64_t)1 << 24) / (n_heads * (n_keys > 0 ? n_keys : 1));
     if (cap < 1) cap = 1;
     return b < cap ? b : cap;
 }
 
-void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
-                            int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
-                            int64_t q_block) {
+void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,
+                               float *work, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                               float scale, int64_t q_block) {
     int64_t group = n_heads / n_kv, q_stride = n_heads * head_dim, kv_stride = n_kv * head_dim;
+    int64_t gw = group * head_dim; /* floats of one KV group's heads in a row */
+    /* qt [n_kv, T, group, hd]: each KV group's query heads stacked as rows (t, j), so that one
+     * product serves the whole group (GQA shares K and V inside it). */
+    float *qt = work, *ot = work + T * q_stride;
+#pragma omp parallel for schedule(static) if (T * q_stride > 65536)
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t g = 0; g < n_kv; g++)
+            memcpy(qt + (g * T + t) * gw, q + t * q_stride + g * gw, (size_t)gw * sizeof(float));
+
     for (int64_t b0 = 0; b0 < T; b0 += q_block) {
         int64_t nq = T - b0 < q_block ? T - b0 : q_block;
         int64_t nk = pos0 + b0 + nq; /* keys the last query of the block may see */
-        /* scores[h] [nq, nk] = scale · Q_h[b0:b0+nq] · K_g[0:nk]ᵀ for every head h (g its KV group).
-         * All heads go through BLAS back to back, then one parallel softmax: BLAS and OpenMP
-         * threads take turns as rarely as possible. */
-        for (int64_t h = 0; h < n_heads; h++)
+        int64_t rows = nq * group;   /* score rows per KV group */
+        /* scores[g] [nq·group, nk] = scale · Qt_g[block] · K_g[0:nk]ᵀ; all groups go through BLAS
+         * back to back, then one parallel softmax, so BLAS and OpenMP threads take turns rarely. */
+        for (int64_t g = 0; g < n_kv; g++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)nk, (blasint)head_dim, scale,
+                        qt + (g * T + b0) * gw, (blasint)head_dim, k + g * head_dim, (blasint)kv_stride, 0.0f,
+                        scores + g * rows * nk, (blasint)nk);
+        int64_t all_rows = n_kv * rows;
+#pragma omp parallel for schedule(static) if (all_rows * nk > 32768)
+        for (int64_t r = 0; r < all_rows; r++) {
+            int64_t t = (r % rows) / group;
+            softmax_row_masked(scores + r * nk, pos0 + b0 + t + 1, nk);
+        }
+        /* out rows (t, heads of g) = P_g [nq·group, nk] · V_g[0:nk] [nk, hd], via ot */
+        for (int64_t g = 0; g < n_kv; g++) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)head_dim, (blasint)nk, 1.0f,
+                        scores + g * rows * nk, (blasint)nk, v + g * head_dim, (blasint)kv_stride, 0.0f, ot,
+                        (blasint)head_dim);
+            for (int64_t t = 0; t < nq; t++)
+                memcpy(out + (b0 + t) * q_stride + g * gw, ot + t * gw, (size_t)gw * sizeof(float));
+        }
+    }
+}
+
+/* Head by head, without the work buffer: the fallback when it cannot be allocated. */
+static void attention_per_head(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
+                               int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
+                               int64_t q_block) {
+    int64_t group = n_heads / n_kv, q_stride = n_heads * head_dim, kv_stride = n_kv * head_dim;
+    for (int64_t h = 0; h < n_heads; h++)
+        for (int64_t b0 = 0; b0 < T; b0 += q_block) {
+            int64_t nq = T - b0 < q_block ? T - b0 : q_block, nk = pos0 + b0 + nq;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk, (blasint)head_dim, scale,
                         q + b0 * q_stride + h * head_dim, (blasint)q_stride, k + (h / group) * head_dim,
-                        (blasint)kv_stride, 0.0f, scores + h * nq * nk, (blasint)nk);
-        int64_t rows = n_heads * nq;
-#pragma omp parallel for schedule(static) if (rows * nk > 32768)
-        for (int64_t hr = 0; hr < rows; hr++) {
-            int64_t r = hr % nq;
-            softmax_row_masked(scores + hr * nk, pos0 + b0 + r + 1, nk);
-        }
-        /* out_h[b0:b0+nq] [nq, hd] = P_h [nq, nk] · V_g[0:nk] */
-        for (int64_t h = 0; h < n_heads; h++)
+                        (blasint)kv_stride, 0.0f, scores, (blasint)nk);
+#pragma omp parallel for schedule(static) if (nq * nk > 32768)
+            for (int64_t r = 0; r < nq; r++) softmax_row_masked(scores + r * nk, pos0 + b0 + r + 1, nk);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)head_dim, (blasint)nk, 1.0f,
-                        scores + h * nq * nk, (blasint)nk, v + (h / group) * head_dim, (blasint)kv_stride, 0.0f,
+                        scores, (blasint)nk, v + (h / group) * head_dim, (blasint)kv_stride, 0.0f,
                         out + b0 * q_stride + h * head_dim, (blasint)q_stride);
-    }
+        }
+}
+
+void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
+                            int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
+                            int64_t q_block) {
+    float *work = malloc((size_t)(2 * T * n_heads * head_dim) * sizeof(float));
+    if (work)
+        rotq_attention_forward_ws(out, q, k, v, scores, work, T, pos0, n_heads, n_kv, head_dim, scale, q_block);
+    else
+        attention_per_head(out, q, k, v, scores, T, pos0, n_heads, n_kv, head_dim, scale, q_block);
+    free(work);
 }
 
 /* ---- MLP ------------------------------------------------------------------------------------ */

@@ -50,6 +50,7 @@ typedef struct rotq_layer_weights {
     const float *mlp_norm, *mlp_norm_b;     /* [d] */
     const float *wgate, *bgate, *wup, *bup; /* [ff, d], [ff] */
     const float *wdown, *bdown;             /* [d, ff], [d] */
+    bool fused_qkv, fused_gate_up;          /* Phi-3 layout: hooks name ROLE_QKV / ROLE_GATE_UP */
 } rotq_layer_weights;
 
 typedef struct rotq_runner {
@@ -71,7 +72,7 @@ typedef struct rotq_runner {
     uint64_t owned_bytes;
 
     /* Scratch, grown on demand (llm.c style: one block per activation). */
-    float *x, *xn, *q, *k, *v, *att, *ff1, *ff2, *scores, *rope_cos, *rope_sin;
+    float *x, *xn, *q, *k, *v, *att, *attn_work, *ff1, *ff2, *scores, *rope_cos, *rope_sin;
     int64_t scratch_T, scores_cap;
 } rotq_runner;
 
@@ -124,10 +125,14 @@ void rotq_rope_tables(const float *inv_freq, int64_t half, int64_t pos0, int64_t
 void rotq_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads,
                        int64_t head_dim, int64_t half);
 /* Causal GQA attention. q [T, nh, hd] at positions pos0.., k/v [pos0+T, nkv, hd] (all keys so far);
- * out [T, nh, hd]. scores: scratch of n_heads * q_block * (pos0+T) floats. */
+ * out [T, nh, hd]. scores: scratch of n_heads * q_block * (pos0+T) floats (q_block from
+ * rotq_attention_block). Allocates a 2·T·nh·hd work buffer per call; _ws takes it from the caller. */
 void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
                             int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
                             int64_t q_block);
+void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,
+                               float *work, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                               float scale, int64_t q_block);
 /* Query rows per attention block for T queries over n_keys keys (bounds the scores scratch). */
 int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys);
 /* gate [T, ff] ← silu(gate) * up. */

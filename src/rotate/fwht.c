@@ -107,13 +107,17 @@ static rotq_fwht_plan make_plan(const rotq_rotation *R, bool inverse) {
 
 typedef void (*row_fn)(const rotq_fwht_plan *, float *, float *);
 
+/* Elements per call below which threads cost more than they save (a parallel region and its
+ * barrier are tens of microseconds, far more when the machine is oversubscribed). */
+#define PARALLEL_MIN (INT64_C(1) << 18)
+
 static rotq_status hadamard_rows_f32(const rotq_rotation *R, float *x, int64_t rows, bool inverse) {
     rotq_fwht_plan p = make_plan(R, inverse);
     row_fn fn = (rotq_fwht_isa() == ROTQ_ISA_AVX2 && p.M >= 8) ? rotq_fwht_row_avx2 : rotq_fwht_row_scalar;
     int64_t n = R->n;
     size_t tmp_bytes = p.K > 1 ? ((sizeof(float) * (size_t)n + 63) / 64) * 64 : 64;
     bool failed = false;
-    if (rows > 1 && rows * n >= (INT64_C(1) << 15)) {
+    if (rows > 1 && rows * n >= PARALLEL_MIN) {
 #pragma omp parallel
         {
             float *tmp = aligned_alloc(64, tmp_bytes);
@@ -193,7 +197,7 @@ rotq_status rotq_rotation_apply_rows_f64(const rotq_rotation *R, double *x, int6
     int64_t n = R->n;
     if (R->kind == ROTQ_ROT_HADAMARD) {
         bool failed = false;
-        bool parallel = rows > 1 && rows * n >= (INT64_C(1) << 15);
+        bool parallel = rows > 1 && rows * n >= PARALLEL_MIN;
 #pragma omp parallel if (parallel)
         {
             double *tmp = malloc(sizeof(double) * (size_t)n);

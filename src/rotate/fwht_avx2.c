@@ -92,6 +92,41 @@ AVX2 static void pass_r8(float *x, int64_t len, int64_t h) {
         }
 }
 
+/* 64 floats in eight registers: bits 0-2 inside each register, bits 3-5 across them, one pass.
+ * Forward multiplies by `mul` first; inverse runs the bits in the other order and multiplies last. */
+AVX2 static void chunk64(float *x, const float *mul, bool inverse) {
+    const __m256 s1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
+    const __m256 s2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
+    const __m256 s4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 v4 = _mm256_loadu_ps(x + 32), v5 = _mm256_loadu_ps(x + 40), v6 = _mm256_loadu_ps(x + 48), v7 = _mm256_loadu_ps(x + 56);
+    if (!inverse) {
+        if (mul) {
+            v0 = _mm256_mul_ps(v0, _mm256_loadu_ps(mul)); v1 = _mm256_mul_ps(v1, _mm256_loadu_ps(mul + 8));
+            v2 = _mm256_mul_ps(v2, _mm256_loadu_ps(mul + 16)); v3 = _mm256_mul_ps(v3, _mm256_loadu_ps(mul + 24));
+            v4 = _mm256_mul_ps(v4, _mm256_loadu_ps(mul + 32)); v5 = _mm256_mul_ps(v5, _mm256_loadu_ps(mul + 40));
+            v6 = _mm256_mul_ps(v6, _mm256_loadu_ps(mul + 48)); v7 = _mm256_mul_ps(v7, _mm256_loadu_ps(mul + 56));
+        }
+        v0 = inreg3(v0, s1, s2, s4); v1 = inreg3(v1, s1, s2, s4); v2 = inreg3(v2, s1, s2, s4); v3 = inreg3(v3, s1, s2, s4);
+        v4 = inreg3(v4, s1, s2, s4); v5 = inreg3(v5, s1, s2, s4); v6 = inreg3(v6, s1, s2, s4); v7 = inreg3(v7, s1, s2, s4);
+    }
+    BFLY(v0, v1); BFLY(v2, v3); BFLY(v4, v5); BFLY(v6, v7);
+    BFLY(v0, v2); BFLY(v1, v3); BFLY(v4, v6); BFLY(v5, v7);
+    BFLY(v0, v4); BFLY(v1, v5); BFLY(v2, v6); BFLY(v3, v7);
+    if (inverse) {
+        v0 = inreg3(v0, s1, s2, s4); v1 = inreg3(v1, s1, s2, s4); v2 = inreg3(v2, s1, s2, s4); v3 = inreg3(v3, s1, s2, s4);
+        v4 = inreg3(v4, s1, s2, s4); v5 = inreg3(v5, s1, s2, s4); v6 = inreg3(v6, s1, s2, s4); v7 = inreg3(v7, s1, s2, s4);
+        if (mul) {
+            v0 = _mm256_mul_ps(v0, _mm256_loadu_ps(mul)); v1 = _mm256_mul_ps(v1, _mm256_loadu_ps(mul + 8));
+            v2 = _mm256_mul_ps(v2, _mm256_loadu_ps(mul + 16)); v3 = _mm256_mul_ps(v3, _mm256_loadu_ps(mul + 24));
+            v4 = _mm256_mul_ps(v4, _mm256_loadu_ps(mul + 32)); v5 = _mm256_mul_ps(v5, _mm256_loadu_ps(mul + 40));
+            v6 = _mm256_mul_ps(v6, _mm256_loadu_ps(mul + 48)); v7 = _mm256_mul_ps(v7, _mm256_loadu_ps(mul + 56));
+        }
+    }
+    _mm256_storeu_ps(x, v0); _mm256_storeu_ps(x + 8, v1); _mm256_storeu_ps(x + 16, v2); _mm256_storeu_ps(x + 24, v3);
+    _mm256_storeu_ps(x + 32, v4); _mm256_storeu_ps(x + 40, v5); _mm256_storeu_ps(x + 48, v6); _mm256_storeu_ps(x + 56, v7);
+}
+
 /* Butterflies for strides h_lo, 2·h_lo, ... < h_hi (all ≥ 8) over x[0, len). */
 AVX2 static void strides(float *x, int64_t len, int64_t h_lo, int64_t h_hi) {
     int64_t h = h_lo;
@@ -105,6 +140,22 @@ AVX2 static void strides(float *x, int64_t len, int64_t h_lo, int64_t h_hi) {
 /* One segment of length M ≥ 8: unnormalized FWHT with optional multipliers before or after. */
 AVX2 static void segment(float *x, int64_t M, const float *pre, const float *post) {
     int64_t B = M < BLOCK ? M : BLOCK;
+    if (M >= 64) {
+        if (!post) {
+            for (int64_t b = 0; b < M; b += B) {
+                for (int64_t c = b; c < b + B; c += 64) chunk64(x + c, pre ? pre + c : NULL, false);
+                strides(x + b, B, 64, B);
+            }
+            if (M > B) strides(x, M, B, M);
+        } else {
+            if (M > B) strides(x, M, B, M);
+            for (int64_t b = 0; b < M; b += B) {
+                strides(x + b, B, 64, B);
+                for (int64_t c = b; c < b + B; c += 64) chunk64(x + c, post + c, true);
+            }
+        }
+        return;
+    }
     if (!post) {
         for (int64_t b = 0; b < M; b += B) {
             inreg_pass(x + b, B, pre ? pre + b : NULL, true);
@@ -153,15 +204,51 @@ AVX2 static void kstep(const rotq_fwht_plan *p, const float *x, float *tmp) {
                 _mm256_storeu_ps(o1, b0); _mm256_storeu_ps(o1 + 8, b1);
                 _mm256_storeu_ps(o1 + 16, b2); _mm256_storeu_ps(o1 + 24, b3);
             }
+    } else if (M == 16) {
+        /* four output segments × both column vectors: 8 chains, 6 loads per 8 FMAs (K % 4 == 0) */
+        for (int64_t c = 0; c < K; c += 4) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            const float *g0 = G + c * K, *g1 = g0 + K, *g2 = g1 + K, *g3 = g2 + K;
+            const float *xs = x;
+            for (int64_t a = 0; a < K; a++, xs += 16) {
+                __m256 x0 = _mm256_loadu_ps(xs), x1 = _mm256_loadu_ps(xs + 8);
+                __m256 w0 = _mm256_broadcast_ss(g0 + a), w1 = _mm256_broadcast_ss(g1 + a);
+                __m256 w2 = _mm256_broadcast_ss(g2 + a), w3 = _mm256_broadcast_ss(g3 + a);
+                a0 = _mm256_fmadd_ps(w0, x0, a0); b0 = _mm256_fmadd_ps(w0, x1, b0);
+                a1 = _mm256_fmadd_ps(w1, x0, a1); b1 = _mm256_fmadd_ps(w1, x1, b1);
+                a2 = _mm256_fmadd_ps(w2, x0, a2); b2 = _mm256_fmadd_ps(w2, x1, b2);
+                a3 = _mm256_fmadd_ps(w3, x0, a3); b3 = _mm256_fmadd_ps(w3, x1, b3);
+            }
+            __m256 lo[4] = {a0, a1, a2, a3}, hi[4] = {b0, b1, b2, b3};
+            for (int k = 0; k < 4; k++) {
+                float *o = tmp + (c + k) * 16;
+                if (p->post) {
+                    lo[k] = _mm256_mul_ps(lo[k], _mm256_loadu_ps(p->post + (c + k) * 16));
+                    hi[k] = _mm256_mul_ps(hi[k], _mm256_loadu_ps(p->post + (c + k) * 16 + 8));
+                }
+                _mm256_storeu_ps(o, lo[k]);
+                _mm256_storeu_ps(o + 8, hi[k]);
+            }
+        }
     } else {
+        /* M = 8: four output segments per pass keep four independent FMA chains (K % 4 == 0) */
         for (int64_t d = 0; d < M; d += 8)
-            for (int64_t c = 0; c < K; c++) {
-                __m256 acc = _mm256_setzero_ps();
-                const float *g = G + c * K;
-                for (int64_t a = 0; a < K; a++)
-                    acc = _mm256_fmadd_ps(_mm256_broadcast_ss(g + a), _mm256_loadu_ps(x + a * M + d), acc);
-                if (p->post) acc = _mm256_mul_ps(acc, _mm256_loadu_ps(p->post + c * M + d));
-                _mm256_storeu_ps(tmp + c * M + d, acc);
+            for (int64_t c = 0; c < K; c += 4) {
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                const float *g0 = G + c * K, *g1 = g0 + K, *g2 = g1 + K, *g3 = g2 + K;
+                const float *xs = x + d;
+                for (int64_t a = 0; a < K; a++, xs += M) {
+                    __m256 xv = _mm256_loadu_ps(xs);
+                    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(g0 + a), xv, a0);
+                    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(g1 + a), xv, a1);
+                    a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(g2 + a), xv, a2);
+                    a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(g3 + a), xv, a3);
+                }
+                __m256 acc[4] = {a0, a1, a2, a3};
+                for (int k = 0; k < 4; k++) {
+                    if (p->post) acc[k] = _mm256_mul_ps(acc[k], _mm256_loadu_ps(p->post + (c + k) * M + d));
+                    _mm256_storeu_ps(tmp + (c + k) * M + d, acc[k]);
+                }
             }
     }
 }

@@ -5,9 +5,10 @@
  *  - Paley II: q ≡ 1 (mod 4) a prime power, order 2(q+1).
  *  - Twin prime powers q, q+2 (Stanton–Sprott difference set), order q(q+2)+1.
  *  - Goethals–Seidel array on four circulants of order t whose periodic autocorrelations sum to
- *    zero, order 4t. The circulants come from sequences found by rotq_search_gs_quadruple, or from
- *    Turyn-type sequences TT(n) (rotq_search_turyn) through base sequences and T-sequences of length
- *    t = 3n-1. Those searches ran once; their results are the tables below (seeds in the comments).
+ *    zero, order 4t. The circulants come from sequences found by rotq_search_gs_quadruple (constant
+ *    on the orbits of a multiplier), or from Turyn-type sequences TT(n) (rotq_search_turyn) through
+ *    base sequences and T-sequences of length t = 3n-1. Those searches ran once; their results are
+ *    the tables below, with the arguments that reproduce them (test_hadamard re-runs the cheap ones).
  *  - Kronecker products of any of these.
  * GF(p^k) for k > 1 uses the first monic irreducible polynomial found by trial division.
  */

@@ -148,51 +148,71 @@ rotq_status rotq_rotation_from_dense(int64_t n, const double *Rm, double tol, ro
     return ROTQ_OK;
 }
 
-/* Householder QR of A (column j at A + j·n), then Q·diag(sign R_kk) written row-major to out. */
+/* Σ a[i]·b[i] with four interleaved partial sums combined as (s0+s1)+(s2+s3): the order is fixed
+ * by the code (no -ffast-math, no FMA contraction under -std=c11), so every build computes the same
+ * bits, and the four chains hide the add latency. */
+static double dot4(const double *a, const double *b, int64_t len) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < len; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* col ← (I - tau·v·vᵀ)·col on rows k.., v = (1, vk[k+1..n-1]). */
+static void reflect(const double *vk, double tau, double *col, int64_t k, int64_t n) {
+    double w = (col[k] + dot4(vk + k + 1, col + k + 1, n - k - 1)) * tau;
+    col[k] -= w;
+    for (int64_t i = k + 1; i < n; i++) col[i] -= w * vk[i];
+}
+
+#define QR_BLOCK 32 /* reflectors applied to a column while it sits in cache */
+
+/* Householder QR of A (column j at A + j·n), then Q·diag(sign R_kk) written row-major to out.
+ * Blocked only in the order columns are visited: every column still receives the reflectors one by
+ * one in the unblocked order, so the result does not depend on the block size or thread count. */
 static rotq_status haar_from_gaussian(double *A, int64_t n, double *out) {
     double *tau = calloc((size_t)n, sizeof(double)), *dsgn = calloc((size_t)n, sizeof(double));
     double *Q = calloc((size_t)(n * n), sizeof(double));
     if (!tau || !dsgn || !Q) { free(tau); free(dsgn); free(Q); return nomem("the QR factorisation", n); }
-    for (int64_t k = 0; k < n; k++) {
-        double *ak = A + k * n;
-        double alpha = ak[k], xnorm2 = 0.0;
-        for (int64_t i = k + 1; i < n; i++) xnorm2 += ak[i] * ak[i];
-        if (xnorm2 == 0.0) {
-            tau[k] = 0.0;
-            dsgn[k] = alpha < 0.0 ? -1.0 : 1.0;
-            continue;
+    for (int64_t k0 = 0; k0 < n; k0 += QR_BLOCK) {
+        int64_t k1 = k0 + QR_BLOCK < n ? k0 + QR_BLOCK : n;
+        for (int64_t k = k0; k < k1; k++) {
+            double *ak = A + k * n;
+            for (int64_t r = k0; r < k; r++)
+                if (tau[r] != 0.0) reflect(A + r * n, tau[r], ak, r, n);
+            double alpha = ak[k], xnorm2 = 0.0;
+            for (int64_t i = k + 1; i < n; i++) xnorm2 += ak[i] * ak[i];
+            if (xnorm2 == 0.0) {
+                tau[k] = 0.0;
+                dsgn[k] = alpha < 0.0 ? -1.0 : 1.0;
+                continue;
+            }
+            double beta = -copysign(sqrt(alpha * alpha + xnorm2), alpha);
+            tau[k] = (beta - alpha) / beta;
+            double scale = 1.0 / (alpha - beta);
+            for (int64_t i = k + 1; i < n; i++) ak[i] *= scale;
+            ak[k] = beta;
+            dsgn[k] = beta < 0.0 ? -1.0 : 1.0;
         }
-        double beta = -copysign(sqrt(alpha * alpha + xnorm2), alpha);
-        tau[k] = (beta - alpha) / beta;
-        double scale = 1.0 / (alpha - beta);
-        for (int64_t i = k + 1; i < n; i++) ak[i] *= scale;
-        ak[k] = beta;
-        dsgn[k] = beta < 0.0 ? -1.0 : 1.0;
-        double tk = tau[k];
-#pragma omp parallel for schedule(static) if (n - k > 128)
-        for (int64_t j = k + 1; j < n; j++) {
-            double *aj = A + j * n;
-            double w = aj[k];
-            for (int64_t i = k + 1; i < n; i++) w += ak[i] * aj[i];
-            w *= tk;
-            aj[k] -= w;
-            for (int64_t i = k + 1; i < n; i++) aj[i] -= w * ak[i];
-        }
+#pragma omp parallel for schedule(static) if (n - k1 >= 256)
+        for (int64_t j = k1; j < n; j++)
+            for (int64_t r = k0; r < k1; r++)
+                if (tau[r] != 0.0) reflect(A + r * n, tau[r], A + j * n, r, n);
     }
+    /* Q = H_0·H_1·…·H_{n-1}·I, accumulated from the last reflector; H_k leaves columns j < k alone. */
     for (int64_t j = 0; j < n; j++) Q[j * n + j] = 1.0;
-    for (int64_t k = n - 1; k >= 0; k--) {
-        if (tau[k] == 0.0) continue;
-        const double *v = A + k * n; /* v = (1, A[k+1.., k]) */
-        double tk = tau[k];
-#pragma omp parallel for schedule(static) if (n - k > 128)
-        for (int64_t j = k; j < n; j++) {
-            double *qj = Q + j * n;
-            double w = qj[k];
-            for (int64_t i = k + 1; i < n; i++) w += v[i] * qj[i];
-            w *= tk;
-            qj[k] -= w;
-            for (int64_t i = k + 1; i < n; i++) qj[i] -= w * v[i];
-        }
+    for (int64_t k1 = n; k1 > 0; k1 -= QR_BLOCK) {
+        int64_t k0 = k1 - QR_BLOCK > 0 ? k1 - QR_BLOCK : 0;
+#pragma omp parallel for schedule(static) if (n - k0 >= 256)
+        for (int64_t j = k0; j < n; j++)
+            for (int64_t r = (j < k1 - 1 ? j : k1 - 1); r >= k0; r--)
+                if (tau[r] != 0.0) reflect(A + r * n, tau[r], Q + j * n, r, n);
     }
     /* Q·diag(d) makes the factorisation unique (R_kk > 0), which makes Q Haar-distributed. */
     for (int64_t i = 0; i < n; i++)
@@ -327,9 +347,17 @@ static bool try_fast_form(json_t *meta, int64_t n, const double *Rm, double tol,
     rotq_rotation *H = NULL;
     uint64_t s = seed ? strtoull(seed, NULL, 10) : 0;
     if (rotq_rotation_hadamard(n, seed != NULL, s, &H) != ROTQ_OK) { rotq_clear_error(); return false; }
-    double *D = malloc(sizeof(double) * (size_t)(n * n));
-    bool same = D && rotq_rotation_to_dense_f64(H, D) == ROTQ_OK;
-    for (int64_t i = 0; same && i < n * n; i++) same = fabs(D[i] - Rm[i]) <= tol;
+    /* row i of R is e_i·R: compare chunk by chunk without a second n·n matrix */
+    const int64_t chunk = 64;
+    double *D = malloc(sizeof(double) * (size_t)(chunk * n));
+    bool same = D != NULL;
+    for (int64_t r0 = 0; same && r0 < n; r0 += chunk) {
+        int64_t nr = n - r0 < chunk ? n - r0 : chunk;
+        memset(D, 0, sizeof(double) * (size_t)(nr * n));
+        for (int64_t r = 0; r < nr; r++) D[r * n + r0 + r] = 1.0;
+        same = rotq_rotation_apply_rows_f64(H, D, nr, false) == ROTQ_OK;
+        for (int64_t i = 0; same && i < nr * n; i++) same = fabs(D[i] - Rm[r0 * n + i]) <= tol;
+    }
     free(D);
     if (!same) { rotq_rotation_free(H); return false; }
     *out = H;

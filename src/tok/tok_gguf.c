@@ -92,6 +92,27 @@ static rotq_status load_merges(const rotq_model *m, rotq_tokenizer *t, const rot
     return s;
 }
 
+/* Token texts llama.cpp treats as control tokens whatever type the GGUF gives them (end-of-turn,
+ * end-of-generation and fill-in-the-middle markers); it then cuts them out of raw text too. */
+static bool llamacpp_control_text(const char *p, size_t n) {
+    static const char *const names[] = {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>",
+        "_<EOT>", "[EOT]", "[EOS]", "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
+        "<end_of_utterance>", "<|eom_id|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "</s>", "<eos>",
+        "<turn|>", "<|tool_response>", "[e~[",
+        "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "\xE2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>",
+        "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "\xE2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>",
+        "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "\xE2\x96\x81<MID>", "<|code_middle|>", "<|middle|>",
+        "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]",
+        "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>",
+        "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>",
+        "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == n && memcmp(names[i], p, n) == 0) return true;
+    return false;
+}
+
 /* The pre-tokenizer names for which llama.cpp takes a word whole when it is a vocabulary entry. */
 static bool pre_ignores_merges(const char *pre) {
     static const char *const names[] = {"llama-bpe", "llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral"};
@@ -144,6 +165,7 @@ static rotq_status load(const rotq_model *m, rotq_tokenizer *t) {
         double v;
         if (!meta_arr_num(types, (uint64_t)i, &v)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: tokenizer.ggml.token_type is not numeric", where);
         int tt = (int)v;
+        if (tt == TT_NORMAL && llamacpp_control_text(t->piece[i], t->piece_len[i])) tt = TT_CONTROL;
         if (tt == TT_CONTROL || tt == TT_USER_DEFINED || tt == TT_UNKNOWN) {
             rotq_tok_added a = {.content = t->piece[i], .len = t->piece_len[i], .id = i,
                                 .special = tt != TT_USER_DEFINED, .normalized = false};

@@ -1,0 +1,229 @@
+/* GPTQ (Frantar et al. 2022): quantize the columns of W one at a time, each time spreading the
+ * rounding error over the columns not yet quantized through the upper Cholesky factor U of H⁻¹:
+ *     q_i = Q(w_i),  e = (w_i - q_i) / U_ii,  w_j -= e · U_ij  (j > i).
+ * Updates inside a block of columns are applied at once; the rest of the matrix gets them lazily,
+ * one matrix product per block. Every row is independent given U, so rows run in parallel.
+ * All arithmetic in double; H⁻¹ through LAPACK's Cholesky routines. */
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/quant.h"
+
+rotq_gptq_options rotq_gptq_defaults(void) {
+    return (rotq_gptq_options){.percdamp = 0.01, .act_order = false, .static_groups = false, .block = 128};
+}
+
+void rotq_gptq_hinv_free(rotq_gptq_hinv *h) {
+    if (!h) return;
+    free(h->U);
+    free(h->perm);
+    free(h->dead);
+    memset(h, 0, sizeof *h);
+}
+
+/* sort helper: decreasing diagonal, ties by index (a stable argsort of -diag) */
+static const double *sort_diag;
+static int by_diag_desc(const void *a, const void *b) {
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    if (sort_diag[i] > sort_diag[j]) return -1;
+    if (sort_diag[i] < sort_diag[j]) return 1;
+    return i < j ? -1 : i > j;
+}
+
+rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, rotq_gptq_hinv *out) {
+    memset(out, 0, sizeof *out);
+    if (n <= 0 || n > (1 << 20)) return rotq_fail(ROTQ_ERR_ARG, "gptq: Hessian of size %lld", (long long)n);
+    if (!(o->percdamp >= 0) || !isfinite(o->percdamp))
+        return rotq_fail(ROTQ_ERR_ARG, "gptq: dampening %g must be a finite non-negative fraction", o->percdamp);
+    for (int64_t i = 0; i < n * n; i++)
+        if (!isfinite(H[i]))
+            return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: Hessian entry [%lld, %lld] is %g (non-finite calibration activations)",
+                             (long long)(i / n), (long long)(i % n), H[i]);
+    out->n = n;
+    out->U = malloc((size_t)(n * n) * sizeof(double));
+    out->perm = malloc((size_t)n * sizeof(int64_t));
+    out->dead = calloc((size_t)n, sizeof(bool));
+    double *diag = malloc((size_t)n * sizeof(double));
+    if (!out->U || !out->perm || !out->dead || !diag) {
+        free(diag);
+        rotq_gptq_hinv_free(out);
+        return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld Hessian", (long long)n, (long long)n);
+    }
+    /* a column no calibration token ever touched: H_ii = 1 keeps H invertible, its weights go to 0 */
+    for (int64_t i = 0; i < n; i++) {
+        if (H[i * n + i] == 0.0) {
+            out->dead[i] = true;
+            out->n_dead++;
+            H[i * n + i] = 1.0;
+        }
+        diag[i] = H[i * n + i];
+        out->perm[i] = i;
+    }
+    if (o->act_order) {
+        sort_diag = diag;
+        qsort(out->perm, (size_t)n, sizeof(int64_t), by_diag_desc);
+        sort_diag = NULL;
+    }
+    /* U ← H permuted, dampened */
+    double mean = 0.0;
+    for (int64_t i = 0; i < n; i++) mean += diag[i];
+    mean /= (double)n;
+    out->damp = o->percdamp * mean;
+    double *A = out->U;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) A[i * n + j] = H[out->perm[i] * n + out->perm[j]];
+    for (int64_t i = 0; i < n; i++) A[i * n + i] += out->damp;
+    free(diag);
+
+    /* (H + damp·I)⁻¹ = (L Lᵀ)⁻¹, then its upper Cholesky factor */
+    lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
+    if (info == 0) info = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
+    if (info != 0) {
+        rotq_gptq_hinv_free(out);
+        return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: the dampened Hessian (%lld x %lld) is not positive definite "
+                         "(LAPACK info %d); raise the dampening", (long long)n, (long long)n, (int)info);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i + 1; j < n; j++) A[i * n + j] = A[j * n + i];
+    info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n);
+    if (info != 0) {
+        rotq_gptq_hinv_free(out);
+        return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: the inverse Hessian (%lld x %lld) lost positive definiteness "
+                         "(LAPACK info %d); raise the dampening", (long long)n, (long long)n, (int)info);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < i; j++) A[i * n + j] = 0.0;
+    return ROTQ_OK;
+}
+
+rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f,
+                               const rotq_gptq_options *o, double *loss) {
+    ROTQ_TRY(rotq_wq_format_check(f));
+    if (h->n != cols)
+        return rotq_fail(ROTQ_ERR_ARG, "gptq: weights have %lld input columns, the Hessian %lld", (long long)cols,
+                         (long long)h->n);
+    if (rows <= 0 || o->block <= 0) return rotq_fail(ROTQ_ERR_ARG, "gptq: %lld rows, block %lld", (long long)rows, (long long)o->block);
+    for (int64_t i = 0; i < rows * cols; i++)
+        if (!isfinite(w[i]))
+            return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: weight [%lld, %lld] is %g; cannot quantize a non-finite weight",
+                             (long long)(i / cols), (long long)(i % cols), (double)w[i]);
+    int64_t group = f->group > 0 && f->group < cols ? f->group : 0;
+    int64_t n_groups = group ? (cols + group - 1) / group : 1;
+    bool static_groups = group && o->static_groups;
+    int64_t B = o->block < cols ? o->block : cols;
+    int32_t maxq = rotq_wq_maxq(f);
+    const double *U = h->U;
+    const int64_t *perm = h->perm;
+
+    /* W in processing order; per-row scales as the reference takes them: per channel from the
+     * weights as given, static groups after dead columns are zeroed, dynamic groups on the fly */
+    double *W = malloc((size_t)(rows * cols) * sizeof(double));
+    double *Err = malloc((size_t)(rows * B) * sizeof(double));
+    double *S = calloc((size_t)(rows * n_groups), sizeof(double));
+    double *Z = calloc((size_t)(rows * n_groups), sizeof(double));
+    double *row_loss = calloc((size_t)rows, sizeof(double));
+    bool nomem = !W || !Err || !S || !Z || !row_loss;
+    if (!nomem) {
+#pragma omp parallel
+        {
+            double *orig = malloc((size_t)cols * sizeof(double));
+            if (!orig) {
+#pragma omp atomic write
+                nomem = true;
+            }
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                if (!orig) continue;
+                for (int64_t c = 0; c < cols; c++) orig[c] = w[r * cols + c];
+                if (!group) rotq_wq_params(orig, cols, 1, f, &S[r], &Z[r]);
+                for (int64_t c = 0; c < cols; c++)
+                    if (h->dead[c]) orig[c] = 0.0;
+                if (static_groups)
+                    for (int64_t g = 0; g < n_groups; g++) {
+                        int64_t g0 = g * group, n = cols - g0 < group ? cols - g0 : group;
+                        rotq_wq_params(orig + g0, n, 1, f, &S[r * n_groups + g], &Z[r * n_groups + g]);
+                    }
+                for (int64_t c = 0; c < cols; c++) W[r * cols + c] = orig[perm[c]];
+            }
+            free(orig);
+        }
+    }
+    if (nomem) {
+        free(W); free(Err); free(S); free(Z); free(row_loss);
+        return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
+    }
+
+    for (int64_t i1 = 0; i1 < cols; i1 += B) {
+        int64_t i2 = i1 + B < cols ? i1 + B : cols, nb = i2 - i1;
+        bool nomem_block = false;
+#pragma omp parallel
+        {
+            /* a dynamic group starting inside this block takes its range from the weights as they
+             * stood when the block began (the reference reads W, not its working copy W1) */
+            double *start = group && !static_groups ? malloc((size_t)(group + nb) * sizeof(double)) : NULL;
+            if (group && !static_groups && !start) {
+#pragma omp atomic write
+                nomem_block = true;
+            }
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                if (group && !static_groups && !start) continue;
+                double *wr = W + r * cols, *er = Err + r * B;
+                double s = S[r], z = Z[r];
+                if (start) memcpy(start, wr + i1, (size_t)nb * sizeof(double));
+                double rl = 0.0;
+                for (int64_t i = i1; i < i2; i++) {
+                    if (static_groups) {
+                        int64_t g = perm[i] / group;
+                        s = S[r * n_groups + g];
+                        z = Z[r * n_groups + g];
+                    } else if (group) {
+                        /* a group's scale is set at its first column and kept, across blocks too */
+                        double *gs = &S[r * n_groups + i / group], *gz = &Z[r * n_groups + i / group];
+                        if (i % group == 0) {
+                            int64_t n = cols - i < group ? cols - i : group;
+                            /* columns [i, i+n): block-start values inside the block; later ones have
+                             * had only earlier blocks' lazy updates, i.e. they too stand as at block start */
+                            double *seg = start + nb;
+                            for (int64_t c = 0; c < n; c++) seg[c] = wr[i + c];
+                            rotq_wq_params(seg, n, 1, f, gs, gz);
+                        }
+                        s = *gs;
+                        z = *gz;
+                    }
+                    double x = wr[i], d = U[i * cols + i];
+                    double q = rotq_wq_qdq(x, s, z, maxq, f->asym);
+                    double e = (x - q) / d;
+                    rl += e * e;
+                    wr[i] = q;
+                    const double *ui = U + i * cols;
+                    for (int64_t j = i + 1; j < i2; j++) wr[j] -= e * ui[j];
+                    er[i - i1] = e;
+                }
+                row_loss[r] += rl / 2.0;
+            }
+            free(start);
+        }
+        if (nomem_block) {
+            free(W); free(Err); free(S); free(Z); free(row_loss);
+            return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for group scratch");
+        }
+        /* lazy update of every later column: W[:, i2:] -= Err · U[i1:i2, i2:] */
+        if (i2 < cols)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)(cols - i2), (blasint)nb, -1.0,
+                        Err, (blasint)B, U + i1 * cols + i2, (blasint)cols, 1.0, W + i2, (blasint)cols);
+    }
+
+    /* back to the original column order, rounded once to float */
+    double total = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        total += row_loss[r];
+        for (int64_t c = 0; c < cols; c++) w[r * cols + perm[c]] = (float)W[r * cols + c];
+    }
+    if (loss) *loss = total;
+    free(W); free(Err); free(S); free(Z); free(row_loss);
+    return ROTQ_OK;
+}

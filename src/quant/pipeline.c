@@ -1,0 +1,185 @@
+/* Quantization settings (defaults, presets, description) and the whole-model weight pass. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "quant/quant.h"
+#include "rotate/online.h"
+
+rotq_quant_options rotq_quant_defaults(void) {
+    rotq_quant_options o;
+    memset(&o, 0, sizeof o);
+    o.w_method = ROTQ_WQ_NONE;
+    o.w_bits = 16;
+    o.w_group = -1;
+    o.gptq = rotq_gptq_defaults();
+    o.act = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
+    o.k = o.v = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
+    o.nsamples = 128;
+    o.calib_ctx = 2048;
+    o.seed = 0;
+    return o;
+}
+
+/* Presets follow QuaRot's paper settings: weights symmetric per channel with the clip search,
+ * activations symmetric per token (clip 0.9 at 4 bits), KV asymmetric per head (clip 0.95 at 4). */
+rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
+    int wb, ab, kvb;
+    if (strcmp(name, "w4a16") == 0) { wb = 4; ab = 16; kvb = 16; }
+    else if (strcmp(name, "w4a8") == 0) { wb = 4; ab = 8; kvb = 16; }
+    else if (strcmp(name, "w4a8kv8") == 0) { wb = 4; ab = 8; kvb = 8; }
+    else if (strcmp(name, "w8a8") == 0) { wb = 8; ab = 8; kvb = 16; }
+    else if (strcmp(name, "w4a4") == 0) { wb = 4; ab = 4; kvb = 16; }
+    else if (strcmp(name, "w4a4kv4") == 0) { wb = 4; ab = 4; kvb = 4; }
+    else return rotq_fail(ROTQ_ERR_ARG, "quant: unknown preset %s (w4a16, w4a8, w4a8kv8, w8a8, w4a4, w4a4kv4)", name);
+    if (o->w_method == ROTQ_WQ_NONE) o->w_method = ROTQ_WQ_RTN;
+    o->w_bits = wb;
+    o->w_asym = false;
+    o->w_group = -1;
+    o->w_clip = true;
+    o->act = (rotq_act_format){.bits = ab, .asym = false, .clip = ab <= 4 ? 0.9f : 1.0f, .group = -1};
+    o->k = o->v = (rotq_act_format){.bits = kvb, .asym = true, .clip = kvb <= 4 ? 0.95f : 1.0f, .group = -1};
+    return ROTQ_OK;
+}
+
+rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
+    if (o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) {
+        rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
+        ROTQ_TRY(rotq_wq_format_check(&f));
+        if (o->w_group == 0) return rotq_fail(ROTQ_ERR_ARG, "quant: weight group 0 (use -1 for per channel)");
+    }
+    if (o->w_method == ROTQ_WQ_GPTQ && o->w_bits < 16) {
+        if (o->nsamples <= 0 || o->calib_ctx <= 1)
+            return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ needs calibration windows (got %lld of %lld tokens)",
+                             (long long)o->nsamples, (long long)o->calib_ctx);
+        if (o->gptq.block <= 0) return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ block %lld", (long long)o->gptq.block);
+        if (!(o->gptq.percdamp >= 0 && o->gptq.percdamp < 1e6))
+            return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ dampening %g", o->gptq.percdamp);
+    }
+    ROTQ_TRY(rotq_act_format_check(&o->act, "activation"));
+    ROTQ_TRY(rotq_act_format_check(&o->k, "K cache"));
+    ROTQ_TRY(rotq_act_format_check(&o->v, "V cache"));
+    return ROTQ_OK;
+}
+
+static size_t put_act(char *out, size_t size, const char *name, const rotq_act_format *f, const char *unit) {
+    if (!rotq_act_on(f)) return (size_t)snprintf(out, size, "%s float", name);
+    char grp[48];
+    if (f->group > 0) snprintf(grp, sizeof grp, "groups of %lld", (long long)f->group);
+    else snprintf(grp, sizeof grp, "%s", unit);
+    return (size_t)snprintf(out, size, "%s%d %s %s clip %.2f", name, f->bits, f->asym ? "asym" : "sym", grp, (double)f->clip);
+}
+
+void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
+    size_t n = 0;
+#define ROOM (n < size ? size - n : 0)
+    if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) {
+        n += (size_t)snprintf(out + n, ROOM, "W float");
+    } else {
+        char grp[48];
+        if (o->w_group > 0) snprintf(grp, sizeof grp, "groups of %lld", (long long)o->w_group);
+        else snprintf(grp, sizeof grp, "per-channel");
+        n += (size_t)snprintf(out + n, ROOM, "W%d %s %s %s%s", o->w_bits, o->w_method == ROTQ_WQ_GPTQ ? "GPTQ" : "RTN",
+                              o->w_asym ? "asym" : "sym", grp, o->w_clip ? " clip-search" : "");
+        if (o->w_method == ROTQ_WQ_GPTQ)
+            n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
+                                  o->gptq.act_order ? ", act-order" : "",
+                                  o->gptq.static_groups && o->w_group > 0 ? ", static groups" : "");
+    }
+    n += (size_t)snprintf(out + n, ROOM, " / ");
+    n += put_act(out + n, ROOM, "A", &o->act, "per-token");
+    if (rotq_act_on(&o->act) && o->act_lm_head) n += (size_t)snprintf(out + n, ROOM, " (lm_head too)");
+    n += (size_t)snprintf(out + n, ROOM, " / ");
+    n += put_act(out + n, ROOM, "K", &o->k, "per-head");
+    n += (size_t)snprintf(out + n, ROOM, " / ");
+    put_act(out + n, ROOM, "V", &o->v, "per-head");
+#undef ROOM
+}
+
+rotq_fakequant rotq_quant_fakequant(const rotq_quant_options *o, const rotq_model *m) {
+    rotq_fakequant fq;
+    memset(&fq, 0, sizeof fq);
+    fq.act = o->act;
+    fq.k = o->k;
+    fq.v = o->v;
+    if (fq.k.group <= 0) fq.k.group = m->hp.head_dim;
+    if (fq.v.group <= 0) fq.v.group = m->hp.head_dim;
+    fq.act_lm_head = o->act_lm_head;
+    return fq;
+}
+
+bool rotq_quant_has_runtime(const rotq_quant_options *o) {
+    return rotq_act_on(&o->act) || rotq_act_on(&o->k) || rotq_act_on(&o->v);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Linear weights become owned float32 so quantization writes them in place and a runner borrows
+ * (sees) the result. */
+static rotq_status own_f32(rotq_tensor *t) {
+    if (t->dtype == ROTQ_F32) return rotq_tensor_make_owned(t);
+    int64_t n = rotq_tensor_numel(t);
+    float *buf = malloc((size_t)n * sizeof(float));
+    if (!buf) return rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory converting %s", t->name);
+    rotq_status s = rotq_tensor_to_f32(t, buf);
+    if (s == ROTQ_OK) s = rotq_tensor_set_f32(t, buf, ROTQ_F32);
+    free(buf);
+    return s;
+}
+
+rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
+                                  rotq_quant_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    ROTQ_TRY(rotq_quant_options_check(o));
+    if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) return ROTQ_OK;
+    if (!m->arch) return rotq_fail(ROTQ_ERR_ARG, "quant: the model has no architecture bound");
+    int64_t L = m->hp.n_layers;
+    for (int32_t l = 0; l < L; l++) {
+        rotq_role roles[8];
+        rotq_tensor *ts[8];
+        int n = rotq_quant_layer_linears(m, l, roles, ts);
+        for (int i = 0; i < n; i++) {
+            if (ts[i]->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "quant: %s is not a matrix", ts[i]->name);
+            ROTQ_TRY(own_f32(ts[i]));
+        }
+    }
+
+    if (o->w_method == ROTQ_WQ_RTN) {
+        double t0 = now_s();
+        rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
+        for (int32_t l = 0; l < L; l++) {
+            rotq_role roles[8];
+            rotq_tensor *ts[8];
+            int n = rotq_quant_layer_linears(m, l, roles, ts);
+            for (int i = 0; i < n; i++) {
+                rotq_status s = rotq_rtn_quantize((float *)ts[i]->data, ts[i]->shape[0], ts[i]->shape[1], &f);
+                if (s != ROTQ_OK) return rotq_fail_context(s, "%s", ts[i]->name);
+                rep->n_linears++;
+                rep->n_params += ts[i]->shape[0] * ts[i]->shape[1];
+            }
+        }
+        rep->quant_seconds = now_s() - t0;
+        return ROTQ_OK;
+    }
+
+    /* GPTQ */
+    int64_t ctx = o->calib_ctx;
+    if (m->hp.max_pos > 0 && ctx > m->hp.max_pos) ctx = m->hp.max_pos;
+    if (!calib) return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ needs calibration tokens");
+    int32_t *windows = NULL;
+    ROTQ_TRY(rotq_calib_windows(calib, n_calib, o->nsamples, ctx, o->seed, &windows));
+    rotq_runner *r = NULL;
+    rotq_online *online = NULL;
+    rotq_status s = rotq_runner_new(m, o->threads, &r);
+    if (s == ROTQ_OK) s = rotq_online_install(r, NULL, &online);
+    if (s == ROTQ_OK) s = rotq_gptq_model(m, r, windows, o->nsamples, ctx, o, rep);
+    rotq_runner_free(r);
+    rotq_online_free(online);
+    free(windows);
+    return s;
+}

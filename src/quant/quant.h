@@ -1,0 +1,178 @@
+/* Quantization simulation: integer grids applied and undone in float ("fake quantization"), so a
+ * float runner measures what a W4A4KV4 deployment would compute.
+ *
+ *   weights      RTN (per channel or group-wise, optional MSE clip search) and GPTQ (rtn.c, gptq.c)
+ *   activations  per-token dynamic quantization at every linear input (act.c)
+ *   KV cache     K after RoPE (and R3) and V, per head (kv.c)
+ *   calibration  random windows, layer-by-layer Hessians through the partly quantized model (calib.c)
+ *   pipeline     options, presets and the whole-model entry point (pipeline.c)
+ *
+ * Grids follow the GPTQ/QuaRot code: symmetric b-bit integers are [-2^(b-1), 2^(b-1)-1] with
+ * scale = max|x| / (2^(b-1)-1); asymmetric ones are [0, 2^b-1] with scale = (max-min) / (2^b-1) and
+ * zero = round(-min/scale). Weight ranges always include 0. Rounding is half-to-even (torch.round).
+ */
+#ifndef ROTQ_QUANT_QUANT_H
+#define ROTQ_QUANT_QUANT_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/nn.h"
+
+/* ---- weight grids (rtn.c) ------------------------------------------------------------------ */
+
+typedef struct rotq_wq_format {
+    int32_t bits;     /* 2..8 */
+    bool asym;
+    int64_t group;    /* input columns per scale; <= 0: one scale per output row */
+    bool mse;         /* search the clip ratio minimizing sum |w - q(w)|^norm (QuaRot --w_clip) */
+    double norm;      /* 2.4 as QuaRot */
+    int32_t grid;     /* 100: ratios 1, 0.99, ... */
+    double maxshrink; /* 0.8: ratios 1 - i/grid for i < floor(maxshrink·grid) (1 down to 0.21) */
+} rotq_wq_format;
+
+/* bits-bit weight format with the reference search constants. */
+rotq_wq_format rotq_wq_format_make(int32_t bits, bool asym, int64_t group, bool mse);
+rotq_status rotq_wq_format_check(const rotq_wq_format *f);
+/* Largest integer of the grid: 2^(b-1)-1 symmetric, 2^b-1 asymmetric. */
+int32_t rotq_wq_maxq(const rotq_wq_format *f);
+
+/* Scale and zero for the n values x[0], x[stride], ... (GPTQ's find_params on one row). */
+void rotq_wq_params(const double *x, int64_t n, int64_t stride, const rotq_wq_format *f, double *scale, double *zero);
+/* round-trip of one value through the grid */
+static inline double rotq_wq_qdq(double x, double scale, double zero, int32_t maxq, bool asym) {
+    double q = nearbyint(x / scale);
+    if (asym) {
+        q += zero;
+        q = q < 0 ? 0 : q > maxq ? maxq : q;
+        return scale * (q - zero);
+    }
+    q = q < -(double)maxq - 1 ? -(double)maxq - 1 : q > maxq ? maxq : q;
+    return scale * q;
+}
+
+/* Round-to-nearest of w [rows, cols] in place (row-major, [out, in]). NaN/Inf → ROTQ_ERR_NUMERIC. */
+rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_wq_format *f);
+
+/* ---- GPTQ (gptq.c) ---------------------------------------------------------------------------- */
+
+/* H⁻¹ prepared once per input (shared by every linear reading that input). */
+typedef struct rotq_gptq_hinv {
+    int64_t n;
+    double *U;         /* [n, n] upper Cholesky factor of (H + damp·I)⁻¹, columns in `perm` order */
+    int64_t *perm;     /* processing order of the columns (identity without act-order) */
+    bool *dead;        /* columns whose Hessian diagonal was 0: weights there are zeroed */
+    int64_t n_dead;
+    double damp;       /* added to the diagonal */
+} rotq_gptq_hinv;
+
+typedef struct rotq_gptq_options {
+    double percdamp;   /* 0.01: damp = percdamp · mean(diag H) */
+    bool act_order;    /* columns by decreasing H_ii */
+    bool static_groups;/* group scales from the weights before any update (GPTQ --static-groups) */
+    int64_t block;     /* lazy-update block (128) */
+} rotq_gptq_options;
+
+rotq_gptq_options rotq_gptq_defaults(void);
+/* H [n, n] (symmetric, 2XᵀX/N) is used as scratch. ROTQ_ERR_NUMERIC when not finite or when the
+ * dampened Hessian is not positive definite. */
+rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, rotq_gptq_hinv *out);
+void rotq_gptq_hinv_free(rotq_gptq_hinv *h);
+/* GPTQ of w [rows, cols] in place. *loss (may be NULL) receives Σ (w - q)² / (2·U_ii²). */
+rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f,
+                               const rotq_gptq_options *o, double *loss);
+
+/* ---- activations and KV cache (act.c, kv.c) ------------------------------------------------------ */
+
+typedef struct rotq_act_format {
+    int32_t bits;     /* 2..8; 0 or >= 16: off */
+    bool asym;
+    float clip;       /* range × clip, in (0, 1] */
+    int64_t group;    /* columns per scale within a row; <= 0: the whole row (per token) */
+} rotq_act_format;
+
+static inline bool rotq_act_on(const rotq_act_format *f) { return f->bits > 0 && f->bits < 16; }
+rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what);
+/* Quantizes each row (token) of x [rows, cols] in place with its own scale(s), computed in float32
+ * as QuaRot's ActQuantizer. NaN/Inf → ROTQ_ERR_NUMERIC naming the row. */
+rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_act_format *f);
+
+/* Fake quantization as runner hooks: inputs of every linear (lm_head only when asked), K after
+ * RoPE (Q stays float) and V, per head. Install behind the online rotations (rotq_online_install)
+ * so that R3/R4 happen first. */
+typedef struct rotq_fakequant {
+    rotq_act_format act;
+    rotq_act_format k, v;      /* group defaults to head_dim when <= 0 */
+    bool act_lm_head;
+    int64_t calls;             /* hook calls that quantized something */
+} rotq_fakequant;
+
+rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq);
+
+/* ---- the pipeline (calib.c, pipeline.c) -------------------------------------------------------- */
+
+typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ } rotq_wq_method;
+
+typedef struct rotq_quant_options {
+    /* weights */
+    rotq_wq_method w_method;
+    int32_t w_bits;            /* >= 16: weights stay float */
+    bool w_asym;
+    int64_t w_group;           /* <= 0: per output channel */
+    bool w_clip;               /* MSE clip search */
+    rotq_gptq_options gptq;
+    /* activations and KV cache (runtime: see rotq_fakequant) */
+    rotq_act_format act;
+    rotq_act_format k, v;
+    bool act_lm_head;
+    /* calibration (GPTQ) */
+    int64_t nsamples;          /* windows */
+    int64_t calib_ctx;         /* tokens per window */
+    uint64_t seed;
+    int threads;               /* 0: all */
+    bool verbose;              /* per-layer progress on stderr */
+} rotq_quant_options;
+
+typedef struct rotq_quant_report {
+    int64_t n_linears;         /* linears quantized */
+    int64_t n_params;          /* weights quantized */
+    int64_t n_dead;            /* GPTQ: input columns with zero Hessian diagonal, summed */
+    double gptq_loss;          /* Σ over linears of GPTQ's loss */
+    double calib_seconds;      /* forward work of calibration (Hessians, layer outputs) */
+    double quant_seconds;      /* RTN or GPTQ proper (params, Cholesky, updates) */
+    int64_t calib_tokens;
+} rotq_quant_report;
+
+/* Defaults: nothing quantized; GPTQ knobs as the reference; 128 × 2048 calibration, seed 0. */
+rotq_quant_options rotq_quant_defaults(void);
+/* Applies a named preset (w4a16, w4a8, w4a8kv8, w8a8, w4a4kv4) over o; ROTQ_ERR_ARG when unknown. */
+rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);
+rotq_status rotq_quant_options_check(const rotq_quant_options *o);
+/* "W4 gptq sym per-channel clip-search / A4 sym per-token clip 0.90 / K4 V4 asym per-head clip 0.95" */
+void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size);
+/* The fake-quant hooks' settings for this model (KV group = head_dim unless given). */
+rotq_fakequant rotq_quant_fakequant(const rotq_quant_options *o, const rotq_model *m);
+bool rotq_quant_has_runtime(const rotq_quant_options *o);
+
+/* Random windows: nsamples starts uniform in [0, n - ctx), seeded; out [nsamples, ctx], malloc'd. */
+rotq_status rotq_calib_windows(const int32_t *ids, int64_t n, int64_t nsamples, int64_t ctx, uint64_t seed,
+                               int32_t **out);
+
+/* Quantizes every decoder linear's weights in place (lm_head and embeddings stay float): RTN
+ * directly, GPTQ layer by layer from calibration windows run through the model (online rotations
+ * applied, activations in float, earlier layers already quantized — as QuaRot's gptq_fwrd). The
+ * linears become owned float32 tensors. calib may be NULL for RTN. */
+rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
+                                  rotq_quant_report *rep);
+
+/* The GPTQ pass alone over windows [ns, ctx] (calib.c). r: a runner over m whose hooks are the
+ * online rotations; every quantized linear must be an owned float32 tensor that r borrows. */
+rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *windows, int64_t ns, int64_t ctx,
+                            const rotq_quant_options *o, rotq_quant_report *rep);
+
+/* The decoder linears of layer l as (role, tensor) pairs; returns how many (<= 7). */
+int rotq_quant_layer_linears(const rotq_model *m, int32_t l, rotq_role *roles, rotq_tensor **tensors);
+
+#endif

@@ -1,0 +1,210 @@
+/* Weight RTN against a plain reference written here: the grid listed point by point and each weight
+ * sent to its nearest point by search (no division, no rounding function), the clip search as an
+ * explicit loop over shrink ratios. Also: values already on the grid come back unchanged (with and
+ * without the clip search, per channel and in groups), 2..8 bits, zero rows, and errors. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/quant.h"
+#include "testutil.h"
+
+static uint64_t rs = 0x243F6A8885A308D3ull;
+static double urand(void) {
+    rs ^= rs >> 12; rs ^= rs << 25; rs ^= rs >> 27;
+    return (double)((rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+static double nrand(void) { return sqrt(-2.0 * log(urand() + 1e-300)) * cos(2 * M_PI * urand()); }
+
+/* nearest of the grid points scale·(k - zero), k in [kmin, kmax] */
+static double nearest(double x, double scale, double zero, int kmin, int kmax) {
+    double best = scale * (kmin - zero), bd = fabs(x - best);
+    for (int k = kmin + 1; k <= kmax; k++) {
+        double g = scale * (k - zero), d = fabs(x - g);
+        if (d < bd) { bd = d; best = g; }
+    }
+    return best;
+}
+
+/* The reference grid of a segment at shrink p: sym [-2^(b-1), 2^(b-1)-1]·max|x|/(2^(b-1)-1), asym
+ * [0, 2^b-1] over [min, max] (both ranges holding 0), as the GPTQ/QuaRot code defines them. */
+static void ref_grid(const double *x, int n, int bits, bool asym, double p, double *scale, double *zero, int *kmin,
+                     int *kmax) {
+    double lo = 0, hi = 0;
+    for (int i = 0; i < n; i++) { lo = fmin(lo, x[i]); hi = fmax(hi, x[i]); }
+    if (!asym) {
+        int maxq = (1 << (bits - 1)) - 1;
+        double m = fmax(fmax(-lo, hi), 1e-5);
+        *scale = p * m / maxq;
+        *zero = 0;
+        *kmin = -maxq - 1;
+        *kmax = maxq;
+    } else {
+        int maxq = (1 << bits) - 1;
+        if (lo == 0 && hi == 0) { lo = -1; hi = 1; }
+        *scale = p == 1.0 ? fmax(hi - lo, 1e-5) / maxq : (p * hi - p * lo) / maxq;
+        *zero = nearbyint(-p * lo / *scale);
+        *kmin = 0;
+        *kmax = maxq;
+    }
+}
+
+static void ref_quant_segment(const double *x, double *out, int n, int bits, bool asym, bool mse) {
+    double s, z;
+    int kmin, kmax;
+    ref_grid(x, n, bits, asym, 1.0, &s, &z, &kmin, &kmax);
+    if (mse) {
+        double best = INFINITY;
+        for (int i = 0; i < 80; i++) {
+            double p = 1.0 - i / 100.0, s1, z1, err = 0;
+            int a, b;
+            ref_grid(x, n, bits, asym, p, &s1, &z1, &a, &b);
+            for (int j = 0; j < n; j++) err += pow(fabs(nearest(x[j], s1, z1, a, b) - x[j]), 2.4);
+            if (err < best) { best = err; s = s1; z = z1; }
+        }
+    }
+    for (int j = 0; j < n; j++) out[j] = nearest(x[j], s, z, kmin, kmax);
+}
+
+static void check_against_reference(int rows, int cols, int bits, bool asym, int group, bool mse) {
+    float *w = malloc(sizeof(float) * (size_t)(rows * cols));
+    double *x = malloc(sizeof(double) * (size_t)cols), *ref = malloc(sizeof(double) * (size_t)cols);
+    for (int i = 0; i < rows * cols; i++) w[i] = (float)(nrand() * (i % 7 == 0 ? 3.0 : 0.5) + (asym ? 0.3 : 0.0));
+    float *q = malloc(sizeof(float) * (size_t)(rows * cols));
+    memcpy(q, w, sizeof(float) * (size_t)(rows * cols));
+    rotq_wq_format f = rotq_wq_format_make(bits, asym, group, mse);
+    CHECK(rotq_rtn_quantize(q, rows, cols, &f) == ROTQ_OK, "%s", rotq_last_error());
+    int g = group > 0 ? group : cols, bad = 0;
+    double worst = 0;
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < cols; c++) x[c] = w[r * cols + c];
+        for (int c0 = 0; c0 < cols; c0 += g) {
+            int n = cols - c0 < g ? cols - c0 : g;
+            ref_quant_segment(x + c0, ref + c0, n, bits, asym, mse);
+        }
+        for (int c = 0; c < cols; c++) {
+            double d = fabs((double)q[r * cols + c] - (double)(float)ref[c]);
+            worst = fmax(worst, d);
+            bad += d > 0;
+        }
+    }
+    CHECK(bad == 0, "RTN %d-bit %s group %d%s: %d of %d weights differ from the reference (worst %g)", bits,
+          asym ? "asym" : "sym", group, mse ? " clip-search" : "", bad, rows * cols, worst);
+    free(w); free(x); free(ref); free(q);
+}
+
+/* Rows built from grid points: k·2^-5 for k in the grid, with both ends present so the scale the
+ * quantizer derives is exactly 2^-5. Quantizing must return every value unchanged. */
+static void check_on_grid(int bits, bool asym, int group, bool mse) {
+    enum { R = 6, C = 96 };
+    float w[R * C], q[R * C];
+    int g = group > 0 ? group : C;
+    for (int r = 0; r < R; r++)
+        for (int c0 = 0; c0 < C; c0 += g) {
+            int lo, hi;
+            if (asym) { int z = (int)(urand() * ((1 << bits) - 1)); lo = -z; hi = (1 << bits) - 1 - z; }
+            else { hi = (1 << (bits - 1)) - 1; lo = -hi; }
+            for (int c = c0; c < c0 + g && c < C; c++) {
+                int k = c == c0 ? lo : c == c0 + 1 ? hi : lo + (int)(urand() * (hi - lo + 1));
+                if (k > hi) k = hi;
+                w[r * C + c] = (float)ldexp(k, -5);
+            }
+        }
+    memcpy(q, w, sizeof q);
+    rotq_wq_format f = rotq_wq_format_make(bits, asym, group, mse);
+    CHECK(rotq_rtn_quantize(q, R, C, &f) == ROTQ_OK, "%s", rotq_last_error());
+    int changed = 0;
+    for (int i = 0; i < R * C; i++) changed += q[i] != w[i];
+    CHECK(changed == 0, "%d-bit %s group %d%s: %d values already on the grid moved", bits, asym ? "asym" : "sym", group,
+          mse ? " clip-search" : "", changed);
+}
+
+static void check_distinct_levels(void) {
+    /* every row of a per-channel b-bit result holds at most 2^b distinct values */
+    enum { R = 8, C = 300 };
+    static float w[R * C];
+    for (int bits = 2; bits <= 8; bits++) {
+        for (int i = 0; i < R * C; i++) w[i] = (float)nrand();
+        rotq_wq_format f = rotq_wq_format_make(bits, bits % 2 == 0, -1, false);
+        CHECK(rotq_rtn_quantize(w, R, C, &f) == ROTQ_OK, "%s", rotq_last_error());
+        for (int r = 0; r < R; r++) {
+            float seen[256];
+            int n = 0;
+            for (int c = 0; c < C; c++) {
+                int k = 0;
+                while (k < n && seen[k] != w[r * C + c]) k++;
+                if (k == n && n < 256) seen[n++] = w[r * C + c];
+            }
+            CHECK(n <= (1 << bits), "%d-bit row %d has %d distinct values", bits, r, n);
+            CHECK(bits < 6 || n > (1 << bits) / 4, "%d-bit row %d uses only %d levels", bits, r, n);
+        }
+    }
+}
+
+static void check_edges(void) {
+    float z[2 * 16] = {0};
+    for (int asym = 0; asym < 2; asym++) {
+        rotq_wq_format f = rotq_wq_format_make(4, asym, -1, true);
+        CHECK(rotq_rtn_quantize(z, 2, 16, &f) == ROTQ_OK, "%s", rotq_last_error());
+        int nz = 0;
+        for (int i = 0; i < 32; i++) nz += z[i] != 0.0f;
+        CHECK(nz == 0, "an all-zero row must stay zero (%s, %d nonzero)", asym ? "asym" : "sym", nz);
+    }
+    /* a row with one large weight keeps it (it sets the scale), small ones round to 0 */
+    float o[16];
+    for (int i = 0; i < 16; i++) o[i] = 1e-4f * (float)(i - 8);
+    o[5] = 1000.0f;
+    rotq_wq_format f = rotq_wq_format_make(4, false, -1, false);
+    CHECK(rotq_rtn_quantize(o, 1, 16, &f) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(fabsf(o[5] - 1000.0f) < 1e-3f && o[0] == 0.0f, "outlier row: %g %g", (double)o[5], (double)o[0]);
+
+    float bad[4] = {1, 2, NAN, 3};
+    CHECK(rotq_rtn_quantize(bad, 1, 4, &f) == ROTQ_ERR_NUMERIC, "NaN weight must be ROTQ_ERR_NUMERIC");
+    CHECK(strstr(rotq_last_error(), "non-finite") != NULL, "message: %s", rotq_last_error());
+    float inf[4] = {1, INFINITY, 0, 3};
+    CHECK(rotq_rtn_quantize(inf, 2, 2, &f) == ROTQ_ERR_NUMERIC, "Inf weight must be ROTQ_ERR_NUMERIC");
+    rotq_wq_format b9 = rotq_wq_format_make(9, false, -1, false), b1 = rotq_wq_format_make(1, false, -1, false);
+    CHECK(rotq_rtn_quantize(o, 1, 16, &b9) == ROTQ_ERR_ARG, "9 bits must be refused");
+    CHECK(rotq_rtn_quantize(o, 1, 16, &b1) == ROTQ_ERR_ARG, "1 bit must be refused");
+}
+
+static void check_clip_helps(void) {
+    /* heavy tails: the clip search must not raise the L2.4 error, and must lower it here */
+    enum { R = 16, C = 256 };
+    static float w[R * C], a[R * C], b[R * C];
+    for (int i = 0; i < R * C; i++) w[i] = (float)(nrand() * (urand() < 0.01 ? 20 : 1));
+    memcpy(a, w, sizeof w);
+    memcpy(b, w, sizeof w);
+    rotq_wq_format plain = rotq_wq_format_make(4, false, -1, false), mse = rotq_wq_format_make(4, false, -1, true);
+    rotq_rtn_quantize(a, R, C, &plain);
+    rotq_rtn_quantize(b, R, C, &mse);
+    double ea = 0, eb = 0;
+    for (int i = 0; i < R * C; i++) {
+        ea += pow(fabs((double)a[i] - w[i]), 2.4);
+        eb += pow(fabs((double)b[i] - w[i]), 2.4);
+    }
+    CHECK(eb < 0.9 * ea, "clip search error %g vs plain %g", eb, ea);
+}
+
+int main(void) {
+    for (int bits = 2; bits <= 8; bits++) {
+        check_against_reference(5, 64, bits, false, -1, false);
+        check_against_reference(5, 64, bits, true, -1, false);
+    }
+    check_against_reference(7, 100, 4, false, 32, false);   /* last group partial */
+    check_against_reference(7, 96, 3, true, 16, false);
+    check_against_reference(6, 70, 4, false, -1, true);
+    check_against_reference(6, 70, 4, true, -1, true);
+    check_against_reference(6, 64, 4, true, 16, true);
+    for (int bits = 2; bits <= 8; bits++)
+        for (int asym = 0; asym < 2; asym++) {
+            check_on_grid(bits, asym, -1, false);
+            check_on_grid(bits, asym, 32, false);
+            check_on_grid(bits, asym, -1, true);
+            check_on_grid(bits, asym, 24, true);
+        }
+    check_distinct_levels();
+    check_edges();
+    check_clip_helps();
+    return tu_finish("test_quant_rtn");
+}
