@@ -216,6 +216,35 @@ def gguf_tokenizer_json(path):
     return Tokenizer.from_str(json.dumps(j)), scalar("tokenizer.ggml.bos_token_id"), scalar("tokenizer.ggml.eos_token_id")
 
 
+def hf_folder(tok, bos, eos):
+    """A tiny random Llama in an HF folder carrying tok as tokenizer.json (+ tokenizer_config.json):
+    rotq must find the tokenizer through the model it loads."""
+    import numpy as np
+    from safetensors.numpy import save_file
+    d = os.path.join(tmp.name, "hf-model")
+    os.makedirs(d, exist_ok=True)
+    vocab, hidden, inter = tok.get_vocab_size(), 16, 32
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
+           "intermediate_size": inter, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+           "vocab_size": vocab, "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+           "tie_word_embeddings": True, "torch_dtype": "float32"}
+    rng = np.random.default_rng(0)
+    w = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    p = "model.layers.0."
+    tensors = {"model.embed_tokens.weight": w(vocab, hidden), "model.norm.weight": w(hidden),
+               p + "input_layernorm.weight": w(hidden), p + "post_attention_layernorm.weight": w(hidden),
+               p + "self_attn.q_proj.weight": w(hidden, hidden), p + "self_attn.k_proj.weight": w(hidden // 2, hidden),
+               p + "self_attn.v_proj.weight": w(hidden // 2, hidden), p + "self_attn.o_proj.weight": w(hidden, hidden),
+               p + "mlp.gate_proj.weight": w(inter, hidden), p + "mlp.up_proj.weight": w(inter, hidden),
+               p + "mlp.down_proj.weight": w(hidden, inter)}
+    save_file(tensors, os.path.join(d, "model.safetensors"))
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    open(os.path.join(d, "tokenizer.json"), "w").write(tok.to_str())
+    json.dump({"bos_token": bos, "eos_token": {"content": eos, "special": True}, "add_bos_token": True},
+              open(os.path.join(d, "tokenizer_config.json"), "w"))
+    return d
+
+
 def main():
     print("tokenizers", tokenizers.__version__)
     texts = [("stress", stress_text())]
@@ -249,6 +278,16 @@ def main():
             # NFC changes the text and a prefix space adds to it: there decode gives back something else
             check_tokenizer(label, tok, texts, ["--tokenizer", path], decode_equals_text=label == "bpe smollm-style")
             ran += 1
+        # the same tokenizer reached through an HF model folder, BOS/EOS from tokenizer_config.json
+        folder = hf_folder(bl, "<|im_start|>", "<|im_end|>")
+        text = stress_text()
+        got, _, info = rotq([folder], text.encode("utf-8"))
+        compare("HF folder / stress", bl.encode(text, add_special_tokens=False).ids, got)
+        want_cfg = (bl.token_to_id("<|im_start|>"), bl.token_to_id("<|im_end|>"), True)
+        if (info["bos"], info["eos"], info["add_bos_default"]) != want_cfg:
+            failures.append("HF folder / tokenizer_config.json")
+            print("FAIL HF folder: bos/eos/add_bos %s, tokenizer_config.json says %s" % (
+                (info["bos"], info["eos"], info["add_bos_default"]), want_cfg))
         for metaspace in (True, False):
             label = "spm-bpe " + ("metaspace" if metaspace else "prepend+replace")
             tok = train_spm(CALIB, metaspace)

@@ -42,6 +42,8 @@ def make(arch, out_dir, seed=0, tied=False, dims=None):
            "tie_word_embeddings": tied, "hidden_act": "silu", "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2}
     if arch == "qwen2":
         cfg["use_sliding_window"] = False
+    if arch == "phi3":
+        cfg["pad_token_id"] = 0  # transformers' Phi3Config default (32000) exceeds the small vocabulary
     os.makedirs(out_dir, exist_ok=True)
     save_file(t, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(out_dir, "config.json"), "w") as f:

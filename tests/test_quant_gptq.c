@@ -74,7 +74,7 @@ static void ref_gptq(const float *w_in, float *q_out, int rows, int n, const dou
     double *row = malloc(sizeof(double) * (size_t)n);
     for (int r = 0; r < rows; r++) {
         for (int c = 0; c < n; c++) row[c] = w_in[r * n + c];
-        if (!g) rotq_wq_params(row, n, 1, f, &S[r * n], &Z[r * n]);
+        if (!g) rotq_wq_params(row, n, f, &S[r * n], &Z[r * n]);
     }
     for (int i = 0; i < n; i++) if (H[i * n + i] == 0) { dead[i] = true; H[i * n + i] = 1; }
     for (int r = 0; r < rows; r++)
@@ -82,7 +82,7 @@ static void ref_gptq(const float *w_in, float *q_out, int rows, int n, const dou
     if (static_groups && g)
         for (int r = 0; r < rows; r++)
             for (int c0 = 0; c0 < n; c0 += g)
-                rotq_wq_params(W + r * n + c0, n - c0 < g ? n - c0 : g, 1, f, &S[r * n + c0 / g], &Z[r * n + c0 / g]);
+                rotq_wq_params(W + r * n + c0, n - c0 < g ? n - c0 : g, f, &S[r * n + c0 / g], &Z[r * n + c0 / g]);
     for (int i = 0; i < n; i++) perm[i] = i;
     if (act_order) /* insertion sort: decreasing diagonal, ties by index */
         for (int i = 1; i < n; i++)
@@ -107,7 +107,7 @@ static void ref_gptq(const float *w_in, float *q_out, int rows, int n, const dou
             double s = S[r * n], z = Z[r * n];
             if (g && static_groups) { s = S[r * n + perm[i] / g]; z = Z[r * n + perm[i] / g]; }
             else if (g) {
-                if (i % g == 0) rotq_wq_params(snap + r * n + i, n - i < g ? n - i : g, 1, f, &cur_s[r], &cur_z[r]);
+                if (i % g == 0) rotq_wq_params(snap + r * n + i, n - i < g ? n - i : g, f, &cur_s[r], &cur_z[r]);
                 s = cur_s[r];
                 z = cur_z[r];
             }

@@ -138,13 +138,13 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
             for (int64_t r = 0; r < rows; r++) {
                 if (!orig) continue;
                 for (int64_t c = 0; c < cols; c++) orig[c] = w[r * cols + c];
-                if (!group) rotq_wq_params(orig, cols, 1, f, &S[r], &Z[r]);
+                if (!group) rotq_wq_params(orig, cols, f, &S[r], &Z[r]);
                 for (int64_t c = 0; c < cols; c++)
                     if (h->dead[c]) orig[c] = 0.0;
                 if (static_groups)
                     for (int64_t g = 0; g < n_groups; g++) {
                         int64_t g0 = g * group, n = cols - g0 < group ? cols - g0 : group;
-                        rotq_wq_params(orig + g0, n, 1, f, &S[r * n_groups + g], &Z[r * n_groups + g]);
+                        rotq_wq_params(orig + g0, n, f, &S[r * n_groups + g], &Z[r * n_groups + g]);
                     }
                 for (int64_t c = 0; c < cols; c++) W[r * cols + c] = orig[perm[c]];
             }
@@ -188,8 +188,8 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                             /* columns [i, i+n): block-start values inside the block; later ones have
                              * had only earlier blocks' lazy updates, i.e. they too stand as at block start */
                             double *seg = start + nb;
-                            for (int64_t c = 0; c < n; c++) seg[c] = wr[i + c];
-                            rotq_wq_params(seg, n, 1, f, gs, gz);
+                            for (int64_t c = 0; c < n; c++) seg[c] = i + c < i2 ? start[i - i1 + c] : wr[i + c];
+                            rotq_wq_params(seg, n, f, gs, gz);
                         }
                         s = *gs;
                         z = *gz;

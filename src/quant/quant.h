@@ -39,8 +39,8 @@ rotq_status rotq_wq_format_check(const rotq_wq_format *f);
 /* Largest integer of the grid: 2^(b-1)-1 symmetric, 2^b-1 asymmetric. */
 int32_t rotq_wq_maxq(const rotq_wq_format *f);
 
-/* Scale and zero for the n values x[0], x[stride], ... (GPTQ's find_params on one row). */
-void rotq_wq_params(const double *x, int64_t n, int64_t stride, const rotq_wq_format *f, double *scale, double *zero);
+/* Scale and zero for the n values x[0..n) (GPTQ's find_params on one row or group). */
+void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double *scale, double *zero);
 /* round-trip of one value through the grid */
 static inline double rotq_wq_qdq(double x, double scale, double zero, int32_t maxq, bool asym) {
     double q = nearbyint(x / scale);

@@ -150,6 +150,8 @@ typedef struct rotq_tok_words {
 
 typedef struct rotq_tok_scratch rotq_tok_scratch;
 
+/* Applies the normalizers to text, appending the result to `out` (which must not be sc->a or
+ * sc->b: they hold the intermediate steps). Ill-formed UTF-8 bytes pass through unchanged. */
 rotq_status rotq_tok_normalize(const rotq_tok_norm *norms, int32_t n_norms, const uint8_t *text, size_t len,
                                rotq_tok_buf *out, rotq_tok_scratch *sc);
 /* Runs the pre-tokenizer steps over `words` (spans of *buf), replacing the list. */
@@ -239,8 +241,8 @@ rotq_status rotq_tok_alloc_vocab(rotq_tokenizer *t, int32_t n);
 /* Sets token `id`'s text (copied). */
 rotq_status rotq_tok_set_piece(rotq_tokenizer *t, int32_t id, const void *text, size_t len);
 rotq_status rotq_tok_add_added(rotq_tokenizer *t, const rotq_tok_added *a);
-/* Builds the maps, byte tables and decode strings once all pieces are set. `escape` names the
- * SPM space replacement used by the decode table ("▁" or NULL). */
+/* Builds the maps, byte tables, decode strings and bigram set once all pieces, added tokens and
+ * flags (byte_level, spm_escape_spaces, decode_bytes) are set. Merges are added after it. */
 rotq_status rotq_tok_finish(rotq_tokenizer *t, const char *where);
 int32_t rotq_tok_lookup(const rotq_tokenizer *t, const void *text, size_t len);
 

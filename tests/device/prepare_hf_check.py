@@ -1,0 +1,32 @@
+"""Prepares the HF transformers cross-check (run on a machine with torch + transformers):
+small random llama (tied) / qwen2 (q/k/v bias) / phi3 (fused) models and tinystories-260k as HF
+folders, their fused-only rotated versions (R1 + R2; transformers cannot run online R3/R4), and
+rotq's logits on fixed token ids. usage: prepare_hf_check.py ROTQ OUT_DIR [SHARED]"""
+import json, os, subprocess, sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import random_models
+
+rotq, out = sys.argv[1], sys.argv[2]
+shared = sys.argv[3] if len(sys.argv) > 3 else "../shared"
+os.makedirs(out, exist_ok=True)
+ids = [1, 17, 42, 99, 3, 64, 5, 120, 77, 8, 33, 101, 2, 56, 90, 11, 63, 7, 88, 14, 27, 110, 45, 9]
+cases = []
+for arch in ["llama", "qwen2", "phi3"]:
+    src = random_models.make(arch, os.path.join(out, arch), seed=21, tied=(arch == "llama"))
+    cases.append(src)
+ts = os.path.join(shared, "models/tinystories-260k/model.bin")
+if os.path.exists(ts):
+    subprocess.run([rotq, "convert", ts, os.path.join(out, "tinystories"), "--to", "hf"], check=True)
+    cases.append(os.path.join(out, "tinystories"))
+manifest = []
+for src in cases:
+    name = os.path.basename(src)
+    rot = src + "-rotated"
+    subprocess.run([rotq, "rotate", src, rot, "--r3", "off", "--r4", "off", "--seed", "4", "--quiet"], check=True)
+    for d in (src, rot):
+        subprocess.run([rotq, "ppl", d, "--ids", ",".join(map(str, ids)), "--dump-logits", d + ".rotq_logits.f32"], check=True,
+                       capture_output=True)
+    manifest.append({"name": name, "original": os.path.basename(src), "rotated": os.path.basename(rot)})
+json.dump({"ids": ids, "cases": manifest}, open(os.path.join(out, "manifest.json"), "w"), indent=1)
+print(f"prepared {len(manifest)} cases in {out}")
