@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
 # The main job on the default model (SmolLM2-135M-Instruct): installs what is missing, fetches the
-# model, builds rotq, then describes the model and writes it as an F32 Hugging Face folder in out/.
+# model, builds rotq, then rotates the model (norm fusion, R1-R4), proves the rotated model computes
+# the same function, and shows what rotation does to activation outliers and to 4-bit quantization.
+# Outputs land in out/. ROTQ_RUN_WINDOWS (default 4) bounds the perplexity windows of the last step.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 ./scripts/deps.sh
 model=$(./scripts/fetch_model.sh)
 ./scripts/build.sh
-./build/rotq info "$model"
-rm -rf out/smollm2-hf
+rotq=./build/rotq
+text=$(mktemp)
+trap 'rm -f "$text"' EXIT
+# Evaluation text: WikiText-2 test when ../shared has it, else a text rotq's own sources provide.
+if [ -f ../shared/data/wikitext-2-raw/wiki.test.raw ]; then cp ../shared/data/wikitext-2-raw/wiki.test.raw "$text"
+else cat README.md docs/*.md > "$text"; fi
 mkdir -p out
-./build/rotq convert "$model" out/smollm2-hf --to hf --dtype f32
-./build/rotq info out/smollm2-hf
+echo "== the model" >&2
+$rotq info "$model"
+echo "== rotate (QuaRot: random Hadamard R1/R2, online R3/R4, seed 0)" >&2
+rm -rf out/smollm2-rotated
+$rotq rotate "$model" out/smollm2-rotated --seed 0
+echo "== verify: the rotated model computes the same function" >&2
+$rotq verify "$model" out/smollm2-rotated --text "$text" --tokens 256
+echo "== activation outliers before and after rotation (out/smollm2-stats.png)" >&2
+$rotq stats "$model" --text "$text" --tokens 256 --rotate --plot out/smollm2-stats.png | awk 'NR <= 2 || /down_in/'
+if $rotq eval --help >/dev/null 2>&1 && [ -f ../shared/data/calibration/austen-pride-and-prejudice.txt ]; then
+  echo "== W4A4KV4 (RTN) perplexity without and with rotation" >&2
+  w=${ROTQ_RUN_WINDOWS:-4}
+  calib=../shared/data/calibration/austen-pride-and-prejudice.txt
+  $rotq eval "$model" --preset w4a4kv4 --text "$text" --calib "$calib" --ctx 2048 --max-windows "$w"
+  $rotq eval "$model" --preset w4a4kv4 --rotate --text "$text" --calib "$calib" --ctx 2048 --max-windows "$w"
+fi

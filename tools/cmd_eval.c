@@ -48,6 +48,7 @@ const char *quant_cli_help =
     "calibration (GPTQ):\n"
     "  --calib FILE       calibration text (keep it apart from the evaluation text)\n"
     "  --nsamples N       random windows (default 128)   --calib-ctx N  tokens each (default 2048)\n"
+    "  --calib-cache-mb N memory for layer activations kept rather than recomputed (default 4096)\n"
     "  --threads N        BLAS/OpenMP threads (default: all)\n"
     "  --arch-file F      register a JSON architecture first; --tokenizer F  llama2.c tokenizer.bin\n";
 
@@ -178,6 +179,8 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
             if (parse_i64(cmd, "--nsamples", cli_value(argc, argv, &i), 1, 1 << 20, &c->q.nsamples)) return 1;
         } else if (cli_is(a, "--calib-ctx")) {
             if (parse_i64(cmd, "--calib-ctx", cli_value(argc, argv, &i), 2, 1 << 20, &c->q.calib_ctx)) return 1;
+        } else if (cli_is(a, "--calib-cache-mb")) {
+            if (parse_i64(cmd, "--calib-cache-mb", cli_value(argc, argv, &i), 0, 1 << 30, &c->q.calib_cache_mb)) return 1;
         } else if (cli_is(a, "--threads")) {
             int t;
             if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &t)) return 1;

@@ -72,6 +72,7 @@ typedef struct walk {
     int64_t ns, T, d, qd, kvd, ff, half;
     float *X;                     /* [ns, T, d] residual stream */
     float *att_store;             /* [ns, T, qd] attention outputs of stage B, or NULL (recomputed) */
+    float *ff_store;              /* [ns, T, ff] down_proj inputs of stage D, or NULL (recomputed) */
     float *xn, *q, *k, *v, *att, *ff1, *ff2, *scores, *cos_t, *sin_t, *gram;
     double *H;
     int64_t q_block;
@@ -223,6 +224,7 @@ static rotq_status walk_layer(walk *c, int32_t l) {
         ROTQ_TRY(mlp_input(c, l, X + s * T * d));
         ROTQ_TRY(mlp_hidden(c, l));
         gram_add(c, c->ff1, c->ff);
+        if (c->ff_store) memcpy(c->ff_store + s * T * c->ff, c->ff1, (size_t)(T * c->ff) * sizeof(float));
     }
     rotq_role down[1] = {ROLE_DOWN};
     ROTQ_TRY(quantize_group(c, l, c->ff, down, 1));
@@ -230,9 +232,14 @@ static rotq_status walk_layer(walk *c, int32_t l) {
     /* E: the layer's output with every weight quantized */
     for (int64_t s = 0; s < c->ns; s++) {
         float *xs = X + s * T * d;
-        ROTQ_TRY(mlp_input(c, l, xs));
-        ROTQ_TRY(mlp_hidden(c, l));
-        rotq_linear_forward(xs, c->ff1, w->wdown, w->bdown, T, c->ff, d, true);
+        const float *ff = c->ff1;
+        if (c->ff_store) {
+            ff = c->ff_store + s * T * c->ff;
+        } else {
+            ROTQ_TRY(mlp_input(c, l, xs));
+            ROTQ_TRY(mlp_hidden(c, l));
+        }
+        rotq_linear_forward(xs, ff, w->wdown, w->bdown, T, c->ff, d, true);
     }
     return ROTQ_OK;
 }
@@ -277,10 +284,13 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     }
     c.H = malloc((size_t)(hmax * hmax) * sizeof(double));
     if (!c.H) { s = rotq_fail(ROTQ_ERR_NOMEM, "calib: out of memory for a %lld² Hessian", (long long)hmax); goto done; }
-    /* keeping stage B's attention outputs saves recomputing q/k/v and attention in stage C; only
-     * when they fit in 1 GiB */
-    if ((double)(ns * T * c.qd) * sizeof(float) <= 1024.0 * 1024.0 * 1024.0)
-        c.att_store = malloc((size_t)(ns * T * c.qd) * sizeof(float));
+    /* keeping stage B's attention outputs and stage D's down_proj inputs saves recomputing them in
+     * stages C and E (a third of the calibration forward) when they fit in the cache budget */
+    double budget = (double)o->calib_cache_mb * 1024.0 * 1024.0;
+    double att_bytes = (double)(ns * T * c.qd) * sizeof(float), ff_bytes = (double)(ns * T * c.ff) * sizeof(float);
+    if (att_bytes <= budget) c.att_store = malloc((size_t)att_bytes);
+    if (c.att_store) budget -= att_bytes;
+    if (ff_bytes <= budget) c.ff_store = malloc((size_t)ff_bytes);
 
     rotq_rope_tables(r->inv_freq, c.half, 0, T, c.cos_t, c.sin_t);
     for (int64_t sm = 0; sm < ns; sm++)
@@ -302,5 +312,6 @@ done:
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i].p);
     free(c.H);
     free(c.att_store);
+    free(c.ff_store);
     return s;
 }

@@ -19,6 +19,7 @@ rotq_quant_options rotq_quant_defaults(void) {
     o.nsamples = 128;
     o.calib_ctx = 2048;
     o.seed = 0;
+    o.calib_cache_mb = 4096;
     return o;
 }
 

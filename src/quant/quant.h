@@ -131,6 +131,7 @@ typedef struct rotq_quant_options {
     int64_t nsamples;          /* windows */
     int64_t calib_ctx;         /* tokens per window */
     uint64_t seed;
+    int64_t calib_cache_mb;    /* memory for stage outputs kept instead of recomputed (4096) */
     int threads;               /* 0: all */
     bool verbose;              /* per-layer progress on stderr */
 } rotq_quant_options;
