@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +448,7 @@ int cmd_eval(int argc, char **argv) {
     else
         snprintf(calib_desc, sizeof calib_desc, "none (%s)", c.q.w_method == ROTQ_WQ_RTN && c.q.w_bits < 16 ? "RTN needs none" : "no weight quantization");
     double rss = nn_cli_peak_rss_mib();
+    int threads = c.q.threads > 0 ? c.q.threads : omp_get_max_threads();
     if (c.json) {
         json_t *j = json_object();
         json_object_set_new(j, "model", json_string(path));
@@ -483,6 +485,7 @@ int cmd_eval(int argc, char **argv) {
         json_object_set_new(j, "dead_columns", json_integer(rep.n_dead));
         json_object_set_new(j, "total_seconds", json_real(t_total));
         json_object_set_new(j, "peak_rss_mib", json_real(rss));
+        json_object_set_new(j, "threads", json_integer(threads));
         char *js = json_dumps(j, JSON_INDENT(2));
         if (js) { puts(js); free(js); }
         json_decref(j);
@@ -506,7 +509,7 @@ int cmd_eval(int argc, char **argv) {
         if (have_base)
             printf("baseline     perplexity %.4f  (%s float model, %.1f s)\n", base.ppl, c.baseline, base.seconds);
         printf("quantized    perplexity %.4f  (%.1f s)\n", quant.ppl, quant.seconds);
-        printf("time         total %.1f s (load %.1f s), peak RSS %.0f MiB\n", t_total, t_load, rss);
+        printf("time         total %.1f s (load %.1f s), %d threads, peak RSS %.0f MiB\n", t_total, t_load, threads, rss);
     }
     rc = 0;
 done:

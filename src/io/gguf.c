@@ -21,6 +21,7 @@
 #include "io/record.h"
 #include "arch/arch.h"
 #include "core/model.h"
+#include "tok/tok.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "rotq's GGUF reader assumes a little-endian host"
@@ -855,7 +856,14 @@ static rotq_status write_metadata(const rotq_model *m, const char *path, const o
             ROTQ_TRY(kv_copy(w, &m->meta[i]));
             tokenizer = true;
         }
-    if (!tokenizer) fprintf(stderr, "rotq: warning: %s: no GGUF tokenizer metadata; output has none\n", path);
+    if (!tokenizer) { /* a tokenizer.json or llama2.c tokenizer.bin becomes tokenizer.* keys (tok_export.c) */
+        rotq_meta *tk = NULL;
+        int64_t n_tk = 0;
+        rotq_status ts = rotq_tok_export_gguf_meta(m, path, &tk, &n_tk);
+        for (int64_t i = 0; i < n_tk && ts == ROTQ_OK; i++) ts = kv_copy(w, &tk[i]);
+        rotq_tok_export_meta_free(tk, n_tk);
+        ROTQ_TRY(ts);
+    }
     char *record = rotq_record_to_string(&m->rot); /* online rotations for rotq's own runner */
     if (record) kv_string(w, "rotq.record", record);
     free(record);

@@ -15,6 +15,7 @@
 #include "core/model.h"
 #include "io/record.h"
 #include "io/safetensors.h"
+#include "tok/tok.h"
 
 #define DEFAULT_SHARD_BYTES 5000000000ull /* transformers' "5GB" */
 #define SINGLE_FILE "model.safetensors"
@@ -458,6 +459,7 @@ rotq_status rotq_save_hf(const rotq_model *m, const char *dir_in, rotq_dtype dty
     rotq_status s = write_tensors(m, tmp, dtype, shard_bytes, &majority);
     if (s == ROTQ_OK) s = write_config(m, tmp, dtype != ROTQ_DTYPE_INVALID ? dtype : majority);
     if (s == ROTQ_OK) s = write_blobs(m, tmp);
+    if (s == ROTQ_OK) s = rotq_tok_export_hf(m, tmp); /* GGUF / llama2.c tokenizer → tokenizer.json */
     if (s == ROTQ_OK) {
         fsync_dir(tmp);
         /* rename() replaces an empty folder atomically and fails on a non-empty one. */

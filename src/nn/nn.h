@@ -77,7 +77,8 @@ typedef struct rotq_runner {
 } rotq_runner;
 
 /* Prepares a runner over `m` (which must outlive it and stay unchanged while it runs: float32
- * tensors are borrowed, others converted once). threads <= 0: OpenMP's default. */
+ * tensors are borrowed, others converted once). threads > 0 sets the process-wide OpenMP and
+ * OpenBLAS thread counts; threads <= 0 leaves both at their defaults. */
 rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out);
 void rotq_runner_free(rotq_runner *r);
 /* Installs hooks (copied); NULL removes them. */

@@ -7,6 +7,7 @@
  * region.
  */
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,7 +75,7 @@ void rotq_fwht_f64(double *x, int32_t m) {
             }
 }
 
-void rotq_fwht_row_scalar(const rotq_fwht_plan *p, float *x, float *tmp) {
+static void row_scalar(const rotq_fwht_plan *p, float *x, float *tmp) {
     int64_t n = p->n, K = p->K, M = p->M;
     if (p->pre)
         for (int64_t i = 0; i < n; i++) x[i] *= p->pre[i];
@@ -95,6 +96,10 @@ void rotq_fwht_row_scalar(const rotq_fwht_plan *p, float *x, float *tmp) {
         for (int64_t i = 0; i < n; i++) x[i] *= p->post[i];
 }
 
+void rotq_fwht_rows_scalar(const rotq_fwht_plan *p, float *x, int64_t rows, float *tmp) {
+    for (int64_t r = 0; r < rows; r++) row_scalar(p, x + r * p->n, tmp);
+}
+
 /* ---- batches ----------------------------------------------------------------------------------- */
 
 static rotq_fwht_plan make_plan(const rotq_rotation *R, bool inverse) {
@@ -105,7 +110,7 @@ static rotq_fwht_plan make_plan(const rotq_rotation *R, bool inverse) {
     return p;
 }
 
-typedef void (*row_fn)(const rotq_fwht_plan *, float *, float *);
+typedef void (*rows_fn)(const rotq_fwht_plan *, float *, int64_t, float *);
 
 /* Elements per call below which threads cost more than they save (a parallel region and its
  * barrier are tens of microseconds, far more when the machine is oversubscribed). */
@@ -113,28 +118,29 @@ typedef void (*row_fn)(const rotq_fwht_plan *, float *, float *);
 
 static rotq_status hadamard_rows_f32(const rotq_rotation *R, float *x, int64_t rows, bool inverse) {
     rotq_fwht_plan p = make_plan(R, inverse);
-    row_fn fn = (rotq_fwht_isa() == ROTQ_ISA_AVX2 && p.M >= 8) ? rotq_fwht_row_avx2 : rotq_fwht_row_scalar;
+    rows_fn fn = (rotq_fwht_isa() == ROTQ_ISA_AVX2 && p.M >= 8) ? rotq_fwht_rows_avx2 : rotq_fwht_rows_scalar;
     int64_t n = R->n;
     size_t tmp_bytes = p.K > 1 ? ((sizeof(float) * (size_t)n + 63) / 64) * 64 : 64;
     bool failed = false;
     if (rows > 1 && rows * n >= PARALLEL_MIN) {
+        /* each thread takes one contiguous range of rows (one call, one buffer) */
 #pragma omp parallel
         {
+            int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
             float *tmp = aligned_alloc(64, tmp_bytes);
             if (!tmp) {
 #pragma omp atomic write
                 failed = true;
+            } else {
+                fn(&p, x + r0 * n, r1 - r0, tmp);
             }
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < rows; r++)
-                if (tmp) fn(&p, x + r * n, tmp);
             free(tmp);
         }
     } else {
         float *tmp = aligned_alloc(64, tmp_bytes);
         if (!tmp) failed = true;
-        else
-            for (int64_t r = 0; r < rows; r++) fn(&p, x + r * n, tmp);
+        else fn(&p, x, rows, tmp);
         free(tmp);
     }
     if (failed) return rotq_fail(ROTQ_ERR_NOMEM, "fwht: out of memory for a row buffer (n=%lld)", (long long)n);

@@ -253,7 +253,7 @@ AVX2 static void kstep(const rotq_fwht_plan *p, const float *x, float *tmp) {
     }
 }
 
-AVX2 void rotq_fwht_row_avx2(const rotq_fwht_plan *p, float *x, float *tmp) {
+AVX2 static void row(const rotq_fwht_plan *p, float *x, float *tmp) {
     int64_t K = p->K, M = p->M;
     if (K == 1) {
         segment(x, M, p->pre, p->post);
@@ -262,4 +262,14 @@ AVX2 void rotq_fwht_row_avx2(const rotq_fwht_plan *p, float *x, float *tmp) {
     for (int64_t a = 0; a < K; a++) segment(x + a * M, M, p->pre ? p->pre + a * M : NULL, NULL);
     kstep(p, x, tmp);
     memcpy(x, tmp, sizeof(float) * (size_t)p->n);
+}
+
+AVX2 void rotq_fwht_rows_avx2(const rotq_fwht_plan *p, float *x, int64_t rows, float *tmp) {
+    if (p->K == 1 && p->M == 64) { /* whole row in registers: no per-row call overhead */
+        bool inverse = p->post != NULL;
+        const float *mul = inverse ? p->post : p->pre;
+        for (int64_t r = 0; r < rows; r++) chunk64(x + r * 64, mul, inverse);
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++) row(p, x + r * p->n, tmp);
 }

@@ -158,8 +158,9 @@ typedef struct rotq_fwht_plan {
     const float *pre, *post;
 } rotq_fwht_plan;
 
-void rotq_fwht_row_scalar(const rotq_fwht_plan *p, float *x, float *tmp);
-void rotq_fwht_row_avx2(const rotq_fwht_plan *p, float *x, float *tmp);   /* needs M >= 8 */
+/* `rows` consecutive rows of p->n floats. */
+void rotq_fwht_rows_scalar(const rotq_fwht_plan *p, float *x, int64_t rows, float *tmp);
+void rotq_fwht_rows_avx2(const rotq_fwht_plan *p, float *x, int64_t rows, float *tmp);   /* needs M >= 8 */
 
 /* ---- weight operations (ops.c) ---------------------------------------------------------------- */
 

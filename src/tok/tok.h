@@ -266,6 +266,23 @@ rotq_status rotq_tok_from_json(const char *json, size_t len, const char *config_
 rotq_status rotq_tok_from_gguf(const struct rotq_model *m, rotq_tokenizer **out);
 rotq_status rotq_tok_from_llama2c(const uint8_t *data, size_t size, const char *where, rotq_tokenizer **out);
 
+/* ---- carrying a tokenizer to the other format on save (tok_export.c) ----------------------- */
+
+struct rotq_meta;
+
+/* llama.cpp's tokenizer.* keys for a model whose tokenizer came as tokenizer.json (+ tokenizer_config.json)
+ * or llama2.c tokenizer.bin: "gpt2" (byte-level BPE: merges, pre-tokenizer name matched by regex) or
+ * "llama" (SentencePiece BPE: scores). *n is 0, with a warning on stderr, when there is no tokenizer or it
+ * cannot be expressed; fails only when out of memory. Free with rotq_tok_export_meta_free. */
+rotq_status rotq_tok_export_gguf_meta(const struct rotq_model *m, const char *where, struct rotq_meta **out,
+                                      int64_t *n);
+void rotq_tok_export_meta_free(struct rotq_meta *kv, int64_t n);
+/* Writes tokenizer.json, tokenizer_config.json and special_tokens_map.json into `dir` for a model whose
+ * tokenizer came as GGUF metadata or llama2.c tokenizer.bin (nothing when it carries a tokenizer.json;
+ * carried files of those names are not replaced). A tokenizer that cannot be written gets a warning;
+ * fails only on memory or I/O errors. */
+rotq_status rotq_tok_export_hf(const struct rotq_model *m, const char *dir);
+
 /* Scratch memory reused across the words of one encode call. */
 struct rotq_tok_scratch {
     rotq_tok_buf a, b;            /* normalizer / pre-tokenizer temporaries */
