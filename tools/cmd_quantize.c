@@ -65,17 +65,19 @@ int cmd_quantize(int argc, char **argv) {
     quant_cli_rotation_desc(&c, rdesc, sizeof rdesc);
     double secs = now_s() - t0;
     if (c.json) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f}", "input", in, "output", out, "rotation", rdesc,
-                              "quantization", qdesc, "linears", (json_int_t)rep.n_linears, "weights",
-                              (json_int_t)rep.n_params, "quantize_seconds", t_quant, "gptq_loss", rep.gptq_loss,
-                              "seconds", secs);
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "input", in, "output", out,
+                              "rotation", rdesc, "quantization", qdesc, "linears", (json_int_t)rep.n_linears, "weights",
+                              (json_int_t)rep.n_params, "calib_tokens", (json_int_t)rep.calib_tokens,
+                              "quantize_seconds", t_quant, "calib_seconds", rep.calib_seconds, "rtn_or_gptq_seconds",
+                              rep.quant_seconds, "gptq_loss", rep.gptq_loss, "seconds", secs);
         char *text = json_dumps(j, 0);
         if (text) puts(text);
         free(text);
         json_decref(j);
     } else {
-        fprintf(stderr, "rotq quantize: %s; rotation %s; %lld linears; wrote %s in %.1f s\n", qdesc, rdesc,
-                (long long)rep.n_linears, out, secs);
+        fprintf(stderr, "rotq quantize: %s; rotation %s; %lld linears (calibration forward %.1f s, %s %.1f s); wrote %s "
+                "in %.1f s\n", qdesc, rdesc, (long long)rep.n_linears, rep.calib_seconds,
+                c.q.w_method == ROTQ_WQ_GPTQ ? "GPTQ" : "RTN", rep.quant_seconds, out, secs);
     }
     rc = 0;
 done:
