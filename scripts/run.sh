@@ -25,10 +25,7 @@ echo "== verify: the rotated model computes the same function" >&2
 $rotq verify "$model" out/smollm2-rotated --text "$text" --tokens 256
 echo "== activation outliers before and after rotation (out/smollm2-stats.png)" >&2
 $rotq stats "$model" --text "$text" --tokens 256 --rotate --plot out/smollm2-stats.png | awk 'NR <= 2 || /down_in/'
-if $rotq eval --help >/dev/null 2>&1 && [ -f ../shared/data/calibration/austen-pride-and-prejudice.txt ]; then
-  echo "== W4A4KV4 (RTN) perplexity without and with rotation" >&2
-  w=${ROTQ_RUN_WINDOWS:-4}
-  calib=../shared/data/calibration/austen-pride-and-prejudice.txt
-  $rotq eval "$model" --preset w4a4kv4 --text "$text" --calib "$calib" --ctx 2048 --max-windows "$w"
-  $rotq eval "$model" --preset w4a4kv4 --rotate --text "$text" --calib "$calib" --ctx 2048 --max-windows "$w"
-fi
+echo "== W4A4KV4 (RTN weights) perplexity without and with rotation, float baseline beside each" >&2
+w=${ROTQ_RUN_WINDOWS:-4}
+$rotq eval "$model" --preset w4a4kv4 --text "$text" --ctx 2048 --max-windows "$w"
+$rotq eval "$model" --preset w4a4kv4 --rotate --text "$text" --ctx 2048 --max-windows "$w"

@@ -16,10 +16,15 @@
 
 static char fuzz_path[64];
 
+static void remove_fuzz_file(void) { remove(fuzz_path); }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!fuzz_path[0]) snprintf(fuzz_path, sizeof fuzz_path, "/tmp/rotq-fuzz-%d.gguf", (int)getpid());
+    if (!fuzz_path[0]) {
+        snprintf(fuzz_path, sizeof fuzz_path, "/tmp/rotq-fuzz-%d.gguf", (int)getpid());
+        atexit(remove_fuzz_file); /* libFuzzer ends the process at its time limit */
+    }
     remove(fuzz_path);
     FILE *f = fopen(fuzz_path, "wb");
     if (!f) return 0;
