@@ -59,10 +59,14 @@ typedef struct rotq_runner {
     rotq_norm_kind norm;
     float norm_offset;                      /* 1 for (1 + w) norms */
     const float *embed;                     /* [vocab, d] */
+    const float *pos_embed;                 /* [max_pos + pos_offset, d] learned positions, or NULL */
+    int64_t pos_offset;
+    bool rope;                              /* false: no RoPE (learned positions) */
+    bool gated;                             /* SwiGLU (gate, up) or a plain MLP (up only, hp.mlp_act) */
     rotq_layer_weights *layers;             /* [n_layers] */
     const float *final_norm, *final_norm_b; /* [d] */
     const float *lm_head, *lm_head_b;       /* [vocab, d] (the embedding when tied), [vocab] */
-    float *inv_freq;                        /* [rotary_dim / 2] RoPE frequencies, scaling applied */
+    float *inv_freq;                        /* [rotary_dim / 2] RoPE frequencies, scaling applied (or NULL) */
     float attn_scale;                       /* 1 / sqrt(head_dim) */
     int threads;
     rotq_hooks hooks;                       /* all NULL: no hooks */
@@ -81,6 +85,14 @@ typedef struct rotq_runner {
  * OpenBLAS thread counts; threads <= 0 leaves both at their defaults. */
 rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out);
 void rotq_runner_free(rotq_runner *r);
+/* Pieces of the forward pass shared with the layer-by-layer calibration walk (quant/calib.c):
+ * x [T, d] = embed[ids] (+ learned positions pos0..pos0+T-1); the model's norm (RMSNorm or
+ * LayerNorm, weight, optional bias); the role a layer's MLP input hook names; and the MLP hidden
+ * activation ff1 [T, ff] from xn (ff2: scratch of the same size), with the down_input hook run. */
+void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x);
+void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T);
+rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer);
+rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t layer, const float *xn, float *ff1, float *ff2, int64_t T);
 /* Installs hooks (copied); NULL removes them. */
 void rotq_runner_set_hooks(rotq_runner *r, const rotq_hooks *h);
 /* Bytes of float32 weight copies the runner owns (0 when every weight was borrowed). */
@@ -138,6 +150,11 @@ void rotq_attention_forward_ws(float *out, const float *q, const float *k, const
 int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys);
 /* gate [T, ff] ← silu(gate) * up. */
 void rotq_swiglu_forward(float *gate, const float *up, int64_t n);
+/* x ← act(x) over n floats for a plain MLP: ROTQ_MLP_RELU max(x, 0), ROTQ_MLP_GELU
+ * x·Φ(x) = x/2·(1 + erf(x/√2)), ROTQ_MLP_GELU_TANH x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+void rotq_act_forward(rotq_mlp_kind act, float *x, int64_t n);
+/* out[t] += b for each of T rows of d (a bias left in a norm after LayerNorm fusion). */
+void rotq_add_rows(float *out, const float *b, int64_t T, int64_t d);
 /* Row-wise log-sum-exp of x [rows, n]. */
 void rotq_logsumexp_rows(const float *x, int64_t rows, int64_t n, double *out);
 /* exp over n floats in place after subtracting `shift`; returns the sum (double). */
