@@ -54,7 +54,7 @@ void rotq_arch_opt(rotq_arch *a) {
     rotq_arch_default_keys(&a->keys);
     snprintf(a->keys.intermediate, sizeof a->keys.intermediate, "ffn_dim");
     snprintf(a->keys.act, sizeof a->keys.act, "activation_function");
-    const char *need[] = {"do_layer_norm_before", "enable_bias"};
-    for (int i = 0; i < 2; i++) snprintf(a->require_true[a->n_require_true++], sizeof a->require_true[0], "%s", need[i]);
+    const char *need[] = {"do_layer_norm_before", "enable_bias", "layer_norm_elementwise_affine"};
+    for (int i = 0; i < 3; i++) snprintf(a->require_true[a->n_require_true++], sizeof a->require_true[0], "%s", need[i]);
     snprintf(a->require_eq_hidden, sizeof a->require_eq_hidden, "word_embed_proj_dim");
 }
