@@ -7,7 +7,7 @@
  *
  * Hook points let later stages (online rotations, fake quantization) change activations in place:
  *   linear_input  the input of every linear, just before its product
- *   qk_rope       Q and K after RoPE
+ *   qk_rope       Q and K after RoPE (after the projections when the model has no RoPE)
  *   v             V, as it leaves v_proj (before it enters the cache)
  *   down_input    the input of down_proj (called before down_proj's linear_input hook)
  * Shapes in comments are row-major, outermost first; T is the number of tokens in the call.
@@ -27,14 +27,15 @@ typedef struct rotq_hooks {
     void *ctx;
     /* x [rows, cols]: input of linear `role` in `layer` (layer -1 for lm_head). Linears that share
      * one input are called once with the group's first role: ROLE_Q (or ROLE_QKV) for q/k/v,
-     * ROLE_GATE (or ROLE_GATE_UP) for gate/up; then ROLE_O, ROLE_DOWN, ROLE_LM_HEAD. */
+     * ROLE_GATE (or ROLE_GATE_UP; ROLE_UP for a plain MLP) for gate/up; then ROLE_O, ROLE_DOWN,
+     * ROLE_LM_HEAD. */
     rotq_status (*linear_input)(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols);
     /* q [T, n_heads, head_dim], k [T, n_kv, head_dim] after RoPE; row t sits at position pos0 + t. */
     rotq_status (*qk_rope)(void *ctx, int32_t layer, float *q, float *k, int64_t T, int64_t pos0, int64_t n_heads,
                            int64_t n_kv, int64_t head_dim);
     /* v [T, n_kv, head_dim] (bias added). */
     rotq_status (*v)(void *ctx, int32_t layer, float *v, int64_t T, int64_t pos0, int64_t n_kv, int64_t head_dim);
-    /* x [rows, intermediate] = act(gate) * up, before ROLE_DOWN's linear_input hook. */
+    /* x [rows, intermediate] = silu(gate) * up (plain MLP: act(up)), before ROLE_DOWN's linear_input hook. */
     rotq_status (*down_input)(void *ctx, int32_t layer, float *x, int64_t rows, int64_t cols);
 } rotq_hooks;
 
