@@ -91,8 +91,11 @@ typedef struct rotq_hparams {
     int32_t rope_scaling;     /* 0 none, 1 linear, 2 llama3 */
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int64_t rope_orig_max_pos;
-    int64_t rotary_dim;       /* dims of each head that RoPE touches (= head_dim unless partial) */
+    int64_t rotary_dim;       /* dims of each head that RoPE touches (= head_dim unless partial;
+                                 0 for learned absolute positions, OPT) */
     bool tied_embeddings;
+    int32_t mlp_act;          /* MLP kind (rotq_mlp_kind): 0 SwiGLU, 1 GELU (erf), 2 ReLU, 3 GELU (tanh);
+                                 1..3 are not gated (up → act → down) */
     int32_t bos_id, eos_id;   /* -1 when unknown */
 } rotq_hparams;
 

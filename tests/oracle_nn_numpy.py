@@ -5,6 +5,10 @@
    llama (GQA, untied, llama3 RoPE scaling, f32), qwen2 (q/k/v biases, tied, linear RoPE scaling,
    bf16) and phi3 (fused qkv/gate_up, partial rotary, f16). The reference follows transformers'
    semantics (rotate-half RoPE on the first rotary_dim dims, float RMSNorm, SwiGLU), in float64.
+   OPT (random_models.make_opt: LayerNorm weight and bias, biases everywhere, learned positions at
+   row p + 2, q scaled by head_dim^-0.5 before the product, ReLU or GELU MLP), tied and untied,
+   against transformers' OPTForCausalLM written out here in numpy; configs that rotq's OPT does not
+   cover (post-norm, word_embed_proj_dim != hidden_size, an unknown activation) must be refused.
 2. tinystories-260k (../shared): numpy of llama2.c's run.c on the raw checkpoint (interleaved RoPE
    pairs on the file's own Q/K rows, so the loader's Q/K permutation is checked too): logits,
    greedy generation through rotq's KV cache, and perplexity under every BOS policy and both
@@ -21,6 +25,9 @@ import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import random_models  # noqa: E402
 
 ROTQ = os.environ.get("ROTQ", "rotq")
 SHARED = os.environ.get("ROTQ_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
@@ -290,6 +297,82 @@ def test_random_models(tmp):
         compare("%s (150 tokens)" % name, got, ref)
 
 
+# ---- OPT (transformers' modeling_opt, float64) -----------------------------------------------------
+
+def layer_norm(x, w, b, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def opt_act(name, x):
+    if name == "relu":
+        return np.maximum(x, 0.0)
+    if name == "gelu":
+        from math import erf
+        return 0.5 * x * (1.0 + np.vectorize(erf)(x / np.sqrt(2.0)))
+    assert name == "gelu_new"
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def opt_forward(cfg, W, ids):
+    """OPTForCausalLM.forward without padding: positions are cumsum(mask) - 1, looked up at + 2."""
+    g = lambda n: W[n].astype(np.float64)
+    d, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    hd, T = d // nh, len(ids)
+    pos = np.arange(T) + 2
+    x = g("model.decoder.embed_tokens.weight")[np.asarray(ids)] + g("model.decoder.embed_positions.weight")[pos]
+    mask = np.triu(np.ones((T, T), dtype=bool), 1)
+    for l in range(cfg["num_hidden_layers"]):
+        p = "model.decoder.layers.%d." % l
+        h = layer_norm(x, g(p + "self_attn_layer_norm.weight"), g(p + "self_attn_layer_norm.bias"))
+        lin = lambda a, n: a @ g(p + n + ".weight").T + g(p + n + ".bias")
+        q = lin(h, "self_attn.q_proj") * hd ** -0.5
+        k, v = lin(h, "self_attn.k_proj"), lin(h, "self_attn.v_proj")
+        out = np.empty((T, d))
+        for i in range(nh):
+            sl = slice(i * hd, (i + 1) * hd)
+            s = q[:, sl] @ k[:, sl].T
+            s[mask] = -np.inf
+            s = np.exp(s - s.max(-1, keepdims=True))
+            out[:, sl] = (s / s.sum(-1, keepdims=True)) @ v[:, sl]
+        x = x + lin(out, "self_attn.out_proj")
+        h = layer_norm(x, g(p + "final_layer_norm.weight"), g(p + "final_layer_norm.bias"))
+        x = x + lin(opt_act(cfg.get("activation_function", "relu"), lin(h, "fc1")), "fc2")
+    x = layer_norm(x, g("model.decoder.final_layer_norm.weight"), g("model.decoder.final_layer_norm.bias"))
+    head = W["lm_head.weight"] if "lm_head.weight" in W else W["model.decoder.embed_tokens.weight"]
+    return x @ head.astype(np.float64).T
+
+
+def test_opt(tmp):
+    from safetensors.numpy import load_file
+    for name, seed, tied, act in [("opt-tied-relu", 21, True, "relu"), ("opt-untied-gelu", 22, False, "gelu"),
+                                  ("opt-tied-gelu_new", 23, True, "gelu_new")]:
+        folder = random_models.make_opt(os.path.join(tmp, name), seed=seed, tied=tied, activation=act)
+        W = load_file(os.path.join(folder, "model.safetensors"))
+        cfg = json.load(open(os.path.join(folder, "config.json")))
+        ids = list(np.random.default_rng(seed).integers(0, cfg["vocab_size"], cfg["max_position_embeddings"]))
+        compare("%s (%d tokens, every learned position)" % (name, len(ids)), rotq_logits(folder, ids, tmp, cfg["vocab_size"]),
+                opt_forward(cfg, W, ids))
+    # past the learned positions: refused, not wrapped around
+    folder = os.path.join(tmp, "opt-tied-relu")
+    r = subprocess.run([ROTQ, "ppl", folder, "--ids", ",".join(["5"] * 65), "--dump-logits", os.path.join(tmp, "x.f32")],
+                       capture_output=True, text=True)
+    check(r.returncode != 0 and "learned positions" in r.stderr, "OPT: 65 tokens past 64 learned positions refused (%s)"
+          % r.stderr.strip()[-160:])
+    # variants rotq's OPT description does not cover are refused, naming the file and the key
+    for key, value, word in [("do_layer_norm_before", False, "do_layer_norm_before"),
+                             ("word_embed_proj_dim", 48, "word_embed_proj_dim"),
+                             ("activation_function", "silu", "activation_function")]:
+        bad = random_models.make_opt(os.path.join(tmp, "opt-bad-" + key), seed=1)
+        cfg = json.load(open(os.path.join(bad, "config.json")))
+        cfg[key] = value
+        json.dump(cfg, open(os.path.join(bad, "config.json"), "w"))
+        r = subprocess.run([ROTQ, "info", bad], capture_output=True, text=True)
+        check(r.returncode != 0 and word in r.stderr and "config.json" in r.stderr,
+              "OPT with %s = %r refused: %s" % (key, value, r.stderr.strip()[-200:]))
+
+
 # ---- llama2.c run.c semantics ---------------------------------------------------------------------
 
 def llama2c_read(path):
@@ -451,6 +534,7 @@ def main():
         return 77
     with tempfile.TemporaryDirectory() as tmp:
         test_random_models(tmp)
+        test_opt(tmp)
         test_tinystories(tmp)
         test_smollm2(tmp)
     if failures:

@@ -1,7 +1,9 @@
 """Rotation keeps the function: `rotq verify original rotated` is equivalent (max |Δlogit| < 1e-3 ·
 max |logit|, mean KL < 1e-6) for every combination of R1/R2/R3/R4 on random llama / qwen2 (bias) /
-phi3 (fused) models with non-power-of-two sizes, on tinystories-260k and on SmolLM2-135M; the rotated
-weights really changed; and bad requests fail cleanly without leaving output behind."""
+phi3 (fused) / opt (LayerNorm with bias, learned positions, tied) models with non-power-of-two sizes,
+on tinystories-260k and on SmolLM2-135M; the rotated weights really changed; a rotated OPT run with
+plain LayerNorm (as transformers runs the saved checkpoint) is still equivalent; and bad requests fail
+cleanly without leaving output behind."""
 import itertools, json, os, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -43,8 +45,8 @@ def weights_changed(orig_dir, rot_dir, name):
 combos = list(itertools.product(["none", "random-hadamard"], ["none", "random-hadamard"], ["off", "on"], ["off", "on"]))
 
 with tempfile.TemporaryDirectory() as tmp:
-    for arch in ["llama", "qwen2", "phi3"]:
-        src = random_models.make(arch, os.path.join(tmp, arch), seed=7, tied=(arch == "llama"))
+    for arch in ["llama", "qwen2", "phi3", "opt"]:
+        src = random_models.make(arch, os.path.join(tmp, arch), seed=7, tied=(arch in ("llama", "opt")))
         for r1, r2, r3, r4 in combos:
             out = os.path.join(tmp, f"{arch}-{r1}-{r2}-{r3}-{r4}")
             p = run("rotate", src, out, "--r1", r1, "--r2", r2, "--r3", r3, "--r4", r4, "--seed", "3", "--quiet")
@@ -53,9 +55,36 @@ with tempfile.TemporaryDirectory() as tmp:
                 continue
             verify(src, out, f"{arch} r1={r1} r2={r2} r3={r3} r4={r4}")
             if r1 != "none":
-                name = "model.layers.0.self_attn.qkv_proj.weight" if arch == "phi3" else "model.layers.0.self_attn.q_proj.weight"
+                name = {"phi3": "model.layers.0.self_attn.qkv_proj.weight",
+                        "opt": "model.decoder.layers.0.self_attn.q_proj.weight"}.get(arch, "model.layers.0.self_attn.q_proj.weight")
                 if not weights_changed(src, out, name):
                     failures.append(f"{arch} with R1: {name} did not change")
+            if arch == "opt" and r3 == "off" and r4 == "off":
+                # transformers runs the saved OPT with LayerNorm (weight 1): same function as the RMSNorm
+                # rotq records, because fusion centred the stream and R1 keeps it zero-mean
+                cfg_path = os.path.join(out, "config.json")
+                cfg = json.load(open(cfg_path))
+                if cfg.get("rotq", {}).get("norm") != "rms":
+                    failures.append(f"opt {r1} {r2}: the record does not say the norms run as RMSNorm: {cfg.get('rotq')}")
+                cfg["rotq"]["norm"] = "layer"
+                json.dump(cfg, open(cfg_path, "w"))
+                verify(src, out, f"opt r1={r1} r2={r2} run as LayerNorm")
+        if arch == "opt":
+            # no GGUF form; an orthogonal R1 (no Hadamard structure) must keep the stream zero-mean too
+            out = os.path.join(tmp, "opt-orth")
+            p = run("rotate", src, out, "--r1", "orthogonal", "--r2", "orthogonal", "--r3", "off", "--r4", "off", "--seed", "5", "--quiet")
+            if p.returncode != 0:
+                failures.append(f"opt rotate orthogonal: {p.stderr.strip()}")
+            else:
+                cfg = json.load(open(os.path.join(out, "config.json")))
+                cfg["rotq"]["norm"] = "layer"
+                json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
+                verify(src, out, "opt orthogonal run as LayerNorm")
+            p = run("rotate", src, os.path.join(tmp, "opt.gguf"), "--quiet")
+            if p.returncode == 0 or "GGUF" not in p.stderr or os.path.exists(os.path.join(tmp, "opt.gguf")):
+                failures.append(f"opt to GGUF not refused cleanly: {p.stderr!r}")
+            print(f"checked {arch}", flush=True)
+            continue
         # orthogonal kinds and GGUF output too
         out = os.path.join(tmp, f"{arch}-orth.gguf")
         p = run("rotate", src, out, "--r1", "orthogonal", "--r2", "orthogonal", "--seed", "5", "--quiet")

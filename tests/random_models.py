@@ -1,5 +1,5 @@
 """Small random Hugging Face checkpoints (llama, qwen2 with q/k/v bias, phi3 with fused qkv and
-gate_up) for tests. Sizes are deliberately not powers of two: hidden 96 = 12·8, head_dim 24 = 12·2,
+gate_up, opt with LayerNorm weights and biases, biases everywhere and learned positions) for tests. Sizes are deliberately not powers of two: hidden 96 = 12·8, head_dim 24 = 12·2,
 intermediate 160 = 20·8, so rotations exercise non-Sylvester Hadamard orders. Deterministic per seed."""
 import json, os
 import numpy as np
@@ -9,6 +9,8 @@ DIMS = dict(hidden=96, heads=4, kv_heads=2, head_dim=24, intermediate=160, layer
 
 
 def make(arch, out_dir, seed=0, tied=False, dims=None):
+    if arch == "opt":
+        return make_opt(out_dir, seed=seed, tied=tied, dims=dims)
     d = dict(DIMS, **(dims or {}))
     rng = np.random.default_rng(seed)
     h, nh, nkv, hd, ff, L, V = d["hidden"], d["heads"], d["kv_heads"], d["head_dim"], d["intermediate"], d["layers"], d["vocab"]
@@ -44,6 +46,51 @@ def make(arch, out_dir, seed=0, tied=False, dims=None):
         cfg["use_sliding_window"] = False
     if arch == "phi3":
         cfg["pad_token_id"] = 0  # transformers' Phi3Config default (32000) exceeds the small vocabulary
+    os.makedirs(out_dir, exist_ok=True)
+    save_file(t, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    return out_dir
+
+
+OPT_DIMS = dict(hidden=96, heads=4, ffn=160, layers=2, vocab=128, max_pos=64)
+
+
+def make_opt(out_dir, seed=0, tied=True, dims=None, activation="relu"):
+    """OPTForCausalLM: pre-LayerNorm (weight != 1, bias != 0 so that fusion matters), biases on every
+    linear, learned positions (HF's table has max_position_embeddings + 2 rows), lm_head tied by
+    default. Embeddings and biases get a common offset so that centring the stream matters too."""
+    d = dict(OPT_DIMS, **(dims or {}))
+    rng = np.random.default_rng(seed)
+    h, nh, ff, L, V, P = d["hidden"], d["heads"], d["ffn"], d["layers"], d["vocab"], d["max_pos"]
+    w = lambda *s, scale=None: (rng.standard_normal(s) * (scale or 1 / np.sqrt(s[-1]))).astype(np.float32)
+    vec = lambda n, scale=0.3, mean=0.0: (mean + scale * rng.standard_normal(n)).astype(np.float32)
+    t = {"model.decoder.embed_tokens.weight": w(V, h, scale=1.0) + np.float32(0.5),
+         "model.decoder.embed_positions.weight": w(P + 2, h, scale=0.3) - np.float32(0.2),
+         "model.decoder.final_layer_norm.weight": vec(h, mean=1.0),
+         "model.decoder.final_layer_norm.bias": vec(h, 0.2, 0.1)}
+    if not tied:
+        t["lm_head.weight"] = w(V, h)
+    for l in range(L):
+        p = f"model.decoder.layers.{l}."
+        for n in ("self_attn_layer_norm", "final_layer_norm"):
+            t[p + n + ".weight"] = vec(h, mean=1.0)
+            t[p + n + ".bias"] = vec(h, 0.2, 0.1)
+        for n in ("q", "k", "v"):
+            t[p + f"self_attn.{n}_proj.weight"] = w(h, h)
+            t[p + f"self_attn.{n}_proj.bias"] = vec(h, 0.3)
+        t[p + "self_attn.out_proj.weight"] = w(h, h)
+        t[p + "self_attn.out_proj.bias"] = vec(h, 0.3, 0.2)
+        t[p + "fc1.weight"] = w(ff, h)
+        t[p + "fc1.bias"] = vec(ff, 0.3)
+        t[p + "fc2.weight"] = w(h, ff)
+        t[p + "fc2.bias"] = vec(h, 0.3, -0.2)
+    cfg = {"architectures": ["OPTForCausalLM"], "model_type": "opt", "hidden_size": h, "ffn_dim": ff,
+           "num_hidden_layers": L, "num_attention_heads": nh, "vocab_size": V, "max_position_embeddings": P,
+           "activation_function": activation, "do_layer_norm_before": True, "word_embed_proj_dim": h,
+           "enable_bias": True, "layer_norm_elementwise_affine": True, "tie_word_embeddings": tied,
+           "torch_dtype": "float32", "bos_token_id": 2, "eos_token_id": 2, "pad_token_id": 1,
+           "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "layerdrop": 0.0}
     os.makedirs(out_dir, exist_ok=True)
     save_file(t, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(out_dir, "config.json"), "w") as f:

@@ -71,7 +71,7 @@ int cmd_info(int argc, char **argv) {
     json_object_set_new(j, "head_dim", json_integer(hp->head_dim));
     json_object_set_new(j, "vocab", json_integer(hp->vocab));
     json_object_set_new(j, "max_positions", json_integer(hp->max_pos));
-    json_object_set_new(j, "norm", json_string(m->arch->norm == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm"));
+    json_object_set_new(j, "norm", json_string(rotq_model_norm_kind(m) == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm"));
     json_object_set_new(j, "norm_eps", json_real(hp->norm_eps));
     json_object_set_new(j, "rope_theta", json_real(hp->rope_theta));
     json_object_set_new(j, "rotary_dim", json_integer(hp->rotary_dim));
@@ -119,9 +119,14 @@ int cmd_info(int argc, char **argv) {
                (long long)hp->hidden, (long long)hp->intermediate, (long long)hp->n_layers, (long long)hp->n_heads,
                (long long)hp->n_kv_heads, (long long)hp->head_dim);
         printf("vocabulary     %lld tokens, context %lld\n", (long long)hp->vocab, (long long)hp->max_pos);
-        printf("norm           %s, eps %g\n", m->arch->norm == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm", hp->norm_eps);
-        printf("rope           theta %g, rotary dim %lld%s\n", hp->rope_theta, (long long)hp->rotary_dim,
-               hp->rope_scaling == 2 ? ", llama3 scaling" : hp->rope_scaling == 1 ? ", linear scaling" : "");
+        printf("norm           %s, eps %g\n", rotq_model_norm_kind(m) == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm", hp->norm_eps);
+        if (m->arch->pos == ROTQ_POS_LEARNED)
+            printf("positions      learned table (row = position + %d), no RoPE\n", (int)m->arch->pos_offset);
+        else
+            printf("rope           theta %g, rotary dim %lld%s\n", hp->rope_theta, (long long)hp->rotary_dim,
+                   hp->rope_scaling == 2 ? ", llama3 scaling" : hp->rope_scaling == 1 ? ", linear scaling" : "");
+        if (hp->mlp_act != ROTQ_MLP_SWIGLU)
+            printf("mlp            plain, %s\n", hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu (tanh)");
         printf("embeddings     %s\n", hp->tied_embeddings ? "tied (lm_head = embedding)" : "untied");
         printf("parameters     %lld in %lld tensors\n", (long long)rotq_model_n_params(m), (long long)m->n_tensors);
         printf("dtypes         ");

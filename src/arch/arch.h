@@ -33,7 +33,12 @@ const char *rotq_role_name(rotq_role r);
 rotq_role rotq_role_from_name(const char *name);  /* ROLE_COUNT when unknown */
 
 typedef enum rotq_norm_kind { ROTQ_NORM_RMS = 0, ROTQ_NORM_LAYER = 1 } rotq_norm_kind;
-typedef enum rotq_mlp_kind { ROTQ_MLP_SWIGLU = 0, ROTQ_MLP_GELU = 1 } rotq_mlp_kind;
+/* SwiGLU is gated (down(silu(gate)·up)); the others are plain (down(act(up))), OPT/GPT style. */
+typedef enum rotq_mlp_kind {
+    ROTQ_MLP_SWIGLU = 0, ROTQ_MLP_GELU = 1 /* exact, erf */, ROTQ_MLP_RELU = 2, ROTQ_MLP_GELU_TANH = 3
+} rotq_mlp_kind;
+/* Positions: RoPE on q/k, or a learned table added to the token embedding (OPT; row pos + offset). */
+typedef enum rotq_pos_kind { ROTQ_POS_ROPE = 0, ROTQ_POS_LEARNED = 1 } rotq_pos_kind;
 
 #define ROTQ_ARCH_MAX_IDS 8
 #define ROTQ_ARCH_MAX_TENSORS 32
@@ -59,7 +64,8 @@ typedef struct rotq_norm_group {
 /* HF config.json keys for each hyper-parameter: alternatives separated by '|'. */
 typedef struct rotq_config_keys {
     char hidden[64], intermediate[64], n_layers[64], n_heads[64], n_kv_heads[64], head_dim[64],
-        vocab[64], max_pos[96], norm_eps[96], rope_theta[64], tied[64];
+        vocab[64], max_pos[96], norm_eps[96], rope_theta[64], tied[64],
+        act[64];                                /* activation name (plain MLPs only) */
 } rotq_config_keys;
 
 typedef struct rotq_arch {
@@ -79,7 +85,14 @@ typedef struct rotq_arch {
 
     rotq_norm_kind norm;
     double norm_offset;                         /* 1.0 for (1+w) norms (Gemma style), else 0 */
-    rotq_mlp_kind mlp;
+    rotq_mlp_kind mlp;                          /* default; plain MLPs read keys.act from the config */
+    rotq_pos_kind pos;
+    int32_t pos_offset;                         /* learned positions: row of position p is p + offset */
+    /* config.json keys that must be true when present, and one that must equal the hidden size
+     * when present (variants the description does not cover are refused, naming the key) */
+    char require_true[4][48];
+    int32_t n_require_true;
+    char require_eq_hidden[48];
     bool gguf_permute_qk;                       /* llama.cpp permutes Q/K rows for this arch */
     bool default_tied;                          /* tie_word_embeddings default when absent */
     rotq_config_keys keys;
@@ -96,10 +109,17 @@ const rotq_arch *rotq_arch_find_gguf(const char *gguf_id);
 /* Parses a JSON description (see docs/architectures.md); `origin` names it in errors. */
 rotq_status rotq_arch_from_json(const char *json_text, const char *origin, rotq_arch *out);
 
-/* Built-in descriptions (src/arch/llama.c, qwen2.c, phi3.c). */
+/* Built-in descriptions (src/arch/llama.c, qwen2.c, phi3.c, opt.c). */
 void rotq_arch_llama(rotq_arch *a);
 void rotq_arch_qwen2(rotq_arch *a);
 void rotq_arch_phi3(rotq_arch *a);
+void rotq_arch_opt(rotq_arch *a);
+
+/* The norm the model runs now: an architecture's LayerNorm becomes RMSNorm once fuse_norms has
+ * centred the residual stream (recorded in m->rot.ln_as_rms). */
+rotq_norm_kind rotq_model_norm_kind(const rotq_model *m);
+/* The bias role of a norm or linear role (ROLE_COUNT when it has none). */
+rotq_role rotq_role_bias(rotq_role r);
 
 const rotq_arch_tensor *rotq_arch_tensor_for(const rotq_arch *a, rotq_role r);
 /* Expands a name template for layer L into out. */

@@ -113,7 +113,20 @@ static rotq_status parse(json_t *root, const char *origin, rotq_arch *a) {
         const char *s = json_is_string(v) ? json_string_value(v) : "";
         if (strcmp(s, "swiglu") == 0) a->mlp = ROTQ_MLP_SWIGLU;
         else if (strcmp(s, "gelu") == 0) a->mlp = ROTQ_MLP_GELU;
-        else return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"mlp\" must be \"swiglu\" or \"gelu\"", origin);
+        else if (strcmp(s, "relu") == 0) a->mlp = ROTQ_MLP_RELU;
+        else if (strcmp(s, "gelu_tanh") == 0) a->mlp = ROTQ_MLP_GELU_TANH;
+        else return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"mlp\" must be \"swiglu\", \"gelu\", \"gelu_tanh\" or \"relu\"", origin);
+    }
+    if ((v = json_object_get(root, "positions"))) {
+        const char *s = json_is_string(v) ? json_string_value(v) : "";
+        if (strcmp(s, "rope") == 0) a->pos = ROTQ_POS_ROPE;
+        else if (strcmp(s, "learned") == 0) a->pos = ROTQ_POS_LEARNED;
+        else return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"positions\" must be \"rope\" or \"learned\"", origin);
+    }
+    if ((v = json_object_get(root, "position_offset"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1024)
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"position_offset\" must be an integer in 0..1024", origin);
+        a->pos_offset = (int32_t)json_integer_value(v);
     }
     if ((v = json_object_get(root, "norm_offset"))) {
         if (!json_is_number(v)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"norm_offset\" must be a number", origin);
@@ -131,6 +144,7 @@ static rotq_status parse(json_t *root, const char *origin, rotq_arch *a) {
             {"vocab", a->keys.vocab, sizeof a->keys.vocab}, {"max_pos", a->keys.max_pos, sizeof a->keys.max_pos},
             {"norm_eps", a->keys.norm_eps, sizeof a->keys.norm_eps}, {"rope_theta", a->keys.rope_theta, sizeof a->keys.rope_theta},
             {"tied", a->keys.tied, sizeof a->keys.tied},
+            {"act", a->keys.act, sizeof a->keys.act},
         };
         for (size_t i = 0; i < sizeof kk / sizeof kk[0]; i++) ROTQ_TRY(copy_str(keys, kk[i].k, kk[i].dst, kk[i].n, origin));
     }

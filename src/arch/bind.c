@@ -13,12 +13,16 @@ rotq_tensor *rotq_model_role(const rotq_model *m, rotq_role r, int32_t layer) {
     return NULL;
 }
 
+rotq_norm_kind rotq_model_norm_kind(const rotq_model *m) {
+    return m->rot.ln_as_rms || !m->arch ? ROTQ_NORM_RMS : m->arch->norm;
+}
+
 /* Expected shape of a role's tensor from the hyper-parameters; returns the number of dims. */
-static int expected_shape(const rotq_hparams *hp, rotq_role r, int64_t *s) {
+static int expected_shape(const rotq_arch *a, const rotq_hparams *hp, rotq_role r, int64_t *s) {
     int64_t h = hp->hidden, q = hp->n_heads * hp->head_dim, kv = hp->n_kv_heads * hp->head_dim;
     switch (r) {
     case ROLE_EMBED: case ROLE_LM_HEAD: s[0] = hp->vocab; s[1] = h; return 2;
-    case ROLE_POS_EMBED: s[0] = hp->max_pos; s[1] = h; return 2;
+    case ROLE_POS_EMBED: s[0] = hp->max_pos + a->pos_offset; s[1] = h; return 2;
     case ROLE_ATTN_NORM: case ROLE_ATTN_NORM_BIAS: case ROLE_MLP_NORM: case ROLE_MLP_NORM_BIAS:
     case ROLE_FINAL_NORM: case ROLE_FINAL_NORM_BIAS: case ROLE_O_BIAS: case ROLE_DOWN_BIAS: s[0] = h; return 1;
     case ROLE_Q: s[0] = q; s[1] = h; return 2;
@@ -73,7 +77,7 @@ rotq_status rotq_model_bind_arch(rotq_model *m) {
             t->role = at->role;
             t->layer = at->per_layer ? (int32_t)L : -1;
             int64_t want[ROTQ_MAX_DIMS];
-            int nd = expected_shape(hp, at->role, want);
+            int nd = expected_shape(a, hp, at->role, want);
             bool ok = nd == t->n_dims;
             for (int d = 0; ok && d < nd; d++) ok = want[d] == t->shape[d];
             if (nd && !ok) {

@@ -37,7 +37,7 @@ static rotq_status get_real(const json_t *cfg, const char *keys, const char *ori
     return ROTQ_OK;
 }
 
-static rotq_status check_dims(const rotq_hparams *hp, const char *origin) {
+static rotq_status check_dims(const rotq_arch *a, const rotq_hparams *hp, const char *origin) {
     struct { const char *name; int64_t v; } dims[] = {
         {"hidden size", hp->hidden}, {"intermediate size", hp->intermediate}, {"layer count", hp->n_layers},
         {"head count", hp->n_heads}, {"KV head count", hp->n_kv_heads}, {"head dim", hp->head_dim},
@@ -48,7 +48,8 @@ static rotq_status check_dims(const rotq_hparams *hp, const char *origin) {
     if (hp->n_heads % hp->n_kv_heads != 0)
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: %lld heads is not a multiple of %lld KV heads", origin,
                          (long long)hp->n_heads, (long long)hp->n_kv_heads);
-    if (hp->rotary_dim <= 0 || hp->rotary_dim > hp->head_dim || hp->rotary_dim % 2)
+    bool learned = a->pos == ROTQ_POS_LEARNED;
+    if (learned ? hp->rotary_dim != 0 : (hp->rotary_dim <= 0 || hp->rotary_dim > hp->head_dim || hp->rotary_dim % 2))
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotary dim %lld invalid for head dim %lld", origin,
                          (long long)hp->rotary_dim, (long long)hp->head_dim);
     if (!(hp->norm_eps > 0) || !(hp->rope_theta > 0))
@@ -64,6 +65,40 @@ static void set_defaults(const rotq_arch *a, rotq_hparams *hp) {
     hp->bos_id = hp->eos_id = -1;
     hp->tied_embeddings = a->default_tied;
     hp->max_pos = 2048;
+    hp->mlp_act = a->mlp;
+}
+
+/* A plain (non-gated) MLP's activation from the config's name for it. */
+static rotq_status read_act(const rotq_arch *a, const json_t *cfg, const char *origin, rotq_hparams *hp) {
+    if (a->mlp == ROTQ_MLP_SWIGLU || !a->keys.act[0]) return ROTQ_OK;
+    json_t *v = get_alt(cfg, a->keys.act);
+    if (!v) return ROTQ_OK;
+    const char *s = json_is_string(v) ? json_string_value(v) : "";
+    if (strcmp(s, "relu") == 0) hp->mlp_act = ROTQ_MLP_RELU;
+    else if (strcmp(s, "gelu") == 0) hp->mlp_act = ROTQ_MLP_GELU;
+    else if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0) hp->mlp_act = ROTQ_MLP_GELU_TANH;
+    else
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %s \"%.40s\" is not supported for architecture %s (rotq knows relu, gelu, "
+                         "gelu_new)", origin, a->keys.act, s, a->name);
+    return ROTQ_OK;
+}
+
+/* Config variants the description does not cover (e.g. OPT's post-norm opt-350m). */
+static rotq_status check_required(const rotq_arch *a, const json_t *cfg, const char *origin, const rotq_hparams *hp) {
+    for (int32_t i = 0; i < a->n_require_true; i++) {
+        json_t *v = json_object_get(cfg, a->require_true[i]);
+        if (v && !json_is_true(v))
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %s is %s; architecture %s is only supported with it "
+                             "true", origin, a->require_true[i], json_is_false(v) ? "false" : "a non-boolean", a->name);
+    }
+    if (a->require_eq_hidden[0]) {
+        json_t *v = json_object_get(cfg, a->require_eq_hidden);
+        if (v && !json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) != hp->hidden))
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %s differs from hidden_size %lld; architecture %s "
+                             "supports only models without the extra input/output projection", origin, a->require_eq_hidden,
+                             (long long)hp->hidden, a->name);
+    }
+    return ROTQ_OK;
 }
 
 rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_config, const char *origin, rotq_hparams *hp) {
@@ -107,6 +142,8 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
     double partial = 1.0;
     ROTQ_TRY(get_real(cfg, "partial_rotary_factor", origin, &partial));
     hp->rotary_dim = (int64_t)llround(partial * (double)hp->head_dim);
+    if (a->pos == ROTQ_POS_LEARNED) hp->rotary_dim = 0;
+    ROTQ_TRY(read_act(a, cfg, origin, hp));
     json_t *tied = get_alt(cfg, k->tied);
     if (tied) hp->tied_embeddings = json_is_true(tied);
     int64_t bos = -1, eos = -1;
@@ -114,7 +151,8 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
     ROTQ_TRY(get_int(cfg, "eos_token_id", origin, &eos, false));
     hp->bos_id = (int32_t)bos;
     hp->eos_id = (int32_t)eos;
-    return check_dims(hp, origin);
+    ROTQ_TRY(check_required(a, cfg, origin, hp));
+    return check_dims(a, hp, origin);
 }
 
 /* ---- GGUF ---- */
@@ -188,7 +226,8 @@ rotq_status rotq_hparams_from_gguf(const rotq_arch *a, const rotq_model *m, cons
     for (int64_t i = 0; head && i < m->n_tensors; i++)
         if (strcmp(m->tensors[i].name, head->gguf) == 0 || strcmp(m->tensors[i].name, head->hf) == 0) has_head = true;
     hp->tied_embeddings = !has_head;
-    return check_dims(hp, origin);
+    if (a->pos == ROTQ_POS_LEARNED) hp->rotary_dim = 0;
+    return check_dims(a, hp, origin);
 }
 
 void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp) {
@@ -196,7 +235,10 @@ void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp) {
     json_object_set_new(c, "architectures", json_pack("[s]", a->hf_write_id));
     json_object_set_new(c, "model_type", json_string(a->hf_model_type));
     json_object_set_new(c, "hidden_size", json_integer(hp->hidden));
-    json_object_set_new(c, "intermediate_size", json_integer(hp->intermediate));
+    char ikey[64];
+    snprintf(ikey, sizeof ikey, "%s", a->keys.intermediate[0] ? a->keys.intermediate : "intermediate_size");
+    ikey[strcspn(ikey, "|")] = 0; /* the first alternative: ffn_dim for OPT */
+    json_object_set_new(c, ikey, json_integer(hp->intermediate));
     json_object_set_new(c, "num_hidden_layers", json_integer(hp->n_layers));
     json_object_set_new(c, "num_attention_heads", json_integer(hp->n_heads));
     json_object_set_new(c, "num_key_value_heads", json_integer(hp->n_kv_heads));
@@ -205,9 +247,19 @@ void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp) {
     json_object_set_new(c, "max_position_embeddings", json_integer(hp->max_pos));
     json_object_set_new(c, "rms_norm_eps", json_real(hp->norm_eps));
     json_object_set_new(c, "rope_theta", json_real(hp->rope_theta));
-    json_object_set_new(c, "hidden_act", json_string("silu"));
+    if (hp->mlp_act == ROTQ_MLP_SWIGLU) {
+        json_object_set_new(c, "hidden_act", json_string("silu"));
+    } else {
+        char akey[64];
+        snprintf(akey, sizeof akey, "%s", a->keys.act[0] ? a->keys.act : "hidden_act");
+        akey[strcspn(akey, "|")] = 0;
+        const char *act = hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu_new";
+        json_object_set_new(c, akey, json_string(act));
+    }
+    for (int32_t i = 0; i < a->n_require_true; i++) json_object_set_new(c, a->require_true[i], json_true());
+    if (a->require_eq_hidden[0]) json_object_set_new(c, a->require_eq_hidden, json_integer(hp->hidden));
     json_object_set_new(c, "tie_word_embeddings", json_boolean(hp->tied_embeddings));
-    if (hp->rotary_dim != hp->head_dim)
+    if (a->pos == ROTQ_POS_ROPE && hp->rotary_dim != hp->head_dim)
         json_object_set_new(c, "partial_rotary_factor", json_real((double)hp->rotary_dim / (double)hp->head_dim));
     if (hp->rope_scaling) {
         json_t *s = json_object();

@@ -38,6 +38,7 @@ void rotq_arch_default_keys(rotq_config_keys *k) {
     snprintf(k->norm_eps, sizeof k->norm_eps, "rms_norm_eps|layer_norm_eps|layer_norm_epsilon");
     snprintf(k->rope_theta, sizeof k->rope_theta, "rope_theta");
     snprintf(k->tied, sizeof k->tied, "tie_word_embeddings");
+    snprintf(k->act, sizeof k->act, "activation_function|hidden_act");
 }
 
 /* Standard decoder tensors shared by Llama-like models (separate q/k/v and gate/up). */

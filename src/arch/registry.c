@@ -23,6 +23,7 @@ static void register_builtins(void) {
     rotq_arch_llama(&a); add_unlocked(&a);
     rotq_arch_qwen2(&a); add_unlocked(&a);
     rotq_arch_phi3(&a); add_unlocked(&a);
+    rotq_arch_opt(&a); add_unlocked(&a);
 }
 
 static void ensure(void) { pthread_once(&builtins_once, register_builtins); }
@@ -80,6 +81,24 @@ static const char *role_names[ROLE_COUNT] = {
     [ROLE_FINAL_NORM] = "final_norm", [ROLE_FINAL_NORM_BIAS] = "final_norm_bias",
     [ROLE_LM_HEAD] = "lm_head", [ROLE_LM_HEAD_BIAS] = "lm_head_bias",
 };
+
+rotq_role rotq_role_bias(rotq_role r) {
+    switch (r) {
+    case ROLE_ATTN_NORM: return ROLE_ATTN_NORM_BIAS;
+    case ROLE_MLP_NORM: return ROLE_MLP_NORM_BIAS;
+    case ROLE_FINAL_NORM: return ROLE_FINAL_NORM_BIAS;
+    case ROLE_Q: return ROLE_Q_BIAS;
+    case ROLE_K: return ROLE_K_BIAS;
+    case ROLE_V: return ROLE_V_BIAS;
+    case ROLE_QKV: return ROLE_QKV_BIAS;
+    case ROLE_O: return ROLE_O_BIAS;
+    case ROLE_GATE: return ROLE_GATE_BIAS;
+    case ROLE_UP: return ROLE_UP_BIAS;
+    case ROLE_DOWN: return ROLE_DOWN_BIAS;
+    case ROLE_LM_HEAD: return ROLE_LM_HEAD_BIAS;
+    default: return ROLE_COUNT;
+    }
+}
 
 const char *rotq_role_name(rotq_role r) { return r >= 0 && r < ROLE_COUNT ? role_names[r] : "?"; }
 

@@ -78,6 +78,8 @@ typedef struct rotq_rotation_record {
     rotq_online_rotation r4;       /* down_proj input */
     char r1[96], r2[96];           /* how the fused rotations were made ("" when none) */
     bool norms_fused;
+    bool ln_as_rms;                /* LayerNorm fused into a centred stream: norms now run as RMSNorm
+                                      (weight 1, plus any bias left in the norm) */
 } rotq_rotation_record;
 
 #define ROTQ_MAX_BLOBS 16

@@ -946,6 +946,9 @@ static rotq_status tensor_output_bytes(const out_tensor *o, const char *path, ui
 rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype) {
     if (!m || !path) return rotq_fail(ROTQ_ERR_ARG, "rotq_save_gguf: NULL argument");
     if (!m->arch) return rotq_fail(ROTQ_ERR_ARG, "%s: the model has no architecture bound", path);
+    if (!m->arch->gguf_write_id[0])
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s has no GGUF form (llama.cpp does not run it); save it as a "
+                         "Hugging Face folder instead", path, m->arch->name);
     if (dtype != ROTQ_DTYPE_INVALID && dtype != ROTQ_F32 && dtype != ROTQ_F16 && dtype != ROTQ_BF16)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: GGUF output dtype %s is not supported (f32, f16, bf16)", path,
                          rotq_dtype_name(dtype));

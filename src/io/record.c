@@ -15,6 +15,8 @@ void *rotq_record_to_json(const rotq_rotation_record *r) {
     json_t *j = json_object();
     json_object_set_new(j, "version", json_integer(1));
     json_object_set_new(j, "norms_fused", json_boolean(r->norms_fused));
+    /* a LayerNorm model whose stream fuse_norms centred: its norms run as RMSNorm from here on */
+    if (r->ln_as_rms) json_object_set_new(j, "norm", json_string("rms"));
     if (r->r1[0]) json_object_set_new(j, "r1", json_string(r->r1));
     if (r->r2[0]) json_object_set_new(j, "r2", json_string(r->r2));
     if (r->r3.on) json_object_set_new(j, "r3", online_json(&r->r3));
@@ -46,6 +48,12 @@ rotq_status rotq_record_from_json(const void *json, const char *origin, rotq_rot
     if (!json_is_integer(v) || json_integer_value(v) != 1)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotq record version is not 1 (written by a newer rotq?)", origin);
     r->norms_fused = json_is_true(json_object_get(j, "norms_fused"));
+    json_t *norm = json_object_get(j, "norm");
+    if (norm) {
+        if (!json_is_string(norm) || (strcmp(json_string_value(norm), "rms") != 0 && strcmp(json_string_value(norm), "layer") != 0))
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotq record \"norm\" must be \"rms\" or \"layer\"", origin);
+        r->ln_as_rms = strcmp(json_string_value(norm), "rms") == 0;
+    }
     json_t *s1 = json_object_get(j, "r1"), *s2 = json_object_get(j, "r2");
     if (json_is_string(s1)) snprintf(r->r1, sizeof r->r1, "%s", json_string_value(s1));
     if (json_is_string(s2)) snprintf(r->r2, sizeof r->r2, "%s", json_string_value(s2));

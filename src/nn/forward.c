@@ -93,7 +93,7 @@ static rotq_status prepare_layer(rotq_runner *r, int32_t l) {
         w->wup = gu + ff * d;
         w->fused_gate_up = true;
     } else {
-        ROTQ_TRY(role_f32(r, ROLE_GATE, l, ff * d, true, &w->wgate));
+        ROTQ_TRY(role_f32(r, ROLE_GATE, l, ff * d, r->gated, &w->wgate));
         ROTQ_TRY(role_f32(r, ROLE_UP, l, ff * d, true, &w->wup));
         ROTQ_TRY(role_f32(r, ROLE_GATE_BIAS, l, ff, false, &w->bgate));
         ROTQ_TRY(role_f32(r, ROLE_UP_BIAS, l, ff, false, &w->bup));
@@ -115,7 +115,8 @@ static rotq_status check_hparams(const rotq_model *m) {
     if (hp->n_heads % hp->n_kv_heads)
         return rotq_fail(ROTQ_ERR_FORMAT, "nn: %s: %lld heads do not split into %lld KV groups", p, (long long)hp->n_heads,
                          (long long)hp->n_kv_heads);
-    if (hp->rotary_dim <= 0 || hp->rotary_dim > hp->head_dim || hp->rotary_dim % 2)
+    bool rope = m->arch->pos == ROTQ_POS_ROPE;
+    if (rope ? (hp->rotary_dim <= 0 || hp->rotary_dim > hp->head_dim || hp->rotary_dim % 2) : hp->rotary_dim != 0)
         return rotq_fail(ROTQ_ERR_FORMAT, "nn: %s: rotary dim %lld invalid for head dim %lld", p, (long long)hp->rotary_dim,
                          (long long)hp->head_dim);
     if (!(hp->norm_eps > 0) || !(hp->rope_theta > 0))
@@ -138,15 +139,18 @@ static rotq_status check_hparams(const rotq_model *m) {
 rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out) {
     *out = NULL;
     if (!m || !m->arch) return rotq_fail(ROTQ_ERR_ARG, "nn: the model has no architecture bound");
-    if (m->arch->mlp != ROTQ_MLP_SWIGLU)
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "nn: %s: architecture %s uses an MLP kind the runner does not implement "
-                         "(only SwiGLU)", m->source_path, m->arch->name);
+    if (m->hp.mlp_act < ROTQ_MLP_SWIGLU || m->hp.mlp_act > ROTQ_MLP_GELU_TANH)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "nn: %s: MLP kind %d is not one the runner implements", m->source_path,
+                         (int)m->hp.mlp_act);
     ROTQ_TRY(check_hparams(m));
     rotq_runner *r = calloc(1, sizeof *r);
     if (!r) return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory");
     r->model = m;
     r->hp = m->hp;
-    r->norm = m->arch->norm;
+    r->norm = rotq_model_norm_kind(m);
+    r->rope = m->arch->pos == ROTQ_POS_ROPE;
+    r->gated = m->hp.mlp_act == ROTQ_MLP_SWIGLU;
+    r->pos_offset = m->arch->pos_offset;
     r->norm_offset = (float)m->arch->norm_offset;
     r->attn_scale = 1.0f / sqrtf((float)r->hp.head_dim);
     if (threads > 0) {
@@ -160,10 +164,13 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
     int64_t d = hp->hidden;
     rotq_status s = ROTQ_OK;
     r->layers = calloc((size_t)hp->n_layers, sizeof *r->layers);
-    r->inv_freq = malloc((size_t)(hp->rotary_dim / 2) * sizeof(float));
-    if (!r->layers || !r->inv_freq) { s = rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory"); goto fail; }
-    rotq_rope_inv_freq(hp, r->inv_freq);
+    if (r->rope) r->inv_freq = malloc((size_t)(hp->rotary_dim / 2) * sizeof(float));
+    if (!r->layers || (r->rope && !r->inv_freq)) { s = rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory"); goto fail; }
+    if (r->rope) rotq_rope_inv_freq(hp, r->inv_freq);
     if ((s = role_f32(r, ROLE_EMBED, -1, hp->vocab * d, true, &r->embed)) != ROTQ_OK) goto fail;
+    if (!r->rope &&
+        (s = role_f32(r, ROLE_POS_EMBED, -1, (hp->max_pos + r->pos_offset) * d, true, &r->pos_embed)) != ROTQ_OK)
+        goto fail;
     for (int32_t l = 0; l < hp->n_layers; l++)
         if ((s = prepare_layer(r, l)) != ROTQ_OK) goto fail;
     if ((s = role_f32(r, ROLE_FINAL_NORM, -1, d, true, &r->final_norm)) != ROTQ_OK) goto fail;
@@ -267,12 +274,49 @@ void rotq_kv_cache_free(rotq_kv_cache *c) {
 
 /* ---- forward -------------------------------------------------------------------------------- */
 
-static void norm_forward(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T) {
+void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T) {
     const rotq_hparams *hp = &r->hp;
-    if (r->norm == ROTQ_NORM_LAYER)
+    if (r->norm == ROTQ_NORM_LAYER) {
         rotq_layernorm_forward(out, x, w, b, r->norm_offset, (float)hp->norm_eps, T, hp->hidden);
-    else
+    } else {
         rotq_rmsnorm_forward(out, x, w, r->norm_offset, (float)hp->norm_eps, T, hp->hidden);
+        if (b) rotq_add_rows(out, b, T, hp->hidden); /* a LayerNorm bias kept through fusion */
+    }
+}
+
+void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x) {
+    int64_t d = r->hp.hidden;
+    for (int64_t t = 0; t < T; t++) {
+        float *row = x + t * d;
+        memcpy(row, r->embed + (int64_t)ids[t] * d, (size_t)d * sizeof(float));
+        if (r->pos_embed) {
+            const float *p = r->pos_embed + (pos0 + t + r->pos_offset) * d;
+            for (int64_t i = 0; i < d; i++) row[i] += p[i];
+        }
+    }
+}
+
+rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer) {
+    return r->layers[layer].fused_gate_up ? ROLE_GATE_UP : r->gated ? ROLE_GATE : ROLE_UP;
+}
+
+rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t l, const float *xn, float *ff1, float *ff2, int64_t T) {
+    const rotq_layer_weights *w = &r->layers[l];
+    int64_t d = r->hp.hidden, ff = r->hp.intermediate;
+    if (r->gated) {
+        rotq_linear_forward(ff1, xn, w->wgate, w->bgate, T, d, ff, false);
+        rotq_linear_forward(ff2, xn, w->wup, w->bup, T, d, ff, false);
+        rotq_swiglu_forward(ff1, ff2, T * ff);
+    } else {
+        rotq_linear_forward(ff1, xn, w->wup, w->bup, T, d, ff, false);
+        rotq_act_forward((rotq_mlp_kind)r->hp.mlp_act, ff1, T * ff);
+    }
+    if (r->hooks.down_input) return r->hooks.down_input(r->hooks.ctx, l, ff1, T, ff);
+    return ROTQ_OK;
+}
+
+static void norm_forward(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T) {
+    rotq_runner_norm(r, out, x, w, b, T);
 }
 
 #define HOOK(call) do { rotq_status hs_ = (call); if (hs_ != ROTQ_OK) return hs_; } while (0)
@@ -296,8 +340,10 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
     rotq_linear_forward(r->q, r->xn, w->wq, w->bq, T, d, qd, false);
     rotq_linear_forward(k, r->xn, w->wk, w->bk, T, d, kvd, false);
     rotq_linear_forward(v, r->xn, w->wv, w->bv, T, d, kvd, false);
-    rotq_rope_forward(r->q, r->rope_cos, r->rope_sin, T, nh, hd, half);
-    rotq_rope_forward(k, r->rope_cos, r->rope_sin, T, nkv, hd, half);
+    if (r->rope) {
+        rotq_rope_forward(r->q, r->rope_cos, r->rope_sin, T, nh, hd, half);
+        rotq_rope_forward(k, r->rope_cos, r->rope_sin, T, nkv, hd, half);
+    }
     if (r->hooks.qk_rope) HOOK(r->hooks.qk_rope(r->hooks.ctx, l, r->q, k, T, pos0, nh, nkv, hd));
     if (r->hooks.v) HOOK(r->hooks.v(r->hooks.ctx, l, v, T, pos0, nkv, hd));
     rotq_attention_forward_ws(r->att, r->q, k_all, v_all, r->scores, r->attn_work, T, pos0, nh, nkv, hd,
@@ -306,13 +352,10 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
     HOOK(linear_input(r, l, ROLE_O, r->att, T, qd));
     rotq_linear_forward(r->x, r->att, w->wo, w->bo, T, qd, d, true);
 
-    /* MLP block: x += (silu(xn · Wgateᵀ) * (xn · Wupᵀ)) · Wdownᵀ */
+    /* MLP block: x += (silu(xn · Wgateᵀ) * (xn · Wupᵀ)) · Wdownᵀ, or act(xn · Wupᵀ + b) · Wdownᵀ */
     norm_forward(r, r->xn, r->x, w->mlp_norm, w->mlp_norm_b, T);
-    HOOK(linear_input(r, l, w->fused_gate_up ? ROLE_GATE_UP : ROLE_GATE, r->xn, T, d));
-    rotq_linear_forward(r->ff1, r->xn, w->wgate, w->bgate, T, d, ff, false);
-    rotq_linear_forward(r->ff2, r->xn, w->wup, w->bup, T, d, ff, false);
-    rotq_swiglu_forward(r->ff1, r->ff2, T * ff);
-    if (r->hooks.down_input) HOOK(r->hooks.down_input(r->hooks.ctx, l, r->ff1, T, ff));
+    HOOK(linear_input(r, l, rotq_runner_mlp_role(r, l), r->xn, T, d));
+    HOOK(rotq_runner_mlp_hidden(r, l, r->xn, r->ff1, r->ff2, T));
     HOOK(linear_input(r, l, ROLE_DOWN, r->ff1, T, ff));
     rotq_linear_forward(r->x, r->ff1, w->wdown, w->bdown, T, ff, d, true);
     return ROTQ_OK;
@@ -334,12 +377,15 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
         if (ids[t] < 0 || ids[t] >= hp->vocab)
             return rotq_fail(ROTQ_ERR_ARG, "nn: token id %d at position %lld outside the vocabulary (%lld)", ids[t],
                              (long long)(pos0 + t), (long long)hp->vocab);
+    if (r->pos_embed && pos0 + T > hp->max_pos)
+        return rotq_fail(ROTQ_ERR_ARG, "nn: %s: position %lld is beyond the model's %lld learned positions",
+                         r->model->source_path, (long long)(pos0 + T - 1), (long long)hp->max_pos);
     ROTQ_TRY(ensure_scratch(r, T));
     ROTQ_TRY(ensure_scores(r, T, pos0 + T));
 
-    /* x [T, d] = embed[ids] */
-    for (int64_t t = 0; t < T; t++) memcpy(r->x + t * d, r->embed + (int64_t)ids[t] * d, (size_t)d * sizeof(float));
-    rotq_rope_tables(r->inv_freq, hp->rotary_dim / 2, pos0, T, r->rope_cos, r->rope_sin);
+    /* x [T, d] = embed[ids] (+ learned positions) */
+    rotq_runner_embed(r, ids, T, pos0, r->x);
+    if (r->rope) rotq_rope_tables(r->inv_freq, hp->rotary_dim / 2, pos0, T, r->rope_cos, r->rope_sin);
 
     for (int32_t l = 0; l < hp->n_layers; l++) {
         float *k_all = cache ? cache->k + (int64_t)l * cache->capacity * kvd : r->k;

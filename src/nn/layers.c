@@ -281,6 +281,32 @@ void rotq_swiglu_forward(float *gate, const float *up, int64_t n) {
     }
 }
 
+void rotq_act_forward(rotq_mlp_kind act, float *x, int64_t n) {
+    switch (act) {
+    case ROTQ_MLP_RELU:
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case ROTQ_MLP_GELU:
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+        break;
+    case ROTQ_MLP_GELU_TANH:
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            x[i] = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+        }
+        break;
+    default: break; /* SwiGLU is gated: rotq_swiglu_forward */
+    }
+}
+
+void rotq_add_rows(float *out, const float *b, int64_t T, int64_t d) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < d; i++) out[t * d + i] += b[i];
+}
+
 /* ---- log-softmax pieces ------------------------------------------------------------------------ */
 
 ROTQ_ROW_KERNEL

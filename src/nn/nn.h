@@ -7,7 +7,7 @@
  *
  * Hook points let later stages (online rotations, fake quantization) change activations in place:
  *   linear_input  the input of every linear, just before its product
- *   qk_rope       Q and K after RoPE
+ *   qk_rope       Q and K after RoPE (after the projections when the model has no RoPE)
  *   v             V, as it leaves v_proj (before it enters the cache)
  *   down_input    the input of down_proj (called before down_proj's linear_input hook)
  * Shapes in comments are row-major, outermost first; T is the number of tokens in the call.
@@ -27,14 +27,15 @@ typedef struct rotq_hooks {
     void *ctx;
     /* x [rows, cols]: input of linear `role` in `layer` (layer -1 for lm_head). Linears that share
      * one input are called once with the group's first role: ROLE_Q (or ROLE_QKV) for q/k/v,
-     * ROLE_GATE (or ROLE_GATE_UP) for gate/up; then ROLE_O, ROLE_DOWN, ROLE_LM_HEAD. */
+     * ROLE_GATE (or ROLE_GATE_UP; ROLE_UP for a plain MLP) for gate/up; then ROLE_O, ROLE_DOWN,
+     * ROLE_LM_HEAD. */
     rotq_status (*linear_input)(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols);
     /* q [T, n_heads, head_dim], k [T, n_kv, head_dim] after RoPE; row t sits at position pos0 + t. */
     rotq_status (*qk_rope)(void *ctx, int32_t layer, float *q, float *k, int64_t T, int64_t pos0, int64_t n_heads,
                            int64_t n_kv, int64_t head_dim);
     /* v [T, n_kv, head_dim] (bias added). */
     rotq_status (*v)(void *ctx, int32_t layer, float *v, int64_t T, int64_t pos0, int64_t n_kv, int64_t head_dim);
-    /* x [rows, intermediate] = act(gate) * up, before ROLE_DOWN's linear_input hook. */
+    /* x [rows, intermediate] = silu(gate) * up (plain MLP: act(up)), before ROLE_DOWN's linear_input hook. */
     rotq_status (*down_input)(void *ctx, int32_t layer, float *x, int64_t rows, int64_t cols);
 } rotq_hooks;
 
@@ -59,10 +60,14 @@ typedef struct rotq_runner {
     rotq_norm_kind norm;
     float norm_offset;                      /* 1 for (1 + w) norms */
     const float *embed;                     /* [vocab, d] */
+    const float *pos_embed;                 /* [max_pos + pos_offset, d] learned positions, or NULL */
+    int64_t pos_offset;
+    bool rope;                              /* false: no RoPE (learned positions) */
+    bool gated;                             /* SwiGLU (gate, up) or a plain MLP (up only, hp.mlp_act) */
     rotq_layer_weights *layers;             /* [n_layers] */
     const float *final_norm, *final_norm_b; /* [d] */
     const float *lm_head, *lm_head_b;       /* [vocab, d] (the embedding when tied), [vocab] */
-    float *inv_freq;                        /* [rotary_dim / 2] RoPE frequencies, scaling applied */
+    float *inv_freq;                        /* [rotary_dim / 2] RoPE frequencies, scaling applied (or NULL) */
     float attn_scale;                       /* 1 / sqrt(head_dim) */
     int threads;
     rotq_hooks hooks;                       /* all NULL: no hooks */
@@ -81,6 +86,14 @@ typedef struct rotq_runner {
  * OpenBLAS thread counts; threads <= 0 leaves both at their defaults. */
 rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out);
 void rotq_runner_free(rotq_runner *r);
+/* Pieces of the forward pass shared with the layer-by-layer calibration walk (quant/calib.c):
+ * x [T, d] = embed[ids] (+ learned positions pos0..pos0+T-1); the model's norm (RMSNorm or
+ * LayerNorm, weight, optional bias); the role a layer's MLP input hook names; and the MLP hidden
+ * activation ff1 [T, ff] from xn (ff2: scratch of the same size), with the down_input hook run. */
+void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x);
+void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T);
+rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer);
+rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t layer, const float *xn, float *ff1, float *ff2, int64_t T);
 /* Installs hooks (copied); NULL removes them. */
 void rotq_runner_set_hooks(rotq_runner *r, const rotq_hooks *h);
 /* Bytes of float32 weight copies the runner owns (0 when every weight was borrowed). */
@@ -138,6 +151,11 @@ void rotq_attention_forward_ws(float *out, const float *q, const float *k, const
 int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys);
 /* gate [T, ff] ← silu(gate) * up. */
 void rotq_swiglu_forward(float *gate, const float *up, int64_t n);
+/* x ← act(x) over n floats for a plain MLP: ROTQ_MLP_RELU max(x, 0), ROTQ_MLP_GELU
+ * x·Φ(x) = x/2·(1 + erf(x/√2)), ROTQ_MLP_GELU_TANH x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+void rotq_act_forward(rotq_mlp_kind act, float *x, int64_t n);
+/* out[t] += b for each of T rows of d (a bias left in a norm after LayerNorm fusion). */
+void rotq_add_rows(float *out, const float *b, int64_t T, int64_t d);
 /* Row-wise log-sum-exp of x [rows, n]. */
 void rotq_logsumexp_rows(const float *x, int64_t rows, int64_t n, double *out);
 /* exp over n floats in place after subtracting `shift`; returns the sum (double). */

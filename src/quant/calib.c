@@ -83,11 +83,7 @@ typedef struct walk {
 #define HOOK(call) do { rotq_status hs_ = (call); if (hs_ != ROTQ_OK) return hs_; } while (0)
 
 static void norm_rows(const walk *c, float *out, const float *x, const float *w, const float *b) {
-    const rotq_runner *r = c->r;
-    if (r->norm == ROTQ_NORM_LAYER)
-        rotq_layernorm_forward(out, x, w, b, r->norm_offset, (float)r->hp.norm_eps, c->T, c->d);
-    else
-        rotq_rmsnorm_forward(out, x, w, r->norm_offset, (float)r->hp.norm_eps, c->T, c->d);
+    rotq_runner_norm(c->r, out, x, w, b, c->T);
 }
 
 static rotq_status linear_hook(const walk *c, int32_t l, rotq_role role, float *x, int64_t cols) {
@@ -111,8 +107,10 @@ static rotq_status attention(walk *c, int32_t l) {
     rotq_linear_forward(c->q, c->xn, w->wq, w->bq, T, c->d, c->qd, false);
     rotq_linear_forward(c->k, c->xn, w->wk, w->bk, T, c->d, c->kvd, false);
     rotq_linear_forward(c->v, c->xn, w->wv, w->bv, T, c->d, c->kvd, false);
-    rotq_rope_forward(c->q, c->cos_t, c->sin_t, T, nh, hd, c->half);
-    rotq_rope_forward(c->k, c->cos_t, c->sin_t, T, nkv, hd, c->half);
+    if (r->rope) {
+        rotq_rope_forward(c->q, c->cos_t, c->sin_t, T, nh, hd, c->half);
+        rotq_rope_forward(c->k, c->cos_t, c->sin_t, T, nkv, hd, c->half);
+    }
     if (r->hooks.qk_rope) HOOK(r->hooks.qk_rope(r->hooks.ctx, l, c->q, c->k, T, 0, nh, nkv, hd));
     if (r->hooks.v) HOOK(r->hooks.v(r->hooks.ctx, l, c->v, T, 0, nkv, hd));
     rotq_attention_forward(c->att, c->q, c->k, c->v, c->scores, T, 0, nh, nkv, hd, r->attn_scale, c->q_block);
@@ -122,17 +120,12 @@ static rotq_status attention(walk *c, int32_t l) {
 static rotq_status mlp_input(walk *c, int32_t l, const float *x) {
     const rotq_layer_weights *w = &c->r->layers[l];
     norm_rows(c, c->xn, x, w->mlp_norm, w->mlp_norm_b);
-    return linear_hook(c, l, rotq_model_role(c->m, ROLE_GATE_UP, l) ? ROLE_GATE_UP : ROLE_GATE, c->xn, c->d);
+    return linear_hook(c, l, rotq_runner_mlp_role(c->r, l), c->xn, c->d);
 }
 
-/* ff1 ← swiglu(gate(xn), up(xn)), then the down_input (R4) and down_proj input hooks */
+/* ff1 ← swiglu(gate(xn), up(xn)) or act(up(xn)), then the down_input (R4) and down_proj input hooks */
 static rotq_status mlp_hidden(walk *c, int32_t l) {
-    const rotq_runner *r = c->r;
-    const rotq_layer_weights *w = &r->layers[l];
-    rotq_linear_forward(c->ff1, c->xn, w->wgate, w->bgate, c->T, c->d, c->ff, false);
-    rotq_linear_forward(c->ff2, c->xn, w->wup, w->bup, c->T, c->d, c->ff, false);
-    rotq_swiglu_forward(c->ff1, c->ff2, c->T * c->ff);
-    if (r->hooks.down_input) HOOK(r->hooks.down_input(r->hooks.ctx, l, c->ff1, c->T, c->ff));
+    HOOK(rotq_runner_mlp_hidden(c->r, l, c->xn, c->ff1, c->ff2, c->T));
     return linear_hook(c, l, ROLE_DOWN, c->ff1, c->ff);
 }
 
@@ -292,10 +285,13 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     if (c.att_store) budget -= att_bytes;
     if (ff_bytes <= budget) c.ff_store = malloc((size_t)ff_bytes);
 
-    rotq_rope_tables(r->inv_freq, c.half, 0, T, c.cos_t, c.sin_t);
-    for (int64_t sm = 0; sm < ns; sm++)
-        for (int64_t t = 0; t < T; t++)
-            memcpy(c.X + (sm * T + t) * c.d, r->embed + (int64_t)windows[sm * T + t] * c.d, (size_t)c.d * sizeof(float));
+    if (r->pos_embed && T > hp->max_pos) {
+        s = rotq_fail(ROTQ_ERR_ARG, "calib: windows of %lld tokens exceed the model's %lld learned positions", (long long)T,
+                      (long long)hp->max_pos);
+        goto done;
+    }
+    if (r->rope) rotq_rope_tables(r->inv_freq, c.half, 0, T, c.cos_t, c.sin_t);
+    for (int64_t sm = 0; sm < ns; sm++) rotq_runner_embed(r, windows + sm * T, T, 0, c.X + sm * T * c.d);
 
     double t_start = now_s();
     for (int32_t l = 0; l < hp->n_layers; l++) {

@@ -24,4 +24,13 @@ rotq_status rotq_online_rotation_make(const rotq_online_rotation *spec, struct r
 
 /* Scales column j of a linear weight [out, in] by s[j] (in double, stored in its dtype). */
 rotq_status rotq_scale_linear_input(rotq_tensor *w, const double *s);
+/* Folds a norm's weight g and bias beta into a linear it feeds: b ← b + W·beta (W before the
+ * scaling; skipped when beta or bias is NULL), then W ← W·diag(g). In double. */
+rotq_status rotq_fold_norm_into_linear(rotq_tensor *w, rotq_tensor *bias, const double *g, const double *beta);
+/* R1 on a model whose LayerNorms were fused (centred stream, norms run as RMSNorm): applies to
+ * every residual-stream site the Householder reflection P that maps R·1 back to 1, so that the
+ * R applied next makes P·R, which keeps 1 fixed. The rotated stream then stays zero-mean and a
+ * LayerNorm of weight 1 still equals RMSNorm on it: the output stays a valid checkpoint of the
+ * original architecture. *effective (when asked): P·R as a dense rotation, for saving. */
+rotq_status rotq_r1_keep_mean(rotq_model *m, const struct rotq_rotation *R, struct rotq_rotation **effective);
 #endif

@@ -107,13 +107,17 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
     if (!m->rot.norms_fused)
         return rotq_fail(ROTQ_ERR_ARG, "%s: R1 needs the norms fused first (the architecture's ops must run fuse_norms before rotate_r1)",
                          m->source_path);
-    rotq_rotation *R;
+    rotq_rotation *R, *effective = NULL;
     ROTQ_TRY(make_rotation(o->r1, o->r1_file, m->hp.hidden, o->seed, "R1", o->verbose, &R));
     rotq_rotate_opts ro = rotq_rotate_defaults();
     rotq_status s = ROTQ_OK;
+    /* fused LayerNorm: R1 must keep the stream zero-mean (fuse.c) */
+    if (m->rot.ln_as_rms && m->arch->norm == ROTQ_NORM_LAYER) s = rotq_r1_keep_mean(m, R, o->save_rotations ? &effective : NULL);
     for (int64_t i = 0; s == ROTQ_OK && i < m->n_tensors; i++) {
         rotq_tensor *t = &m->tensors[i];
-        if (t->role == ROLE_EMBED || t->role == ROLE_POS_EMBED) s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_OUTPUT, R, &ro);
+        if (t->role == ROLE_EMBED || t->role == ROLE_POS_EMBED || t->role == ROLE_ATTN_NORM_BIAS ||
+            t->role == ROLE_MLP_NORM_BIAS || t->role == ROLE_FINAL_NORM_BIAS) /* a norm bias lives in the stream basis */
+            s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_OUTPUT, R, &ro);
         else if (reads_stream(t->role)) s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_INPUT, R, &ro);
         else if (t->role == ROLE_O || t->role == ROLE_DOWN) {
             rotq_tensor *b = rotq_model_role(m, t->role == ROLE_O ? ROLE_O_BIAS : ROLE_DOWN_BIAS, t->layer);
@@ -123,7 +127,8 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
             fprintf(stderr, "rotq: R1 layer %d/%lld\n", t->layer + 1, (long long)m->hp.n_layers);
     }
     snprintf(m->rot.r1, sizeof m->rot.r1, "%s", R->desc);
-    if (s == ROTQ_OK) s = save_rotation(o, R, "r1");
+    if (s == ROTQ_OK) s = save_rotation(o, effective ? effective : R, "r1");
+    rotq_rotation_free(effective);
     rotq_rotation_free(R);
     return s;
 }

@@ -13,8 +13,12 @@ ids = torch.tensor([man["ids"]])
 res = {"torch": torch.__version__, "transformers": transformers.__version__, "cases": []}
 
 
-def logits(path):
-    m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+def logits(path, row, key):
+    m, info = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+    # a tensor transformers did not find would be initialised at random: record what it reported
+    bad = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        row[key + "_loading"] = {k: [str(x) for x in v][:8] for k, v in bad.items()}
     m.eval()
     with torch.no_grad():
         return m(ids).logits[0].double().numpy()
@@ -23,8 +27,8 @@ def logits(path):
 for c in man["cases"]:
     row = {"name": c["name"]}
     try:
-        lo = logits(os.path.join(d, c["original"]))
-        lr = logits(os.path.join(d, c["rotated"]))
+        lo = logits(os.path.join(d, c["original"]), row, "original")
+        lr = logits(os.path.join(d, c["rotated"]), row, "rotated")
         V = lo.shape[-1]
         ro = np.fromfile(os.path.join(d, c["original"] + ".rotq_logits.f32"), dtype=np.float32).reshape(-1, V)
         rr = np.fromfile(os.path.join(d, c["rotated"] + ".rotq_logits.f32"), dtype=np.float32).reshape(-1, V)

@@ -1,6 +1,6 @@
 """Prepares the HF transformers cross-check (run on a machine with torch + transformers):
-small random llama (tied) / qwen2 (q/k/v bias) / phi3 (fused) models and tinystories-260k as HF
-folders, their fused-only rotated versions (R1 + R2; transformers cannot run online R3/R4), and
+small random llama (tied) / qwen2 (q/k/v bias) / phi3 (fused) / opt (LayerNorm with bias, learned
+positions, tied) models and tinystories-260k as HF folders, their fused-only rotated versions (R1 + R2; transformers cannot run online R3/R4), and
 rotq's logits on fixed token ids. usage: prepare_hf_check.py ROTQ OUT_DIR [SHARED]"""
 import json, os, subprocess, sys
 
@@ -12,8 +12,8 @@ shared = sys.argv[3] if len(sys.argv) > 3 else "../shared"
 os.makedirs(out, exist_ok=True)
 ids = [1, 17, 42, 99, 3, 64, 5, 120, 77, 8, 33, 101, 2, 56, 90, 11, 63, 7, 88, 14, 27, 110, 45, 9]
 cases = []
-for arch in ["llama", "qwen2", "phi3"]:
-    src = random_models.make(arch, os.path.join(out, arch), seed=21, tied=(arch == "llama"))
+for arch in ["llama", "qwen2", "phi3", "opt"]:
+    src = random_models.make(arch, os.path.join(out, arch), seed=21, tied=(arch in ("llama", "opt")))
     cases.append(src)
 ts = os.path.join(shared, "models/tinystories-260k/model.bin")
 if os.path.exists(ts):
