@@ -27,6 +27,9 @@ typedef struct rotq_tensor {
     void *data;                    /* into an mmap (owned == false) or a heap block (owned == true) */
     uint64_t nbytes;
     bool owned;
+    bool mapped;                   /* data (or, once owned, the original bytes) lie in one of the model's
+                                      read-only file mappings: their pages may be dropped once copied */
+    const void *map_src;           /* where in the mapping (NULL when not mapped) */
     int32_t role;                  /* rotq_role, -1 when the architecture gives it none */
     int32_t layer;                 /* -1 for global tensors */
 } rotq_tensor;
@@ -122,6 +125,14 @@ int64_t rotq_tensor_numel(const rotq_tensor *t);
 rotq_status rotq_tensor_make_owned(rotq_tensor *t);
 /* Replaces the tensor's data with `n` float32 values converted to `dt` (F32/F16/BF16). */
 rotq_status rotq_tensor_set_f32(rotq_tensor *t, const float *src, rotq_dtype dt);
+/* Makes `data` (a malloc'd block of the same nbytes/dtype) the tensor's storage. When the old bytes
+ * came from a file mapping, their pages are released (madvise: they re-read from the file if touched
+ * again), so a copied tensor is not held twice. */
+void rotq_tensor_adopt(rotq_tensor *t, void *data);
+/* Releases the mapped source pages of a tensor (no-op unless it came from a file mapping). */
+void rotq_tensor_drop_source(const rotq_tensor *t);
+/* Frees the tensor's data (owned) or drops its mapped pages; data becomes NULL (streaming writers). */
+void rotq_tensor_release(rotq_tensor *t);
 /* Converts the tensor to float32 / float64 into caller memory of numel elements. */
 rotq_status rotq_tensor_to_f32(const rotq_tensor *t, float *dst);
 rotq_status rotq_tensor_to_f64(const rotq_tensor *t, double *dst);

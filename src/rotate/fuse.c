@@ -5,21 +5,9 @@
 #include <string.h>
 
 #include "rotate/fuse.h"
+#include "rotate/rotate.h"
 
-rotq_status rotq_scale_linear_input(rotq_tensor *w, const double *s) {
-    if (w->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: expected a 2-D linear weight", w->name);
-    int64_t rows = w->shape[0], cols = w->shape[1];
-    double *d = malloc((size_t)(rows * cols) * sizeof *d);
-    if (!d) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory scaling %s", w->name);
-    rotq_status st = rotq_tensor_to_f64(w, d);
-    if (st == ROTQ_OK) {
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) d[r * cols + c] *= s[c];
-        st = rotq_tensor_set_f64(w, d);
-    }
-    free(d);
-    return st;
-}
+rotq_status rotq_scale_linear_input(rotq_tensor *w, const double *s) { return rotq_scale_columns(w, s); }
 
 /* Whether the final norm is already the identity scale (then R1 alone keeps embeddings tied). */
 static bool final_norm_is_unit(const rotq_model *m) {

@@ -63,8 +63,8 @@ static rotq_status check_rot(const rotq_tensor *t, const rotq_rotation *R, int64
     return ROTQ_OK;
 }
 
-/* x ← x·R (or x·Rᵀ) for every row of a [rows, cols] tensor, cols a multiple of R->n. */
-static rotq_status rotate_rows(rotq_tensor *t, int64_t rows, int64_t cols, const rotq_rotation *R, bool inverse) {
+/* Dense rotations (BLAS, outside any parallel region of ours): chunks of rows in double. */
+static rotq_status rotate_rows_dense(rotq_tensor *t, int64_t rows, int64_t cols, const rotq_rotation *R, bool inverse) {
     ROTQ_TRY(prepare(t));
     if (rows <= 0 || cols <= 0) return ROTQ_OK;
     int64_t chunk_rows = CHUNK_ELEMS / cols;
@@ -81,6 +81,267 @@ static rotq_status rotate_rows(rotq_tensor *t, int64_t rows, int64_t cols, const
     }
     free(buf);
     return st;
+}
+
+/* ---- the fast path: Hadamard rotations applied to panels of vectors ----------------------------
+ *
+ * A task gathers P vectors of length n (rows of the tensor on the input side, columns on the output
+ * side) into a double panel X[n][P] (element i of vector p at X[i·P + p]), applies R along the first
+ * axis with every step vectorized across the P vectors, and scatters the result in the tensor's
+ * dtype. The arithmetic is exactly that of rotq_rotation_apply_rows_f64 (same operations in the same
+ * order, multiplications by ±1 being exact), so results are bitwise those of the row kernel. Tasks
+ * are spread over OpenMP threads; the source may be the read-only mapping and the destination a
+ * fresh buffer, so a mapped tensor is read once and written once. */
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Same rounding as rotq_f32_to_bf16 (nearest even, NaN kept quiet). */
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* X[i·P + p] ← element at src + off + i·si + p·sp, for i < n, p < P. */
+static void gather(rotq_dtype dt, const void *src, int64_t off, int64_t si, int64_t sp, int64_t n, int64_t P, double *X) {
+#define GATHER(T, CONV)                                                                                           \
+    do {                                                                                                          \
+        const T *b = (const T *)src + off;                                                                        \
+        if (sp == 1) {                                                                                            \
+            for (int64_t i = 0; i < n; i++)                                                                       \
+                for (int64_t p = 0; p < P; p++) X[i * P + p] = CONV(b[i * si + p]);                               \
+        } else {                                                                                                  \
+            for (int64_t p = 0; p < P; p++)                                                                       \
+                for (int64_t i = 0; i < n; i++) X[i * P + p] = CONV(b[i * si + p * sp]);                          \
+        }                                                                                                         \
+    } while (0)
+#define ID(x) (x)
+    switch (dt) {
+    case ROTQ_F64: GATHER(double, ID); break;
+    case ROTQ_F32: GATHER(float, (double)); break;
+    case ROTQ_BF16: GATHER(uint16_t, (double)bf16_to_f32); break;
+    case ROTQ_F16: GATHER(uint16_t, (double)rotq_f16_to_f32); break;
+    default: break;
+    }
+#undef GATHER
+}
+
+static void scatter(rotq_dtype dt, void *dst, int64_t off, int64_t si, int64_t sp, int64_t n, int64_t P, const double *X) {
+#define SCATTER(T, CONV)                                                                                          \
+    do {                                                                                                          \
+        T *b = (T *)dst + off;                                                                                    \
+        if (sp == 1) {                                                                                            \
+            for (int64_t i = 0; i < n; i++)                                                                       \
+                for (int64_t p = 0; p < P; p++) b[i * si + p] = CONV(X[i * P + p]);                               \
+        } else {                                                                                                  \
+            for (int64_t p = 0; p < P; p++)                                                                       \
+                for (int64_t i = 0; i < n; i++) b[i * si + p * sp] = CONV(X[i * P + p]);                          \
+        }                                                                                                         \
+    } while (0)
+#define TO_F32(x) ((float)(x))
+#define TO_BF16(x) f32_to_bf16((float)(x))
+#define TO_F16(x) rotq_f32_to_f16((float)(x))
+    switch (dt) {
+    case ROTQ_F64: SCATTER(double, ID); break;
+    case ROTQ_F32: SCATTER(float, TO_F32); break;
+    case ROTQ_BF16: SCATTER(uint16_t, TO_BF16); break;
+    case ROTQ_F16: SCATTER(uint16_t, TO_F16); break;
+    default: break;
+    }
+#undef SCATTER
+#undef ID
+}
+
+/* x ← x·R (inverse: x·Rᵀ) for the P vectors of the panel; T: n·P doubles of scratch. */
+static inline __attribute__((always_inline)) void panel_body(const rotq_rotation *R, double *restrict X, int64_t P,
+                                                             bool inverse, double *restrict T) {
+    const int64_t n = R->n, K = R->K, M = n / K, MP = M * P;
+    const double *s = R->scaled_signs_f64;
+    if (!inverse)
+        for (int64_t i = 0; i < n; i++) {
+            const double si = s[i];
+            double *restrict x = X + i * P;
+            for (int64_t p = 0; p < P; p++) x[p] *= si;
+        }
+    for (int64_t a = 0; a < K; a++) {
+        double *Y = X + a * MP;
+        for (int64_t h = 1; h < M; h *= 2)
+            for (int64_t j0 = 0; j0 < M; j0 += 2 * h)
+                for (int64_t j = j0; j < j0 + h; j++) {
+                    double *restrict u = Y + j * P, *restrict w = Y + (j + h) * P;
+                    for (int64_t p = 0; p < P; p++) {
+                        const double x0 = u[p], x1 = w[p];
+                        u[p] = x0 + x1;
+                        w[p] = x0 - x1;
+                    }
+                }
+    }
+    if (K > 1) {
+        /* y_c = Σ_a g·x_a from 0.0, a ascending (forward g = H[a][c], inverse g = H[c][a]), as the row
+         * kernel does; g = ±1 makes g·x exact, so adding or subtracting x is the same operation. */
+        const int8_t *H = R->base;
+        for (int64_t c = 0; c < K; c++) {
+            double *restrict o = T + c * MP;
+            for (int64_t a = 0; a < K; a++) {
+                const int8_t g = inverse ? H[c * K + a] : H[a * K + c];
+                const double *restrict xa = X + a * MP;
+                if (a == 0) {
+                    if (g > 0) for (int64_t e = 0; e < MP; e++) o[e] = 0.0 + xa[e];
+                    else for (int64_t e = 0; e < MP; e++) o[e] = 0.0 - xa[e];
+                } else if (g > 0) {
+                    for (int64_t e = 0; e < MP; e++) o[e] += xa[e];
+                } else {
+                    for (int64_t e = 0; e < MP; e++) o[e] -= xa[e];
+                }
+            }
+        }
+        memcpy(X, T, sizeof(double) * (size_t)(n * P));
+    }
+    if (inverse)
+        for (int64_t i = 0; i < n; i++) {
+            const double si = s[i];
+            double *restrict x = X + i * P;
+            for (int64_t p = 0; p < P; p++) x[p] *= si;
+        }
+}
+
+__attribute__((target("avx2,fma"))) static void panel_avx2(const rotq_rotation *R, double *X, int64_t P, bool inverse, double *T) {
+    panel_body(R, X, P, inverse, T);
+}
+static void panel_generic(const rotq_rotation *R, double *X, int64_t P, bool inverse, double *T) {
+    panel_body(R, X, P, inverse, T);
+}
+
+/* One rotation job over a tensor: `n_tasks` panels, each P vectors of length R->n.
+ *  rows mode (input side, embeddings): vector v is elements [v·n, v·n + n) (n_vec of them);
+ *  cols mode (output side): vector (q, j) is column j of rows [rb + q·n, rb + q·n + n). */
+typedef struct panel_job {
+    const rotq_rotation *R;
+    bool inverse, cols_mode;
+    rotq_dtype dt;
+    const void *src;
+    void *dst;
+    int64_t P;
+    int64_t n_vec;               /* rows mode */
+    int64_t cols, rb, n_blocks;  /* cols mode */
+} panel_job;
+
+static int64_t panel_width(int64_t n) {
+    int64_t P = (INT64_C(32768) / (n ? n : 1)) & ~INT64_C(7); /* ~256 KiB of doubles per panel */
+    return P < 8 ? 8 : P > 64 ? 64 : P;
+}
+
+#define PANEL_PARALLEL_MIN (INT64_C(1) << 16) /* elements below which one thread does the job */
+
+static rotq_status run_panels(const panel_job *j, int64_t total_elems) {
+    const int64_t n = j->R->n, P = j->P;
+    const int64_t strips = j->cols_mode ? (j->cols + P - 1) / P : 0;
+    const int64_t n_tasks = j->cols_mode ? j->n_blocks * strips : (j->n_vec + P - 1) / P;
+    const bool avx2 = rotq_fwht_isa() == ROTQ_ISA_AVX2;
+    bool failed = false;
+#pragma omp parallel if (total_elems >= PANEL_PARALLEL_MIN && n_tasks > 1)
+    {
+        double *X = malloc(sizeof(double) * (size_t)(n * P)), *T = malloc(sizeof(double) * (size_t)(n * P));
+        if (!X || !T) {
+#pragma omp atomic write
+            failed = true;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t k = 0; k < n_tasks; k++) {
+            if (!X || !T) continue;
+            int64_t off, si, sp, pw;
+            if (j->cols_mode) {
+                int64_t q = k / strips, j0 = (k % strips) * P;
+                pw = j->cols - j0 < P ? j->cols - j0 : P;
+                off = (j->rb + q * n) * j->cols + j0;
+                si = j->cols;
+                sp = 1;
+            } else {
+                int64_t v0 = k * P;
+                pw = j->n_vec - v0 < P ? j->n_vec - v0 : P;
+                off = v0 * n;
+                si = 1;
+                sp = n;
+            }
+            gather(j->dt, j->src, off, si, sp, n, pw, X);
+            if (avx2) panel_avx2(j->R, X, pw, j->inverse, T);
+            else panel_generic(j->R, X, pw, j->inverse, T);
+            scatter(j->dt, j->dst, off, si, sp, n, pw, X);
+        }
+        free(X);
+        free(T);
+    }
+    if (failed) return rotq_fail(ROTQ_ERR_NOMEM, "rotate: out of memory for a panel (n=%lld)", (long long)n);
+    return ROTQ_OK;
+}
+
+/* Source and destination of an in-place job: a float tensor still in its mapping is read from there
+ * and written to a fresh buffer (adopted afterwards); anything else is made writable first. */
+static rotq_status job_buffers(rotq_tensor *t, const void **src, void **dst) {
+    if (!t->owned && rotq_dtype_is_float(t->dtype)) {
+        void *p = malloc(t->nbytes ? t->nbytes : 1);
+        if (!p) return rotq_fail(ROTQ_ERR_NOMEM, "rotate %s: out of memory (%llu bytes)", t->name, (unsigned long long)t->nbytes);
+        *src = t->data;
+        *dst = p;
+        return ROTQ_OK;
+    }
+    ROTQ_TRY(prepare(t));
+    *src = *dst = t->data;
+    return ROTQ_OK;
+}
+
+static rotq_status finish_job(rotq_tensor *t, const void *src, void *dst, rotq_status st) {
+    if (src == dst) return st;
+    if (st == ROTQ_OK) rotq_tensor_adopt(t, dst);
+    else free(dst);
+    return st;
+}
+
+/* x ← x·R (or x·Rᵀ) for every row of a [rows, cols] tensor, cols a multiple of R->n. */
+static rotq_status rotate_rows(rotq_tensor *t, int64_t rows, int64_t cols, const rotq_rotation *R, bool inverse) {
+    if (R->kind != ROTQ_ROT_HADAMARD) return rotate_rows_dense(t, rows, cols, R, inverse);
+    if (rows <= 0 || cols <= 0) return prepare(t);
+    const void *src = NULL;
+    void *dst = NULL;
+    ROTQ_TRY(job_buffers(t, &src, &dst));
+    panel_job j = {.R = R, .inverse = inverse, .cols_mode = false, .dt = t->dtype, .src = src, .dst = dst,
+                   .P = panel_width(R->n), .n_vec = rows * cols / R->n};
+    return finish_job(t, src, dst, run_panels(&j, rows * cols));
+}
+
+/* W[:, j] ← s[j]·W[:, j] in double, stored in the tensor's dtype (same rounding as to_f64/set_f64). */
+rotq_status rotq_scale_columns(rotq_tensor *w, const double *s) {
+    if (w->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: expected a 2-D linear weight", w->name);
+    const int64_t rows = w->shape[0], cols = w->shape[1];
+    const void *src = NULL;
+    void *dst = NULL;
+    ROTQ_TRY(job_buffers(w, &src, &dst));
+    const rotq_dtype dt = w->dtype;
+#pragma omp parallel for schedule(static) if (rows * cols >= PANEL_PARALLEL_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t o = r * cols;
+        switch (dt) {
+        case ROTQ_F64: for (int64_t c = 0; c < cols; c++) ((double *)dst)[o + c] = ((const double *)src)[o + c] * s[c]; break;
+        case ROTQ_F32: for (int64_t c = 0; c < cols; c++) ((float *)dst)[o + c] = (float)((double)((const float *)src)[o + c] * s[c]); break;
+        case ROTQ_BF16:
+            for (int64_t c = 0; c < cols; c++)
+                ((uint16_t *)dst)[o + c] = f32_to_bf16((float)((double)bf16_to_f32(((const uint16_t *)src)[o + c]) * s[c]));
+            break;
+        case ROTQ_F16:
+            for (int64_t c = 0; c < cols; c++)
+                ((uint16_t *)dst)[o + c] = rotq_f32_to_f16((float)((double)rotq_f16_to_f32(((const uint16_t *)src)[o + c]) * s[c]));
+            break;
+        default: break;
+        }
+    }
+    return finish_job(w, src, dst, ROTQ_OK);
 }
 
 rotq_status rotq_rotate_linear_input(rotq_tensor *W, const rotq_rotation *R, const rotq_rotate_opts *o) {
@@ -133,6 +394,22 @@ rotq_status rotq_rotate_linear_output(rotq_tensor *W, rotq_tensor *bias, const r
     ROTQ_TRY(row_range(W, o, rows, &rb, &re));
     int64_t len = re - rb;
     ROTQ_TRY(check_rot(W, R, len, o->block_diag, "rotate_output"));
+    if (R->kind == ROTQ_ROT_HADAMARD) {
+        const void *src = NULL;
+        void *dst = NULL;
+        ROTQ_TRY(job_buffers(W, &src, &dst));
+        if (src != dst && (rb > 0 || re < rows)) { /* rows outside the range are copied unchanged */
+            const uint64_t row_bytes = W->nbytes / (uint64_t)rows;
+            memcpy(dst, src, row_bytes * (uint64_t)rb);
+            memcpy((uint8_t *)dst + row_bytes * (uint64_t)re, (const uint8_t *)src + row_bytes * (uint64_t)re,
+                   row_bytes * (uint64_t)(rows - re));
+        }
+        panel_job j = {.R = R, .inverse = o->inverse, .cols_mode = true, .dt = W->dtype, .src = src, .dst = dst,
+                       .P = panel_width(R->n), .cols = cols, .rb = rb, .n_blocks = len / R->n};
+        rotq_status st = finish_job(W, src, dst, run_panels(&j, len * cols));
+        if (st == ROTQ_OK && bias) st = rotate_bias(bias, rb, re, R, o->inverse, o->block_diag);
+        return st;
+    }
     ROTQ_TRY(prepare(W));
     double *panel = malloc(sizeof(double) * (size_t)(PANEL * len));
     double *line = malloc(sizeof(double) * PANEL);
