@@ -108,8 +108,7 @@ int cmd_rotate(int argc, char **argv) {
     if (s != ROTQ_OK) return cli_lib_error("rotate", s);
     rotq_model *m;
     if (cli_load("rotate", in, arch_file, NULL, &m)) return 1;
-    s = rotq_rotate_model(m, &ro);
-    if (s == ROTQ_OK) s = rotq_model_save(m, out, &so);
+    s = rotq_rotate_save(m, &ro, out, &so); /* HF output: written layer by layer as each is final */
     rotq_model_free(m);
     if (s != ROTQ_OK) return cli_lib_error("rotate", s);
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -170,4 +170,15 @@ rotq_status rotq_load_llama2c(const char *path, const char *tokenizer_path, rotq
 rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype);
 rotq_status rotq_save_hf(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes);
 
+/* An HF folder written tensor by tensor (rotq_save_hf is open + put each + finish): open lays out
+ * every tensor of m (shards, offsets, dtypes) and writes the shard headers into a temporary folder;
+ * put writes tensor i (same dtype/shape as at open) at its place, in any order; finish checks all
+ * were written, adds config/index/tokenizer files and renames the folder into place (freeing w);
+ * abort removes everything. */
+typedef struct rotq_hf_writer rotq_hf_writer;
+rotq_status rotq_hf_writer_open(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes, rotq_hf_writer **out);
+rotq_status rotq_hf_writer_put(rotq_hf_writer *w, const rotq_model *m, int64_t i);
+rotq_status rotq_hf_writer_finish(rotq_hf_writer *w, const rotq_model *m);
+void rotq_hf_writer_abort(rotq_hf_writer *w);
+
 #endif

@@ -23,7 +23,7 @@ static bool final_norm_is_unit(const rotq_model *m) {
 
 rotq_status rotq_op_untie_embeddings(rotq_rotate_ctx *ctx) {
     rotq_model *m = ctx->m;
-    if (!m->hp.tied_embeddings || rotq_model_role(m, ROLE_LM_HEAD, -1)) return ROTQ_OK;
+    if (!ctx->globals || !m->hp.tied_embeddings || rotq_model_role(m, ROLE_LM_HEAD, -1)) return ROTQ_OK;
     /* Tied weights stay tied when nothing will make the two uses differ. */
     if (!ctx->opt->fuse_norms || final_norm_is_unit(m)) return ROTQ_OK;
     const rotq_arch_tensor *head = rotq_arch_tensor_for(m->arch, ROLE_LM_HEAD);
@@ -77,12 +77,12 @@ rotq_status rotq_op_fuse_norms(rotq_rotate_ctx *ctx) {
     for (int32_t gi = 0; gi < m->arch->n_groups; gi++) {
         const rotq_norm_group *g = &m->arch->groups[gi];
         const rotq_arch_tensor *nt = rotq_arch_tensor_for(m->arch, g->norm);
-        if (!nt) continue;
+        if (!nt || (!nt->per_layer && !ctx->globals)) continue;
         if (g->norm == ROLE_FINAL_NORM && m->hp.tied_embeddings && !final_norm_is_unit(m))
             return rotq_fail(ROTQ_ERR_ARG, "%s: the final norm cannot be fused into a tied lm_head; run untie_embeddings first", m->source_path);
-        int64_t nl = nt->per_layer ? m->hp.n_layers : 1;
-        for (int64_t L = 0; L < nl; L++) ROTQ_TRY(fuse_group(ctx, g, nt->per_layer ? (int32_t)L : -1));
+        if (!nt->per_layer) ROTQ_TRY(fuse_group(ctx, g, -1));
+        else for (int32_t L = ctx->layer_begin; L < ctx->layer_end; L++) ROTQ_TRY(fuse_group(ctx, g, L));
     }
-    m->rot.norms_fused = true;
+    if (ctx->globals) m->rot.norms_fused = true;
     return ROTQ_OK;
 }
