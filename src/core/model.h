@@ -129,6 +129,9 @@ rotq_status rotq_tensor_set_f32(rotq_tensor *t, const float *src, rotq_dtype dt)
  * came from a file mapping, their pages are released (madvise: they re-read from the file if touched
  * again), so a copied tensor is not held twice. */
 void rotq_tensor_adopt(rotq_tensor *t, void *data);
+/* Releases the resident pages wholly inside [p, p+n) of a read-only file mapping (never call it on
+ * anything else: on anonymous memory it would zero the data). */
+void rotq_mapping_drop(const void *p, uint64_t n);
 /* Releases the mapped source pages of a tensor (no-op unless it came from a file mapping). */
 void rotq_tensor_drop_source(const rotq_tensor *t);
 /* Frees the tensor's data (owned) or drops its mapped pages; data becomes NULL (streaming writers). */

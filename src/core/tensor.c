@@ -14,11 +14,15 @@ int64_t rotq_tensor_numel(const rotq_tensor *t) {
 
 /* Only whole pages inside the tensor's own bytes are dropped; a read-only private file mapping
  * refills dropped pages from the file, so this never loses data (it only saves resident memory). */
-void rotq_tensor_drop_source(const rotq_tensor *t) {
-    if (!t->mapped || !t->map_src || t->nbytes == 0) return;
+void rotq_mapping_drop(const void *p, uint64_t n) {
+    if (!p || n == 0) return;
     uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)t->map_src + pg - 1) & ~(pg - 1), b = ((uintptr_t)t->map_src + t->nbytes) & ~(pg - 1);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void rotq_tensor_drop_source(const rotq_tensor *t) {
+    if (t->mapped) rotq_mapping_drop(t->map_src, t->nbytes);
 }
 
 void rotq_tensor_adopt(rotq_tensor *t, void *data) {
