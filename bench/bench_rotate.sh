@@ -5,6 +5,7 @@
 set -euo pipefail
 model=$1
 out=${2:-$(mktemp -d)}
+mkdir -p "$out"
 rotq=./build/rotq
 measure() { # label, command...
   local label=$1; shift
