@@ -3,8 +3,10 @@
  * outputs — in double, stored back in the tensor's float dtype, chunk by chunk so a large tensor
  * never needs a full double copy.
  *
- * Everything reduces to "apply R to contiguous rows": W·R acts on each row of W, and Rᵀ·W on each
- * column w_j as (w_jᵀ·R)ᵀ, so the output side gathers panels of columns into rows.
+ * Everything reduces to "apply R to vectors": W·R acts on each row of W, and Rᵀ·W on each column w_j
+ * as (w_jᵀ·R)ᵀ. Hadamard rotations gather panels of such vectors (rows or columns) into double
+ * buffers and transform them across the panel, OpenMP over panels (see "the fast path" below);
+ * dense rotations gather columns into rows and go through BLAS.
  * Quantized tensors are dequantized and come back as F32 (rotq has no way to requantize here).
  */
 #include <immintrin.h>
