@@ -146,6 +146,12 @@ typedef struct rotq_rotate_options {
 rotq_rotate_options rotq_rotate_options_default(void);  /* QuaRot: random Hadamard R1/R2, R3+R4 on, seed 0 */
 /* Runs the architecture's registered operations in order over the model, in place. */
 rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts);
+/* rotq_rotate_model then rotq_model_save, in one pass: with an HF output each tensor is written as
+ * soon as it is final (the global ones, then layer by layer) and its memory released, so peak memory
+ * stays near one layer plus the embeddings rather than the whole model. Afterwards the model's
+ * tensor data are gone: m is good only for rotq_model_free. GGUF output (whose header records the
+ * rotation) rotates the whole model first, then writes. */
+rotq_status rotq_rotate_save(rotq_model *m, const rotq_rotate_options *ropts, const char *path, const rotq_save_options *sopts);
 
 /* ---- tokenizers ---------------------------------------------------------------------------- */
 

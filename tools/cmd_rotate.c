@@ -25,6 +25,9 @@ static const char *help =
     "  --seed N           seed of every random choice (default 0)\n"
     "  --save-rotations D write the fused matrices into folder D (r1, r2.layerL, r4 .safetensors)\n"
     "  --to hf|gguf       output format; --dtype f32|f16|bf16 output dtype (default: the input's)\n"
+    "  --shard-size N     HF: largest safetensors shard in bytes (default 5000000000)\n"
+    "HF output is written layer by layer as the rotation finishes each one, so memory stays near one\n"
+    "layer plus the embeddings; GGUF output is written after the whole model is rotated.\n"
     "  --arch-file F      register a JSON architecture description first\n"
     "  --json             print a JSON summary on stdout\n";
 
@@ -89,6 +92,11 @@ int cmd_rotate(int argc, char **argv) {
             so.dtype = rotq_dtype_from_name(v);
             if (so.dtype != ROTQ_F32 && so.dtype != ROTQ_F16 && so.dtype != ROTQ_BF16)
                 return cli_error("rotate", "--dtype %s: expected f32, f16 or bf16", v);
+        } else if (cli_is(a, "--shard-size")) {
+            char *end;
+            if (!(v = cli_value(argc, argv, &i))) return cli_error("rotate", "--shard-size needs a byte count");
+            so.shard_bytes = strtoull(v, &end, 10);
+            if (*end || so.shard_bytes == 0) return cli_error("rotate", "--shard-size %s: expected a positive byte count", v);
         } else if (cli_is(a, "--arch-file")) {
             if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("rotate", "--arch-file needs a file");
         } else if (cli_is(a, "--json")) as_json = true;
@@ -108,8 +116,7 @@ int cmd_rotate(int argc, char **argv) {
     if (s != ROTQ_OK) return cli_lib_error("rotate", s);
     rotq_model *m;
     if (cli_load("rotate", in, arch_file, NULL, &m)) return 1;
-    s = rotq_rotate_model(m, &ro);
-    if (s == ROTQ_OK) s = rotq_model_save(m, out, &so);
+    s = rotq_rotate_save(m, &ro, out, &so); /* HF output: written layer by layer as each is final */
     rotq_model_free(m);
     if (s != ROTQ_OK) return cli_lib_error("rotate", s);
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -86,6 +86,13 @@ rotq_status rotq_model_add_tensor(rotq_model *m, const char *name, rotq_dtype dt
     t->data = data;
     t->nbytes = nbytes;
     t->owned = owned;
+    for (int32_t i = 0; !owned && i < m->n_maps; i++) {
+        uintptr_t a = (uintptr_t)m->maps[i].addr, p = (uintptr_t)data;
+        if (p >= a && p - a <= m->maps[i].size && nbytes <= m->maps[i].size - (p - a)) {
+            t->mapped = true;
+            t->map_src = data;
+        }
+    }
     t->role = -1;
     t->layer = -1;
     return ROTQ_OK;

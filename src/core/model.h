@@ -27,6 +27,9 @@ typedef struct rotq_tensor {
     void *data;                    /* into an mmap (owned == false) or a heap block (owned == true) */
     uint64_t nbytes;
     bool owned;
+    bool mapped;                   /* data (or, once owned, the original bytes) lie in one of the model's
+                                      read-only file mappings: their pages may be dropped once copied */
+    const void *map_src;           /* where in the mapping (NULL when not mapped) */
     int32_t role;                  /* rotq_role, -1 when the architecture gives it none */
     int32_t layer;                 /* -1 for global tensors */
 } rotq_tensor;
@@ -124,6 +127,17 @@ int64_t rotq_tensor_numel(const rotq_tensor *t);
 rotq_status rotq_tensor_make_owned(rotq_tensor *t);
 /* Replaces the tensor's data with `n` float32 values converted to `dt` (F32/F16/BF16). */
 rotq_status rotq_tensor_set_f32(rotq_tensor *t, const float *src, rotq_dtype dt);
+/* Makes `data` (a malloc'd block of the same nbytes/dtype) the tensor's storage. When the old bytes
+ * came from a file mapping, their pages are released (madvise: they re-read from the file if touched
+ * again), so a copied tensor is not held twice. */
+void rotq_tensor_adopt(rotq_tensor *t, void *data);
+/* Releases the resident pages wholly inside [p, p+n) of a read-only file mapping (never call it on
+ * anything else: on anonymous memory it would zero the data). */
+void rotq_mapping_drop(const void *p, uint64_t n);
+/* Releases the mapped source pages of a tensor (no-op unless it came from a file mapping). */
+void rotq_tensor_drop_source(const rotq_tensor *t);
+/* Frees the tensor's data (owned) or drops its mapped pages; data becomes NULL (streaming writers). */
+void rotq_tensor_release(rotq_tensor *t);
 /* Converts the tensor to float32 / float64 into caller memory of numel elements. */
 rotq_status rotq_tensor_to_f32(const rotq_tensor *t, float *dst);
 rotq_status rotq_tensor_to_f64(const rotq_tensor *t, double *dst);
@@ -160,5 +174,16 @@ rotq_status rotq_load_hf(const char *dir, rotq_model *m);
 rotq_status rotq_load_llama2c(const char *path, const char *tokenizer_path, rotq_model *m);
 rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype);
 rotq_status rotq_save_hf(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes);
+
+/* An HF folder written tensor by tensor (rotq_save_hf is open + put each + finish): open lays out
+ * every tensor of m (shards, offsets, dtypes) and writes the shard headers into a temporary folder;
+ * put writes tensor i (same dtype/shape as at open) at its place, in any order; finish checks all
+ * were written, adds config/index/tokenizer files and renames the folder into place (freeing w);
+ * abort removes everything. */
+typedef struct rotq_hf_writer rotq_hf_writer;
+rotq_status rotq_hf_writer_open(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes, rotq_hf_writer **out);
+rotq_status rotq_hf_writer_put(rotq_hf_writer *w, const rotq_model *m, int64_t i);
+rotq_status rotq_hf_writer_finish(rotq_hf_writer *w, const rotq_model *m);
+void rotq_hf_writer_abort(rotq_hf_writer *w);
 
 #endif

@@ -1,6 +1,8 @@
 /* Tensor data access: float conversions and copy-on-write ownership. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/model.h"
 
@@ -10,14 +12,40 @@ int64_t rotq_tensor_numel(const rotq_tensor *t) {
     return n;
 }
 
+/* Only whole pages inside the tensor's own bytes are dropped; a read-only private file mapping
+ * refills dropped pages from the file, so this never loses data (it only saves resident memory). */
+void rotq_mapping_drop(const void *p, uint64_t n) {
+    if (!p || n == 0) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void rotq_tensor_drop_source(const rotq_tensor *t) {
+    if (t->mapped) rotq_mapping_drop(t->map_src, t->nbytes);
+}
+
+void rotq_tensor_adopt(rotq_tensor *t, void *data) {
+    if (t->owned) free(t->data);
+    t->data = data;
+    t->owned = true;
+    rotq_tensor_drop_source(t);
+}
+
+void rotq_tensor_release(rotq_tensor *t) {
+    if (t->owned) free(t->data);
+    else rotq_tensor_drop_source(t);
+    t->data = NULL;
+    t->owned = false;
+}
+
 rotq_status rotq_tensor_make_owned(rotq_tensor *t) {
     if (t->owned) return ROTQ_OK;
     void *p = malloc(t->nbytes ? t->nbytes : 1);
     if (!p) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory copying tensor %s (%llu bytes)", t->name,
                              (unsigned long long)t->nbytes);
     memcpy(p, t->data, t->nbytes);
-    t->data = p;
-    t->owned = true;
+    rotq_tensor_adopt(t, p);
     return ROTQ_OK;
 }
 
@@ -52,6 +80,9 @@ rotq_status rotq_tensor_realloc(rotq_tensor *t, rotq_dtype dt, int32_t n_dims, c
     uint64_t nb = rotq_dtype_nbytes(dt, n);
     void *p = calloc(1, nb ? nb : 1);
     if (!p) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory for tensor %s", t->name);
+    rotq_tensor_drop_source(t);
+    t->mapped = false;
+    t->map_src = NULL;
     if (t->owned) free(t->data);
     t->data = p;
     t->owned = true;

@@ -415,6 +415,7 @@ static rotq_status add_tensor(rotq_model *m, const char *path, const gguf_tinfo 
             return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory dequantizing tensor %s (%lld elements)", path, name,
                              (long long)ti->numel);
         s = rotq_dequantize(dt, data, f, ti->numel);
+        rotq_mapping_drop(data, ti->nbytes); /* the quantized bytes are not read again */
         if (s == ROTQ_OK)
             s = rotq_model_add_tensor(m, name, ROTQ_F32, (int32_t)ti->n_dims, shape, f, (uint64_t)ti->numel * 4, true);
         if (s == ROTQ_OK) m->tensors[m->n_tensors - 1].file_dtype = dt; /* `info` reports what the file held */

@@ -343,83 +343,6 @@ static rotq_status write_blobs(const rotq_model *m, const char *tmp) {
     return ROTQ_OK;
 }
 
-/* Writes the tensors as one file or as shards of at most shard_bytes (a larger tensor alone). */
-static rotq_status write_tensors(const rotq_model *m, const char *tmp, rotq_dtype want, uint64_t shard_bytes,
-                                 rotq_dtype *majority) {
-    int64_t n = m->n_tensors;
-    int64_t *shard_of = calloc((size_t)(n ? n : 1), sizeof *shard_of), *idx = calloc((size_t)(n ? n : 1), sizeof *idx);
-    uint64_t *out_bytes = calloc((size_t)(n ? n : 1), sizeof *out_bytes);
-    uint64_t per_dtype[ROTQ_DTYPE_COUNT] = {0};
-    rotq_status s = ROTQ_OK;
-    json_t *index = NULL;
-    if (!shard_of || !idx || !out_bytes) {
-        s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory planning %lld tensors", (long long)n);
-        goto out;
-    }
-    int64_t n_shards = n ? 1 : 0;
-    uint64_t fill = 0, total = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const rotq_tensor *t = &m->tensors[i];
-        rotq_dtype dt = rotq_safetensors_out_dtype(t, want);
-        if (!rotq_safetensors_dtype_name(dt)) {
-            s = rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: safetensors cannot hold %s", t->name, rotq_dtype_name(dt));
-            goto out;
-        }
-        out_bytes[i] = rotq_dtype_nbytes(dt, rotq_tensor_numel(t));
-        if (fill > 0 && fill + out_bytes[i] > shard_bytes) {
-            n_shards++;
-            fill = 0;
-        }
-        fill += out_bytes[i];
-        total += out_bytes[i];
-        shard_of[i] = n_shards - 1;
-        if (rotq_dtype_is_float(dt)) per_dtype[dt] += out_bytes[i];
-    }
-    *majority = ROTQ_DTYPE_INVALID;
-    for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
-        if (per_dtype[d] && (*majority == ROTQ_DTYPE_INVALID || per_dtype[d] > per_dtype[*majority])) *majority = (rotq_dtype)d;
-
-    if (n_shards <= 1) {
-        char path[PATH_MAX];
-        for (int64_t i = 0; i < n; i++) idx[i] = i;
-        if ((s = join(path, tmp, SINGLE_FILE)) == ROTQ_OK) s = rotq_safetensors_write(m, idx, n, want, path);
-        goto out;
-    }
-    if (n_shards > 99999) {
-        s = rotq_fail(ROTQ_ERR_ARG, "%lld shards of %llu bytes: choose a larger shard size", (long long)n_shards,
-                      (unsigned long long)shard_bytes);
-        goto out;
-    }
-    json_t *wm = json_object();
-    index = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
-    if (!index) {
-        s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory building %s", INDEX_FILE);
-        goto out;
-    }
-    for (int64_t sh = 0, i = 0; sh < n_shards; sh++) {
-        char file[64], path[PATH_MAX];
-        snprintf(file, sizeof file, "model-%05lld-of-%05lld.safetensors", (long long)sh + 1, (long long)n_shards);
-        int64_t k = 0;
-        for (; i < n && shard_of[i] == sh; i++) {
-            idx[k++] = i;
-            if (json_object_set_new(wm, m->tensors[i].name, json_string(file)) != 0) {
-                s = rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: cannot record it in %s", m->tensors[i].name, INDEX_FILE);
-                goto out;
-            }
-        }
-        if ((s = join(path, tmp, file)) != ROTQ_OK) goto out;
-        if ((s = rotq_safetensors_write(m, idx, k, want, path)) != ROTQ_OK) goto out;
-    }
-    char path[PATH_MAX];
-    if ((s = join(path, tmp, INDEX_FILE)) == ROTQ_OK) s = write_json(path, index, JSON_INDENT(2));
-out:
-    json_decref(index);
-    free(shard_of);
-    free(idx);
-    free(out_bytes);
-    return s;
-}
-
 static void fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
@@ -428,49 +351,206 @@ static void fsync_dir(const char *dir) {
     }
 }
 
-rotq_status rotq_save_hf(const rotq_model *m, const char *dir_in, rotq_dtype dtype, uint64_t shard_bytes) {
+/* An HF folder being written: the layout of every tensor (shard, offset, dtype) is fixed when it is
+ * opened, each shard's header is written then, and tensors are written at their offsets in any order
+ * as they become final (a streamed rotation frees each one right after). */
+struct rotq_hf_writer {
+    char dir[PATH_MAX], tmp[PATH_MAX];
+    rotq_dtype want, majority;
+    int64_t n, n_shards;
+    int64_t *shard_of;
+    uint64_t *offset, *nbytes;
+    rotq_dtype *out_dt;
+    bool *done;
+    char (*files)[64];
+};
+
+static void writer_free(rotq_hf_writer *w) {
+    if (!w) return;
+    free(w->shard_of);
+    free(w->offset);
+    free(w->nbytes);
+    free(w->out_dt);
+    free(w->done);
+    free(w->files);
+    free(w);
+}
+
+void rotq_hf_writer_abort(rotq_hf_writer *w) {
+    if (!w) return;
+    remove_tree(w->tmp);
+    writer_free(w);
+}
+
+/* Plans shards of at most shard_bytes (a larger tensor alone), creates each shard with its header. */
+static rotq_status plan_and_create(rotq_hf_writer *w, const rotq_model *m, uint64_t shard_bytes) {
+    int64_t n = w->n;
+    uint64_t per_dtype[ROTQ_DTYPE_COUNT] = {0}, fill = 0;
+    w->n_shards = n ? 1 : 0;
+    for (int64_t i = 0; i < n; i++) {
+        const rotq_tensor *t = &m->tensors[i];
+        rotq_dtype dt = rotq_safetensors_out_dtype(t, w->want);
+        if (!rotq_safetensors_dtype_name(dt))
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: safetensors cannot hold %s", t->name, rotq_dtype_name(dt));
+        w->out_dt[i] = dt;
+        w->nbytes[i] = rotq_dtype_nbytes(dt, rotq_tensor_numel(t));
+        if (fill > 0 && fill + w->nbytes[i] > shard_bytes) {
+            w->n_shards++;
+            fill = 0;
+        }
+        fill += w->nbytes[i];
+        w->shard_of[i] = w->n_shards - 1;
+        if (rotq_dtype_is_float(dt)) per_dtype[dt] += w->nbytes[i];
+    }
+    w->majority = ROTQ_DTYPE_INVALID;
+    for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
+        if (per_dtype[d] && (w->majority == ROTQ_DTYPE_INVALID || per_dtype[d] > per_dtype[w->majority])) w->majority = (rotq_dtype)d;
+    if (w->n_shards > 99999)
+        return rotq_fail(ROTQ_ERR_ARG, "%lld shards of %llu bytes: choose a larger shard size", (long long)w->n_shards,
+                         (unsigned long long)shard_bytes);
+    w->files = calloc((size_t)(w->n_shards ? w->n_shards : 1), sizeof *w->files);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    uint64_t *offs = malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
+    rotq_status s = w->files && idx && offs ? ROTQ_OK : rotq_fail(ROTQ_ERR_NOMEM, "out of memory planning %lld tensors", (long long)n);
+    for (int64_t sh = 0, i = 0; s == ROTQ_OK && sh < w->n_shards; sh++) {
+        if (w->n_shards == 1) snprintf(w->files[sh], sizeof w->files[sh], "%s", SINGLE_FILE);
+        else snprintf(w->files[sh], sizeof w->files[sh], "model-%05lld-of-%05lld.safetensors", (long long)sh + 1, (long long)w->n_shards);
+        int64_t first = i, k = 0;
+        for (; i < n && w->shard_of[i] == sh; i++) idx[k++] = i;
+        char path[PATH_MAX];
+        uint8_t *head = NULL;
+        uint64_t hlen = 0;
+        if ((s = join(path, w->tmp, w->files[sh])) != ROTQ_OK) break;
+        if ((s = rotq_safetensors_layout(m, idx, k, w->want, path, &head, &hlen, offs)) != ROTQ_OK) break;
+        for (int64_t j = 0; j < k; j++) w->offset[first + j] = offs[j];
+        s = write_new_file(path, head, hlen); /* the data follow at their offsets */
+        free(head);
+    }
+    free(idx);
+    free(offs);
+    return s;
+}
+
+rotq_status rotq_hf_writer_open(const rotq_model *m, const char *dir_in, rotq_dtype dtype, uint64_t shard_bytes, rotq_hf_writer **out) {
+    *out = NULL;
     if (dtype != ROTQ_DTYPE_INVALID && dtype != ROTQ_F32 && dtype != ROTQ_F16 && dtype != ROTQ_BF16)
         return rotq_fail(ROTQ_ERR_ARG, "%s: Hugging Face output takes f32, f16 or bf16, not %s", dir_in, rotq_dtype_name(dtype));
     if (shard_bytes == 0) shard_bytes = DEFAULT_SHARD_BYTES;
-    char dir[PATH_MAX];
-    if (snprintf(dir, sizeof dir, "%s", dir_in) >= (int)sizeof dir - 16) return rotq_fail(ROTQ_ERR_ARG, "%s: path too long", dir_in);
+    rotq_hf_writer *w = calloc(1, sizeof *w);
+    if (!w) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+    char *dir = w->dir;
+    if (snprintf(dir, sizeof w->dir, "%s", dir_in) >= (int)sizeof w->dir - 16) {
+        writer_free(w);
+        return rotq_fail(ROTQ_ERR_ARG, "%s: path too long", dir_in);
+    }
     size_t len = strlen(dir);
     while (len > 1 && dir[len - 1] == '/') dir[--len] = 0;
-    if (!len) return rotq_fail(ROTQ_ERR_ARG, "empty output path");
-    ROTQ_TRY(rotq_path_check_distinct(m->source_path, dir));
-
+    rotq_status s = len ? rotq_path_check_distinct(m->source_path, dir) : rotq_fail(ROTQ_ERR_ARG, "empty output path");
     struct stat st;
-    if (stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) return rotq_fail(ROTQ_ERR_ARG, "%s: exists and is not a folder; refusing to replace it", dir);
-        DIR *d = opendir(dir);
-        if (!d) return rotq_fail(ROTQ_ERR_IO, "%s: cannot read folder: %s", dir, strerror(errno));
-        struct dirent *e;
-        bool empty = true;
-        while (empty && (e = readdir(d))) empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
-        closedir(d);
-        if (!empty) return rotq_fail(ROTQ_ERR_ARG, "%s: folder exists and is not empty; remove it or choose another output", dir);
+    if (s == ROTQ_OK && stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) s = rotq_fail(ROTQ_ERR_ARG, "%s: exists and is not a folder; refusing to replace it", dir);
+        DIR *d = s == ROTQ_OK ? opendir(dir) : NULL;
+        if (s == ROTQ_OK && !d) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot read folder: %s", dir, strerror(errno));
+        if (d) {
+            struct dirent *e;
+            bool empty = true;
+            while (empty && (e = readdir(d))) empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+            closedir(d);
+            if (!empty) s = rotq_fail(ROTQ_ERR_ARG, "%s: folder exists and is not empty; remove it or choose another output", dir);
+        }
     }
+    if (s == ROTQ_OK && snprintf(w->tmp, sizeof w->tmp, "%s.tmp-XXXXXX", dir) >= (int)sizeof w->tmp)
+        s = rotq_fail(ROTQ_ERR_ARG, "%s: path too long", dir);
+    if (s != ROTQ_OK) {
+        writer_free(w);
+        return s;
+    }
+    if (!mkdtemp(w->tmp)) {
+        s = rotq_fail(ROTQ_ERR_IO, "%s: cannot create temporary folder: %s", w->tmp, strerror(errno));
+        writer_free(w);
+        return s;
+    }
+    chmod(w->tmp, 0755); /* mkdtemp makes it 0700; the output should look like any other folder */
+    w->want = dtype;
+    w->n = m->n_tensors;
+    size_t cnt = (size_t)(w->n ? w->n : 1);
+    w->shard_of = calloc(cnt, sizeof *w->shard_of);
+    w->offset = calloc(cnt, sizeof *w->offset);
+    w->nbytes = calloc(cnt, sizeof *w->nbytes);
+    w->out_dt = calloc(cnt, sizeof *w->out_dt);
+    w->done = calloc(cnt, sizeof *w->done);
+    s = w->shard_of && w->offset && w->nbytes && w->out_dt && w->done ? plan_and_create(w, m, shard_bytes)
+                                                                     : rotq_fail(ROTQ_ERR_NOMEM, "out of memory planning %lld tensors", (long long)w->n);
+    if (s != ROTQ_OK) {
+        rotq_hf_writer_abort(w);
+        return s;
+    }
+    *out = w;
+    return ROTQ_OK;
+}
 
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", dir) >= (int)sizeof tmp) return rotq_fail(ROTQ_ERR_ARG, "%s: path too long", dir);
-    if (!mkdtemp(tmp)) return rotq_fail(ROTQ_ERR_IO, "%s: cannot create temporary folder: %s", tmp, strerror(errno));
-    chmod(tmp, 0755); /* mkdtemp makes it 0700; the output should look like any other folder */
-    rotq_dtype majority = ROTQ_DTYPE_INVALID;
-    rotq_status s = write_tensors(m, tmp, dtype, shard_bytes, &majority);
-    if (s == ROTQ_OK) s = write_config(m, tmp, dtype != ROTQ_DTYPE_INVALID ? dtype : majority);
-    if (s == ROTQ_OK) s = write_blobs(m, tmp);
-    if (s == ROTQ_OK) s = rotq_tok_export_hf(m, tmp); /* GGUF / llama2.c tokenizer → tokenizer.json */
+rotq_status rotq_hf_writer_put(rotq_hf_writer *w, const rotq_model *m, int64_t i) {
+    if (i < 0 || i >= w->n) return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %lld was not in the model when the folder was opened", w->dir, (long long)i);
+    const rotq_tensor *t = &m->tensors[i];
+    rotq_dtype dt = rotq_safetensors_out_dtype(t, w->want);
+    if (w->done[i]) return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %s written twice", w->dir, t->name);
+    if (dt != w->out_dt[i] || rotq_dtype_nbytes(dt, rotq_tensor_numel(t)) != w->nbytes[i])
+        return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %s changed dtype or shape after the folder was laid out", w->dir, t->name);
+    char path[PATH_MAX];
+    ROTQ_TRY(join(path, w->tmp, w->files[w->shard_of[i]]));
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return rotq_fail(ROTQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    rotq_status s = rotq_safetensors_pwrite_tensor(fd, w->offset[i], t, dt, path);
+    if (close(fd) != 0 && s == ROTQ_OK) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot close: %s", path, strerror(errno));
+    if (s == ROTQ_OK) w->done[i] = true;
+    if (s == ROTQ_OK && !t->owned) rotq_tensor_drop_source(t); /* written from the mapping: its pages can go */
+    return s;
+}
+
+static rotq_status finish_files(rotq_hf_writer *w, const rotq_model *m) {
+    for (int64_t i = 0; i < w->n; i++)
+        if (!w->done[i]) return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %s was never written", w->dir, m->tensors[i].name);
+    for (int64_t sh = 0; sh < w->n_shards; sh++) {
+        char path[PATH_MAX];
+        ROTQ_TRY(join(path, w->tmp, w->files[sh]));
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) return rotq_fail(ROTQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        int rc = fsync(fd), e = errno;
+        if (close(fd) != 0 || rc != 0) return rotq_fail(ROTQ_ERR_IO, "%s: cannot flush: %s", path, strerror(rc ? e : errno));
+    }
+    if (w->n_shards > 1) {
+        uint64_t total = 0;
+        for (int64_t i = 0; i < w->n; i++) total += w->nbytes[i];
+        json_t *wm = json_object();
+        json_t *index = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
+        if (!index) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory building %s", INDEX_FILE);
+        rotq_status s = ROTQ_OK;
+        for (int64_t i = 0; i < w->n && s == ROTQ_OK; i++)
+            if (json_object_set_new(wm, m->tensors[i].name, json_string(w->files[w->shard_of[i]])) != 0)
+                s = rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: cannot record it in %s", m->tensors[i].name, INDEX_FILE);
+        char path[PATH_MAX];
+        if (s == ROTQ_OK && (s = join(path, w->tmp, INDEX_FILE)) == ROTQ_OK) s = write_json(path, index, JSON_INDENT(2));
+        json_decref(index);
+        ROTQ_TRY(s);
+    }
+    ROTQ_TRY(write_config(m, w->tmp, w->want != ROTQ_DTYPE_INVALID ? w->want : w->majority));
+    ROTQ_TRY(write_blobs(m, w->tmp));
+    return rotq_tok_export_hf(m, w->tmp); /* GGUF / llama2.c tokenizer → tokenizer.json */
+}
+
+rotq_status rotq_hf_writer_finish(rotq_hf_writer *w, const rotq_model *m) {
+    rotq_status s = finish_files(w, m);
     if (s == ROTQ_OK) {
-        fsync_dir(tmp);
+        fsync_dir(w->tmp);
         /* rename() replaces an empty folder atomically and fails on a non-empty one. */
-        if (rename(tmp, dir) != 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot move %s into place: %s", dir, tmp, strerror(errno));
+        if (rename(w->tmp, w->dir) != 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot move %s into place: %s", w->dir, w->tmp, strerror(errno));
     }
     if (s != ROTQ_OK) {
-        remove_tree(tmp);
+        rotq_hf_writer_abort(w);
         return s;
     }
     char parent[PATH_MAX];
-    memcpy(parent, dir, len + 1);
+    memcpy(parent, w->dir, sizeof parent);
     char *slash = strrchr(parent, '/');
     if (slash) {
         if (slash == parent) slash[1] = 0;
@@ -479,5 +559,19 @@ rotq_status rotq_save_hf(const rotq_model *m, const char *dir_in, rotq_dtype dty
     } else {
         fsync_dir(".");
     }
+    writer_free(w);
     return ROTQ_OK;
+}
+
+rotq_status rotq_save_hf(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes) {
+    rotq_hf_writer *w;
+    ROTQ_TRY(rotq_hf_writer_open(m, dir, dtype, shard_bytes, &w));
+    for (int64_t i = 0; i < m->n_tensors; i++) {
+        rotq_status s = rotq_hf_writer_put(w, m, i);
+        if (s != ROTQ_OK) {
+            rotq_hf_writer_abort(w);
+            return s;
+        }
+    }
+    return rotq_hf_writer_finish(w, m);
 }

@@ -4,6 +4,7 @@
 #include "io/safetensors.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,12 +217,6 @@ rotq_dtype rotq_safetensors_out_dtype(const rotq_tensor *t, rotq_dtype want) {
     return rotq_dtype_is_float(t->dtype) ? t->dtype : ROTQ_F32;
 }
 
-static rotq_status write_bytes(FILE *f, const void *p, uint64_t n, const char *path) {
-    if (n && fwrite(p, 1, (size_t)n, f) != (size_t)n)
-        return rotq_fail(ROTQ_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return ROTQ_OK;
-}
-
 /* Source elements [i, i+k) to float32. Block types: i and k are multiples of the block size. */
 static rotq_status load_f32(const rotq_tensor *t, int64_t i, int64_t k, float *dst) {
     switch (t->dtype) {
@@ -240,38 +235,9 @@ static rotq_status load_f32(const rotq_tensor *t, int64_t i, int64_t k, float *d
     return s == ROTQ_OK ? s : rotq_fail_context(s, "tensor %s", t->name);
 }
 
-/* Writes one tensor converted to `out`, CHUNK_ELEMS elements at a time. */
-static rotq_status write_tensor(FILE *f, const rotq_tensor *t, rotq_dtype out, float *fbuf, uint16_t *hbuf,
-                                const char *path) {
-    if (out == t->dtype) return write_bytes(f, t->data, t->nbytes, path); /* bitwise copy */
-    int64_t n = rotq_tensor_numel(t);
-    int64_t block = rotq_dtype_block_size(t->dtype);
-    if (block <= 0 || n % block != 0)
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: %lld elements of %s cannot be converted", t->name,
-                         (long long)n, rotq_dtype_name(t->dtype));
-    for (int64_t i = 0; i < n; i += CHUNK_ELEMS) {
-        int64_t k = n - i < CHUNK_ELEMS ? n - i : CHUNK_ELEMS;
-        ROTQ_TRY(load_f32(t, i, k, fbuf));
-        switch (out) {
-        case ROTQ_F32: ROTQ_TRY(write_bytes(f, fbuf, (uint64_t)k * 4, path)); break;
-        case ROTQ_F16:
-            for (int64_t j = 0; j < k; j++) hbuf[j] = rotq_f32_to_f16(fbuf[j]);
-            ROTQ_TRY(write_bytes(f, hbuf, (uint64_t)k * 2, path));
-            break;
-        case ROTQ_BF16:
-            for (int64_t j = 0; j < k; j++) hbuf[j] = rotq_f32_to_bf16(fbuf[j]);
-            ROTQ_TRY(write_bytes(f, hbuf, (uint64_t)k * 2, path));
-            break;
-        default:
-            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: cannot write as %s", t->name, rotq_dtype_name(out));
-        }
-    }
-    return ROTQ_OK;
-}
-
 /* The JSON header for tensors idx[0..n), padded with spaces to a multiple of 8 bytes. */
 static rotq_status build_header(const rotq_model *m, const int64_t *idx, int64_t n, rotq_dtype want, char **out,
-                                uint64_t *out_len, const char *path) {
+                                uint64_t *out_len, uint64_t *offsets, const char *path) {
     json_t *h = json_object();
     if (!h) return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", path);
     rotq_status s = ROTQ_OK;
@@ -314,6 +280,7 @@ static rotq_status build_header(const rotq_model *m, const int64_t *idx, int64_t
             s = rotq_fail(ROTQ_ERR_FORMAT, "%s: cannot write header entry for tensor %s (name not UTF-8?)", path, t->name);
             goto out;
         }
+        if (offsets) offsets[i] = off;
         off += nb;
     }
     char *txt = json_dumps(h, JSON_COMPACT);
@@ -337,37 +304,106 @@ out:
     return s;
 }
 
-rotq_status rotq_safetensors_write(const rotq_model *m, const int64_t *idx, int64_t n, rotq_dtype want,
-                                   const char *path) {
+rotq_status rotq_safetensors_layout(const rotq_model *m, const int64_t *idx, int64_t n, rotq_dtype want, const char *path,
+                                    uint8_t **head, uint64_t *head_len, uint64_t *file_offsets) {
     char *header = NULL;
     uint64_t hlen = 0;
-    ROTQ_TRY(build_header(m, idx, n, want, &header, &hlen, path));
-    FILE *f = fopen(path, "wbx");
-    if (!f) {
+    ROTQ_TRY(build_header(m, idx, n, want, &header, &hlen, file_offsets, path));
+    uint8_t *buf = malloc(8 + hlen);
+    if (!buf) {
         free(header);
-        return rotq_fail(ROTQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", path);
     }
-    float *fbuf = malloc(CHUNK_ELEMS * sizeof *fbuf);
-    uint16_t *hbuf = malloc(CHUNK_ELEMS * sizeof *hbuf);
-    rotq_status s = ROTQ_OK;
-    if (!fbuf || !hbuf) {
-        s = rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", path);
-        goto out;
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(hlen >> (8 * i));
+    memcpy(buf + 8, header, hlen);
+    free(header);
+    for (int64_t i = 0; file_offsets && i < n; i++) file_offsets[i] += 8 + hlen;
+    *head = buf;
+    *head_len = 8 + hlen;
+    return ROTQ_OK;
+}
+
+static rotq_status pwrite_all(int fd, const void *data, uint64_t n, uint64_t off, const char *path) {
+    const uint8_t *p = data;
+    while (n) {
+        ssize_t w = pwrite(fd, p, n > (1u << 30) ? (1u << 30) : (size_t)n, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return rotq_fail(ROTQ_ERR_IO, "%s: write failed: %s", path, w < 0 ? strerror(errno) : "no progress");
+        p += w;
+        n -= (uint64_t)w;
+        off += (uint64_t)w;
     }
-    uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(hlen >> (8 * i));
-    s = write_bytes(f, len8, 8, path);
-    if (s == ROTQ_OK) s = write_bytes(f, header, hlen, path);
-    for (int64_t i = 0; i < n && s == ROTQ_OK; i++) {
-        const rotq_tensor *t = &m->tensors[idx[i]];
-        s = write_tensor(f, t, rotq_safetensors_out_dtype(t, want), fbuf, hbuf, path);
+    return ROTQ_OK;
+}
+
+#define PWRITE_CHUNK (INT64_C(64) * CHUNK_ELEMS) /* elements converted per write: 4M (16 MiB as F32) */
+
+rotq_status rotq_safetensors_pwrite_tensor(int fd, uint64_t off, const rotq_tensor *t, rotq_dtype out, const char *path) {
+    if (out == t->dtype) return pwrite_all(fd, t->data, t->nbytes, off, path); /* bitwise copy */
+    if (out != ROTQ_F32 && out != ROTQ_F16 && out != ROTQ_BF16)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: cannot write as %s", t->name, rotq_dtype_name(out));
+    const int64_t n = rotq_tensor_numel(t), block = rotq_dtype_block_size(t->dtype);
+    if (block <= 0 || n % block != 0)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: %lld elements of %s cannot be converted", t->name,
+                         (long long)n, rotq_dtype_name(t->dtype));
+    const int64_t chunk = n < PWRITE_CHUNK ? n : PWRITE_CHUNK;
+    float *fbuf = malloc((size_t)chunk * sizeof(float));
+    uint16_t *hbuf = out == ROTQ_F32 ? NULL : malloc((size_t)chunk * sizeof(uint16_t));
+    if (!fbuf || (out != ROTQ_F32 && !hbuf)) {
+        free(fbuf);
+        free(hbuf);
+        return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", path);
     }
-    if (s == ROTQ_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        s = rotq_fail(ROTQ_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
-out:
-    if (fclose(f) != 0 && s == ROTQ_OK) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot close: %s", path, strerror(errno));
+    rotq_status st = ROTQ_OK;
+    for (int64_t i = 0; i < n && st == ROTQ_OK; i += chunk) {
+        const int64_t k = n - i < chunk ? n - i : chunk, pieces = (k + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
+        bool failed = false;
+        /* pieces of CHUNK_ELEMS (a multiple of every block size) are converted on separate threads */
+#pragma omp parallel for schedule(static) if (pieces > 1)
+        for (int64_t q = 0; q < pieces; q++) {
+            const int64_t b = q * CHUNK_ELEMS, e = k - b < CHUNK_ELEMS ? k - b : CHUNK_ELEMS;
+            if (load_f32(t, i + b, e, fbuf + b) != ROTQ_OK) {
+#pragma omp atomic write
+                failed = true;
+                continue;
+            }
+            if (out == ROTQ_F16)
+                for (int64_t j = b; j < b + e; j++) hbuf[j] = rotq_f32_to_f16(fbuf[j]);
+            else if (out == ROTQ_BF16)
+                for (int64_t j = b; j < b + e; j++) hbuf[j] = rotq_f32_to_bf16(fbuf[j]);
+        }
+        if (failed) {
+            st = rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: cannot convert %s to float", t->name, rotq_dtype_name(t->dtype));
+            break;
+        }
+        if (out == ROTQ_F32) st = pwrite_all(fd, fbuf, (uint64_t)k * 4, off + (uint64_t)i * 4, path);
+        else st = pwrite_all(fd, hbuf, (uint64_t)k * 2, off + (uint64_t)i * 2, path);
+    }
     free(fbuf);
     free(hbuf);
-    free(header);
+    return st;
+}
+
+rotq_status rotq_safetensors_write(const rotq_model *m, const int64_t *idx, int64_t n, rotq_dtype want,
+                                   const char *path) {
+    uint8_t *head = NULL;
+    uint64_t hlen = 0, *offs = malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
+    if (!offs) return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", path);
+    rotq_status s = rotq_safetensors_layout(m, idx, n, want, path, &head, &hlen, offs);
+    if (s != ROTQ_OK) {
+        free(offs);
+        return s;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (s == ROTQ_OK) s = pwrite_all(fd, head, hlen, 0, path);
+    for (int64_t i = 0; i < n && s == ROTQ_OK; i++) {
+        const rotq_tensor *t = &m->tensors[idx[i]];
+        s = rotq_safetensors_pwrite_tensor(fd, offs[i], t, rotq_safetensors_out_dtype(t, want), path);
+    }
+    if (s == ROTQ_OK && fsync(fd) != 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
+    if (fd >= 0 && close(fd) != 0 && s == ROTQ_OK) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot close: %s", path, strerror(errno));
+    free(head);
+    free(offs);
     return s;
 }

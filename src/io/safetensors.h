@@ -29,4 +29,13 @@ rotq_dtype rotq_safetensors_out_dtype(const rotq_tensor *t, rotq_dtype want);
 rotq_status rotq_safetensors_write(const rotq_model *m, const int64_t *idx, int64_t n, rotq_dtype want,
                                    const char *path);
 
+/* The layout of a file holding tensors idx[0..n) converted to `want`: its first bytes (length
+ * prefix and JSON header, malloc'd into *head) and each tensor's byte offset in the file. */
+rotq_status rotq_safetensors_layout(const rotq_model *m, const int64_t *idx, int64_t n, rotq_dtype want, const char *path,
+                                    uint8_t **head, uint64_t *head_len, uint64_t *file_offsets);
+
+/* Writes tensor t converted to `out` at byte `off` of the open file fd (pwrite; conversion spread
+ * over OpenMP threads, bitwise when out is its dtype). */
+rotq_status rotq_safetensors_pwrite_tensor(int fd, uint64_t off, const rotq_tensor *t, rotq_dtype out, const char *path);
+
 #endif

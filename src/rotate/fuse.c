@@ -11,20 +11,7 @@
 #include "rotate/fuse.h"
 #include "rotate/rotate.h"
 
-rotq_status rotq_scale_linear_input(rotq_tensor *w, const double *s) {
-    if (w->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: expected a 2-D linear weight", w->name);
-    int64_t rows = w->shape[0], cols = w->shape[1];
-    double *d = malloc((size_t)(rows * cols) * sizeof *d);
-    if (!d) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory scaling %s", w->name);
-    rotq_status st = rotq_tensor_to_f64(w, d);
-    if (st == ROTQ_OK) {
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) d[r * cols + c] *= s[c];
-        st = rotq_tensor_set_f64(w, d);
-    }
-    free(d);
-    return st;
-}
+rotq_status rotq_scale_linear_input(rotq_tensor *w, const double *s) { return rotq_scale_columns(w, s); }
 
 /* Whether every element of t plus `offset` equals `want` (true when t is NULL). */
 static bool tensor_all(const rotq_tensor *t, double offset, double want) {
@@ -47,7 +34,7 @@ static bool final_norm_is_unit(const rotq_model *m) {
 
 rotq_status rotq_op_untie_embeddings(rotq_rotate_ctx *ctx) {
     rotq_model *m = ctx->m;
-    if (!m->hp.tied_embeddings || rotq_model_role(m, ROLE_LM_HEAD, -1)) return ROTQ_OK;
+    if (!ctx->globals || !m->hp.tied_embeddings || rotq_model_role(m, ROLE_LM_HEAD, -1)) return ROTQ_OK;
     /* Tied weights stay tied when nothing will make the two uses differ. */
     if (!ctx->opt->fuse_norms || final_norm_is_unit(m)) return ROTQ_OK;
     const rotq_arch_tensor *head = rotq_arch_tensor_for(m->arch, ROLE_LM_HEAD);
@@ -175,18 +162,25 @@ rotq_status rotq_op_fuse_norms(rotq_rotate_ctx *ctx) {
     if (!ctx->opt->fuse_norms) return ROTQ_OK;
     bool layer_norm = rotq_model_norm_kind(m) == ROTQ_NORM_LAYER;
     /* checked before anything changes */
-    if (m->hp.tied_embeddings && !rotq_model_role(m, ROLE_LM_HEAD, -1) && !final_norm_is_unit(m))
+    if (ctx->globals && m->hp.tied_embeddings && !rotq_model_role(m, ROLE_LM_HEAD, -1) && !final_norm_is_unit(m))
         return rotq_fail(ROTQ_ERR_ARG, "%s: the final norm cannot be fused into a tied lm_head; run untie_embeddings first", m->source_path);
-    if (layer_norm) ROTQ_TRY(center_stream(m));
+    if (layer_norm) {
+        /* centring and the mean-keeping R1 touch the whole model at once: never streamed (plan.c) */
+        if (!ctx->globals || ctx->layer_begin != 0 || ctx->layer_end != (int32_t)m->hp.n_layers)
+            return rotq_fail(ROTQ_ERR_ARG, "%s: LayerNorm fusion runs on the whole model, not layer by layer", m->source_path);
+        ROTQ_TRY(center_stream(m));
+    }
     for (int32_t gi = 0; gi < m->arch->n_groups; gi++) {
         const rotq_norm_group *g = &m->arch->groups[gi];
         const rotq_arch_tensor *nt = rotq_arch_tensor_for(m->arch, g->norm);
-        if (!nt) continue;
-        int64_t nl = nt->per_layer ? m->hp.n_layers : 1;
-        for (int64_t L = 0; L < nl; L++) ROTQ_TRY(fuse_group(ctx, g, nt->per_layer ? (int32_t)L : -1));
+        if (!nt || (!nt->per_layer && !ctx->globals)) continue;
+        if (!nt->per_layer) ROTQ_TRY(fuse_group(ctx, g, -1));
+        else for (int32_t L = ctx->layer_begin; L < ctx->layer_end; L++) ROTQ_TRY(fuse_group(ctx, g, L));
     }
-    m->rot.norms_fused = true;
-    if (layer_norm) m->rot.ln_as_rms = true;
+    if (ctx->globals) {
+        m->rot.norms_fused = true;
+        if (layer_norm) m->rot.ln_as_rms = true;
+    }
     return ROTQ_OK;
 }
 

@@ -100,21 +100,36 @@ static bool reads_stream(int32_t role) {
            role == ROLE_GATE_UP || role == ROLE_LM_HEAD;
 }
 
+static bool in_call(const rotq_rotate_ctx *ctx, const rotq_tensor *t) {
+    return t->layer < 0 ? ctx->globals : t->layer >= ctx->layer_begin && t->layer < ctx->layer_end;
+}
+
 static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
     rotq_model *m = ctx->m;
     const rotq_rotate_options *o = ctx->opt;
     if (o->r1 == ROTQ_R_NONE) return ROTQ_OK;
-    if (!m->rot.norms_fused)
-        return rotq_fail(ROTQ_ERR_ARG, "%s: R1 needs the norms fused first (the architecture's ops must run fuse_norms before rotate_r1)",
-                         m->source_path);
-    rotq_rotation *R, *effective = NULL;
-    ROTQ_TRY(make_rotation(o->r1, o->r1_file, m->hp.hidden, o->seed, "R1", o->verbose, &R));
-    rotq_rotate_opts ro = rotq_rotate_defaults();
     rotq_status s = ROTQ_OK;
-    /* fused LayerNorm: R1 must keep the stream zero-mean (fuse.c) */
-    if (m->rot.ln_as_rms && m->arch->norm == ROTQ_NORM_LAYER) s = rotq_r1_keep_mean(m, R, o->save_rotations ? &effective : NULL);
+    if (ctx->first) {
+        if (!m->rot.norms_fused)
+            return rotq_fail(ROTQ_ERR_ARG, "%s: R1 needs the norms fused first (the architecture's ops must run fuse_norms before rotate_r1)",
+                             m->source_path);
+        ROTQ_TRY(make_rotation(o->r1, o->r1_file, m->hp.hidden, o->seed, "R1", o->verbose, &ctx->r1));
+        snprintf(m->rot.r1, sizeof m->rot.r1, "%s", ctx->r1->desc);
+        /* fused LayerNorm: R1 must keep the stream zero-mean (fuse.c); such models are never
+         * streamed, so this first call sees every tensor */
+        rotq_rotation *effective = NULL;
+        if (m->rot.ln_as_rms && m->arch->norm == ROTQ_NORM_LAYER)
+            s = rotq_r1_keep_mean(m, ctx->r1, o->save_rotations ? &effective : NULL);
+        if (s == ROTQ_OK) s = save_rotation(o, effective ? effective : ctx->r1, "r1");
+        rotq_rotation_free(effective);
+        ROTQ_TRY(s);
+    }
+    const rotq_rotation *R = ctx->r1;
+    if (!R) return rotq_fail(ROTQ_ERR_ARG, "%s: rotate_r1 ran on layers before its first call", m->source_path);
+    rotq_rotate_opts ro = rotq_rotate_defaults();
     for (int64_t i = 0; s == ROTQ_OK && i < m->n_tensors; i++) {
         rotq_tensor *t = &m->tensors[i];
+        if (!in_call(ctx, t)) continue;
         if (t->role == ROLE_EMBED || t->role == ROLE_POS_EMBED || t->role == ROLE_ATTN_NORM_BIAS ||
             t->role == ROLE_MLP_NORM_BIAS || t->role == ROLE_FINAL_NORM_BIAS) /* a norm bias lives in the stream basis */
             s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_OUTPUT, R, &ro);
@@ -126,10 +141,6 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
         if (o->verbose && t->layer >= 0 && t->role == ROLE_DOWN)
             fprintf(stderr, "rotq: R1 layer %d/%lld\n", t->layer + 1, (long long)m->hp.n_layers);
     }
-    snprintf(m->rot.r1, sizeof m->rot.r1, "%s", R->desc);
-    if (s == ROTQ_OK) s = save_rotation(o, effective ? effective : R, "r1");
-    rotq_rotation_free(effective);
-    rotq_rotation_free(R);
     return s;
 }
 
@@ -139,7 +150,7 @@ static rotq_status op_rotate_r2(rotq_rotate_ctx *ctx) {
     if (o->r2 == ROTQ_R_NONE) return ROTQ_OK;
     const rotq_hparams *hp = &m->hp;
     int64_t hd = hp->head_dim;
-    for (int32_t L = 0; L < hp->n_layers; L++) {
+    for (int32_t L = ctx->layer_begin; L < ctx->layer_end; L++) {
         rotq_rotation *R;
         char site[32];
         snprintf(site, sizeof site, "R2 layer %d", L);
@@ -186,41 +197,95 @@ static void plan_online(rotq_online_rotation *r, int64_t n, uint64_t seed, const
 static rotq_status op_online_r4(rotq_rotate_ctx *ctx) {
     rotq_model *m = ctx->m;
     if (!ctx->opt->r4) return ROTQ_OK;
-    if (m->rot.r4.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R4 is already applied to this model", m->source_path);
-    plan_online(&m->rot.r4, m->hp.intermediate, ctx->opt->seed + 0x5eed4, "R4");
-    rotq_rotation *R;
-    ROTQ_TRY(rotq_online_rotation_make(&m->rot.r4, &R));
+    if (ctx->first) {
+        if (m->rot.r4.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R4 is already applied to this model", m->source_path);
+        plan_online(&m->rot.r4, m->hp.intermediate, ctx->opt->seed + 0x5eed4, "R4");
+        rotq_status s = rotq_online_rotation_make(&m->rot.r4, &ctx->r4);
+        if (s == ROTQ_OK) s = save_rotation(ctx->opt, ctx->r4, "r4");
+        if (s != ROTQ_OK) {
+            m->rot.r4.on = false;
+            return s;
+        }
+    }
+    if (!ctx->r4) return rotq_fail(ROTQ_ERR_ARG, "%s: online_r4 ran on layers before its first call", m->source_path);
     rotq_rotate_opts ro = rotq_rotate_defaults();
     rotq_status s = ROTQ_OK;
-    for (int32_t L = 0; s == ROTQ_OK && L < m->hp.n_layers; L++)
-        s = rotq_op_rotate(rotq_model_role(m, ROLE_DOWN, L), NULL, ROTQ_ROTATE_INPUT, R, &ro);
-    if (s == ROTQ_OK) s = save_rotation(ctx->opt, R, "r4");
-    rotq_rotation_free(R);
+    for (int32_t L = ctx->layer_begin; s == ROTQ_OK && L < ctx->layer_end; L++)
+        s = rotq_op_rotate(rotq_model_role(m, ROLE_DOWN, L), NULL, ROTQ_ROTATE_INPUT, ctx->r4, &ro);
     if (s != ROTQ_OK) m->rot.r4.on = false;
     return s;
 }
 
 static rotq_status op_online_r3(rotq_rotate_ctx *ctx) {
     rotq_model *m = ctx->m;
-    if (!ctx->opt->r3) return ROTQ_OK;
+    if (!ctx->opt->r3 || !ctx->first) return ROTQ_OK;
     if (m->rot.r3.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R3 is already applied to this model", m->source_path);
     plan_online(&m->rot.r3, m->hp.head_dim, ctx->opt->seed + 0x5eed3, "R3");
     return ROTQ_OK;
 }
 
-rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts) {
-    rotq_rotate_options o = opts ? *opts : rotq_rotate_options_default();
-    rotq_rotate_ctx ctx = {.m = m, .opt = &o};
+/* One call of every operation of the architecture, in order, over what ctx covers. */
+static rotq_status run_ops(rotq_rotate_ctx *ctx) {
+    const rotq_model *m = ctx->m;
     for (int32_t i = 0; i < m->arch->n_ops; i++) {
         rotq_op_fn fn = rotq_op_find(m->arch->ops[i]);
         if (!fn)
             return rotq_fail(ROTQ_ERR_UNSUPPORTED, "architecture %s lists operation \"%s\", which is not registered", m->arch->name,
                              m->arch->ops[i]);
-        if (o.verbose) fprintf(stderr, "rotq: %s\n", m->arch->ops[i]);
-        rotq_status s = fn(&ctx);
+        if (ctx->opt->verbose && ctx->first) fprintf(stderr, "rotq: %s\n", m->arch->ops[i]);
+        rotq_status s = fn(ctx);
         if (s != ROTQ_OK) return rotq_fail_context(s, "%s", m->arch->ops[i]);
     }
-    if (o.verbose && ctx.params_added)
-        fprintf(stderr, "rotq: untied embeddings: %lld parameters added\n", (long long)ctx.params_added);
     return ROTQ_OK;
+}
+
+static void ctx_done(rotq_rotate_ctx *ctx, rotq_status s) {
+    rotq_rotation_free(ctx->r1);
+    rotq_rotation_free(ctx->r4);
+    ctx->r1 = ctx->r4 = NULL;
+    if (s == ROTQ_OK && ctx->opt->verbose && ctx->params_added)
+        fprintf(stderr, "rotq: untied embeddings: %lld parameters added\n", (long long)ctx->params_added);
+}
+
+rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts) {
+    rotq_rotate_options o = opts ? *opts : rotq_rotate_options_default();
+    rotq_rotate_ctx ctx = {.m = m, .opt = &o, .layer_begin = 0, .layer_end = (int32_t)m->hp.n_layers, .globals = true, .first = true};
+    rotq_status s = run_ops(&ctx);
+    ctx_done(&ctx, s);
+    return s;
+}
+
+/* Operations known to handle one call per layer (ctx ranges); with any other the model is rotated
+ * whole first. */
+static bool layerwise(rotq_op_fn fn) {
+    return fn == rotq_op_untie_embeddings || fn == rotq_op_fuse_norms || fn == op_rotate_r1 || fn == op_rotate_r2 ||
+           fn == op_online_r4 || fn == op_online_r3;
+}
+
+rotq_status rotq_rotate_model_streamed(rotq_model *m, const rotq_rotate_options *opts, rotq_tensor_sink sink, void *user) {
+    rotq_rotate_options o = opts ? *opts : rotq_rotate_options_default();
+    /* LayerNorm fusion (centring, the mean-keeping R1) works on the whole model at once */
+    bool stream = m->hp.n_layers > 0 && rotq_model_norm_kind(m) != ROTQ_NORM_LAYER;
+    for (int32_t i = 0; stream && i < m->arch->n_ops; i++) stream = layerwise(rotq_op_find(m->arch->ops[i]));
+    if (!stream) {
+        ROTQ_TRY(rotq_rotate_model(m, &o));
+        for (int64_t i = 0; i < m->n_tensors; i++) ROTQ_TRY(sink(user, m, &m->tensors[i]));
+        return ROTQ_OK;
+    }
+    const int32_t nl = (int32_t)m->hp.n_layers;
+    rotq_rotate_ctx ctx = {.m = m, .opt = &o, .layer_begin = 0, .layer_end = 0, .globals = true, .first = true};
+    rotq_status s = run_ops(&ctx);
+    /* tensors of no layer (or of one the operations never visit) are final after the global calls */
+    for (int64_t i = 0; s == ROTQ_OK && i < m->n_tensors; i++)
+        if (m->tensors[i].layer < 0 || m->tensors[i].layer >= nl) s = sink(user, m, &m->tensors[i]);
+    for (int32_t L = 0; s == ROTQ_OK && L < nl; L++) {
+        ctx.globals = ctx.first = false;
+        ctx.layer_begin = L;
+        ctx.layer_end = L + 1;
+        s = run_ops(&ctx);
+        for (int64_t i = 0; s == ROTQ_OK && i < m->n_tensors; i++)
+            if (m->tensors[i].layer == L) s = sink(user, m, &m->tensors[i]);
+    }
+    ctx_done(&ctx, s);
+    return s;
 }

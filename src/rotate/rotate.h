@@ -186,6 +186,8 @@ rotq_status rotq_rotate_linear_output(rotq_tensor *W, rotq_tensor *bias, const r
                                       const rotq_rotate_opts *o);
 /* E[vocab, d] ← E·R. */
 rotq_status rotq_rotate_embedding_output(rotq_tensor *E, const rotq_rotation *R, const rotq_rotate_opts *o);
+/* W[out, in]: column j ← s[j]·column j (in double, stored in the tensor's dtype; OpenMP over rows). */
+rotq_status rotq_scale_columns(rotq_tensor *W, const double *s);
 /* Removes the mean over the output features (rows [row_begin,row_end) of a linear; each row of an
  * embedding), so a following LayerNorm's centring becomes a no-op. */
 rotq_status rotq_center_output(rotq_tensor *t, rotq_tensor *bias, const rotq_rotate_opts *o);
