@@ -36,7 +36,7 @@ print("| weights | rotation | " + " | ".join(f"W4 {a}" for _, a in acts) + " | q
 print("|---|---|" + "---|" * len(acts) + "---|")
 print(f"| float | none | {base['perplexity']:.3f} (float baseline, {base['seconds']:.0f} s) |" + " |" * (len(acts) - 1)
       + " — |")
-calib = None
+calib = []
 for key, rot, method in rows:
     q = load("quantize-" + key)
     if q is None:
@@ -47,15 +47,15 @@ for key, rot, method in rows:
         cells.append(f"{e['perplexity']:.3f} ({e['eval_seconds']:.0f} s)" if e else "—")
     qt = q.get("seconds", 0.0)
     if method == "GPTQ":
-        calib = q
+        calib.append((rot, q))
     print(f"| W4 {method} | {rot} | " + " | ".join(cells) + f" | {qt:.0f} s |")
 print()
 print("Perplexity (eval time in parentheses). Weights: symmetric per-channel 4-bit with the clip search; "
       "activations: symmetric per-token at every linear input (lm_head float), clip 0.9 at 4 bits; "
       "KV cache: asymmetric per head, clip 0.95 at 4 bits. "
-      + (f"GPTQ calibration: {calib.get('calib_tokens', '?')} tokens "
-         f"(calibration forward {calib.get('calib_seconds', 0):.0f} s, GPTQ {calib.get('rtn_or_gptq_seconds', 0):.0f} s)."
-         if calib else ""))
+      + ("GPTQ calibration: " + "; ".join(
+          f"{q.get('calib_tokens', '?')} tokens, calibration forward {q.get('calib_seconds', 0):.0f} s and GPTQ "
+          f"{q.get('rtn_or_gptq_seconds', 0):.0f} s (rotation {rot})" for rot, q in calib) + "." if calib else ""))
 print("\nCommands:\n")
 print("```")
 for name in ["baseline"] + [f"{p}-{k}" for k, _, _ in rows for p in ["quantize"]] + \
