@@ -36,4 +36,7 @@ int cli_load(const char *cmd, const char *path, const char *arch_file, const cha
  * 0 when argv[*i] is not one, -1 (error printed) when its value is bad. In cmd_rotate.c. */
 int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotate_options *ro);
 int cmd_stats(int argc, char **argv);
+/* Reads a text to score, NUL-terminated: *format 0 picks wikitext (1: rows joined as the papers do)
+ * for files named wiki.*.raw, else plain bytes (2), and is set to the choice. 1 on error (printed). */
+int cli_read_text(const char *cmd, const char *path, int *format, char **text, uint64_t *len);
 #endif

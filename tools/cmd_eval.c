@@ -3,7 +3,6 @@
  * QuaRot measurement in one run. Also the option parser rotq quantize shares (quant_cli.h). */
 #include <errno.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -262,29 +261,10 @@ void quant_cli_rotation_desc(const quant_cli *c, char *out, size_t size) {
 
 int quant_cli_tokenize_file(const char *cmd, const rotq_tokenizer *tok, const char *path, int format, int32_t **ids,
                             int64_t *n, uint64_t *bytes, bool *wikitext) {
-    uint8_t *raw;
-    uint64_t size, len;
+    uint64_t len;
     char *text;
-    rotq_status s = rotq_read_file(path, &raw, &size);
-    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
-    if (format == 0) {
-        char copy[4096];
-        snprintf(copy, sizeof copy, "%s", path);
-        const char *base = basename(copy);
-        size_t bl = strlen(base);
-        format = strncmp(base, "wiki.", 5) == 0 && bl > 4 && strcmp(base + bl - 4, ".raw") == 0 ? 1 : 2;
-    }
-    if (format == 1) {
-        s = rotq_text_join_rows(raw, size, &text, &len);
-        free(raw);
-        if (s != ROTQ_OK) return cli_lib_error(cmd, s);
-    } else {
-        text = realloc(raw, size + 1);
-        if (!text) { free(raw); return cli_error(cmd, "out of memory"); }
-        text[size] = 0;
-        len = size;
-    }
-    s = rotq_tokenizer_encode(tok, text, len, false, ids, n);
+    if (cli_read_text(cmd, path, &format, &text, &len)) return 1;
+    rotq_status s = rotq_tokenizer_encode(tok, text, len, false, ids, n);
     free(text);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
     *bytes = len;
@@ -388,8 +368,8 @@ int cmd_eval(int argc, char **argv) {
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
 
     int64_t n_ids;
-    uint64_t text_bytes;
-    bool wikitext;
+    uint64_t text_bytes = 0;
+    bool wikitext = false;
     if (quant_cli_tokenize_file(cmd, tok, c.text, c.text_format, &ids, &n_ids, &text_bytes, &wikitext)) goto done;
     rotq_ppl_options po;
     memset(&po, 0, sizeof po);

@@ -2,7 +2,6 @@
  * Also the debug path behind the oracle tests: --ids ... --dump-logits FILE writes raw logits. */
 #include <errno.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,26 +240,8 @@ int cmd_ppl(int argc, char **argv) {
     }
 
     /* the text, read as the chosen format */
-    uint8_t *raw;
-    uint64_t raw_size, text_len;
-    if ((s = rotq_read_file(text_path, &raw, &raw_size)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    if (text_format == 0) {
-        char copy[4096];
-        snprintf(copy, sizeof copy, "%s", text_path);
-        const char *base = basename(copy);
-        size_t bl = strlen(base);
-        text_format = strncmp(base, "wiki.", 5) == 0 && bl > 4 && strcmp(base + bl - 4, ".raw") == 0 ? 1 : 2;
-    }
-    if (text_format == 1) {
-        s = rotq_text_join_rows(raw, raw_size, &text, &text_len);
-        free(raw);
-        if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    } else {
-        text = realloc(raw, raw_size + 1);
-        if (!text) { free(raw); cli_error(cmd, "out of memory"); goto done; }
-        text[raw_size] = 0;
-        text_len = raw_size;
-    }
+    uint64_t text_len;
+    if (cli_read_text(cmd, text_path, &text_format, &text, &text_len)) goto done;
 
     if ((s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     bool tok_bos = rotq_tokenizer_add_bos_default(tok);

@@ -1,4 +1,5 @@
 /* rotq: command dispatch and shared option helpers. */
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "core/model.h"
+#include "eval/eval.h"
 
 static const rotq_command commands[] = {
     {"info", cmd_info, "describe a model: architecture, sizes, dtypes, rotation sites"},
@@ -99,4 +102,31 @@ int cli_load(const char *cmd, const char *path, const char *arch_file, const cha
     lo.tokenizer = tokenizer;
     rotq_status s = rotq_model_load(path, &lo, m);
     return s == ROTQ_OK ? 0 : cli_lib_error(cmd, s);
+}
+
+int cli_read_text(const char *cmd, const char *path, int *format, char **text, uint64_t *len) {
+    uint8_t *raw;
+    uint64_t size;
+    rotq_status s = rotq_read_file(path, &raw, &size);
+    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
+    if (*format == 0) {
+        char copy[4096];
+        snprintf(copy, sizeof copy, "%s", path);
+        const char *base = basename(copy);
+        size_t bl = strlen(base);
+        *format = strncmp(base, "wiki.", 5) == 0 && bl > 4 && strcmp(base + bl - 4, ".raw") == 0 ? 1 : 2;
+    }
+    if (*format == 1) {
+        s = rotq_text_join_rows(raw, size, text, len);
+        free(raw);
+        return s == ROTQ_OK ? 0 : cli_lib_error(cmd, s);
+    }
+    *text = realloc(raw, size + 1);
+    if (!*text) {
+        free(raw);
+        return cli_error(cmd, "out of memory");
+    }
+    (*text)[size] = 0;
+    *len = size;
+    return 0;
 }
