@@ -1,5 +1,10 @@
 #include "testutil.h"
 
+#include <math.h>
+
+#include "arch/arch.h"
+#include "core/model.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,4 +39,53 @@ int tu_finish(const char *name) {
     }
     printf("%s: %d checks, %d failed\n", name, tu_checks, tu_failures);
     return tu_failures ? 1 : 0;
+}
+
+static double tu_urand(unsigned long long *st) { /* xorshift64*, uniform in [0, 1) */
+    *st ^= *st >> 12; *st ^= *st << 25; *st ^= *st >> 27;
+    return (double)((*st * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+
+double tu_nrand(unsigned long long *st) { return sqrt(-2.0 * log(tu_urand(st) + 1e-300)) * cos(2 * M_PI * tu_urand(st)); }
+
+static void tu_add(rotq_model *m, unsigned long long *st, const char *tmpl, int32_t layer, int64_t rows, int64_t cols,
+                   double scale, double mean) {
+    char name[ROTQ_NAME_MAX];
+    rotq_arch_expand(tmpl, layer, name, sizeof name);
+    int64_t n = rows * (cols ? cols : 1);
+    float *p = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(mean + scale * tu_nrand(st));
+    int64_t shape[2] = {rows, cols};
+    if (rotq_model_add_tensor(m, name, ROTQ_F32, cols ? 2 : 1, shape, p, (uint64_t)n * 4, true) != ROTQ_OK) {
+        fprintf(stderr, "add %s: %s\n", name, rotq_last_error());
+        exit(1);
+    }
+}
+
+rotq_model *tu_random_llama(const tu_llama_shape *s, unsigned long long seed) {
+    unsigned long long st = seed ? seed : 1;
+    rotq_model *m = rotq_model_new();
+    m->arch = rotq_arch_find("llama");
+    rotq_hparams *hp = &m->hp;
+    snprintf(hp->arch, sizeof hp->arch, "llama");
+    int64_t D = s->d, FF = s->ff, NH = s->heads, NKV = s->kv_heads, HD = s->head_dim, V = s->vocab;
+    hp->hidden = D; hp->intermediate = FF; hp->n_layers = s->layers; hp->n_heads = NH; hp->n_kv_heads = NKV;
+    hp->head_dim = HD; hp->rotary_dim = HD; hp->vocab = V; hp->max_pos = 128; hp->norm_eps = 1e-5;
+    hp->rope_theta = 10000; hp->bos_id = 1; hp->eos_id = 2;
+    tu_add(m, &st, "model.embed_tokens.weight", 0, V, D, 1.0, 0);
+    for (int32_t l = 0; l < s->layers; l++) {
+        tu_add(m, &st, "model.layers.{L}.input_layernorm.weight", l, D, 0, 0.2, 1);
+        tu_add(m, &st, "model.layers.{L}.self_attn.q_proj.weight", l, NH * HD, D, 1 / sqrt((double)D), 0);
+        tu_add(m, &st, "model.layers.{L}.self_attn.k_proj.weight", l, NKV * HD, D, 1 / sqrt((double)D), 0);
+        tu_add(m, &st, "model.layers.{L}.self_attn.v_proj.weight", l, NKV * HD, D, 1 / sqrt((double)D), 0);
+        tu_add(m, &st, "model.layers.{L}.self_attn.o_proj.weight", l, D, NH * HD, 1 / sqrt((double)(NH * HD)), 0);
+        tu_add(m, &st, "model.layers.{L}.post_attention_layernorm.weight", l, D, 0, 0.2, 1);
+        tu_add(m, &st, "model.layers.{L}.mlp.gate_proj.weight", l, FF, D, 1 / sqrt((double)D), 0);
+        tu_add(m, &st, "model.layers.{L}.mlp.up_proj.weight", l, FF, D, 1 / sqrt((double)D), 0);
+        tu_add(m, &st, "model.layers.{L}.mlp.down_proj.weight", l, D, FF, 1 / sqrt((double)FF), 0);
+    }
+    tu_add(m, &st, "model.norm.weight", 0, D, 0, 0.2, 1);
+    tu_add(m, &st, "lm_head.weight", 0, V, D, 1 / sqrt((double)D), 0);
+    if (rotq_model_bind_arch(m) != ROTQ_OK) { fprintf(stderr, "bind: %s\n", rotq_last_error()); exit(1); }
+    return m;
 }

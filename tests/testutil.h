@@ -24,6 +24,14 @@ const char *tu_shared(const char *rel);
 const char *tu_tmpdir(void);
 /* Prints the summary line and returns the process exit code. */
 int tu_finish(const char *name);
+/* A small random Llama model in memory (float32, untied lm_head), from `seed`: weights N(0, 1/fan_in),
+ * norm gains 1 + N(0, 0.04). The arch is bound; free with rotq_model_free. */
+typedef struct tu_llama_shape { int d, ff, layers, heads, kv_heads, head_dim, vocab; } tu_llama_shape;
+struct rotq_model;
+struct rotq_model *tu_random_llama(const tu_llama_shape *s, unsigned long long seed);
+/* Normal(0, 1) from a xorshift64* stream in *state. */
+double tu_nrand(unsigned long long *state);
+
 /* Exit code 77 tells CTest the test was skipped. */
 #define TU_SKIP 77
 #endif

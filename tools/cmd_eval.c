@@ -207,6 +207,11 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
                 return cli_error(cmd, "--baseline needs original, rotated or none");
             c->baseline = v;
         } else if (cli_is(a, "--no-baseline")) c->baseline = "none";
+        else if (cli_is(a, "--products")) {
+            if (!(v = cli_value(argc, argv, &i)) || (strcmp(v, "int") && strcmp(v, "float")))
+                return cli_error(cmd, "--products needs int or float");
+            c->float_products = strcmp(v, "float") == 0;
+        }
         else if (cli_is(a, "--json")) c->json = true;
         else if (cli_is(a, "--quiet")) c->quiet = true;
         else if (cli_is(a, "--arch-file")) {
@@ -316,7 +321,10 @@ static const char *help_head =
     "  --max-windows N    score only the first N windows (faster; say so when reporting)\n"
     "  --baseline original|rotated|none  float reference: the model as loaded (default), after the\n"
     "                     rotation (a check that rotation kept the function), or skip it\n"
-    "  --json             machine-readable result on stdout;  --quiet  no progress\n";
+    "  --json             machine-readable result on stdout;  --quiet  no progress\n"
+    "  --products int|float  quantized linears: exact integer sums of the codes, scaled once, where\n"
+    "                     weights sit on a symmetric per-channel grid of <= 7 bits and activations are\n"
+    "                     per token (default int; else float), or fake-quantized floats through sgemm\n";
 
 typedef struct eval_progress { bool quiet, tty; const char *label; int64_t ctx; } eval_progress;
 
@@ -330,21 +338,42 @@ static void progress(void *ctx, int64_t window, int64_t n_windows, double nll, i
     fflush(stderr);
 }
 
-/* Perplexity of m as it stands, with its online rotations and the fake-quant hooks of q. */
+/* Perplexity of m as it stands, with its online rotations and the fake-quant hooks of q. With
+ * `ints`, linears multiply integer codes when the weights allow it (*products says which ran). */
 static int run_ppl(const char *cmd, rotq_model *m, const quant_cli *c, const rotq_quant_options *q, const int32_t *ids,
-                   int64_t n, rotq_ppl_options *po, const char *label, rotq_ppl_result *res) {
+                   int64_t n, rotq_ppl_options *po, const char *label, bool ints, char *products, size_t products_size,
+                   rotq_ppl_result *res) {
     rotq_runner *r = NULL;
     rotq_online *online = NULL;
+    rotq_int_linears *il = NULL;
     rotq_fakequant fq = rotq_quant_fakequant(q, m);
-    rotq_hooks h = rotq_fakequant_hooks(&fq);
     eval_progress pp = {c->quiet, isatty(2) != 0, label, po->ctx};
     po->progress = progress;
     po->progress_ctx = &pp;
     rotq_status s = rotq_runner_new(m, c->q.threads, &r);
+    if (s == ROTQ_OK && products) snprintf(products, products_size, "float");
+    if (s == ROTQ_OK && ints && products) {
+        bool w_ok = q->w_method != ROTQ_WQ_NONE && q->w_bits <= 7 && !q->w_asym && q->w_group <= 0;
+        bool a_ok = rotq_act_on(&q->act) && q->act.group <= 0;
+        if (!w_ok || !a_ok) {
+            snprintf(products, products_size, "float (integer products need per-channel symmetric weights and per-token "
+                     "activations)");
+        } else if (rotq_int_linears_build(r, q->w_bits, &il) == ROTQ_OK && rotq_fakequant_use_ints(&fq, il) == ROTQ_OK) {
+            snprintf(products, products_size, "int (%lld linears: exact int32 sums of W%d x A%d codes, scaled once)",
+                     (long long)rotq_int_linears_count(il), q->w_bits, q->act.bits);
+        } else {
+            snprintf(products, products_size, "float (%s)", rotq_last_error());
+            rotq_int_linears_free(il);
+            il = NULL;
+        }
+    }
+    rotq_hooks h = rotq_fakequant_hooks(&fq);
     if (s == ROTQ_OK) s = rotq_online_install(r, rotq_quant_has_runtime(q) ? &h : NULL, &online);
     if (s == ROTQ_OK) s = rotq_ppl_eval(r, ids, n, po, res);
     rotq_runner_free(r);
     rotq_online_free(online);
+    rotq_fakequant_release(&fq);
+    rotq_int_linears_free(il);
     return s == ROTQ_OK ? 0 : cli_lib_error(cmd, s);
 }
 
@@ -393,7 +422,7 @@ int cmd_eval(int argc, char **argv) {
     rotq_quant_options none = rotq_quant_defaults();
     rotq_ppl_result base = {0}, quant = {0};
     bool have_base = strcmp(c.baseline, "none") != 0;
-    if (strcmp(c.baseline, "original") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", &base)) goto done;
+    if (strcmp(c.baseline, "original") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", false, NULL, 0, &base)) goto done;
 
     double t_rot = 0.0;
     if (c.rotate) {
@@ -403,14 +432,16 @@ int cmd_eval(int argc, char **argv) {
         if ((s = rotq_rotate_model(m, &ro)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
         t_rot = now_s() - t0;
     }
-    if (strcmp(c.baseline, "rotated") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "rotated float", &base)) goto done;
+    if (strcmp(c.baseline, "rotated") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "rotated float", false, NULL, 0, &base)) goto done;
 
     rotq_quant_report rep;
     memset(&rep, 0, sizeof rep);
     int64_t calib_text_tokens = 0;
     double t_quant = 0.0;
     if (quant_cli_quantize(cmd, m, &c, tok, &rep, &calib_text_tokens, &t_quant)) goto done;
-    if (run_ppl(cmd, m, &c, &c.q, ids, n_ids, &po, "quantized", &quant)) goto done;
+    char products[512];
+    if (run_ppl(cmd, m, &c, &c.q, ids, n_ids, &po, "quantized", !c.float_products, products, sizeof products, &quant))
+        goto done;
     double t_total = now_s() - t_start;
 
     char qdesc[512], rdesc[256], bos_desc[64], calib_desc[512];
@@ -448,6 +479,7 @@ int cmd_eval(int argc, char **argv) {
         json_object_set_new(j, "quantization", json_string(qdesc));
         if (c.preset) json_object_set_new(j, "preset", json_string(c.preset));
         json_object_set_new(j, "calibration", json_string(calib_desc));
+        json_object_set_new(j, "products", json_string(products));
         json_object_set_new(j, "seed", json_integer((json_int_t)c.q.seed));
         json_object_set_new(j, "baseline", json_string(c.baseline));
         if (have_base) {
@@ -482,6 +514,7 @@ int cmd_eval(int argc, char **argv) {
         if (c.preset) printf("quantization %s  (preset %s)\n", qdesc, c.preset);
         else printf("quantization %s\n", qdesc);
         printf("calibration  %s\n", calib_desc);
+        printf("products     %s\n", products);
         if (c.q.w_method != ROTQ_WQ_NONE && c.q.w_bits < 16)
             printf("weights      %lld linears, %lld weights in %.1f s (calibration forward %.1f s, %s %.1f s)%s\n",
                    (long long)rep.n_linears, (long long)rep.n_params, t_quant, rep.calib_seconds, gptq ? "GPTQ" : "RTN",

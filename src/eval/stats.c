@@ -65,9 +65,16 @@ static rotq_status on_down(void *ctx, int32_t l, float *x, int64_t rows, int64_t
     return h->next.down_input ? h->next.down_input(h->next.ctx, l, x, rows, cols) : ROTQ_OK;
 }
 
+static rotq_status on_product(void *ctx, int32_t l, rotq_role role, const float *x, int64_t rows, int64_t n_in, float *out,
+                              int64_t n_out, const float *b, bool accumulate, bool *done) {
+    rotq_act_stats *h = ctx;
+    return h->next.linear ? h->next.linear(h->next.ctx, l, role, x, rows, n_in, out, n_out, b, accumulate, done) : ROTQ_OK;
+}
+
 rotq_hooks rotq_act_stats_hooks(rotq_act_stats *st, const rotq_hooks *next) {
     st->next = next ? *next : (rotq_hooks){0};
-    return (rotq_hooks){.ctx = st, .linear_input = on_linear, .qk_rope = on_qk, .v = on_v, .down_input = on_down};
+    return (rotq_hooks){.ctx = st, .linear_input = on_linear, .qk_rope = on_qk, .v = on_v, .down_input = on_down,
+                        .linear = on_product};
 }
 
 double rotq_site_max_over_rms(const rotq_site_stats *s) {

@@ -296,6 +296,17 @@ void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int6
     }
 }
 
+/* A decoder linear: the hooks' product when one takes it, else the float product. */
+static rotq_status linear(const rotq_runner *r, int32_t l, rotq_role role, float *out, const float *x, const float *w,
+                          const float *b, int64_t T, int64_t n_in, int64_t n_out, bool accumulate) {
+    if (r->hooks.linear) {
+        bool done = false;
+        rotq_status s = r->hooks.linear(r->hooks.ctx, l, role, x, T, n_in, out, n_out, b, accumulate, &done);
+        if (s != ROTQ_OK || done) return s;
+    }
+    rotq_linear_forward(out, x, w, b, T, n_in, n_out, accumulate);
+    return ROTQ_OK;
+}
 rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer) {
     return r->layers[layer].fused_gate_up ? ROLE_GATE_UP : r->gated ? ROLE_GATE : ROLE_UP;
 }
@@ -304,11 +315,11 @@ rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t l, const float 
     const rotq_layer_weights *w = &r->layers[l];
     int64_t d = r->hp.hidden, ff = r->hp.intermediate;
     if (r->gated) {
-        rotq_linear_forward(ff1, xn, w->wgate, w->bgate, T, d, ff, false);
-        rotq_linear_forward(ff2, xn, w->wup, w->bup, T, d, ff, false);
+        ROTQ_TRY(linear(r, l, ROLE_GATE, ff1, xn, w->wgate, w->bgate, T, d, ff, false));
+        ROTQ_TRY(linear(r, l, ROLE_UP, ff2, xn, w->wup, w->bup, T, d, ff, false));
         rotq_swiglu_forward(ff1, ff2, T * ff);
     } else {
-        rotq_linear_forward(ff1, xn, w->wup, w->bup, T, d, ff, false);
+        ROTQ_TRY(linear(r, l, ROLE_UP, ff1, xn, w->wup, w->bup, T, d, ff, false));
         rotq_act_forward((rotq_mlp_kind)r->hp.mlp_act, ff1, T * ff);
     }
     if (r->hooks.down_input) return r->hooks.down_input(r->hooks.ctx, l, ff1, T, ff);
@@ -337,9 +348,9 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
     /* attention block: xn = norm(x); q, k, v = xn · W{q,k,v}ᵀ (+ b) */
     norm_forward(r, r->xn, r->x, w->attn_norm, w->attn_norm_b, T);
     HOOK(linear_input(r, l, w->fused_qkv ? ROLE_QKV : ROLE_Q, r->xn, T, d));
-    rotq_linear_forward(r->q, r->xn, w->wq, w->bq, T, d, qd, false);
-    rotq_linear_forward(k, r->xn, w->wk, w->bk, T, d, kvd, false);
-    rotq_linear_forward(v, r->xn, w->wv, w->bv, T, d, kvd, false);
+    HOOK(linear(r, l, ROLE_Q, r->q, r->xn, w->wq, w->bq, T, d, qd, false));
+    HOOK(linear(r, l, ROLE_K, k, r->xn, w->wk, w->bk, T, d, kvd, false));
+    HOOK(linear(r, l, ROLE_V, v, r->xn, w->wv, w->bv, T, d, kvd, false));
     if (r->rope) {
         rotq_rope_forward(r->q, r->rope_cos, r->rope_sin, T, nh, hd, half);
         rotq_rope_forward(k, r->rope_cos, r->rope_sin, T, nkv, hd, half);
@@ -350,14 +361,14 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
                               r->attn_scale, rotq_attention_block(T, nh, pos0 + T));
     /* x += att · Woᵀ (+ bo) */
     HOOK(linear_input(r, l, ROLE_O, r->att, T, qd));
-    rotq_linear_forward(r->x, r->att, w->wo, w->bo, T, qd, d, true);
+    HOOK(linear(r, l, ROLE_O, r->x, r->att, w->wo, w->bo, T, qd, d, true));
 
     /* MLP block: x += (silu(xn · Wgateᵀ) * (xn · Wupᵀ)) · Wdownᵀ, or act(xn · Wupᵀ + b) · Wdownᵀ */
     norm_forward(r, r->xn, r->x, w->mlp_norm, w->mlp_norm_b, T);
     HOOK(linear_input(r, l, rotq_runner_mlp_role(r, l), r->xn, T, d));
     HOOK(rotq_runner_mlp_hidden(r, l, r->xn, r->ff1, r->ff2, T));
     HOOK(linear_input(r, l, ROLE_DOWN, r->ff1, T, ff));
-    rotq_linear_forward(r->x, r->ff1, w->wdown, w->bdown, T, ff, d, true);
+    HOOK(linear(r, l, ROLE_DOWN, r->x, r->ff1, w->wdown, w->bdown, T, ff, d, true));
     return ROTQ_OK;
 }
 

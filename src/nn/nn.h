@@ -37,6 +37,12 @@ typedef struct rotq_hooks {
     rotq_status (*v)(void *ctx, int32_t layer, float *v, int64_t T, int64_t pos0, int64_t n_kv, int64_t head_dim);
     /* x [rows, intermediate] = silu(gate) * up (plain MLP: act(up)), before ROLE_DOWN's linear_input hook. */
     rotq_status (*down_input)(void *ctx, int32_t layer, float *x, int64_t rows, int64_t cols);
+    /* Optional product override: out [rows, n_out] (+)= linear `role` of layer applied to x [rows, n_in]
+     * (+ b), computed by the hook (for example in integers) when it sets *done; otherwise the
+     * runner's float product runs. Called for each decoder linear (ROLE_Q, ROLE_K, ... ROLE_DOWN),
+     * right after its group's linear_input. */
+    rotq_status (*linear)(void *ctx, int32_t layer, rotq_role role, const float *x, int64_t rows, int64_t n_in,
+                          float *out, int64_t n_out, const float *b, bool accumulate, bool *done);
 } rotq_hooks;
 
 /* ---- weights -------------------------------------------------------------------------------- */

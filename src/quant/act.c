@@ -20,8 +20,10 @@ rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what) {
  * bits, and the FPU's default rounding is to nearest even. */
 static inline float round_even(float v) { return (v + 0x1.8p23f) - 0x1.8p23f; }
 
-/* One segment in place; false when it holds NaN/Inf (left untouched then). */
-static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float clip) {
+/* The grid of one segment: scale, and the integer range [lo, hi] its values round into (lo = -zero
+ * for asymmetric grids). False when the segment holds NaN/Inf. */
+static bool segment_grid(const float *x, int64_t n, int32_t maxq, bool asym, float clip, float *scale_out, float *lo_out,
+                         float *hi_out) {
     float mn = 0.0f, mx = 0.0f;
     bool finite = true;
     for (int64_t i = 0; i < n; i++) {
@@ -48,6 +50,16 @@ static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float cl
         lo = -zero;
         hi = (float)maxq - zero;
     }
+    *scale_out = scale;
+    *lo_out = lo;
+    *hi_out = hi;
+    return true;
+}
+
+/* One segment in place; false when it holds NaN/Inf (left untouched then). */
+static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float clip) {
+    float scale, lo, hi;
+    if (!segment_grid(x, n, maxq, asym, clip, &scale, &lo, &hi)) return false;
     /* clamping before rounding equals rounding before clamping: the bounds are integers */
     if ((double)scale * (maxq + 1) < FLT_MAX) {
         for (int64_t i = 0; i < n; i++) {
@@ -92,9 +104,45 @@ rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_a
     return ROTQ_OK;
 }
 
+int32_t rotq_act_code_max(const rotq_act_format *f) {
+    return (1 << f->bits) - 1; /* asymmetric codes [0, 2^b-1]; symmetric ones offset by 2^(b-1) into the same */
+}
+
+rotq_status rotq_act_codes(const float *x, int64_t rows, int64_t cols, const rotq_act_format *f, uint8_t *u, float *scale,
+                           int32_t *zero) {
+    ROTQ_TRY(rotq_act_format_check(f, "activation"));
+    if (!rotq_act_on(f) || (f->group > 0 && f->group < cols))
+        return rotq_fail(ROTQ_ERR_ARG, "quant: activation codes need a per-token format of 2..8 bits");
+    int32_t maxq = f->asym ? (1 << f->bits) - 1 : (1 << (f->bits - 1)) - 1;
+    int64_t first_bad = INT64_MAX;
+#pragma omp parallel for schedule(static) reduction(min : first_bad) if (rows * cols > 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float sc, lo, hi;
+        if (!segment_grid(xr, cols, maxq, f->asym, f->clip, &sc, &lo, &hi) || !((double)sc * (maxq + 1) < FLT_MAX)) {
+            if (r < first_bad) first_bad = r;
+            continue;
+        }
+        /* u = q − lo: q in [lo, hi] as quant_segment rounds it, so that x_fq = scale·(u − zero) */
+        uint8_t *ur = u + r * cols;
+        for (int64_t i = 0; i < cols; i++) {
+            float v = xr[i] / sc;
+            v = v < lo ? lo : v > hi ? hi : v;
+            ur[i] = (uint8_t)(int32_t)(round_even(v) - lo);
+        }
+        scale[r] = sc;
+        zero[r] = (int32_t)-lo;
+    }
+    if (first_bad != INT64_MAX)
+        return rotq_fail(ROTQ_ERR_NUMERIC, "quant: activation row %lld holds a value that is not finite (or near FLT_MAX); "
+                         "cannot quantize it", (long long)first_bad);
+    return ROTQ_OK;
+}
+
 static rotq_status fq_linear_input(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols) {
     rotq_fakequant *fq = ctx;
     if (!rotq_act_on(&fq->act) || (role == ROLE_LM_HEAD && !fq->act_lm_head)) return ROTQ_OK;
+    if (fq->ints && layer >= 0 && role != ROLE_LM_HEAD) return rotq_fakequant_int_input(fq, layer, x, rows, cols);
     rotq_status s = rotq_act_quantize(x, rows, cols, &fq->act);
     if (s != ROTQ_OK) return rotq_fail_context(s, "layer %d, input of %s", layer, rotq_role_name(role));
     fq->calls++;
@@ -107,5 +155,6 @@ rotq_status rotq_fakequant_qk(void *ctx, int32_t layer, float *q, float *k, int6
 rotq_status rotq_fakequant_v(void *ctx, int32_t layer, float *v, int64_t T, int64_t pos0, int64_t nkv, int64_t hd);
 
 rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq) {
-    return (rotq_hooks){.ctx = fq, .linear_input = fq_linear_input, .qk_rope = rotq_fakequant_qk, .v = rotq_fakequant_v};
+    return (rotq_hooks){.ctx = fq, .linear_input = fq_linear_input, .qk_rope = rotq_fakequant_qk, .v = rotq_fakequant_v,
+                        .linear = fq->ints ? rotq_fakequant_int_product : NULL};
 }

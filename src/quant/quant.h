@@ -102,14 +102,51 @@ rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_a
 /* Fake quantization as runner hooks: inputs of every linear (lm_head only when asked), K after
  * RoPE (Q stays float) and V, per head. Install behind the online rotations (rotq_online_install)
  * so that R3/R4 happen first. */
+typedef struct rotq_int_linears rotq_int_linears;
+
 typedef struct rotq_fakequant {
     rotq_act_format act;
     rotq_act_format k, v;      /* group defaults to head_dim when <= 0 */
     bool act_lm_head;
     int64_t calls;             /* hook calls that quantized something */
+    /* Integer products (rotq_fakequant_use_ints): decoder linear inputs become codes, multiplied
+     * exactly with the weights' codes instead of fake-quantized floats through sgemm. */
+    const rotq_int_linears *ints;
+    uint8_t *codes;            /* [rows, cols] of the last linear input */
+    float *code_scale;         /* [rows] */
+    int32_t *code_zero;        /* [rows] */
+    int64_t code_cap, code_rows_cap, code_rows, code_cols;
+    int32_t code_layer;
+    int64_t int_products;      /* products done in integers */
 } rotq_fakequant;
 
+/* Hooks of fq (with the integer product hook when fq->ints is set). */
 rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq);
+/* Frees fq's code buffers (fq itself is the caller's). */
+void rotq_fakequant_release(rotq_fakequant *fq);
+
+/* Codes of a per-token format: x_fq[r][i] = scale[r]·(u[r][i] − zero[r]) equals rotq_act_quantize's
+ * result; u <= rotq_act_code_max(f). Whole rows only (f->group covering the row). */
+rotq_status rotq_act_codes(const float *x, int64_t rows, int64_t cols, const rotq_act_format *f, uint8_t *u, float *scale,
+                           int32_t *zero);
+int32_t rotq_act_code_max(const rotq_act_format *f);
+
+/* ---- integer products (intlin.c over igemm.h) ----------------------------------------------------- */
+
+/* Every decoder linear of a runner packed as integer codes. Rows of each weight must lie on a
+ * symmetric grid of w_bits bits with one scale per row (as per-channel RTN and GPTQ leave them):
+ * the codes are recovered from the float values, so a quantized checkpoint loaded from disk
+ * qualifies too. ROTQ_ERR_UNSUPPORTED, naming the first row that is not on such a grid, otherwise. */
+rotq_status rotq_int_linears_build(const rotq_runner *r, int32_t w_bits, rotq_int_linears **out);
+void rotq_int_linears_free(rotq_int_linears *il);
+int64_t rotq_int_linears_count(const rotq_int_linears *il);
+/* Switches fq to integer products with il (NULL: back to fake quantization); ROTQ_ERR_ARG when
+ * fq's activation format has no codes (off, or groups within a row). */
+rotq_status rotq_fakequant_use_ints(rotq_fakequant *fq, const rotq_int_linears *il);
+/* The hook halves of the integer mode (act.c calls the first; hooks take the second). */
+rotq_status rotq_fakequant_int_input(rotq_fakequant *fq, int32_t layer, const float *x, int64_t rows, int64_t cols);
+rotq_status rotq_fakequant_int_product(void *ctx, int32_t layer, rotq_role role, const float *x, int64_t rows, int64_t n_in,
+                                       float *out, int64_t n_out, const float *b, bool accumulate, bool *done);
 
 /* ---- the pipeline (calib.c, pipeline.c) -------------------------------------------------------- */
 

@@ -57,9 +57,17 @@ static rotq_status on_down(void *ctx, int32_t layer, float *x, int64_t rows, int
     return o->next.down_input ? o->next.down_input(o->next.ctx, layer, x, rows, cols) : ROTQ_OK;
 }
 
+static rotq_status on_linear(void *ctx, int32_t layer, rotq_role role, const float *x, int64_t rows, int64_t n_in,
+                             float *out, int64_t n_out, const float *b, bool accumulate, bool *done) {
+    rotq_online *o = ctx;
+    return o->next.linear ? o->next.linear(o->next.ctx, layer, role, x, rows, n_in, out, n_out, b, accumulate, done)
+                          : ROTQ_OK;
+}
+
 rotq_hooks rotq_online_hooks(rotq_online *o, const rotq_hooks *next) {
     if (next) o->next = *next;
-    return (rotq_hooks){.ctx = o, .linear_input = on_linear_input, .qk_rope = on_qk, .v = on_v, .down_input = on_down};
+    return (rotq_hooks){.ctx = o, .linear_input = on_linear_input, .qk_rope = on_qk, .v = on_v, .down_input = on_down,
+                        .linear = on_linear};
 }
 
 rotq_status rotq_online_install(rotq_runner *r, const rotq_hooks *next, rotq_online **out) {
