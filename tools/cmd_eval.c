@@ -16,6 +16,7 @@
 #include "eval/eval.h"
 #include "nn/nn.h"
 #include "nn_cli.h"
+#include "ppl_cache.h"
 #include "quant_cli.h"
 #include "rotate/online.h"
 
@@ -207,7 +208,9 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
                 return cli_error(cmd, "--baseline needs original, rotated or none");
             c->baseline = v;
         } else if (cli_is(a, "--no-baseline")) c->baseline = "none";
-        else if (cli_is(a, "--products")) {
+        else if (cli_is(a, "--baseline-cache")) {
+            if (!(c->baseline_cache = cli_value(argc, argv, &i))) return cli_error(cmd, "--baseline-cache needs a folder or off");
+        } else if (cli_is(a, "--products")) {
             if (!(v = cli_value(argc, argv, &i)) || (strcmp(v, "int") && strcmp(v, "float")))
                 return cli_error(cmd, "--products needs int or float");
             c->float_products = strcmp(v, "float") == 0;
@@ -322,6 +325,9 @@ static const char *help_head =
     "  --baseline original|rotated|none  float reference: the model as loaded (default), after the\n"
     "                     rotation (a check that rotation kept the function), or skip it\n"
     "  --json             machine-readable result on stdout;  --quiet  no progress\n"
+    "  --baseline-cache DIR|off  keep float baselines (keyed by fingerprints of the weights, the token\n"
+    "                     ids and the window settings) and reuse them; default $ROTQ_CACHE_DIR, else\n"
+    "                     ~/.cache/rotq. The report says when a baseline comes from the cache\n"
     "  --products int|float  quantized linears: exact integer sums of the codes, scaled once, where\n"
     "                     weights sit on a symmetric per-channel grid of <= 7 bits and activations are\n"
     "                     per token (default int; else float), or fake-quantized floats through sgemm\n";
@@ -422,7 +428,23 @@ int cmd_eval(int argc, char **argv) {
     rotq_quant_options none = rotq_quant_defaults();
     rotq_ppl_result base = {0}, quant = {0};
     bool have_base = strcmp(c.baseline, "none") != 0;
-    if (strcmp(c.baseline, "original") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", false, NULL, 0, &base)) goto done;
+    char cache_buf[4096], cache_key[512], cached_when[64] = "";
+    const char *cache_dir = ppl_cache_usable(m) ? ppl_cache_dir(c.baseline_cache, cache_buf, sizeof cache_buf) : NULL;
+    bool base_cached = false;
+    if (strcmp(c.baseline, "original") == 0) {
+        if (cache_dir) {
+            ppl_cache_key(m, ids, n_ids, &po, cache_key, sizeof cache_key);
+            base_cached = ppl_cache_get(cache_dir, cache_key, &base, cached_when, sizeof cached_when);
+        }
+        if (!base_cached) {
+            if (run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", false, NULL, 0, &base)) goto done;
+            if (cache_dir && ppl_cache_put(cache_dir, cache_key, &base, c.q.threads > 0 ? c.q.threads : omp_get_max_threads()) &&
+                !c.quiet)
+                fprintf(stderr, "eval: could not store the baseline in %s (%s)\n", cache_dir, strerror(errno));
+        } else if (!c.quiet) {
+            fprintf(stderr, "eval: float baseline %.4f from the cache (%s, computed %s)\n", base.ppl, cache_dir, cached_when);
+        }
+    }
 
     double t_rot = 0.0;
     if (c.rotate) {
@@ -485,6 +507,8 @@ int cmd_eval(int argc, char **argv) {
         if (have_base) {
             json_object_set_new(j, "baseline_perplexity", json_real(base.ppl));
             json_object_set_new(j, "baseline_seconds", json_real(base.seconds));
+            json_object_set_new(j, "baseline_cached", json_boolean(base_cached));
+            if (base_cached) json_object_set_new(j, "baseline_computed", json_string(cached_when));
         }
         json_object_set_new(j, "perplexity", json_real(quant.ppl));
         json_object_set_new(j, "eval_seconds", json_real(quant.seconds));
@@ -520,7 +544,14 @@ int cmd_eval(int argc, char **argv) {
                    (long long)rep.n_linears, (long long)rep.n_params, t_quant, rep.calib_seconds, gptq ? "GPTQ" : "RTN",
                    rep.quant_seconds, rep.n_dead ? " — dead Hessian columns zeroed" : "");
         if (have_base)
-            printf("baseline     perplexity %.4f  (%s float model, %.1f s)\n", base.ppl, c.baseline, base.seconds);
+        {
+            if (base_cached)
+                printf("baseline     perplexity %.4f  (%s float model; from the baseline cache: computed %s in %.1f s, same "
+                       "weights, token ids and windows; --baseline-cache off recomputes)\n", base.ppl, c.baseline,
+                       cached_when, base.seconds);
+            else
+                printf("baseline     perplexity %.4f  (%s float model, %.1f s)\n", base.ppl, c.baseline, base.seconds);
+        }
         printf("quantized    perplexity %.4f  (%.1f s)\n", quant.ppl, quant.seconds);
         printf("time         total %.1f s (load %.1f s), %d threads, peak RSS %.0f MiB\n", t_total, t_load, threads, rss);
     }

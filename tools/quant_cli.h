@@ -19,7 +19,8 @@ typedef struct quant_cli {
     bool ctx_given;
     int text_format;          /* 0 auto, 1 wikitext, 2 plain */
     bool json, quiet;
-    bool float_products;      /* eval: fake-quantized floats through sgemm even where integer codes would do */
+    bool float_products;
+    const char *baseline_cache; /* eval: --baseline-cache DIR|off (NULL: the default folder) */      /* eval: fake-quantized floats through sgemm even where integer codes would do */
     /* quantize only */
     int out_format;           /* 0 auto, 1 hf, 2 gguf */
     int out_dtype;            /* rotq_dtype or -1 */
