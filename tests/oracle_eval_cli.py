@@ -1,6 +1,6 @@
 """`rotq eval` end to end on tinystories-260k (skips when ../shared is absent):
  - the float baseline equals `rotq ppl` on the same windows (an independent command path);
- - the baseline cache: a second run reuses the stored baseline (same number, marked cached), other
+ - the baseline cache: `rotq ppl` records its result and eval reuses it; a second run reuses the stored baseline (same number, marked cached), other
    windows or other weights miss, a damaged record is ignored, `--baseline-cache off` never reads;
    records are written atomically (no temporary files left);
  - integer products: W4A4/W4A8 runs with `--products int` report the integer path and land within
@@ -51,6 +51,14 @@ if other["baseline_cached"]:
 off = run("--preset", "w4a8", "--max-windows", "6", "--baseline-cache", "off")
 if off["baseline_cached"] or off["baseline_perplexity"] != base["baseline_perplexity"]:
     failures.append(f"--baseline-cache off: cached {off['baseline_cached']}, {off['baseline_perplexity']}")
+
+# rotq ppl records its float result; eval on the same windows reuses it
+env["ROTQ_CACHE_DIR"] = cache2 = tempfile.mkdtemp(prefix="rotq-cache-")
+first = run("--max-windows", "3", cmd="ppl")
+reuse = run("--preset", "w4a8", "--max-windows", "3")
+if not reuse["baseline_cached"] or reuse["baseline_perplexity"] != first["perplexity"]:
+    failures.append(f"eval after rotq ppl: cached {reuse['baseline_cached']}, {reuse['baseline_perplexity']} vs {first['perplexity']}")
+env["ROTQ_CACHE_DIR"] = cache
 
 # a damaged record (numbers that disagree) is ignored and rewritten
 rec = records[0]

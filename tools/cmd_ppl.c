@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "eval/eval.h"
 #include "nn/nn.h"
 #include "nn_cli.h"
+#include "ppl_cache.h"
 
 static const char *help =
     "usage: rotq ppl MODEL --text FILE [--ctx N] [--bos none|first|every] [--protocol papers|llama.cpp]\n"
@@ -268,6 +270,14 @@ int cmd_ppl(int argc, char **argv) {
     o.progress_ctx = &ps;
     rotq_ppl_result res;
     if ((s = rotq_ppl_eval(r, ids, n_ids, &o, &res)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    /* a float model's result is exactly rotq eval's baseline: record it for eval to reuse */
+    char cache_buf[4096], cache_key[512];
+    const char *cache_dir = ppl_cache_usable(m) ? ppl_cache_dir(NULL, cache_buf, sizeof cache_buf) : NULL;
+    if (cache_dir) {
+        ppl_cache_key(m, ids, n_ids, &o, cache_key, sizeof cache_key);
+        if (ppl_cache_put(cache_dir, cache_key, &res, threads > 0 ? threads : omp_get_max_threads()) && !quiet)
+            fprintf(stderr, "ppl: could not record the result in the baseline cache %s\n", cache_dir);
+    }
 
     char dtype[256], bos_desc[96], proto_desc[160];
     nn_cli_dtype_desc(m, dtype, sizeof dtype);

@@ -81,9 +81,9 @@ void ppl_cache_key(const rotq_model *m, const int32_t *ids, int64_t n, const rot
     fp_bytes(&f, ids, (uint64_t)n * sizeof *ids);
     const char *bos[] = {"none", "first", "every"};
     snprintf(key, size, "rotq %s float32 baseline | weights %016llx | %lld token ids %016llx | %s protocol, ctx %lld, "
-             "BOS %s (id %d), max windows %lld", ROTQ_VERSION, (unsigned long long)model_fingerprint(m), (long long)n,
+             "BOS %s%s (id %d), max windows %lld", ROTQ_VERSION, (unsigned long long)model_fingerprint(m), (long long)n,
              (unsigned long long)fp_done(&f), po->protocol == ROTQ_PPL_LLAMACPP ? "llama.cpp" : "papers",
-             (long long)po->ctx, bos[po->bos], po->bos_id, (long long)po->max_windows);
+             (long long)po->ctx, bos[po->bos], po->add_bos ? " add" : "", po->bos_id, (long long)po->max_windows);
 }
 
 const char *ppl_cache_dir(const char *arg, char *buf, size_t size) {
