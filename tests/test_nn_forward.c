@@ -25,41 +25,9 @@ static double urand(void) { /* xorshift64*, uniform in [0, 1) */
 }
 static double nrand(void) { return sqrt(-2.0 * log(urand() + 1e-300)) * cos(2 * M_PI * urand()); }
 
-static void add(rotq_model *m, const char *tmpl, int32_t layer, int64_t rows, int64_t cols, double scale, double mean) {
-    char name[ROTQ_NAME_MAX];
-    rotq_arch_expand(tmpl, layer, name, sizeof name);
-    int64_t n = rows * (cols ? cols : 1);
-    float *p = malloc((size_t)n * sizeof(float));
-    for (int64_t i = 0; i < n; i++) p[i] = (float)(mean + scale * nrand());
-    int64_t shape[2] = {rows, cols};
-    rotq_status s = rotq_model_add_tensor(m, name, ROTQ_F32, cols ? 2 : 1, shape, p, (uint64_t)n * 4, true);
-    if (s != ROTQ_OK) { fprintf(stderr, "add %s: %s\n", name, rotq_last_error()); exit(1); }
-}
-
 static rotq_model *make_model(void) {
-    rotq_model *m = rotq_model_new();
-    m->arch = rotq_arch_find("llama");
-    rotq_hparams *hp = &m->hp;
-    snprintf(hp->arch, sizeof hp->arch, "llama");
-    hp->hidden = D; hp->intermediate = FF; hp->n_layers = L; hp->n_heads = NH; hp->n_kv_heads = NKV; hp->head_dim = HD;
-    hp->rotary_dim = HD; hp->vocab = V; hp->max_pos = 128; hp->norm_eps = 1e-5; hp->rope_theta = 10000;
-    hp->bos_id = 1; hp->eos_id = 2;
-    add(m, "model.embed_tokens.weight", 0, V, D, 1.0, 0);
-    for (int32_t l = 0; l < L; l++) {
-        add(m, "model.layers.{L}.input_layernorm.weight", l, D, 0, 0.2, 1);
-        add(m, "model.layers.{L}.self_attn.q_proj.weight", l, NH * HD, D, 1 / sqrt(D), 0);
-        add(m, "model.layers.{L}.self_attn.k_proj.weight", l, NKV * HD, D, 1 / sqrt(D), 0);
-        add(m, "model.layers.{L}.self_attn.v_proj.weight", l, NKV * HD, D, 1 / sqrt(D), 0);
-        add(m, "model.layers.{L}.self_attn.o_proj.weight", l, D, NH * HD, 1 / sqrt(NH * HD), 0);
-        add(m, "model.layers.{L}.post_attention_layernorm.weight", l, D, 0, 0.2, 1);
-        add(m, "model.layers.{L}.mlp.gate_proj.weight", l, FF, D, 1 / sqrt(D), 0);
-        add(m, "model.layers.{L}.mlp.up_proj.weight", l, FF, D, 1 / sqrt(D), 0);
-        add(m, "model.layers.{L}.mlp.down_proj.weight", l, D, FF, 1 / sqrt(FF), 0);
-    }
-    add(m, "model.norm.weight", 0, D, 0, 0.2, 1);
-    add(m, "lm_head.weight", 0, V, D, 1 / sqrt(D), 0);
-    if (rotq_model_bind_arch(m) != ROTQ_OK) { fprintf(stderr, "bind: %s\n", rotq_last_error()); exit(1); }
-    return m;
+    static const tu_llama_shape shape = {.d = D, .ff = FF, .layers = L, .heads = NH, .kv_heads = NKV, .head_dim = HD, .vocab = V};
+    return tu_random_llama(&shape, 0x9E3779B97F4A7C15ull); /* the same random model every time */
 }
 
 static float ids_logits[T * V];
@@ -207,7 +175,6 @@ static void test_hooks(void) {
     cases[2].R = R_ff;
     cases[3].R = R_o;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        rng_state = 0x9E3779B97F4A7C15ull; /* the same random model every time */
         rotq_model *m = make_model();
         if (cases[c].R) rotate_weights(m, cases[c].rotate, cases[c].n, cases[c].R);
         rotq_runner *r;
@@ -229,7 +196,6 @@ static void test_hooks(void) {
     }
     /* a failing hook stops the forward with its status, wherever it sits */
     for (int at = 1; at <= 15; at += 3) {
-        rng_state = 0x9E3779B97F4A7C15ull;
         rotq_model *m = make_model();
         rotq_runner *r;
         CHECK(rotq_runner_new(m, 2, &r) == ROTQ_OK, "%s", rotq_last_error());
