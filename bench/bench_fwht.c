@@ -15,12 +15,7 @@
 #include <time.h>
 
 #include "rotate/rotate.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "core/clock.h"
 
 static void cpu_model(char *buf, size_t size) {
     snprintf(buf, size, "unknown");
@@ -83,12 +78,12 @@ int main(int argc, char **argv) {
          * rounds and 0.5 s, at most 60: short figures need many tries on a shared machine. */
         double spent = 0;
         for (int k = 0; k < 60 && (k < reps || spent < 0.5); k++) {
-            double t0 = now();
+            double t0 = rotq_now_s();
             rotq_rotation_apply_rows(R, x, rows, k % 2 == 1);
-            double t1 = now();
+            double t1 = rotq_now_s();
 #pragma omp parallel for schedule(static)
             for (int64_t r = 0; r < rows; r++) memcpy(y + r * n, x + r * n, sizeof(float) * (size_t)n);
-            double t2 = now();
+            double t2 = rotq_now_s();
             if (t1 - t0 < best_f) best_f = t1 - t0;
             if (t2 - t1 < best_m) best_m = t2 - t1;
             spent += t2 - t0;
@@ -100,10 +95,10 @@ int main(int argc, char **argv) {
             for (int64_t i = 0; i < n * n; i++) Rf[i] = (float)Rd[i];
             free(Rd);
             for (int k = 0; k < (n >= 4096 ? 2 : reps + 1); k++) {
-                double t0 = now();
+                double t0 = rotq_now_s();
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0f, x, (int)n, Rf, (int)n,
                             0.0f, y, (int)n);
-                double t1 = now();
+                double t1 = rotq_now_s();
                 if (k > 0 && t1 - t0 < best_s) best_s = t1 - t0;
             }
             free(Rf);

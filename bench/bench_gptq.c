@@ -13,12 +13,7 @@
 #include <cblas.h>
 
 #include "quant/quant.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 static uint64_t rs = 88172645463325252ull;
 static double nrand(void) {
@@ -61,20 +56,20 @@ int main(int argc, char **argv) {
         rotq_wq_format plain = rotq_wq_format_make(4, false, -1, false), clip = rotq_wq_format_make(4, false, -1, true);
         rotq_gptq_options o = rotq_gptq_defaults();
         /* one layer's worth of each, scaled by layers × count */
-        double t0 = now_s();
+        double t0 = rotq_now_s();
         memcpy(q, w, sizeof(float) * (size_t)n);
         rotq_rtn_quantize(q, rows, cols, &plain);
-        double t1 = now_s();
+        double t1 = rotq_now_s();
         memcpy(q, w, sizeof(float) * (size_t)n);
         rotq_rtn_quantize(q, rows, cols, &clip);
-        double t2 = now_s();
+        double t2 = rotq_now_s();
         memcpy(Hc, H, sizeof(double) * (size_t)cols * cols);
         rotq_gptq_hinv h;
         if (rotq_gptq_prepare(Hc, cols, &o, &h) != ROTQ_OK) { fprintf(stderr, "%s\n", rotq_last_error()); return 1; }
-        double t3 = now_s();
+        double t3 = rotq_now_s();
         memcpy(q, w, sizeof(float) * (size_t)n);
         rotq_gptq_quantize(q, rows, cols, &h, &clip, &o, NULL);
-        double t4 = now_s();
+        double t4 = rotq_now_s();
         rotq_gptq_hinv_free(&h);
         int c = lin[k].count;
         /* q/k/v share one H⁻¹, gate/up another: prepare counts once per input */

@@ -19,6 +19,7 @@
 #include "ppl_cache.h"
 #include "quant_cli.h"
 #include "rotate/online.h"
+#include "core/clock.h"
 
 const char *quant_cli_help =
     "rotation (in memory, as rotq rotate; any --rN implies --rotate):\n"
@@ -280,15 +281,9 @@ int quant_cli_tokenize_file(const char *cmd, const rotq_tokenizer *tok, const ch
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int quant_cli_quantize(const char *cmd, rotq_model *m, const quant_cli *c, const rotq_tokenizer *tok,
                        rotq_quant_report *rep, int64_t *calib_tokens_in_text, double *seconds) {
-    double t0 = now_s();
+    double t0 = rotq_now_s();
     int32_t *calib = NULL;
     int64_t n_calib = 0;
     *calib_tokens_in_text = 0;
@@ -303,7 +298,7 @@ int quant_cli_quantize(const char *cmd, rotq_model *m, const quant_cli *c, const
     rotq_status s = rotq_quantize_weights(m, &q, calib, n_calib, rep);
     free(calib);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
-    *seconds = now_s() - t0;
+    *seconds = rotq_now_s() - t0;
     return 0;
 }
 
@@ -391,14 +386,14 @@ int cmd_eval(int argc, char **argv) {
     if (c.n_positional != 1) { fputs(help_head, stderr); return 2; }
     if (!c.text) return cli_error(cmd, "--text FILE is required (see rotq eval --help)");
     const char *path = c.positional[0];
-    double t_start = now_s();
+    double t_start = rotq_now_s();
 
     rotq_model *m = NULL;
     rotq_tokenizer *tok = NULL;
     int32_t *ids = NULL;
     int rc = 1;
     if (cli_load(cmd, path, c.arch_file, c.tokenizer, &m)) return 1;
-    double t_load = now_s() - t_start;
+    double t_load = rotq_now_s() - t_start;
     rotq_status s = rotq_tokenizer_from_model(m, &tok);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
 
@@ -448,11 +443,11 @@ int cmd_eval(int argc, char **argv) {
 
     double t_rot = 0.0;
     if (c.rotate) {
-        double t0 = now_s();
+        double t0 = rotq_now_s();
         rotq_rotate_options ro = c.ro;
         ro.verbose = !c.quiet;
         if ((s = rotq_rotate_model(m, &ro)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-        t_rot = now_s() - t0;
+        t_rot = rotq_now_s() - t0;
     }
     if (strcmp(c.baseline, "rotated") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "rotated float", false, NULL, 0, &base)) goto done;
 
@@ -464,7 +459,7 @@ int cmd_eval(int argc, char **argv) {
     char products[512];
     if (run_ppl(cmd, m, &c, &c.q, ids, n_ids, &po, "quantized", !c.float_products, products, sizeof products, &quant))
         goto done;
-    double t_total = now_s() - t_start;
+    double t_total = rotq_now_s() - t_start;
 
     char qdesc[512], rdesc[256], bos_desc[64], calib_desc[512];
     rotq_quant_describe(&c.q, qdesc, sizeof qdesc);

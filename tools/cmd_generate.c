@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "nn/nn.h"
 #include "nn_cli.h"
+#include "core/clock.h"
 
 static const char *help =
     "usage: rotq generate MODEL --prompt TEXT [-n N] [--bos auto|yes|no] [--ignore-eos] [--threads N]\n"
@@ -23,12 +24,6 @@ static const char *help =
     "  --json          prompt, continuation, ids and speed as JSON on stdout\n"
     "  --arch-file F   register a JSON architecture description first\n"
     "  --tokenizer F   llama2.c: tokenizer.bin path (default: beside the model)\n";
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int32_t argmax(const float *x, int64_t n) {
     int64_t best = 0;
@@ -129,11 +124,11 @@ int cmd_generate(int argc, char **argv) {
     if ((s = rotq_kv_cache_new(r, cap, &cache)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
 
     if (!as_json && !print_ids && prompt) { fputs(prompt, stdout); fflush(stdout); }
-    double t0 = now_seconds();
+    double t0 = rotq_now_s();
     /* the prompt in one pass, then one token at a time */
     if ((s = rotq_nn_forward(r, prompt_ids, n_prompt, cache, hidden)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     if ((s = rotq_nn_logits(r, hidden + (n_prompt - 1) * d, 1, logits)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    double t_prompt = now_seconds() - t0;
+    double t_prompt = rotq_now_s() - t0;
     int64_t n_gen = 0;
     while (n_gen < n_new) {
         int32_t next = argmax(logits, V);
@@ -150,7 +145,7 @@ int cmd_generate(int argc, char **argv) {
         if ((s = rotq_nn_forward(r, &next, 1, cache, hidden)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
         if ((s = rotq_nn_logits(r, hidden, 1, logits)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     }
-    double t_total = now_seconds() - t0, t_gen = t_total - t_prompt;
+    double t_total = rotq_now_s() - t0, t_gen = t_total - t_prompt;
     double gen_tps = n_gen > 1 && t_gen > 0 ? (double)(n_gen - 1) / t_gen : 0.0;
 
     if (print_ids && !as_json) {

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "core/model.h"
 #include "quant_cli.h"
+#include "core/clock.h"
 
 static const char *help_head =
     "usage: rotq quantize IN OUT [--rotate ...] (--preset P | --w-bits N [--w-quant rtn|gptq] ...)\n"
@@ -19,12 +20,6 @@ static const char *help_head =
     "quantized and dequantized back to float (the grid values, exactly, in float32 by default), and\n"
     "the rotation record when rotated. Activation and KV-cache quantization happen at run time and\n"
     "are not stored: evaluate OUT with rotq eval OUT --a-bits 4 --kv-bits 4 ... (no weight options).\n";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int cmd_quantize(int argc, char **argv) {
     const char *cmd = "quantize";
@@ -40,7 +35,7 @@ int cmd_quantize(int argc, char **argv) {
                         "to rotq eval\n");
     rotq_status s = rotq_path_check_distinct(in, out);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
-    double t0 = now_s();
+    double t0 = rotq_now_s();
     rotq_model *m;
     if (cli_load(cmd, in, c.arch_file, c.tokenizer, &m)) return 1;
     rotq_tokenizer *tok = NULL;
@@ -63,7 +58,7 @@ int cmd_quantize(int argc, char **argv) {
     char qdesc[512], rdesc[256];
     rotq_quant_describe(&c.q, qdesc, sizeof qdesc);
     quant_cli_rotation_desc(&c, rdesc, sizeof rdesc);
-    double secs = now_s() - t0;
+    double secs = rotq_now_s() - t0;
     if (c.json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "input", in, "output", out,
                               "rotation", rdesc, "quantization", qdesc, "linears", (json_int_t)rep.n_linears, "weights",

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "core/clock.h"
 
 static const char *help =
     "usage: rotq tokenize MODEL (--text FILE | --string TEXT) [--bos] [--json|--ids] [--decode [--skip-special]]\n"
@@ -49,12 +50,6 @@ static int read_all(const char *path, char **data, size_t *size) {
     *data = p;
     *size = n;
     return 0;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int decode_ids(const rotq_tokenizer *tok, const char *text, size_t len, bool skip_special) {
@@ -162,9 +157,9 @@ int cmd_tokenize(int argc, char **argv) {
     } else {
         int32_t *ids;
         int64_t n;
-        double t0 = now();
+        double t0 = rotq_now_s();
         s = rotq_tokenizer_encode(tok, src, len, bos, &ids, &n);
-        double dt = now() - t0;
+        double dt = rotq_now_s() - t0;
         if (s != ROTQ_OK) {
             rc = cli_lib_error("tokenize", s);
         } else {

@@ -5,12 +5,7 @@
 #include <time.h>
 
 #include "eval/eval.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 /* Rows of lm_head output held at once: [rows, vocab] floats (25 MB for a 49k vocabulary). */
 #define LOGIT_ROWS 128
@@ -74,7 +69,7 @@ rotq_status rotq_ppl_eval(rotq_runner *r, const int32_t *ids, int64_t n, const r
     rotq_status s = ROTQ_OK;
     if (!win || !hidden || !logits || !lse) { s = rotq_fail(ROTQ_ERR_NOMEM, "ppl: out of memory for a window"); goto done; }
 
-    double t0 = now_seconds(), nll = 0.0;
+    double t0 = rotq_now_s(), nll = 0.0;
     int64_t scored = 0;
     for (int64_t w = 0; w < n_windows; w++) {
         if (papers_every) {
@@ -91,9 +86,9 @@ rotq_status rotq_ppl_eval(rotq_runner *r, const int32_t *ids, int64_t n, const r
         scored += ctx - 1 - first;
         out->n_windows = w + 1;
         out->n_processed += ctx;
-        if (o->progress) o->progress(o->progress_ctx, w + 1, n_windows, nll, scored, now_seconds() - t0);
+        if (o->progress) o->progress(o->progress_ctx, w + 1, n_windows, nll, scored, rotq_now_s() - t0);
     }
-    out->seconds = now_seconds() - t0;
+    out->seconds = rotq_now_s() - t0;
     out->nll = nll;
     out->n_scored = scored;
     out->ppl = exp(nll / (double)scored);

@@ -20,12 +20,7 @@
 
 #include "quant/quant.h"
 #include "rotate/rotate.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "core/clock.h"
 
 rotq_status rotq_calib_windows(const int32_t *ids, int64_t n, int64_t nsamples, int64_t ctx, uint64_t seed,
                                int32_t **out) {
@@ -142,7 +137,7 @@ static void gram_add(walk *c, const float *x, int64_t n) {
 
 /* 2/N scaling and the lower triangle, then GPTQ on every tensor reading this input */
 static rotq_status quantize_group(walk *c, int32_t l, int64_t n, const rotq_role *roles, int n_roles) {
-    double t0 = now_s();
+    double t0 = rotq_now_s();
     double *H = c->H, scale = 2.0 / (double)(c->ns * c->T);
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = i; j < n; j++) H[i * n + j] *= scale;
@@ -164,7 +159,7 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, const rotq_role
     }
     c->rep->n_dead += hinv.n_dead;
     rotq_gptq_hinv_free(&hinv);
-    c->t_quant += now_s() - t0;
+    c->t_quant += rotq_now_s() - t0;
     return s;
 }
 
@@ -293,16 +288,16 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     if (r->rope) rotq_rope_tables(r->inv_freq, c.half, 0, T, c.cos_t, c.sin_t);
     for (int64_t sm = 0; sm < ns; sm++) rotq_runner_embed(r, windows + sm * T, T, 0, c.X + sm * T * c.d);
 
-    double t_start = now_s();
+    double t_start = rotq_now_s();
     for (int32_t l = 0; l < hp->n_layers; l++) {
-        double t0 = now_s(), q0 = c.t_quant, loss0 = rep->gptq_loss;
+        double t0 = rotq_now_s(), q0 = c.t_quant, loss0 = rep->gptq_loss;
         if ((s = walk_layer(&c, l)) != ROTQ_OK) goto done;
         if (o->verbose)
             fprintf(stderr, "gptq: layer %d/%lld  %.1f s (quantize %.1f s)  loss %.4g\n", l + 1, (long long)hp->n_layers,
-                    now_s() - t0, c.t_quant - q0, rep->gptq_loss - loss0);
+                    rotq_now_s() - t0, c.t_quant - q0, rep->gptq_loss - loss0);
     }
     rep->quant_seconds += c.t_quant;
-    rep->calib_seconds += now_s() - t_start - c.t_quant;
+    rep->calib_seconds += rotq_now_s() - t_start - c.t_quant;
     rep->calib_tokens = ns * T;
 done:
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i].p);

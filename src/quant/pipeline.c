@@ -6,6 +6,7 @@
 
 #include "quant/quant.h"
 #include "rotate/online.h"
+#include "core/clock.h"
 
 rotq_quant_options rotq_quant_defaults(void) {
     rotq_quant_options o;
@@ -114,12 +115,6 @@ bool rotq_quant_has_runtime(const rotq_quant_options *o) {
     return rotq_act_on(&o->act) || rotq_act_on(&o->k) || rotq_act_on(&o->v);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Linear weights become owned float32 so quantization writes them in place and a runner borrows
  * (sees) the result. */
 static rotq_status own_f32(rotq_tensor *t) {
@@ -151,7 +146,7 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
     }
 
     if (o->w_method == ROTQ_WQ_RTN) {
-        double t0 = now_s();
+        double t0 = rotq_now_s();
         rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
         for (int32_t l = 0; l < L; l++) {
             rotq_role roles[8];
@@ -164,7 +159,7 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
                 rep->n_params += ts[i]->shape[0] * ts[i]->shape[1];
             }
         }
-        rep->quant_seconds = now_s() - t0;
+        rep->quant_seconds = rotq_now_s() - t0;
         return ROTQ_OK;
     }
 
