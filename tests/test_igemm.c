@@ -138,6 +138,12 @@ int main(void) {
     run_case(&(igemm_case){.T = 19, .n_in = 515, .n_out = 37, .u_max = 255, .q_lo = -64, .q_hi = 64, .z = 128, .bias = true});
     run_case(&(igemm_case){.T = 9, .n_in = 515, .n_out = 37, .u_max = 255, .q_lo = -64, .q_hi = 64, .z = 0,
                            .fill = CODES_MAX_NEG});
+    /* A whole panel in one int16 chunk when u_max·(a lane's Σ|q|) ≤ 32767: every u = 15 and q = ±4
+     * over 1092 inputs puts 546·4·15 = 32760 in each lane (just fits); over 1096, 32880 (must be
+     * split). */
+    for (int f = CODES_MAX_NEG; f <= CODES_MAX_POS; f++)
+        for (int64_t n_in = 1092; n_in <= 1096; n_in += 4)
+            run_case(&(igemm_case){.T = 7, .n_in = n_in, .n_out = 20, .u_max = 15, .q_lo = -4, .q_hi = 4, .z = 0, .fill = (codes)f});
     /* Extremes: every product at its largest, over long rows (int16 would overflow after 136 steps). */
     const int64_t long_ins[] = {1536, 4099};
     for (int li = 0; li < 2; li++)

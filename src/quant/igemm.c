@@ -36,6 +36,7 @@ struct rotq_igemm_weights {
     int8_t *packed;   /* [n_panels][steps][PANEL][4] */
     int32_t *qsum;    /* [n_panels·PANEL]: Σ_i q[o][i], zero past n_out */
     float *sw;        /* [n_panels·PANEL], zero past n_out */
+    int32_t *lane_l1; /* [n_panels]: max over columns and int16 lanes of Σ |q| (see kernel_u8) */
     int32_t qmax;     /* max |q| */
 };
 
@@ -50,8 +51,9 @@ rotq_status rotq_igemm_pack(const int8_t *q, const float *sw, int64_t n_out, int
         w->packed = aligned_alloc(64, (packed_bytes + 63) / 64 * 64);
         w->qsum = calloc(cols, sizeof(int32_t));
         w->sw = calloc(cols, sizeof(float));
+        w->lane_l1 = calloc((size_t)n_panels, sizeof(int32_t));
     }
-    if (!w || !w->packed || !w->qsum || !w->sw) {
+    if (!w || !w->packed || !w->qsum || !w->sw || !w->lane_l1) {
         rotq_igemm_free(w);
         return rotq_fail(ROTQ_ERR_NOMEM, "igemm: out of memory packing %lld x %lld weights", (long long)n_out, (long long)n_in);
     }
@@ -65,14 +67,17 @@ rotq_status rotq_igemm_pack(const int8_t *q, const float *sw, int64_t n_out, int
     for (int64_t o = 0; o < n_out; o++) {
         const int8_t *qo = q + o * n_in;
         int8_t *dst = w->packed + (o / PANEL) * steps * PANEL * 4 + (o % PANEL) * 4;
-        int32_t sum = 0;
+        int32_t sum = 0, lane_l1[2] = {0, 0}; /* lane 0: inputs 4s, 4s+1; lane 1: 4s+2, 4s+3 */
         for (int64_t i = 0; i < n_in; i++) {
             sum += qo[i];
             int32_t mag = qo[i] < 0 ? -qo[i] : qo[i];
             if (mag > qmax) qmax = mag;
+            lane_l1[i % 4 / 2] += mag;
             dst[(i / 4) * PANEL * 4 + i % 4] = qo[i];
         }
         w->qsum[o] = sum;
+        for (int l = 0; l < 2; l++)
+            if (lane_l1[l] > w->lane_l1[o / PANEL]) w->lane_l1[o / PANEL] = lane_l1[l];
     }
     w->qmax = qmax;
     *out = w;
@@ -84,6 +89,7 @@ void rotq_igemm_free(rotq_igemm_weights *w) {
     free(w->packed);
     free(w->qsum);
     free(w->sw);
+    free(w->lane_l1);
     free(w);
 }
 
@@ -184,12 +190,13 @@ static void pack_group_u16(uint64_t *dst, const igemm_call *c, int64_t t0) {
     }
 }
 
-/* out[r][col] += Σ over steps [0, n_steps) for MR rows × one panel, summed in int16: the caller
- * keeps n_steps small enough that no partial sum overflows. One step is inline assembly: its 12
- * int16 accumulators, 2 weight vectors, 1 broadcast and 1 product fill all 16 ymm registers, and
- * gcc 12, given the same with intrinsics, spills accumulators every step (half the speed). */
+/* out[r][col] (+)= Σ over steps [0, n_steps) for MR rows × one panel, summed in int16 (stored
+ * when `first`, else added): the caller keeps n_steps small enough that no partial sum overflows.
+ * One step is inline assembly: its 12 int16 accumulators, 2 weight vectors, 1 broadcast and 1
+ * product fill all 16 ymm registers, and gcc 12, given the same with intrinsics, spills
+ * accumulators every step (half the speed). */
 AVX2 __attribute__((noinline)) static void kernel_u8_chunk(const int32_t *as, const int8_t *ws, int64_t n_steps,
-                                                           int32_t out[MR][PANEL]) {
+                                                           int32_t out[MR][PANEL], bool first) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int64_t st = 0; st < n_steps; st++, ws += PANEL * 4, as += MR) {
@@ -212,20 +219,18 @@ AVX2 __attribute__((noinline)) static void kernel_u8_chunk(const int32_t *as, co
     }
     /* vpmaddwd with ones folds the two int16 lanes of each column into its int32 sum. */
     const __m256i ones = _mm256_set1_epi16(1);
-#define FLUSH(r, x0, x1)                                                                                              \
-    _mm256_storeu_si256((__m256i *)&out[r][0], _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)&out[r][0]),      \
-                                                                _mm256_madd_epi16(x0, ones)));                        \
-    _mm256_storeu_si256((__m256i *)&out[r][8], _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)&out[r][8]),      \
-                                                                _mm256_madd_epi16(x1, ones)));
-    FLUSH(0, c00, c01) FLUSH(1, c10, c11) FLUSH(2, c20, c21) FLUSH(3, c30, c31) FLUSH(4, c40, c41) FLUSH(5, c50, c51)
-#undef FLUSH
+    __m256i *o = (__m256i *)&out[0][0]; /* row r, vector j at o[2r + j] */
+    __m256i sums[2 * MR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    for (int i = 0; i < 2 * MR; i++) {
+        __m256i v = _mm256_madd_epi16(sums[i], ones);
+        _mm256_storeu_si256(o + i, first ? v : _mm256_add_epi32(_mm256_loadu_si256(o + i), v));
+    }
 }
 
 /* out = the sums over all steps, in chunks of `flush_every` steps. */
 AVX2 static void kernel_u8(const int32_t *a, const int8_t *wp, int64_t steps, int64_t flush_every, int32_t out[MR][PANEL]) {
-    memset(out, 0, sizeof(int32_t) * MR * PANEL);
     for (int64_t s0 = 0; s0 < steps; s0 += flush_every)
-        kernel_u8_chunk(a + s0 * MR, wp + s0 * PANEL * 4, steps - s0 < flush_every ? steps - s0 : flush_every, out);
+        kernel_u8_chunk(a + s0 * MR, wp + s0 * PANEL * 4, steps - s0 < flush_every ? steps - s0 : flush_every, out, s0 == 0);
 }
 
 /* Exact for any codes: weights sign-extended to int16, products paired by vpmaddwd into int32. */
@@ -279,6 +284,9 @@ static void forward_avx2(const igemm_call *c, int32_t u_max) {
     int64_t steps = w->steps;
     int64_t pair_max = 2 * (int64_t)u_max * w->qmax;
     bool fast = pair_max <= 32767;
+    /* An int16 lane gathers 2 products per step: after n steps it is at most n·pair_max in size,
+     * and never more than u_max·(its column's Σ|q| over those inputs), which bounds a whole
+     * panel at once (one chunk) for typical 4-bit weights on rows of up to ~600 inputs. */
     int64_t flush_every = pair_max == 0 ? steps : 32767 / pair_max;
     if (flush_every > steps) flush_every = steps;
     if (flush_every < 1) flush_every = 1;
@@ -315,10 +323,15 @@ static void forward_avx2(const igemm_call *c, int32_t u_max) {
             }
             for (int64_t p = p0; p < p1; p++) {
                 const int8_t *wp = w->packed + p * steps * PANEL * 4;
+                int64_t chunk = (int64_t)u_max * w->lane_l1[p] <= 32767 ? steps : flush_every;
                 for (int64_t g = g0; g < g1; g++) {
+                    /* The output lines this group writes, fetched while the kernel runs: the
+                     * stores would otherwise wait for them (rows are n_out floats apart). */
+                    for (int64_t t = g * MR; t < g * MR + MR && t < c->T; t++)
+                        __builtin_prefetch(c->y + t * w->n_out + p * PANEL, 1, 3);
                     int32_t acc[MR][PANEL];
                     const void *a = buf + (g - g0) * group_bytes;
-                    if (fast) kernel_u8(a, wp, steps, flush_every, acc);
+                    if (fast) kernel_u8(a, wp, steps, chunk, acc);
                     else kernel_u16(a, wp, steps, acc);
                     epilogue_avx2(c, g * MR, p, acc);
                 }
