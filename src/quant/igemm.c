@@ -254,28 +254,33 @@ AVX2 static void kernel_u16(const uint64_t *a, const int8_t *wp, int64_t steps, 
     }
 }
 
-/* Writes the MR × PANEL sums of rows t0.., panel p: vectors where all 8 columns exist. */
+/* Writes the MR × PANEL sums of rows t0.., panel p to y; 8 columns at a time where all exist. */
 AVX2 static void epilogue_avx2(const igemm_call *c, int64_t t0, int64_t p, int32_t acc[MR][PANEL]) {
     const rotq_igemm_weights *w = c->w;
-    int64_t o0 = p * PANEL, n_cols = w->n_out - o0 < PANEL ? w->n_out - o0 : PANEL;
-    for (int r = 0; r < MR && t0 + r < c->T; r++) {
-        int64_t t = t0 + r;
-        float *yt = c->y + t * w->n_out;
-        __m256i zt = _mm256_set1_epi32(c->z[t]);
-        __m256 st = _mm256_set1_ps(c->s[t]);
-        int64_t col = 0;
-        for (; col + 8 <= n_cols; col += 8) {
-            int64_t o = o0 + col;
+    const int64_t n_out = w->n_out, o0 = p * PANEL;
+    const int64_t n_cols = n_out - o0 < PANEL ? n_out - o0 : PANEL, n_rows = c->T - t0 < MR ? c->T - t0 : MR;
+    const float *s = c->s, *b = c->b;
+    const int32_t *z = c->z;
+    float *y = c->y + t0 * n_out + o0;
+    const bool accumulate = c->accumulate;
+    int64_t col = 0;
+    for (; col + 8 <= n_cols; col += 8) {
+        const __m256i qsum = _mm256_loadu_si256((const __m256i *)(w->qsum + o0 + col));
+        const __m256 sw = _mm256_loadu_ps(w->sw + o0 + col);
+        const __m256 bias = b ? _mm256_loadu_ps(b + o0 + col) : _mm256_setzero_ps();
+        for (int64_t r = 0; r < n_rows; r++) {
             __m256i a = _mm256_loadu_si256((const __m256i *)&acc[r][col]);
-            a = _mm256_sub_epi32(a, _mm256_mullo_epi32(zt, _mm256_loadu_si256((const __m256i *)(w->qsum + o))));
+            a = _mm256_sub_epi32(a, _mm256_mullo_epi32(_mm256_set1_epi32(z[t0 + r]), qsum));
             /* Separate multiply and add instructions: the reference rounds after each. */
-            __m256 v = _mm256_mul_ps(_mm256_mul_ps(st, _mm256_loadu_ps(w->sw + o)), _mm256_cvtepi32_ps(a));
-            if (c->b) v = _mm256_add_ps(v, _mm256_loadu_ps(c->b + o));
-            if (c->accumulate) v = _mm256_add_ps(_mm256_loadu_ps(yt + o), v);
-            _mm256_storeu_ps(yt + o, v);
+            __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(s[t0 + r]), sw), _mm256_cvtepi32_ps(a));
+            if (b) v = _mm256_add_ps(v, bias);
+            float *yo = y + r * n_out + col;
+            if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(yo), v);
+            _mm256_storeu_ps(yo, v);
         }
-        for (; col < n_cols; col++) store_one(c, t, o0 + col, acc[r][col]);
     }
+    for (; col < n_cols; col++)
+        for (int64_t r = 0; r < n_rows; r++) store_one(c, t0 + r, o0 + col, acc[r][col]);
 }
 
 /* Tiles: a balanced range of row groups × a range of panels. */
