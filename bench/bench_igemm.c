@@ -3,8 +3,9 @@
  *
  * usage: bench_igemm [--threads N] [--tokens T] [--reps R]
  * GFLOP/s counts 2·T·n_in·n_out per call for both (GFLOP-equivalent for the integer product).
- * The two are timed in alternating blocks of R calls (3 blocks each) so both see the same machine;
- * the best call of each is kept, and the ratio of the medians printed beside that of the bests.
+ * The two are timed in alternating blocks (3 each, of at least R calls and 0.1 s) so both see the
+ * same machine; the best call of each is kept, and the ratio of the medians printed beside that of
+ * the bests. Run with OMP_WAIT_POLICY=passive so idle OpenMP threads do not spin through sgemm.
  */
 #include <cblas.h>
 #include <omp.h>
@@ -33,7 +34,8 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 #define BLOCKS 3
-#define MAX_ROUNDS (BLOCKS * 50)
+#define BLOCK_SECONDS 0.1 /* a block runs at least this long: short ones catch the machine waking up */
+#define MAX_CALLS 4096     /* per operation, over all blocks */
 
 int main(int argc, char **argv) {
     int threads = 2, reps = 10;
@@ -44,11 +46,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else { fprintf(stderr, "usage: bench_igemm [--threads N] [--tokens T] [--reps R]\n"); return 2; }
     }
-    if (reps < 1 || reps * BLOCKS > MAX_ROUNDS || T < 1 || threads < 1) { fprintf(stderr, "bench_igemm: bad arguments\n"); return 2; }
+    if (reps < 1 || reps * BLOCKS > MAX_CALLS || T < 1 || threads < 1) { fprintf(stderr, "bench_igemm: bad arguments\n"); return 2; }
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
-    printf("# bench_igemm: T=%lld, %d threads, u<=15 |q|<=8, best of %d calls in %d alternating blocks\n", (long long)T,
-           threads, BLOCKS * reps, BLOCKS);
+    printf("# bench_igemm: T=%lld, %d threads, u<=15 |q|<=8, best of >= %d calls in %d alternating blocks of >= %.1f s\n", (long long)T,
+           threads, BLOCKS * reps, BLOCKS, BLOCK_SECONDS);
     printf("%-12s | %9s %9s | %9s %9s | %6s %6s\n", "n_in->n_out", "sgemm ms", "GFLOP/s", "igemm ms", "GFLOP/s", "ratio",
            "median");
     const int64_t shapes[][2] = {{576, 576}, {576, 192}, {576, 1536}, {1536, 576}};
@@ -80,30 +82,31 @@ int main(int argc, char **argv) {
          * after each call and would take the second core from igemm's threads if the two were
          * interleaved call by call (OMP_WAIT_POLICY=passive keeps the OpenMP threads from doing
          * the same to sgemm). */
-        double ts[MAX_ROUNDS], ti[MAX_ROUNDS];
-        int rounds = 0;
+        static double ts[MAX_CALLS], ti[MAX_CALLS];
+        int ns = 0, ni = 0;
         for (int block = 0; block < BLOCKS; block++) {
-            for (int k = 0; k < reps; k++) {
+            double start = now();
+            for (int k = 0; (k < reps || now() - start < BLOCK_SECONDS) && ns < MAX_CALLS * (block + 1) / BLOCKS; k++) {
                 double t0 = now();
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n_out, (int)n_in, 1.0f, x, (int)n_in, W,
                             (int)n_in, 0.0f, y, (int)n_out);
-                ts[rounds + k] = now() - t0;
+                ts[ns++] = now() - t0;
             }
             nanosleep(&(struct timespec){.tv_nsec = 300000000}, NULL);
-            for (int k = 0; k < reps; k++) {
+            start = now();
+            for (int k = 0; (k < reps || now() - start < BLOCK_SECONDS) && ni < MAX_CALLS * (block + 1) / BLOCKS; k++) {
                 double t0 = now();
                 rotq_igemm_forward(y, u, s, z, T, 15, w, NULL, false);
-                ti[rounds + k] = now() - t0;
+                ti[ni++] = now() - t0;
             }
-            rounds += reps;
         }
-        qsort(ts, (size_t)rounds, sizeof *ts, cmp_double);
-        qsort(ti, (size_t)rounds, sizeof *ti, cmp_double);
+        qsort(ts, (size_t)ns, sizeof *ts, cmp_double);
+        qsort(ti, (size_t)ni, sizeof *ti, cmp_double);
         double gflop = 2.0 * (double)T * (double)n_in * (double)n_out / 1e9;
         char name[32];
         snprintf(name, sizeof name, "%lld->%lld", (long long)n_in, (long long)n_out);
         printf("%-12s | %9.3f %9.1f | %9.3f %9.1f | %5.2fx %5.2fx\n", name, ts[0] * 1e3, gflop / ts[0], ti[0] * 1e3, gflop / ti[0],
-               ts[0] / ti[0], ts[rounds / 2] / ti[rounds / 2]);
+               ts[0] / ti[0], ts[ns / 2] / ti[ni / 2]);
         fflush(stdout);
         rotq_igemm_free(w);
         free(x); free(W); free(y); free(s); free(sw); free(u); free(q); free(z);
