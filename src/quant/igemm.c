@@ -8,8 +8,9 @@
  *
  * Fast path (2·u_max·max|q| ≤ 32767): vpmaddubsw of a broadcast activation word with a weight
  * vector gives, in int16 lane 2c, u[k]q[c][k] + u[k+1]q[c][k+1], and in lane 2c+1 the other pair of
- * the same column. Those are summed in int16 for as many steps as cannot overflow, then vpmaddwd
- * with ones folds the two lanes of a column into its int32 sum. Exact path (8-bit codes): the same
+ * the same column. Those are summed in int16 for as many steps as cannot overflow (a whole row
+ * when the panel's weights allow it), then vpmaddwd with ones folds the two lanes of a column into
+ * its int32 sum. The inner step is inline assembly, as gcc spills its 16 live registers. Exact path (8-bit codes): the same
  * layout widened to int16 and multiplied with vpmaddwd, summed in int32.
  *
  * Work is split into tiles of (a block of row groups) × (a range of panels); inside a tile each
@@ -22,12 +23,15 @@
 
 #include "quant/igemm.h"
 
-#define AVX2 __attribute__((target("avx2,fma")))
+/* AVX2 without FMA: the epilogue must round after its multiply and after its add, as the
+ * reference does, so no fused multiply-add may be generated whatever the contraction flags. */
+#define AVX2 __attribute__((target("avx2")))
 
 #define PANEL_VECS 2                 /* weight vectors per step: 8 columns each */
 #define PANEL (8 * PANEL_VECS)       /* output columns per panel */
 #define MR 6                         /* activation rows per micro-kernel */
 #define GROUPS_PER_TILE 16           /* row groups per tile: MR·16 rows of activations stay in L2 */
+_Static_assert(PANEL_VECS == 2 && MR == 6, "kernel_u8_chunk's assembly is written for 6 rows x 2 vectors");
 
 struct rotq_igemm_weights {
     int64_t n_out, n_in;
@@ -36,7 +40,7 @@ struct rotq_igemm_weights {
     int8_t *packed;   /* [n_panels][steps][PANEL][4] */
     int32_t *qsum;    /* [n_panels·PANEL]: Σ_i q[o][i], zero past n_out */
     float *sw;        /* [n_panels·PANEL], zero past n_out */
-    int32_t *lane_l1; /* [n_panels]: max over columns and int16 lanes of Σ |q| (see kernel_u8) */
+    int32_t *lane_l1; /* [n_panels]: max over columns and int16 lanes of Σ |q| (see forward_avx2) */
     int32_t qmax;     /* max |q| */
 };
 
@@ -350,7 +354,7 @@ static bool use_avx2(void) {
     const char *env = getenv("ROTQ_IGEMM_ISA"); /* "scalar" forces the portable loops (tests) */
     if (env && strcmp(env, "scalar") == 0) return false;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2");
 }
 
 void rotq_igemm_forward(float *y, const uint8_t *u, const float *s, const int32_t *z, int64_t T, int32_t u_max,
