@@ -31,7 +31,7 @@
 #define PANEL (8 * PANEL_VECS)       /* output columns per panel */
 #define MR 6                         /* activation rows per micro-kernel */
 #define GROUPS_PER_TILE 16           /* row groups per tile: MR·16 rows of activations stay in L2 */
-_Static_assert(PANEL_VECS == 2 && MR == 6, "kernel_u8_chunk's assembly is written for 6 rows x 2 vectors");
+_Static_assert(PANEL_VECS == 2 && MR == 6, "the kernels' assembly is written for 6 rows x 2 vectors");
 
 struct rotq_igemm_weights {
     int64_t n_out, n_in;
@@ -183,11 +183,13 @@ static void pack_group_u16(uint64_t *dst, const igemm_call *c, int64_t t0) {
         for (int64_t st = 0; st < steps; st++) {
             uint64_t word = 0;
             if (row) {
-                int32_t w4 = act_word(row, st, n_in);
-                uint8_t b[4];
-                memcpy(b, &w4, 4);
-                uint16_t h[4] = {b[0], b[1], b[2], b[3]};
-                memcpy(&word, h, sizeof word);
+                int32_t w4;
+                if (st * 4 + 4 <= n_in) memcpy(&w4, row + st * 4, 4);
+                else w4 = act_word(row, st, n_in);
+                /* bytes 0..3 (x86 order) to the low bytes of 16-bit lanes 0..3 */
+                word = (uint32_t)w4;
+                word = (word | word << 16) & 0x0000FFFF0000FFFFull;
+                word = (word | word << 8) & 0x00FF00FF00FF00FFull;
             }
             dst[st * MR + r] = word;
         }
@@ -237,22 +239,37 @@ AVX2 static void kernel_u8(const int32_t *a, const int8_t *wp, int64_t steps, in
         kernel_u8_chunk(a + s0 * MR, wp + s0 * PANEL * 4, steps - s0 < flush_every ? steps - s0 : flush_every, out, s0 == 0);
 }
 
-/* Exact for any codes: weights sign-extended to int16, products paired by vpmaddwd into int32. */
-AVX2 static void kernel_u16(const uint64_t *a, const int8_t *wp, int64_t steps, int32_t out[MR][PANEL]) {
+/* Exact for any codes: out[r][col] = Σ over all steps, weights sign-extended to int16 and the
+ * activation words widened to 4 uint16 (pack_group_u16), products paired by vpmaddwd into int32
+ * (at most 2·255·128 each, so the int32 sums are exact as long as the reference's are). Inline
+ * assembly for the same reason as kernel_u8_chunk: 12 accumulators, 2 weights, 1 broadcast, 1
+ * product. */
+AVX2 __attribute__((noinline)) static void kernel_u16(const uint64_t *a, const int8_t *wp, int64_t steps,
+                                                      int32_t out[MR][PANEL]) {
     for (int j = 0; j < PANEL_VECS; j++) {
-        __m256i lo[MR], hi[MR]; /* columns 8j..8j+3 and 8j+4..8j+7, two partial sums each */
-        for (int r = 0; r < MR; r++) lo[r] = hi[r] = _mm256_setzero_si256();
-        for (int64_t st = 0; st < steps; st++) {
-            __m256i wv = _mm256_loadu_si256((const __m256i *)(wp + st * PANEL * 4 + 32 * j));
-            __m256i wlo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wv));
-            __m256i whi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wv, 1));
-            for (int r = 0; r < MR; r++) {
-                __m256i ar = _mm256_set1_epi64x((long long)a[st * MR + r]);
-                lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(ar, wlo));
-                hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(ar, whi));
-            }
+        /* lo: columns 8j..8j+3, hi: 8j+4..8j+7; two partial sums per column (inputs 4s,4s+1 and 4s+2,4s+3) */
+        __m256i l0 = _mm256_setzero_si256(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0;
+        __m256i l3 = l0, h3 = l0, l4 = l0, h4 = l0, l5 = l0, h5 = l0;
+        const int8_t *ws = wp + 32 * j;
+        const uint64_t *as = a;
+        for (int64_t st = 0; st < steps; st++, ws += PANEL * 4, as += MR) {
+#define ROW(offset, lo, hi)                                \
+    "vpbroadcastq " #offset "(%[a]), %%ymm14\n\t"          \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"               \
+    "vpaddd %%ymm15, %[" #lo "], %[" #lo "]\n\t"           \
+    "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"               \
+    "vpaddd %%ymm14, %[" #hi "], %[" #hi "]\n\t"
+            __asm__("vpmovsxbw (%[w]), %%ymm12\n\t"
+                    "vpmovsxbw 16(%[w]), %%ymm13\n\t"
+                    ROW(0, l0, h0) ROW(8, l1, h1) ROW(16, l2, h2) ROW(24, l3, h3) ROW(32, l4, h4) ROW(40, l5, h5)
+                    : [l0] "+x"(l0), [h0] "+x"(h0), [l1] "+x"(l1), [h1] "+x"(h1), [l2] "+x"(l2), [h2] "+x"(h2),
+                      [l3] "+x"(l3), [h3] "+x"(h3), [l4] "+x"(l4), [h4] "+x"(h4), [l5] "+x"(l5), [h5] "+x"(h5)
+                    : [w] "r"(ws), [a] "r"(as), "m"(*(const int8_t(*)[32])ws), "m"(*(const uint64_t(*)[MR])as)
+                    : "xmm12", "xmm13", "xmm14", "xmm15");
+#undef ROW
         }
         /* hadd gives columns (0,1,4,5 | 2,3,6,7); the permute restores 0..7. */
+        __m256i lo[MR] = {l0, l1, l2, l3, l4, l5}, hi[MR] = {h0, h1, h2, h3, h4, h5};
         for (int r = 0; r < MR; r++)
             _mm256_storeu_si256((__m256i *)&out[r][8 * j], _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8));
     }
