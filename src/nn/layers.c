@@ -18,36 +18,13 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
+#include "nn/exp_approx.h" /* after the pragma, so that exp_approx is built under it too */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ROTQ_NO_CLONES)
 #define ROTQ_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
 #else
 #define ROTQ_ROW_KERNEL
 #endif
-
-/* exp(x) to ~1 ulp for x in [-87, 88] (results below e^-87 flush to e^-87 ≈ 1.6e-38, which a
- * softmax sum cannot notice). Written branch-free so that the compiler vectorizes it:
- * x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-6 Taylor polynomial (error < 2e-7 relative),
- * 2^n put straight into the exponent bits. */
-static inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float round_magic = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
-    float n = (x * 1.44269504088896341f + round_magic) - round_magic;
-    float r = x - n * 0.693145751953125f;  /* ln2 split in two so n·ln2_hi is exact */
-    r = r - n * 1.428606765330187e-06f;
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
 
 /* ---- linear -------------------------------------------------------------------------------- */
 
@@ -190,9 +167,21 @@ int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys) {
     return b < cap ? b : cap;
 }
 
+/* The fused kernel when the CPU and head size allow it; ROTQ_ATTENTION=blas keeps the BLAS path
+ * (for comparisons in tests and benchmarks). */
+static bool use_fused_attention(int64_t head_dim) {
+    const char *choice = getenv("ROTQ_ATTENTION");
+    if (choice && !strcmp(choice, "blas")) return false;
+    return rotq_attention_fused_supported(head_dim);
+}
+
 void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,
                                float *work, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim,
                                float scale, int64_t q_block) {
+    if (use_fused_attention(head_dim)) {
+        rotq_attention_fused(out, q, k, v, T, pos0, n_heads, n_kv, head_dim, scale);
+        return;
+    }
     int64_t group = n_heads / n_kv, q_stride = n_heads * head_dim, kv_stride = n_kv * head_dim;
     int64_t gw = group * head_dim; /* floats of one KV group's heads in a row */
     /* qt [n_kv, T, group, hd]: each KV group's query heads stacked as rows (t, j), so that one
@@ -252,6 +241,10 @@ static void attention_per_head(float *out, const float *q, const float *k, const
 void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
                             int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
                             int64_t q_block) {
+    if (use_fused_attention(head_dim)) {
+        rotq_attention_fused(out, q, k, v, T, pos0, n_heads, n_kv, head_dim, scale);
+        return;
+    }
     float *work = malloc((size_t)(2 * T * n_heads * head_dim) * sizeof(float));
     if (work)
         rotq_attention_forward_ws(out, q, k, v, scores, work, T, pos0, n_heads, n_kv, head_dim, scale, q_block);

@@ -153,6 +153,13 @@ void rotq_attention_forward(float *out, const float *q, const float *k, const fl
 void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,
                                float *work, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim,
                                float scale, int64_t q_block);
+/* The fused AVX2+FMA attention (attention_avx2.c): same contract as rotq_attention_forward, without
+ * the scores scratch. _supported says whether this CPU and head_dim can run it; the two functions
+ * above call it on their own unless the environment sets ROTQ_ATTENTION=blas. */
+#define ROTQ_ATTENTION_FUSED_HD_MAX 256
+bool rotq_attention_fused_supported(int64_t head_dim);
+void rotq_attention_fused(float *out, const float *q, const float *k, const float *v, int64_t T, int64_t pos0,
+                          int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
 /* Query rows per attention block for T queries over n_keys keys (bounds the scores scratch). */
 int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys);
 /* gate [T, ff] ← silu(gate) * up. */
