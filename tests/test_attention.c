@@ -56,7 +56,7 @@ static bool has_nan(const float *x, int64_t n) {
 
 /* Query rows checked against the double loop: all of short windows, else both ends, the middle and
  * a few random ones (the loop costs pos0+T keys per row and head). */
-static int64_t pick_rows(int64_t *rows, int64_t T) {
+static int64_t pick_rows(int64_t rows[40], int64_t T) {
     int64_t n = 0;
     if (T <= 40) {
         for (int64_t t = 0; t < T; t++) rows[n++] = t;
@@ -99,7 +99,7 @@ static void run_case(int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t h
         for (int64_t i = 0; i < nq; i++) worst = fmax(worst, fabs((double)out_fused[i] - out_blas[i]));
         CHECK(worst / mag <= TOL, "%s: fused vs BLAS path: %g relative", what, worst / mag);
     }
-    int64_t rows[16], n_rows = pick_rows(rows, T);
+    int64_t rows[40], n_rows = pick_rows(rows, T);
     double worst = 0, worst_wrong = 0;
     for (int64_t r = 0; r < n_rows; r++) {
         int64_t t = rows[r];
