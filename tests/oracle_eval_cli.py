@@ -48,6 +48,9 @@ if not again["baseline_cached"] or again["baseline_perplexity"] != base["baselin
 other = run("--preset", "w4a8", "--max-windows", "5")
 if other["baseline_cached"]:
     failures.append("other windows must not hit the cache")
+one = run("--preset", "w4a8", "--max-windows", "6", "--threads", "1")
+if one["baseline_cached"]:
+    failures.append("another thread count (BLAS summation order) must not hit the cache")
 off = run("--preset", "w4a8", "--max-windows", "6", "--baseline-cache", "off")
 if off["baseline_cached"] or off["baseline_perplexity"] != base["baseline_perplexity"]:
     failures.append(f"--baseline-cache off: cached {off['baseline_cached']}, {off['baseline_perplexity']}")

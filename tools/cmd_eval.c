@@ -428,7 +428,8 @@ int cmd_eval(int argc, char **argv) {
     bool base_cached = false;
     if (strcmp(c.baseline, "original") == 0) {
         if (cache_dir) {
-            ppl_cache_key(m, ids, n_ids, &po, cache_key, sizeof cache_key);
+            ppl_cache_key(m, ids, n_ids, &po, c.q.threads > 0 ? c.q.threads : omp_get_max_threads(), cache_key,
+                          sizeof cache_key);
             base_cached = ppl_cache_get(cache_dir, cache_key, &base, cached_when, sizeof cached_when);
         }
         if (!base_cached) {

@@ -274,8 +274,9 @@ int cmd_ppl(int argc, char **argv) {
     char cache_buf[4096], cache_key[512];
     const char *cache_dir = ppl_cache_usable(m) ? ppl_cache_dir(NULL, cache_buf, sizeof cache_buf) : NULL;
     if (cache_dir) {
-        ppl_cache_key(m, ids, n_ids, &o, cache_key, sizeof cache_key);
-        if (ppl_cache_put(cache_dir, cache_key, &res, threads > 0 ? threads : omp_get_max_threads()) && !quiet)
+        int n_threads = threads > 0 ? threads : omp_get_max_threads();
+        ppl_cache_key(m, ids, n_ids, &o, n_threads, cache_key, sizeof cache_key);
+        if (ppl_cache_put(cache_dir, cache_key, &res, n_threads) && !quiet)
             fprintf(stderr, "ppl: could not record the result in the baseline cache %s\n", cache_dir);
     }
 

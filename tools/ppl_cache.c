@@ -72,16 +72,35 @@ static uint64_t model_fingerprint(const rotq_model *m) {
     return fp_done(&f);
 }
 
+/* The running executable's bytes: a record is reused only by the very code that computed it, since
+ * any change to a kernel may move the last bits of a perplexity. */
+static uint64_t exe_fingerprint(void) {
+    static uint64_t cached;
+    if (cached) return cached;
+    fp f;
+    fp_init(&f);
+    FILE *fh = fopen("/proc/self/exe", "rb");
+    if (fh) {
+        unsigned char buf[1 << 16];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, fh)) > 0) fp_bytes(&f, buf, got);
+        fclose(fh);
+    }
+    cached = fp_done(&f) | 1;
+    return cached;
+}
+
 bool ppl_cache_usable(const rotq_model *m) { return !m->rot.r3.on && !m->rot.r4.on; }
 
-void ppl_cache_key(const rotq_model *m, const int32_t *ids, int64_t n, const rotq_ppl_options *po, char *key,
-                   size_t size) {
+void ppl_cache_key(const rotq_model *m, const int32_t *ids, int64_t n, const rotq_ppl_options *po, int threads,
+                   char *key, size_t size) {
     fp f;
     fp_init(&f);
     fp_bytes(&f, ids, (uint64_t)n * sizeof *ids);
     const char *bos[] = {"none", "first", "every"};
-    snprintf(key, size, "rotq %s float32 baseline | weights %016llx | %lld token ids %016llx | %s protocol, ctx %lld, "
-             "BOS %s%s (id %d), max windows %lld", ROTQ_VERSION, (unsigned long long)model_fingerprint(m), (long long)n,
+    snprintf(key, size, "rotq %s (executable %016llx, %d threads) float32 baseline | weights %016llx | %lld token ids %016llx | %s protocol, ctx %lld, "
+             "BOS %s%s (id %d), max windows %lld", ROTQ_VERSION, (unsigned long long)exe_fingerprint(), threads,
+             (unsigned long long)model_fingerprint(m), (long long)n,
              (unsigned long long)fp_done(&f), po->protocol == ROTQ_PPL_LLAMACPP ? "llama.cpp" : "papers",
              (long long)po->ctx, bos[po->bos], po->add_bos ? " add" : "", po->bos_id, (long long)po->max_windows);
 }

@@ -11,10 +11,11 @@
 
 /* Records describe plain float models: none for a model that carries online rotations. */
 bool ppl_cache_usable(const rotq_model *m);
-/* The key: rotq's version, fingerprints of every tensor's bytes (with names, dtypes, shapes and the
- * hyperparameters the forward reads) and of the token ids, and the window settings. */
-void ppl_cache_key(const rotq_model *m, const int32_t *ids, int64_t n, const rotq_ppl_options *po, char *key,
-                   size_t size);
+/* The key: fingerprints of the rotq executable itself, of every tensor's bytes (with names, dtypes,
+ * shapes and the hyperparameters the forward reads) and of the token ids; the thread count (BLAS
+ * summation order) and the window settings. */
+void ppl_cache_key(const rotq_model *m, const int32_t *ids, int64_t n, const rotq_ppl_options *po, int threads,
+                   char *key, size_t size);
 /* The cache folder: `arg` (--baseline-cache), else $ROTQ_CACHE_DIR, else $XDG_CACHE_HOME/rotq or
  * ~/.cache/rotq; NULL when off ("off" in either place). */
 const char *ppl_cache_dir(const char *arg, char *buf, size_t size);
