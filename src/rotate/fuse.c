@@ -200,6 +200,15 @@ static void reflect_rows(double *x, int64_t rows, const double *v, int64_t n) {
     }
 }
 
+/* D ← P·D for D [n, cols] (P = I − 2vvᵀ): u = vᵀ·D, then D −= 2·v·uᵀ. u: scratch of cols doubles. */
+static void reflect_cols(double *d, int64_t n, int64_t cols, const double *v, double *u) {
+    memset(u, 0, (size_t)cols * sizeof *u);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < cols; j++) u[j] += v[i] * d[i * cols + j];
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < cols; j++) d[i * cols + j] -= 2.0 * v[i] * u[j];
+}
+
 /* Applies P to one stream site: rows (embeddings, readers W ← W·P, norm biases) or, for writers,
  * the output side W ← P·W (P is symmetric). */
 static rotq_status reflect_tensor(rotq_tensor *t, const double *v, int64_t n, bool output_side) {
@@ -213,14 +222,9 @@ static rotq_status reflect_tensor(rotq_tensor *t, const double *v, int64_t n, bo
     } else if (s == ROTQ_OK) {
         int64_t cols = numel / n;
         if (t->shape[0] != n) s = rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: %lld output rows, the stream has %lld", t->name, (long long)t->shape[0], (long long)n);
-        double *u = s == ROTQ_OK ? calloc((size_t)(cols ? cols : 1), sizeof *u) : NULL;
+        double *u = s == ROTQ_OK ? malloc((size_t)(cols ? cols : 1) * sizeof *u) : NULL;
         if (s == ROTQ_OK && !u) s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory reflecting %s", t->name);
-        if (s == ROTQ_OK) {
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < cols; j++) u[j] += v[i] * d[i * cols + j]; /* u = vᵀ·W */
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < cols; j++) d[i * cols + j] -= 2.0 * v[i] * u[j];
-        }
+        if (s == ROTQ_OK) reflect_cols(d, n, cols, v, u);
         free(u);
     }
     if (s == ROTQ_OK) s = rotq_tensor_set_f64(t, d);
@@ -256,14 +260,11 @@ rotq_status rotq_r1_keep_mean(rotq_model *m, const struct rotq_rotation *R, stru
     }
     if (s == ROTQ_OK && effective) {
         /* the matrix that now acts on the stream, P·R, for --save-rotations */
-        double *M = malloc((size_t)(n * n) * sizeof *M), *u = calloc((size_t)n, sizeof *u);
+        double *M = malloc((size_t)(n * n) * sizeof *M), *u = malloc((size_t)n * sizeof *u);
         if (!M || !u) s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory for R1 (%lld²)", (long long)n);
         if (s == ROTQ_OK) s = rotq_rotation_to_dense_f64(R, M);
         if (s == ROTQ_OK) {
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < n; j++) u[j] += v[i] * M[i * n + j];
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < n; j++) M[i * n + j] -= 2.0 * v[i] * u[j];
+            reflect_cols(M, n, n, v, u);
             s = rotq_rotation_from_dense(n, M, 1e-9, effective);
         }
         if (s == ROTQ_OK) snprintf((*effective)->desc, sizeof (*effective)->desc, "%.150s, reflected to fix 1", R->desc);
