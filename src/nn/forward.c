@@ -326,8 +326,22 @@ rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t l, const float 
     return ROTQ_OK;
 }
 
-static void norm_forward(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T) {
-    rotq_runner_norm(r, out, x, w, b, T);
+rotq_status rotq_runner_qkv(const rotq_runner *r, int32_t l, const float *xn, float *q, float *k, float *v,
+                            const float *cos_t, const float *sin_t, int64_t T, int64_t pos0) {
+    const rotq_hparams *hp = &r->hp;
+    const rotq_layer_weights *w = &r->layers[l];
+    int64_t d = hp->hidden, nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim;
+    int64_t qd = nh * hd, kvd = nkv * hd, half = hp->rotary_dim / 2;
+    ROTQ_TRY(linear(r, l, ROLE_Q, q, xn, w->wq, w->bq, T, d, qd, false));
+    ROTQ_TRY(linear(r, l, ROLE_K, k, xn, w->wk, w->bk, T, d, kvd, false));
+    ROTQ_TRY(linear(r, l, ROLE_V, v, xn, w->wv, w->bv, T, d, kvd, false));
+    if (r->rope) {
+        rotq_rope_forward(q, cos_t, sin_t, T, nh, hd, half);
+        rotq_rope_forward(k, cos_t, sin_t, T, nkv, hd, half);
+    }
+    if (r->hooks.qk_rope) ROTQ_TRY(r->hooks.qk_rope(r->hooks.ctx, l, q, k, T, pos0, nh, nkv, hd));
+    if (r->hooks.v) ROTQ_TRY(r->hooks.v(r->hooks.ctx, l, v, T, pos0, nkv, hd));
+    return ROTQ_OK;
 }
 
 #define HOOK(call) do { rotq_status hs_ = (call); if (hs_ != ROTQ_OK) return hs_; } while (0)
@@ -342,21 +356,12 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
     const rotq_hparams *hp = &r->hp;
     const rotq_layer_weights *w = &r->layers[l];
     int64_t d = hp->hidden, nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim, ff = hp->intermediate;
-    int64_t qd = nh * hd, kvd = nkv * hd, half = hp->rotary_dim / 2;
-    float *k = k_all + pos0 * kvd, *v = v_all + pos0 * kvd;
+    int64_t qd = nh * hd, kvd = nkv * hd;
 
     /* attention block: xn = norm(x); q, k, v = xn · W{q,k,v}ᵀ (+ b) */
-    norm_forward(r, r->xn, r->x, w->attn_norm, w->attn_norm_b, T);
+    rotq_runner_norm(r, r->xn, r->x, w->attn_norm, w->attn_norm_b, T);
     HOOK(linear_input(r, l, w->fused_qkv ? ROLE_QKV : ROLE_Q, r->xn, T, d));
-    HOOK(linear(r, l, ROLE_Q, r->q, r->xn, w->wq, w->bq, T, d, qd, false));
-    HOOK(linear(r, l, ROLE_K, k, r->xn, w->wk, w->bk, T, d, kvd, false));
-    HOOK(linear(r, l, ROLE_V, v, r->xn, w->wv, w->bv, T, d, kvd, false));
-    if (r->rope) {
-        rotq_rope_forward(r->q, r->rope_cos, r->rope_sin, T, nh, hd, half);
-        rotq_rope_forward(k, r->rope_cos, r->rope_sin, T, nkv, hd, half);
-    }
-    if (r->hooks.qk_rope) HOOK(r->hooks.qk_rope(r->hooks.ctx, l, r->q, k, T, pos0, nh, nkv, hd));
-    if (r->hooks.v) HOOK(r->hooks.v(r->hooks.ctx, l, v, T, pos0, nkv, hd));
+    HOOK(rotq_runner_qkv(r, l, r->xn, r->q, k_all + pos0 * kvd, v_all + pos0 * kvd, r->rope_cos, r->rope_sin, T, pos0));
     rotq_attention_forward_ws(r->att, r->q, k_all, v_all, r->scores, r->attn_work, T, pos0, nh, nkv, hd,
                               r->attn_scale, rotq_attention_block(T, nh, pos0 + T));
     /* x += att · Woᵀ (+ bo) */
@@ -364,7 +369,7 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
     HOOK(linear(r, l, ROLE_O, r->x, r->att, w->wo, w->bo, T, qd, d, true));
 
     /* MLP block: x += (silu(xn · Wgateᵀ) * (xn · Wupᵀ)) · Wdownᵀ, or act(xn · Wupᵀ + b) · Wdownᵀ */
-    norm_forward(r, r->xn, r->x, w->mlp_norm, w->mlp_norm_b, T);
+    rotq_runner_norm(r, r->xn, r->x, w->mlp_norm, w->mlp_norm_b, T);
     HOOK(linear_input(r, l, rotq_runner_mlp_role(r, l), r->xn, T, d));
     HOOK(rotq_runner_mlp_hidden(r, l, r->xn, r->ff1, r->ff2, T));
     HOOK(linear_input(r, l, ROLE_DOWN, r->ff1, T, ff));
@@ -403,7 +408,7 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
         float *v_all = cache ? cache->v + (int64_t)l * cache->capacity * kvd : r->v;
         ROTQ_TRY(layer_forward(r, l, T, pos0, k_all, v_all));
     }
-    norm_forward(r, hidden, r->x, r->final_norm, r->final_norm_b, T);
+    rotq_runner_norm(r, hidden, r->x, r->final_norm, r->final_norm_b, T);
     HOOK(linear_input(r, -1, ROLE_LM_HEAD, hidden, T, d));
     if (cache) cache->n += T;
     return ROTQ_OK;

@@ -100,6 +100,10 @@ void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int6
 void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T);
 rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer);
 rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t layer, const float *xn, float *ff1, float *ff2, int64_t T);
+/* q [T, nh·hd], k, v [T, nkv·hd] from xn: the three products (through the `linear` hook), RoPE with
+ * the cos/sin tables of positions pos0.. (rotq_rope_tables), then the qk_rope and v hooks. */
+rotq_status rotq_runner_qkv(const rotq_runner *r, int32_t layer, const float *xn, float *q, float *k, float *v,
+                            const float *cos_t, const float *sin_t, int64_t T, int64_t pos0);
 /* Installs hooks (copied); NULL removes them. */
 void rotq_runner_set_hooks(rotq_runner *r, const rotq_hooks *h);
 /* Bytes of float32 weight copies the runner owns (0 when every weight was borrowed). */

@@ -77,10 +77,6 @@ typedef struct walk {
 
 #define HOOK(call) do { rotq_status hs_ = (call); if (hs_ != ROTQ_OK) return hs_; } while (0)
 
-static void norm_rows(const walk *c, float *out, const float *x, const float *w, const float *b) {
-    rotq_runner_norm(c->r, out, x, w, b, c->T);
-}
-
 static rotq_status linear_hook(const walk *c, int32_t l, rotq_role role, float *x, int64_t cols) {
     const rotq_hooks *h = &c->r->hooks;
     return h->linear_input ? h->linear_input(h->ctx, l, role, x, c->T, cols) : ROTQ_OK;
@@ -89,32 +85,23 @@ static rotq_status linear_hook(const walk *c, int32_t l, rotq_role role, float *
 /* xn ← norm(x) and the q/k/v input hook */
 static rotq_status attn_input(walk *c, int32_t l, const float *x) {
     const rotq_layer_weights *w = &c->r->layers[l];
-    norm_rows(c, c->xn, x, w->attn_norm, w->attn_norm_b);
+    rotq_runner_norm(c->r, c->xn, x, w->attn_norm, w->attn_norm_b, c->T);
     return linear_hook(c, l, rotq_model_role(c->m, ROLE_QKV, l) ? ROLE_QKV : ROLE_Q, c->xn, c->d);
 }
 
 /* att ← attention(xn) (q/k/v with the current weights, RoPE, hooks), then o_proj's input hook */
 static rotq_status attention(walk *c, int32_t l) {
     const rotq_runner *r = c->r;
-    const rotq_layer_weights *w = &r->layers[l];
     const rotq_hparams *hp = &r->hp;
     int64_t T = c->T, nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim;
-    rotq_linear_forward(c->q, c->xn, w->wq, w->bq, T, c->d, c->qd, false);
-    rotq_linear_forward(c->k, c->xn, w->wk, w->bk, T, c->d, c->kvd, false);
-    rotq_linear_forward(c->v, c->xn, w->wv, w->bv, T, c->d, c->kvd, false);
-    if (r->rope) {
-        rotq_rope_forward(c->q, c->cos_t, c->sin_t, T, nh, hd, c->half);
-        rotq_rope_forward(c->k, c->cos_t, c->sin_t, T, nkv, hd, c->half);
-    }
-    if (r->hooks.qk_rope) HOOK(r->hooks.qk_rope(r->hooks.ctx, l, c->q, c->k, T, 0, nh, nkv, hd));
-    if (r->hooks.v) HOOK(r->hooks.v(r->hooks.ctx, l, c->v, T, 0, nkv, hd));
+    HOOK(rotq_runner_qkv(r, l, c->xn, c->q, c->k, c->v, c->cos_t, c->sin_t, T, 0));
     rotq_attention_forward(c->att, c->q, c->k, c->v, c->scores, T, 0, nh, nkv, hd, r->attn_scale, c->q_block);
     return linear_hook(c, l, ROLE_O, c->att, c->qd);
 }
 
 static rotq_status mlp_input(walk *c, int32_t l, const float *x) {
     const rotq_layer_weights *w = &c->r->layers[l];
-    norm_rows(c, c->xn, x, w->mlp_norm, w->mlp_norm_b);
+    rotq_runner_norm(c->r, c->xn, x, w->mlp_norm, w->mlp_norm_b, c->T);
     return linear_hook(c, l, rotq_runner_mlp_role(c->r, l), c->xn, c->d);
 }
 
