@@ -139,6 +139,7 @@ static void check_refusals(void) {
     CHECK(rotq_runner_new(f, 2, &rf) == ROTQ_OK, "%s", rotq_last_error());
     CHECK(rotq_int_linears_build(rf, 4, &il) == ROTQ_ERR_UNSUPPORTED, "float weights must be refused");
     CHECK(rotq_int_linears_build(rf, 9, &il) == ROTQ_ERR_ARG, "9-bit weights must be refused");
+    CHECK(rotq_int_linears_build(rf, 8, &il) == ROTQ_ERR_ARG, "8-bit weights (codes down to -128) must be refused");
     rotq_runner_free(r);
     rotq_runner_free(rf);
     rotq_model_free(m);

@@ -354,7 +354,7 @@ static int run_ppl(const char *cmd, rotq_model *m, const quant_cli *c, const rot
     rotq_status s = rotq_runner_new(m, c->q.threads, &r);
     if (s == ROTQ_OK && products) snprintf(products, products_size, "float");
     if (s == ROTQ_OK && ints && products) {
-        bool w_ok = q->w_method != ROTQ_WQ_NONE && q->w_bits <= 7 && !q->w_asym && q->w_group <= 0;
+        bool w_ok = q->w_method != ROTQ_WQ_NONE && q->w_bits < 16 && !q->w_asym && q->w_group <= 0;
         bool a_ok = rotq_act_on(&q->act) && q->act.group <= 0;
         if (!w_ok || !a_ok) {
             snprintf(products, products_size, "float (integer products need per-channel symmetric weights and per-token "

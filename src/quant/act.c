@@ -20,6 +20,18 @@ rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what) {
  * bits, and the FPU's default rounding is to nearest even. */
 static inline float round_even(float v) { return (v + 0x1.8p23f) - 0x1.8p23f; }
 
+/* The integer x rounds to on a grid of `scale` over [lo, hi]. Clamping before rounding equals
+ * rounding before clamping: the bounds are integers. Fake quantization and integer codes both go
+ * through here, so the codes are exactly the fake-quantized values over the scale. */
+static inline float grid_round(float x, float scale, float lo, float hi) {
+    float v = x / scale;
+    v = v < lo ? lo : v > hi ? hi : v;
+    return round_even(v);
+}
+
+/* Largest grid integer: 2^b − 1 asymmetric, 2^(b−1) − 1 symmetric. */
+static int32_t grid_maxq(const rotq_act_format *f) { return f->asym ? (1 << f->bits) - 1 : (1 << (f->bits - 1)) - 1; }
+
 /* The grid of one segment: scale, and the integer range [lo, hi] its values round into (lo = -zero
  * for asymmetric grids). False when the segment holds NaN/Inf. */
 static bool segment_grid(const float *x, int64_t n, int32_t maxq, bool asym, float clip, float *scale_out, float *lo_out,
@@ -60,19 +72,12 @@ static bool segment_grid(const float *x, int64_t n, int32_t maxq, bool asym, flo
 static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float clip) {
     float scale, lo, hi;
     if (!segment_grid(x, n, maxq, asym, clip, &scale, &lo, &hi)) return false;
-    /* clamping before rounding equals rounding before clamping: the bounds are integers */
     if ((double)scale * (maxq + 1) < FLT_MAX) {
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i] / scale;
-            v = v < lo ? lo : v > hi ? hi : v;
-            x[i] = round_even(v) * scale;
-        }
+        for (int64_t i = 0; i < n; i++) x[i] = grid_round(x[i], scale, lo, hi) * scale;
     } else {
         /* a grid end beyond FLT_MAX (ranges near it): saturate instead of producing ±Inf */
         for (int64_t i = 0; i < n; i++) {
-            float v = x[i] / scale;
-            v = v < lo ? lo : v > hi ? hi : v;
-            double y = (double)round_even(v) * scale;
+            double y = (double)grid_round(x[i], scale, lo, hi) * scale;
             x[i] = (float)(y > FLT_MAX ? FLT_MAX : y < -FLT_MAX ? -FLT_MAX : y);
         }
     }
@@ -83,7 +88,7 @@ rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_a
     if (!rotq_act_on(f)) return ROTQ_OK;
     ROTQ_TRY(rotq_act_format_check(f, "activation"));
     if (rows < 0 || cols <= 0) return rotq_fail(ROTQ_ERR_ARG, "quant: activations of %lld x %lld", (long long)rows, (long long)cols);
-    int32_t maxq = f->asym ? (1 << f->bits) - 1 : (1 << (f->bits - 1)) - 1;
+    int32_t maxq = grid_maxq(f);
     int64_t group = f->group > 0 && f->group < cols ? f->group : cols;
     int64_t first_bad = INT64_MAX;
 #pragma omp parallel for schedule(static) reduction(min : first_bad) if (rows * cols > 65536)
@@ -113,7 +118,7 @@ rotq_status rotq_act_codes(const float *x, int64_t rows, int64_t cols, const rot
     ROTQ_TRY(rotq_act_format_check(f, "activation"));
     if (!rotq_act_on(f) || (f->group > 0 && f->group < cols))
         return rotq_fail(ROTQ_ERR_ARG, "quant: activation codes need a per-token format of 2..8 bits");
-    int32_t maxq = f->asym ? (1 << f->bits) - 1 : (1 << (f->bits - 1)) - 1;
+    int32_t maxq = grid_maxq(f);
     int64_t first_bad = INT64_MAX;
 #pragma omp parallel for schedule(static) reduction(min : first_bad) if (rows * cols > 65536)
     for (int64_t r = 0; r < rows; r++) {
@@ -125,11 +130,7 @@ rotq_status rotq_act_codes(const float *x, int64_t rows, int64_t cols, const rot
         }
         /* u = q − lo: q in [lo, hi] as quant_segment rounds it, so that x_fq = scale·(u − zero) */
         uint8_t *ur = u + r * cols;
-        for (int64_t i = 0; i < cols; i++) {
-            float v = xr[i] / sc;
-            v = v < lo ? lo : v > hi ? hi : v;
-            ur[i] = (uint8_t)(int32_t)(round_even(v) - lo);
-        }
+        for (int64_t i = 0; i < cols; i++) ur[i] = (uint8_t)(int32_t)(grid_round(xr[i], sc, lo, hi) - lo);
         scale[r] = sc;
         zero[r] = (int32_t)-lo;
     }
@@ -156,5 +157,5 @@ rotq_status rotq_fakequant_v(void *ctx, int32_t layer, float *v, int64_t T, int6
 
 rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq) {
     return (rotq_hooks){.ctx = fq, .linear_input = fq_linear_input, .qk_rope = rotq_fakequant_qk, .v = rotq_fakequant_v,
-                        .linear = fq->ints ? rotq_fakequant_int_product : NULL};
+                        .linear = rotq_fakequant_int_product};
 }

@@ -85,7 +85,8 @@ static rotq_status pack_linear(const float *w, int64_t rows, int64_t cols, int32
 
 rotq_status rotq_int_linears_build(const rotq_runner *r, int32_t w_bits, rotq_int_linears **out) {
     *out = NULL;
-    if (w_bits < 2 || w_bits > 8) return rotq_fail(ROTQ_ERR_ARG, "quant: integer weights of %d bits (2..8)", w_bits);
+    /* 8-bit grids reach −128, outside the codes igemm takes (|q| <= 127) */
+    if (w_bits < 2 || w_bits > 7) return rotq_fail(ROTQ_ERR_ARG, "quant: integer weights of %d bits (2..7)", w_bits);
     const rotq_hparams *hp = &r->hp;
     int64_t d = hp->hidden, ff = hp->intermediate, qd = hp->n_heads * hp->head_dim, kvd = hp->n_kv_heads * hp->head_dim;
     rotq_int_linears *il = calloc(1, sizeof *il);

@@ -120,7 +120,7 @@ typedef struct rotq_fakequant {
     int64_t int_products;      /* products done in integers */
 } rotq_fakequant;
 
-/* Hooks of fq (with the integer product hook when fq->ints is set). */
+/* Hooks of fq; the product hook takes a linear only while fq->ints is set. */
 rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq);
 /* Frees fq's code buffers (fq itself is the caller's). */
 void rotq_fakequant_release(rotq_fakequant *fq);
@@ -134,7 +134,7 @@ int32_t rotq_act_code_max(const rotq_act_format *f);
 /* ---- integer products (intlin.c over igemm.h) ----------------------------------------------------- */
 
 /* Every decoder linear of a runner packed as integer codes. Rows of each weight must lie on a
- * symmetric grid of w_bits bits with one scale per row (as per-channel RTN and GPTQ leave them):
+ * symmetric grid of w_bits (2..7) bits with one scale per row (as per-channel RTN and GPTQ leave them):
  * the codes are recovered from the float values, so a quantized checkpoint loaded from disk
  * qualifies too. ROTQ_ERR_UNSUPPORTED, naming the first row that is not on such a grid, otherwise. */
 rotq_status rotq_int_linears_build(const rotq_runner *r, int32_t w_bits, rotq_int_linears **out);
