@@ -423,22 +423,19 @@ int cmd_eval(int argc, char **argv) {
     rotq_quant_options none = rotq_quant_defaults();
     rotq_ppl_result base = {0}, quant = {0};
     bool have_base = strcmp(c.baseline, "none") != 0;
-    char cache_buf[4096], cache_key[512], cached_when[64] = "";
-    const char *cache_dir = ppl_cache_usable(m) ? ppl_cache_dir(c.baseline_cache, cache_buf, sizeof cache_buf) : NULL;
+    int threads = c.q.threads > 0 ? c.q.threads : omp_get_max_threads();
+    char cached_when[64] = "";
     bool base_cached = false;
     if (strcmp(c.baseline, "original") == 0) {
-        if (cache_dir) {
-            ppl_cache_key(m, ids, n_ids, &po, c.q.threads > 0 ? c.q.threads : omp_get_max_threads(), cache_key,
-                          sizeof cache_key);
-            base_cached = ppl_cache_get(cache_dir, cache_key, &base, cached_when, sizeof cached_when);
-        }
+        ppl_cache cache;
+        ppl_cache_open(&cache, c.baseline_cache, m, ids, n_ids, &po, threads);
+        base_cached = ppl_cache_get(&cache, &base, cached_when, sizeof cached_when);
         if (!base_cached) {
             if (run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", false, NULL, 0, &base)) goto done;
-            if (cache_dir && ppl_cache_put(cache_dir, cache_key, &base, c.q.threads > 0 ? c.q.threads : omp_get_max_threads()) &&
-                !c.quiet)
-                fprintf(stderr, "eval: could not store the baseline in %s (%s)\n", cache_dir, strerror(errno));
+            if (ppl_cache_put(&cache, &base) != ROTQ_OK && !c.quiet)
+                fprintf(stderr, "eval: could not store the baseline: %s\n", rotq_last_error());
         } else if (!c.quiet) {
-            fprintf(stderr, "eval: float baseline %.4f from the cache (%s, computed %s)\n", base.ppl, cache_dir, cached_when);
+            fprintf(stderr, "eval: float baseline %.4f from the cache (%s, computed %s)\n", base.ppl, cache.dir, cached_when);
         }
     }
 
@@ -477,7 +474,6 @@ int cmd_eval(int argc, char **argv) {
     else
         snprintf(calib_desc, sizeof calib_desc, "none (%s)", c.q.w_method == ROTQ_WQ_RTN && c.q.w_bits < 16 ? "RTN needs none" : "no weight quantization");
     double rss = nn_cli_peak_rss_mib();
-    int threads = c.q.threads > 0 ? c.q.threads : omp_get_max_threads();
     if (c.json) {
         json_t *j = json_object();
         json_object_set_new(j, "model", json_string(path));
@@ -539,15 +535,12 @@ int cmd_eval(int argc, char **argv) {
             printf("weights      %lld linears, %lld weights in %.1f s (calibration forward %.1f s, %s %.1f s)%s\n",
                    (long long)rep.n_linears, (long long)rep.n_params, t_quant, rep.calib_seconds, gptq ? "GPTQ" : "RTN",
                    rep.quant_seconds, rep.n_dead ? " — dead Hessian columns zeroed" : "");
-        if (have_base)
-        {
-            if (base_cached)
-                printf("baseline     perplexity %.4f  (%s float model; from the baseline cache: computed %s in %.1f s, same "
-                       "weights, token ids and windows; --baseline-cache off recomputes)\n", base.ppl, c.baseline,
-                       cached_when, base.seconds);
-            else
-                printf("baseline     perplexity %.4f  (%s float model, %.1f s)\n", base.ppl, c.baseline, base.seconds);
-        }
+        if (have_base && base_cached)
+            printf("baseline     perplexity %.4f  (%s float model; from the baseline cache: computed %s in %.1f s, same "
+                   "weights, token ids and windows; --baseline-cache off recomputes)\n", base.ppl, c.baseline, cached_when,
+                   base.seconds);
+        else if (have_base)
+            printf("baseline     perplexity %.4f  (%s float model, %.1f s)\n", base.ppl, c.baseline, base.seconds);
         printf("quantized    perplexity %.4f  (%.1f s)\n", quant.ppl, quant.seconds);
         printf("time         total %.1f s (load %.1f s), %d threads, peak RSS %.0f MiB\n", t_total, t_load, threads, rss);
     }

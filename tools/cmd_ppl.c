@@ -271,14 +271,10 @@ int cmd_ppl(int argc, char **argv) {
     rotq_ppl_result res;
     if ((s = rotq_ppl_eval(r, ids, n_ids, &o, &res)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     /* a float model's result is exactly rotq eval's baseline: record it for eval to reuse */
-    char cache_buf[4096], cache_key[512];
-    const char *cache_dir = ppl_cache_usable(m) ? ppl_cache_dir(NULL, cache_buf, sizeof cache_buf) : NULL;
-    if (cache_dir) {
-        int n_threads = threads > 0 ? threads : omp_get_max_threads();
-        ppl_cache_key(m, ids, n_ids, &o, n_threads, cache_key, sizeof cache_key);
-        if (ppl_cache_put(cache_dir, cache_key, &res, n_threads) && !quiet)
-            fprintf(stderr, "ppl: could not record the result in the baseline cache %s\n", cache_dir);
-    }
+    ppl_cache cache;
+    if (ppl_cache_open(&cache, NULL, m, ids, n_ids, &o, threads > 0 ? threads : omp_get_max_threads()) &&
+        ppl_cache_put(&cache, &res) != ROTQ_OK && !quiet)
+        fprintf(stderr, "ppl: could not record the result in the baseline cache: %s\n", rotq_last_error());
 
     char dtype[256], bos_desc[96], proto_desc[160];
     nn_cli_dtype_desc(m, dtype, sizeof dtype);

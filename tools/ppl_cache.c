@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/model.h"
 
@@ -90,10 +89,8 @@ static uint64_t exe_fingerprint(void) {
     return cached;
 }
 
-bool ppl_cache_usable(const rotq_model *m) { return !m->rot.r3.on && !m->rot.r4.on; }
-
-void ppl_cache_key(const rotq_model *m, const int32_t *ids, int64_t n, const rotq_ppl_options *po, int threads,
-                   char *key, size_t size) {
+static void make_key(const rotq_model *m, const int32_t *ids, int64_t n, const rotq_ppl_options *po, int threads,
+                     char *key, size_t size) {
     fp f;
     fp_init(&f);
     fp_bytes(&f, ids, (uint64_t)n * sizeof *ids);
@@ -105,7 +102,7 @@ void ppl_cache_key(const rotq_model *m, const int32_t *ids, int64_t n, const rot
              (long long)po->ctx, bos[po->bos], po->add_bos ? " add" : "", po->bos_id, (long long)po->max_windows);
 }
 
-const char *ppl_cache_dir(const char *arg, char *buf, size_t size) {
+static const char *cache_dir(const char *arg, char *buf, size_t size) {
     if (arg) return strcmp(arg, "off") == 0 ? NULL : arg;
     const char *env = getenv("ROTQ_CACHE_DIR");
     if (env && *env) return strcmp(env, "off") == 0 ? NULL : env;
@@ -116,6 +113,15 @@ const char *ppl_cache_dir(const char *arg, char *buf, size_t size) {
     return buf;
 }
 
+bool ppl_cache_open(ppl_cache *c, const char *arg, const rotq_model *m, const int32_t *ids, int64_t n,
+                    const rotq_ppl_options *po, int threads) {
+    c->dir = m->rot.r3.on || m->rot.r4.on ? NULL : cache_dir(arg, c->dir_buf, sizeof c->dir_buf);
+    c->threads = threads;
+    c->key[0] = '\0';
+    if (c->dir) make_key(m, ids, n, po, threads, c->key, sizeof c->key);
+    return c->dir != NULL;
+}
+
 static void record_path(const char *dir, const char *key, char *path, size_t size) {
     fp f;
     fp_init(&f);
@@ -123,9 +129,11 @@ static void record_path(const char *dir, const char *key, char *path, size_t siz
     snprintf(path, size, "%s/baseline-%016llx.json", dir, (unsigned long long)fp_done(&f));
 }
 
-bool ppl_cache_get(const char *dir, const char *key, rotq_ppl_result *res, char *when, size_t when_size) {
+bool ppl_cache_get(const ppl_cache *c, rotq_ppl_result *res, char *when, size_t when_size) {
+    if (!c->dir) return false;
+    const char *key = c->key;
     char path[4200];
-    record_path(dir, key, path, sizeof path);
+    record_path(c->dir, key, path, sizeof path);
     json_t *j = json_load_file(path, 0, NULL);
     if (!j) return false;
     const char *k = json_string_value(json_object_get(j, "key"));
@@ -151,27 +159,28 @@ bool ppl_cache_get(const char *dir, const char *key, rotq_ppl_result *res, char 
     return ok;
 }
 
-int ppl_cache_put(const char *dir, const char *key, const rotq_ppl_result *res, int threads) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+rotq_status ppl_cache_put(const ppl_cache *c, const rotq_ppl_result *res) {
+    if (!c->dir) return ROTQ_OK;
+    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) {
         /* a parent may be missing (~/.cache itself): make it once */
         char parent[4096];
-        snprintf(parent, sizeof parent, "%s", dir);
+        snprintf(parent, sizeof parent, "%s", c->dir);
         char *slash = strrchr(parent, '/');
         if (slash && slash != parent) {
             *slash = '\0';
             mkdir(parent, 0755);
         }
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) return -1;
+        if (mkdir(c->dir, 0755) != 0 && errno != EEXIST)
+            return rotq_fail(ROTQ_ERR_IO, "cannot create the cache folder %s: %s", c->dir, strerror(errno));
     }
-    char path[4200], tmp[4300], when[64];
-    record_path(dir, key, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    char path[4200], when[64];
+    record_path(c->dir, c->key, path, sizeof path);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *j = json_object();
-    json_object_set_new(j, "key", json_string(key));
+    json_object_set_new(j, "key", json_string(c->key));
     json_object_set_new(j, "perplexity", json_real(res->ppl));
     json_object_set_new(j, "nll", json_real(res->nll));
     json_object_set_new(j, "scored", json_integer(res->n_scored));
@@ -180,13 +189,12 @@ int ppl_cache_put(const char *dir, const char *key, const rotq_ppl_result *res, 
     json_object_set_new(j, "stream_tokens", json_integer(res->n_stream));
     json_object_set_new(j, "processed_tokens", json_integer(res->n_processed));
     json_object_set_new(j, "seconds", json_real(res->seconds));
-    json_object_set_new(j, "threads", json_integer(threads));
+    json_object_set_new(j, "threads", json_integer(c->threads));
     json_object_set_new(j, "computed", json_string(when));
-    int rc = json_dump_file(j, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     json_decref(j);
-    if (rc != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    if (!text) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory writing %s", path);
+    rotq_status s = rotq_write_file_atomic(path, text, strlen(text));
+    free(text);
+    return s;
 }
