@@ -11,12 +11,7 @@ model=$1 text=$2 calib=$3
 out=${4:-$(mktemp -d)}
 mkdir -p "$out"
 rotq=${ROTQ:-./build/rotq}
-measure() { # label, command... (stdout: --json → $out/label.json)
-  local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" > "$out/$label.json" 2> "$out/$label.err" || { tail "$out/$label.err"; exit 1; }
-  read -r secs kb < "$out/time.txt"
-  printf "%-12s %8.1f s (%.1f min)  peak RSS %6.0f MiB\n" "$label" "$secs" "$(echo "$secs / 60" | bc -l)" "$(echo "$kb / 1024" | bc -l)"
-}
+. "$(dirname "$0")/lib.sh"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 run_eval() { measure "$1" $rotq eval "$model" --preset w4a4kv4 --w-quant gptq --rotate --text "$text" --calib "$calib" \
   --json "${@:2}"; }

@@ -10,12 +10,7 @@ out=${3:-$(mktemp -d)}
 mkdir -p "$out"
 rotq=${ROTQ:-./build/rotq}
 ns=${NSAMPLES:-128} cctx=${CALIB_CTX:-2048}
-measure() { # label, command... (stdout: --json → $out/label.json)
-  local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" > "$out/$label.json" 2> "$out/$label.err" || { cat "$out/$label.err"; exit 1; }
-  read -r secs kb < "$out/time.txt"
-  printf "%-10s %8.1f s  peak RSS %7.0f MiB\n" "$label" "$secs" "$(echo "$kb / 1024" | bc -l)"
-}
+. "$(dirname "$0")/lib.sh"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%F)"
 measure ppl $rotq ppl "$model" --text "$calib" --ctx "$cctx" --max-windows "${PPL_WINDOWS:-4}" --json --quiet
 measure rtn $rotq quantize "$model" "$out/rtn.gguf" --rotate --preset w4a16 --json
