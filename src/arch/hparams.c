@@ -230,15 +230,20 @@ rotq_status rotq_hparams_from_gguf(const rotq_arch *a, const rotq_model *m, cons
     return check_dims(a, hp, origin);
 }
 
+/* The key a config is written with: the first of `alts` ("ffn_dim|intermediate_size"), else `fallback`. */
+static const char *first_key(const char *alts, const char *fallback, char *out, size_t size) {
+    snprintf(out, size, "%s", alts[0] ? alts : fallback);
+    out[strcspn(out, "|")] = 0;
+    return out;
+}
+
 void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp) {
     json_t *c = json_object();
     json_object_set_new(c, "architectures", json_pack("[s]", a->hf_write_id));
     json_object_set_new(c, "model_type", json_string(a->hf_model_type));
     json_object_set_new(c, "hidden_size", json_integer(hp->hidden));
-    char ikey[64];
-    snprintf(ikey, sizeof ikey, "%s", a->keys.intermediate[0] ? a->keys.intermediate : "intermediate_size");
-    ikey[strcspn(ikey, "|")] = 0; /* the first alternative: ffn_dim for OPT */
-    json_object_set_new(c, ikey, json_integer(hp->intermediate));
+    char key[64];
+    json_object_set_new(c, first_key(a->keys.intermediate, "intermediate_size", key, sizeof key), json_integer(hp->intermediate));
     json_object_set_new(c, "num_hidden_layers", json_integer(hp->n_layers));
     json_object_set_new(c, "num_attention_heads", json_integer(hp->n_heads));
     json_object_set_new(c, "num_key_value_heads", json_integer(hp->n_kv_heads));
@@ -250,11 +255,8 @@ void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp) {
     if (hp->mlp_act == ROTQ_MLP_SWIGLU) {
         json_object_set_new(c, "hidden_act", json_string("silu"));
     } else {
-        char akey[64];
-        snprintf(akey, sizeof akey, "%s", a->keys.act[0] ? a->keys.act : "hidden_act");
-        akey[strcspn(akey, "|")] = 0;
         const char *act = hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu_new";
-        json_object_set_new(c, akey, json_string(act));
+        json_object_set_new(c, first_key(a->keys.act, "hidden_act", key, sizeof key), json_string(act));
     }
     for (int32_t i = 0; i < a->n_require_true; i++) json_object_set_new(c, a->require_true[i], json_true());
     if (a->require_eq_hidden[0]) json_object_set_new(c, a->require_eq_hidden, json_integer(hp->hidden));
