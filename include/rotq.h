@@ -33,6 +33,11 @@ typedef enum rotq_status {
 const char *rotq_last_error(void);
 const char *rotq_status_name(rotq_status s);
 
+/* Whole files: read into a malloc'd buffer (free() it; a NUL follows the data), or written
+ * atomically (path.tmp-XXXX, fsync, rename: readers see the old file or the new one, never a part). */
+rotq_status rotq_read_file(const char *path, uint8_t **data, uint64_t *size);
+rotq_status rotq_write_file_atomic(const char *path, const void *data, uint64_t size);
+
 /* Element types. The first block matches GGUF's ggml_type numbering so files map 1:1. */
 typedef enum rotq_dtype {
     ROTQ_F32 = 0, ROTQ_F16 = 1, ROTQ_Q4_0 = 2, ROTQ_Q4_1 = 3, ROTQ_Q5_0 = 6, ROTQ_Q5_1 = 7,
@@ -152,6 +157,181 @@ rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts);
  * tensor data are gone: m is good only for rotq_model_free. GGUF output (whose header records the
  * rotation) rotates the whole model first, then writes. */
 rotq_status rotq_rotate_save(rotq_model *m, const rotq_rotate_options *ropts, const char *path, const rotq_save_options *sopts);
+
+/* ---- quantization ---------------------------------------------------------------------------- */
+
+/* Integer grids as the GPTQ/QuaRot code defines them: symmetric b-bit integers are
+ * [-2^(b-1), 2^(b-1)-1] with scale = max|x| / (2^(b-1)-1); asymmetric ones [0, 2^b-1] with
+ * scale = (max-min) / (2^b-1) and zero = round(-min/scale); rounding half-to-even. */
+
+/* Activations (per token, dynamic, at every linear input) and the KV cache (per head). */
+typedef struct rotq_act_format {
+    int32_t bits;     /* 2..8; 0 or >= 16: off */
+    bool asym;
+    float clip;       /* range × clip, in (0, 1] */
+    int64_t group;    /* columns per scale within a row; <= 0: the whole row (per token) */
+} rotq_act_format;
+
+typedef struct rotq_gptq_options {
+    double percdamp;   /* 0.01: damp = percdamp · mean(diag H) */
+    bool act_order;    /* columns by decreasing H_ii */
+    bool static_groups;/* group scales from the weights before any update (GPTQ --static-groups) */
+    int64_t block;     /* lazy-update block (128) */
+} rotq_gptq_options;
+rotq_gptq_options rotq_gptq_defaults(void);
+
+typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ } rotq_wq_method;
+
+typedef struct rotq_quant_options {
+    /* weights */
+    rotq_wq_method w_method;
+    int32_t w_bits;            /* >= 16: weights stay float */
+    bool w_asym;
+    int64_t w_group;           /* <= 0: per output channel */
+    bool w_clip;               /* MSE clip search */
+    rotq_gptq_options gptq;
+    /* activations and KV cache (runtime: see rotq_fakequant) */
+    rotq_act_format act;
+    rotq_act_format k, v;
+    bool act_lm_head;
+    /* calibration (GPTQ) */
+    int64_t nsamples;          /* windows */
+    int64_t calib_ctx;         /* tokens per window */
+    uint64_t seed;
+    int64_t calib_cache_mb;    /* memory for stage outputs kept instead of recomputed (4096) */
+    int threads;               /* 0: all */
+    bool verbose;              /* per-layer progress on stderr */
+} rotq_quant_options;
+
+typedef struct rotq_quant_report {
+    int64_t n_linears;         /* linears quantized */
+    int64_t n_params;          /* weights quantized */
+    int64_t n_dead;            /* GPTQ: input columns with zero Hessian diagonal, summed */
+    double gptq_loss;          /* Σ over linears of GPTQ's loss */
+    double calib_seconds;      /* forward work of calibration (Hessians, layer outputs) */
+    double quant_seconds;      /* RTN or GPTQ proper (params, Cholesky, updates) */
+    int64_t calib_tokens;
+} rotq_quant_report;
+
+/* Defaults: nothing quantized; GPTQ knobs as the reference; 128 × 2048 calibration, seed 0. */
+rotq_quant_options rotq_quant_defaults(void);
+/* Applies a named preset (w4a16, w4a8, w4a8kv8, w8a8, w4a4kv4) over o; ROTQ_ERR_ARG when unknown. */
+rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);
+rotq_status rotq_quant_options_check(const rotq_quant_options *o);
+/* "W4 gptq sym per-channel clip-search / A4 sym per-token clip 0.90 / K4 V4 asym per-head clip 0.95" */
+void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size);
+/* Quantizes every decoder linear's weights in place (lm_head and embeddings stay float): RTN
+ * directly, GPTQ layer by layer from calibration windows run through the model (online rotations
+ * applied, activations in float, earlier layers already quantized — as QuaRot's gptq_fwrd). The
+ * linears become owned float32 tensors. calib may be NULL for RTN. */
+rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
+                                  rotq_quant_report *rep);
+
+/* ---- perplexity ------------------------------------------------------------------------------ */
+
+typedef enum rotq_bos_policy {
+    ROTQ_BOS_NONE = 0,   /* the text alone */
+    ROTQ_BOS_FIRST,      /* one BOS before the whole text */
+    ROTQ_BOS_EVERY,      /* each window starts with BOS, which takes one of its ctx positions */
+} rotq_bos_policy;
+
+typedef enum rotq_ppl_protocol {
+    /* QuaRot/SpinQuant/GPTQ: non-overlapping windows of ctx tokens, every token after the first
+     * of a window scored, the tail shorter than a window dropped. */
+    ROTQ_PPL_PAPERS = 0,
+    /* llama.cpp's perplexity tool: the stream is tokenized with BOS when the vocabulary adds one;
+     * windows of ctx tokens whose first token is replaced by BOS (when it adds one); only the
+     * predictions of the second half (rows ctx/2 .. ctx-2) are scored. */
+    ROTQ_PPL_LLAMACPP,
+} rotq_ppl_protocol;
+
+typedef struct rotq_ppl_options {
+    int64_t ctx;                 /* window length in tokens (> 1) */
+    rotq_ppl_protocol protocol;
+    rotq_bos_policy bos;         /* papers protocol only */
+    bool add_bos;                /* llama.cpp protocol: whether the vocabulary adds BOS */
+    int32_t bos_id;              /* needed when a policy inserts BOS */
+    int64_t max_windows;         /* 0: every full window */
+    /* Called after each window (may be NULL). */
+    void (*progress)(void *ctx, int64_t window, int64_t n_windows, double nll, int64_t n_scored, double seconds);
+    void *progress_ctx;
+} rotq_ppl_options;
+
+typedef struct rotq_ppl_result {
+    double ppl;                  /* exp(nll / n_scored) */
+    double nll;                  /* summed negative log-likelihood (nats) */
+    int64_t n_scored;            /* predictions scored */
+    int64_t n_windows;           /* windows evaluated */
+    int64_t n_windows_available; /* full windows the text holds */
+    int64_t n_stream;            /* tokens in the stream after the BOS policy */
+    int64_t n_processed;         /* tokens run through the model */
+    double seconds;              /* forward + scoring time */
+} rotq_ppl_result;
+
+/* WikiText-2 raw as the papers read it: "\n\n".join(rows). The file's lines (CRLF or LF) are the
+ * rows, each given back its "\n" ending. Returns a malloc'ed NUL-terminated string. */
+rotq_status rotq_text_join_rows(const uint8_t *data, uint64_t size, char **out, uint64_t *out_len);
+
+/* ---- sessions: a model made runnable (EXPERIMENTAL: names and fields may still change) -------- */
+
+typedef struct rotq_session rotq_session;
+
+typedef struct rotq_session_options {
+    int threads;                      /* BLAS and OpenMP threads (process-wide); 0: all */
+    const rotq_quant_options *quant;  /* run-time quantizers (activations, KV cache) and the weight grid
+                                         integer products assume; NULL: float */
+    bool float_products;              /* fake-quantized floats through sgemm even where integer codes would do */
+    bool stats;                       /* record activation statistics at every linear input */
+} rotq_session_options;
+
+rotq_session_options rotq_session_defaults(void);   /* float, all threads, no statistics */
+/* Makes m runnable. Its recorded online rotations (R3/R4) are put in place first, always: no
+ * caller can leave them out. Then the run-time quantizers of o->quant (activations at every linear
+ * input, K after RoPE and R3, V), integer products where the weights allow them, statistics. m
+ * must outlive the session and not change while it runs. */
+rotq_status rotq_session_new(const rotq_model *m, const rotq_session_options *o, rotq_session **out);
+void rotq_session_free(rotq_session *s);
+/* What runs at each site, in order, one line per site ("qk_rope: R3 online Hadamard 64 -> ..."). */
+const char *rotq_session_transforms(const rotq_session *s);
+/* How quantized linears multiply: "int (...)" or "float (why not int)". */
+const char *rotq_session_products(const rotq_session *s);
+int rotq_session_threads(const rotq_session *s);
+
+/* logits [T, vocab] of ids[T] at positions 0..T-1. */
+rotq_status rotq_session_logits(rotq_session *s, const int32_t *ids, int64_t T, float *logits);
+/* Perplexity of a token stream ids[n] (tokenized without BOS) with o's protocol and BOS policy. */
+rotq_status rotq_session_ppl(rotq_session *s, const int32_t *ids, int64_t n, const rotq_ppl_options *o,
+                             rotq_ppl_result *out);
+/* Called with each generated token; return false to stop. */
+typedef bool (*rotq_token_fn)(void *ctx, int32_t id);
+/* Greedy decoding through a KV cache: up to n_new tokens into out[n_new] (*n_out of them), stopping
+ * after stop_id (-1: never) or when on_token (may be NULL) says so. prompt_seconds may be NULL. */
+rotq_status rotq_session_generate(rotq_session *s, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
+                                  int32_t stop_id, int32_t *out, int64_t *n_out, double *prompt_seconds,
+                                  rotq_token_fn on_token, void *ctx);
+
+/* Two sessions on the same tokens: the proof that a rotation kept the function. */
+typedef struct rotq_verify_result {
+    int64_t n_tokens;
+    double max_abs_dlogit;   /* max over positions and vocabulary of |logit_a - logit_b| */
+    double max_abs_logit;    /* max |logit_a|, to state the difference relative to it */
+    double mean_kl;          /* mean over positions of KL(p_a || p_b), nats */
+    double ppl_a, ppl_b;     /* perplexity of each on ids[1..T-1] */
+} rotq_verify_result;
+/* Runs ids[T] through both and compares their next-token distributions. */
+rotq_status rotq_session_compare(rotq_session *a, rotq_session *b, const int32_t *ids, int64_t T,
+                                 rotq_verify_result *out);
+
+/* Activation statistics (options.stats): the inputs of q/k/v, o_proj, gate/up and down_proj. */
+typedef enum rotq_site { ROTQ_SITE_ATTN_IN = 0, ROTQ_SITE_O_IN, ROTQ_SITE_MLP_IN, ROTQ_SITE_DOWN_IN, ROTQ_N_SITES } rotq_site;
+const char *rotq_site_name(int site);   /* "attn_in", "o_in", "mlp_in", "down_in" */
+typedef struct rotq_site_summary {
+    double max_over_rms;      /* max|x| / rms(x) over everything the site saw */
+    double kurtosis;          /* E[x^4] / E[x^2]^2 (3 for a Gaussian) */
+    double max_abs;
+    int64_t count;            /* values seen */
+} rotq_site_summary;
+rotq_status rotq_session_site_stats(const rotq_session *s, int32_t layer, rotq_site site, rotq_site_summary *out);
 
 /* ---- tokenizers ---------------------------------------------------------------------------- */
 

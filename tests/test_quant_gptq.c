@@ -378,7 +378,7 @@ static void check_walk(int64_t cache_mb) {
     o.calib_cache_mb = cache_mb;
     rotq_runner *r;
     CHECK(rotq_runner_new(m, 1, &r) == ROTQ_OK, "%s", rotq_last_error());
-    rotq_runner_set_hooks(r, &hooks);
+    CHECK(rotq_runner_add_transform(r, &(rotq_transform){.name = "test hooks", .kind = ROTQ_TF_OTHER, .hooks = hooks}) == ROTQ_OK, "%s", rotq_last_error());
     rotq_quant_report rep;
     memset(&rep, 0, sizeof rep);
     CHECK(rotq_gptq_model(m, r, windows, NS, TW, &o, &rep) == ROTQ_OK, "%s", rotq_last_error());
@@ -389,7 +389,7 @@ static void check_walk(int64_t cache_mb) {
     /* the Hessians a plain forward of the final model sees */
     hs.capture = true;
     CHECK(rotq_runner_new(m, 1, &r) == ROTQ_OK, "%s", rotq_last_error());
-    rotq_runner_set_hooks(r, &hooks);
+    CHECK(rotq_runner_add_transform(r, &(rotq_transform){.name = "test hooks", .kind = ROTQ_TF_OTHER, .hooks = hooks}) == ROTQ_OK, "%s", rotq_last_error());
     float hidden[TW * D];
     for (int s = 0; s < NS; s++)
         CHECK(rotq_nn_forward(r, windows + s * TW, TW, NULL, hidden) == ROTQ_OK, "%s", rotq_last_error());

@@ -57,7 +57,6 @@ static void logits_of(rotq_model *m, const rotq_quant_options *q, bool ints, flo
     static int32_t ids[T];
     for (int t = 0; t < T; t++) ids[t] = (int32_t)((t * 37 + 11) % shape.vocab);
     rotq_runner *r = NULL;
-    rotq_online *online = NULL;
     rotq_int_linears *il = NULL;
     rotq_fakequant fq = rotq_quant_fakequant(q, m);
     CHECK(rotq_runner_new(m, 2, &r) == ROTQ_OK, "%s", rotq_last_error());
@@ -73,14 +72,13 @@ static void logits_of(rotq_model *m, const rotq_quant_options *q, bool ints, flo
         CHECK(rotq_fakequant_int_product(&fq, 0, ROLE_Q, x, 4, 64, y, 64, NULL, false, &done) == ROTQ_ERR_ARG && !done,
               "a product before its input's codes must fail");
     }
-    rotq_hooks h = rotq_fakequant_hooks(&fq);
-    CHECK(rotq_online_install(r, &h, &online) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_online_attach(r) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_fakequant_attach(r, &fq) == ROTQ_OK, "%s", rotq_last_error());
     float hidden[T * 64];
     CHECK(rotq_nn_forward(r, ids, T, NULL, hidden) == ROTQ_OK, "%s", rotq_last_error());
     CHECK(rotq_nn_logits(r, hidden, T, logits) == ROTQ_OK, "%s", rotq_last_error());
     *n_int = fq.int_products;
     rotq_runner_free(r);
-    rotq_online_free(online);
     rotq_fakequant_release(&fq);
     rotq_int_linears_free(il);
 }

@@ -23,6 +23,9 @@ int cmd_eval(int argc, char **argv), cmd_quantize(int argc, char **argv), cmd_qu
 
 /* Prints "rotq <cmd>: error: ..." on stderr and returns the exit code 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints a session's transform list (rotq_session_transforms), its first line after `label` and
+ * the next ones indented under it. */
+void cli_print_transforms(const char *label, const char *list);
 /* Same, with the library's last error appended. */
 int cli_lib_error(const char *cmd, rotq_status s);
 /* The value of option argv[*i] ("--opt VALUE" or "--opt=VALUE"), advancing *i; NULL if missing. */

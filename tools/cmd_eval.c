@@ -18,7 +18,6 @@
 #include "nn_cli.h"
 #include "ppl_cache.h"
 #include "quant_cli.h"
-#include "rotate/online.h"
 #include "core/clock.h"
 
 const char *quant_cli_help =
@@ -339,42 +338,25 @@ static void progress(void *ctx, int64_t window, int64_t n_windows, double nll, i
     fflush(stderr);
 }
 
-/* Perplexity of m as it stands, with its online rotations and the fake-quant hooks of q. With
- * `ints`, linears multiply integer codes when the weights allow it (*products says which ran). */
+/* Perplexity of m as it stands (its session attaches the recorded online rotations) with the
+ * run-time quantizers of q; `ints` asks for integer products where the weights allow them. The
+ * session's products and transforms are reported when `products`/`transforms` are given. */
 static int run_ppl(const char *cmd, rotq_model *m, const quant_cli *c, const rotq_quant_options *q, const int32_t *ids,
                    int64_t n, rotq_ppl_options *po, const char *label, bool ints, char *products, size_t products_size,
-                   rotq_ppl_result *res) {
-    rotq_runner *r = NULL;
-    rotq_online *online = NULL;
-    rotq_int_linears *il = NULL;
-    rotq_fakequant fq = rotq_quant_fakequant(q, m);
+                   char *transforms, size_t transforms_size, rotq_ppl_result *res) {
     eval_progress pp = {c->quiet, isatty(2) != 0, label, po->ctx};
     po->progress = progress;
     po->progress_ctx = &pp;
-    rotq_status s = rotq_runner_new(m, c->q.threads, &r);
-    if (s == ROTQ_OK && products) snprintf(products, products_size, "float");
-    if (s == ROTQ_OK && ints && products) {
-        bool w_ok = q->w_method != ROTQ_WQ_NONE && q->w_bits < 16 && !q->w_asym && q->w_group <= 0;
-        bool a_ok = rotq_act_on(&q->act) && q->act.group <= 0;
-        if (!w_ok || !a_ok) {
-            snprintf(products, products_size, "float (integer products need per-channel symmetric weights and per-token "
-                     "activations)");
-        } else if (rotq_int_linears_build(r, q->w_bits, &il) == ROTQ_OK && rotq_fakequant_use_ints(&fq, il) == ROTQ_OK) {
-            snprintf(products, products_size, "int (%lld linears: exact int32 sums of W%d x A%d codes, scaled once)",
-                     (long long)rotq_int_linears_count(il), q->w_bits, q->act.bits);
-        } else {
-            snprintf(products, products_size, "float (%s)", rotq_last_error());
-            rotq_int_linears_free(il);
-            il = NULL;
-        }
-    }
-    rotq_hooks h = rotq_fakequant_hooks(&fq);
-    if (s == ROTQ_OK) s = rotq_online_install(r, rotq_quant_has_runtime(q) ? &h : NULL, &online);
-    if (s == ROTQ_OK) s = rotq_ppl_eval(r, ids, n, po, res);
-    rotq_runner_free(r);
-    rotq_online_free(online);
-    rotq_fakequant_release(&fq);
-    rotq_int_linears_free(il);
+    rotq_session_options so = rotq_session_defaults();
+    so.threads = c->q.threads;
+    so.quant = q;
+    so.float_products = !ints;
+    rotq_session *ses = NULL;
+    rotq_status s = rotq_session_new(m, &so, &ses);
+    if (s == ROTQ_OK && products) snprintf(products, products_size, "%s", rotq_session_products(ses));
+    if (s == ROTQ_OK && transforms) snprintf(transforms, transforms_size, "%s", rotq_session_transforms(ses));
+    if (s == ROTQ_OK) s = rotq_session_ppl(ses, ids, n, po, res);
+    rotq_session_free(ses);
     return s == ROTQ_OK ? 0 : cli_lib_error(cmd, s);
 }
 
@@ -431,7 +413,7 @@ int cmd_eval(int argc, char **argv) {
         ppl_cache_open(&cache, c.baseline_cache, m, ids, n_ids, &po, threads);
         base_cached = ppl_cache_get(&cache, &base, cached_when, sizeof cached_when);
         if (!base_cached) {
-            if (run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", false, NULL, 0, &base)) goto done;
+            if (run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", false, NULL, 0, NULL, 0, &base)) goto done;
             if (ppl_cache_put(&cache, &base) != ROTQ_OK && !c.quiet)
                 fprintf(stderr, "eval: could not store the baseline: %s\n", rotq_last_error());
         } else if (!c.quiet) {
@@ -447,15 +429,16 @@ int cmd_eval(int argc, char **argv) {
         if ((s = rotq_rotate_model(m, &ro)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
         t_rot = rotq_now_s() - t0;
     }
-    if (strcmp(c.baseline, "rotated") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "rotated float", false, NULL, 0, &base)) goto done;
+    if (strcmp(c.baseline, "rotated") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "rotated float", false, NULL, 0, NULL, 0, &base)) goto done;
 
     rotq_quant_report rep;
     memset(&rep, 0, sizeof rep);
     int64_t calib_text_tokens = 0;
     double t_quant = 0.0;
     if (quant_cli_quantize(cmd, m, &c, tok, &rep, &calib_text_tokens, &t_quant)) goto done;
-    char products[512];
-    if (run_ppl(cmd, m, &c, &c.q, ids, n_ids, &po, "quantized", !c.float_products, products, sizeof products, &quant))
+    char products[512], transforms[2048];
+    if (run_ppl(cmd, m, &c, &c.q, ids, n_ids, &po, "quantized", !c.float_products, products, sizeof products, transforms,
+                sizeof transforms, &quant))
         goto done;
     double t_total = rotq_now_s() - t_start;
 
@@ -494,6 +477,7 @@ int cmd_eval(int argc, char **argv) {
         if (c.preset) json_object_set_new(j, "preset", json_string(c.preset));
         json_object_set_new(j, "calibration", json_string(calib_desc));
         json_object_set_new(j, "products", json_string(products));
+        json_object_set_new(j, "transforms", json_string(transforms));
         json_object_set_new(j, "seed", json_integer((json_int_t)c.q.seed));
         json_object_set_new(j, "baseline", json_string(c.baseline));
         if (have_base) {
@@ -531,6 +515,7 @@ int cmd_eval(int argc, char **argv) {
         else printf("quantization %s\n", qdesc);
         printf("calibration  %s\n", calib_desc);
         printf("products     %s\n", products);
+        cli_print_transforms("transforms   ", transforms);
         if (c.q.w_method != ROTQ_WQ_NONE && c.q.w_bits < 16)
             printf("weights      %lld linears, %lld weights in %.1f s (calibration forward %.1f s, %s %.1f s)%s\n",
                    (long long)rep.n_linears, (long long)rep.n_params, t_quant, rep.calib_seconds, gptq ? "GPTQ" : "RTN",

@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "nn/nn.h"
 #include "nn_cli.h"
 #include "core/clock.h"
 
@@ -25,11 +24,21 @@ static const char *help =
     "  --arch-file F   register a JSON architecture description first\n"
     "  --tokenizer F   llama2.c: tokenizer.bin path (default: beside the model)\n";
 
-static int32_t argmax(const float *x, int64_t n) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return (int32_t)best;
+typedef struct stream_state {
+    const rotq_tokenizer *tok;
+    bool print;
+} stream_state;
+
+/* Prints each token as it comes (special tokens left out). */
+static bool stream_token(void *ctx, int32_t id) {
+    stream_state *st = ctx;
+    const char *bytes;
+    size_t len;
+    if (st->print && rotq_tokenizer_piece(st->tok, id, &bytes, &len) == ROTQ_OK && !rotq_tokenizer_is_special(st->tok, id)) {
+        fwrite(bytes, 1, len, stdout);
+        fflush(stdout);
+    }
+    return true;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -81,15 +90,15 @@ int cmd_generate(int argc, char **argv) {
 
     rotq_model *m;
     if (cli_load(cmd, path, arch_file, tokenizer, &m)) return 1;
-    rotq_runner *r = NULL;
+    rotq_session *ses = NULL;
     rotq_tokenizer *tok = NULL;
-    rotq_kv_cache *cache = NULL;
-    int32_t *prompt_ids = NULL, *all = NULL;
-    float *hidden = NULL, *logits = NULL;
+    int32_t *prompt_ids = NULL, *gen = NULL;
     char *text = NULL;
     int rc = 1;
     int64_t n_prompt = 0;
-    rotq_status s = rotq_runner_new(m, threads, &r);
+    rotq_session_options so = rotq_session_defaults();
+    so.threads = threads;
+    rotq_status s = rotq_session_new(m, &so, &ses);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     /* ids alone need no tokenizer, unless the text is to be printed */
     if ((!ids_list || !print_ids) && (s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
@@ -103,64 +112,43 @@ int cmd_generate(int argc, char **argv) {
         }
         if (n_prompt == 0) { cli_error(cmd, "the prompt tokenizes to nothing (give --bos yes or some text)"); goto done; }
     }
-    int64_t cap = n_prompt + n_new;
-    if (m->hp.max_pos > 0 && cap > m->hp.max_pos) {
-        if (n_prompt >= m->hp.max_pos) {
-            cli_error(cmd, "the prompt has %lld tokens, the model only %lld positions", (long long)n_prompt, (long long)m->hp.max_pos);
+    rotq_hparams hp;
+    rotq_model_hparams(m, &hp);
+    if (hp.max_pos > 0 && n_prompt + n_new > hp.max_pos) {
+        if (n_prompt >= hp.max_pos) {
+            cli_error(cmd, "the prompt has %lld tokens, the model only %lld positions", (long long)n_prompt, (long long)hp.max_pos);
             goto done;
         }
-        n_new = m->hp.max_pos - n_prompt;
-        cap = m->hp.max_pos;
+        n_new = hp.max_pos - n_prompt;
         fprintf(stderr, "generate: -n reduced to %lld to stay within the model's %lld positions\n", (long long)n_new,
-                (long long)m->hp.max_pos);
+                (long long)hp.max_pos);
     }
-    int32_t eos = tok ? rotq_tokenizer_eos(tok) : m->hp.eos_id;
-    int64_t d = m->hp.hidden, V = m->hp.vocab;
-    hidden = malloc((size_t)(n_prompt * d) * sizeof(float));
-    logits = malloc((size_t)V * sizeof(float));
-    all = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *all);
-    if (!hidden || !logits || !all) { cli_error(cmd, "out of memory"); goto done; }
-    memcpy(all, prompt_ids, (size_t)n_prompt * sizeof *all);
-    if ((s = rotq_kv_cache_new(r, cap, &cache)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    int32_t eos = tok ? rotq_tokenizer_eos(tok) : hp.eos_id;
+    if (!(gen = malloc((size_t)(n_new > 0 ? n_new : 1) * sizeof *gen))) { cli_error(cmd, "out of memory"); goto done; }
 
     if (!as_json && !print_ids && prompt) { fputs(prompt, stdout); fflush(stdout); }
-    double t0 = rotq_now_s();
-    /* the prompt in one pass, then one token at a time */
-    if ((s = rotq_nn_forward(r, prompt_ids, n_prompt, cache, hidden)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    if ((s = rotq_nn_logits(r, hidden + (n_prompt - 1) * d, 1, logits)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    double t_prompt = rotq_now_s() - t0;
+    stream_state st = {tok, !as_json && !print_ids};
+    double t0 = rotq_now_s(), t_prompt = 0.0;
     int64_t n_gen = 0;
-    while (n_gen < n_new) {
-        int32_t next = argmax(logits, V);
-        all[n_prompt + n_gen++] = next;
-        if (!as_json && !print_ids) {
-            const char *bytes;
-            size_t len;
-            if (rotq_tokenizer_piece(tok, next, &bytes, &len) == ROTQ_OK && !rotq_tokenizer_is_special(tok, next))
-                fwrite(bytes, 1, len, stdout);
-            fflush(stdout);
-        }
-        if (next == eos && !ignore_eos) break;
-        if (n_gen == n_new) break;
-        if ((s = rotq_nn_forward(r, &next, 1, cache, hidden)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-        if ((s = rotq_nn_logits(r, hidden, 1, logits)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    }
+    s = rotq_session_generate(ses, prompt_ids, n_prompt, n_new, ignore_eos ? -1 : eos, gen, &n_gen, &t_prompt,
+                              stream_token, &st);
+    if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     double t_total = rotq_now_s() - t0, t_gen = t_total - t_prompt;
     double gen_tps = n_gen > 1 && t_gen > 0 ? (double)(n_gen - 1) / t_gen : 0.0;
 
     if (print_ids && !as_json) {
-        for (int64_t i = 0; i < n_gen; i++) printf("%s%d", i ? "," : "", all[n_prompt + i]);
+        for (int64_t i = 0; i < n_gen; i++) printf("%s%d", i ? "," : "", gen[i]);
         putchar('\n');
     } else if (as_json) {
         json_t *j = json_object(), *ja = json_array();
-        for (int64_t i = 0; i < n_gen; i++) json_array_append_new(ja, json_integer(all[n_prompt + i]));
+        for (int64_t i = 0; i < n_gen; i++) json_array_append_new(ja, json_integer(gen[i]));
         json_object_set_new(j, "model", json_string(path));
         if (prompt) json_object_set_new(j, "prompt", json_string(prompt));
         json_object_set_new(j, "prompt_tokens", json_integer(n_prompt));
         json_object_set_new(j, "ids", ja);
         if (tok) {
             size_t len;
-            if (rotq_tokenizer_decode(tok, all + n_prompt, n_gen, true, &text, &len) == ROTQ_OK)
+            if (rotq_tokenizer_decode(tok, gen, n_gen, true, &text, &len) == ROTQ_OK)
                 json_object_set_new(j, "text", json_stringn(text, len));
         }
         json_object_set_new(j, "prompt_seconds", json_real(t_prompt));
@@ -176,13 +164,10 @@ int cmd_generate(int argc, char **argv) {
     rc = 0;
 done:
     free(prompt_ids);
-    free(all);
-    free(hidden);
-    free(logits);
+    free(gen);
     free(text);
-    rotq_kv_cache_free(cache);
     rotq_tokenizer_free(tok);
-    rotq_runner_free(r);
+    rotq_session_free(ses);
     rotq_model_free(m);
     return rc;
 }

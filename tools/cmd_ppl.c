@@ -142,15 +142,11 @@ static void progress(void *ctx, int64_t window, int64_t n_windows, double nll, i
     fflush(stderr);
 }
 
-static int dump_logits(const char *cmd, rotq_runner *r, const int32_t *ids, int64_t n, const char *out_path) {
-    int64_t d = r->hp.hidden, V = r->hp.vocab;
-    float *hidden = malloc((size_t)(n * d) * sizeof(float));
+static int dump_logits(const char *cmd, rotq_session *ses, int64_t V, const int32_t *ids, int64_t n, const char *out_path) {
     float *logits = malloc((size_t)(n * V) * sizeof(float));
-    if (!hidden || !logits) { free(hidden); free(logits); return cli_error(cmd, "out of memory for %lld logits rows", (long long)n); }
-    rotq_status s = rotq_nn_forward(r, ids, n, NULL, hidden);
-    if (s == ROTQ_OK) s = rotq_nn_logits(r, hidden, n, logits);
+    if (!logits) return cli_error(cmd, "out of memory for %lld logits rows", (long long)n);
+    rotq_status s = rotq_session_logits(ses, ids, n, logits);
     if (s == ROTQ_OK) s = rotq_write_file_atomic(out_path, logits, (uint64_t)(n * V) * sizeof(float));
-    free(hidden);
     free(logits);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
     fprintf(stderr, "ppl: wrote logits [%lld, %lld] float32 to %s\n", (long long)n, (long long)V, out_path);
@@ -226,18 +222,20 @@ int cmd_ppl(int argc, char **argv) {
 
     rotq_model *m;
     if (cli_load(cmd, path, arch_file, tokenizer, &m)) return 1;
-    rotq_runner *r = NULL;
+    rotq_session *ses = NULL;
     rotq_tokenizer *tok = NULL;
     int32_t *ids = NULL;
     char *text = NULL;
     int rc = 1;
-    rotq_status s = rotq_runner_new(m, threads, &r);
+    rotq_session_options so = rotq_session_defaults();
+    so.threads = threads;
+    rotq_status s = rotq_session_new(m, &so, &ses);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
 
     if (debug) {
         int64_t n;
         if (ids_list ? nn_cli_parse_ids(cmd, ids_list, &ids, &n) : nn_cli_read_ids(cmd, ids_file, &ids, &n)) goto done;
-        rc = dump_logits(cmd, r, ids, n, dump);
+        rc = dump_logits(cmd, ses, m->hp.vocab, ids, n, dump);
         goto done;
     }
 
@@ -269,7 +267,7 @@ int cmd_ppl(int argc, char **argv) {
     o.progress = progress;
     o.progress_ctx = &ps;
     rotq_ppl_result res;
-    if ((s = rotq_ppl_eval(r, ids, n_ids, &o, &res)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    if ((s = rotq_session_ppl(ses, ids, n_ids, &o, &res)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     /* a float model's result is exactly rotq eval's baseline: record it for eval to reuse */
     ppl_cache cache;
     if (ppl_cache_open(&cache, NULL, m, ids, n_ids, &o, threads > 0 ? threads : omp_get_max_threads()) &&
@@ -304,6 +302,7 @@ int cmd_ppl(int argc, char **argv) {
         json_object_set_new(j, "bos", json_string(bos_desc));
         json_object_set_new(j, "ctx", json_integer(ctx));
         json_object_set_new(j, "dtype", json_string(dtype));
+        json_object_set_new(j, "transforms", json_string(rotq_session_transforms(ses)));
         json_object_set_new(j, "perplexity", json_real(res.ppl));
         json_object_set_new(j, "nll_sum", json_real(res.nll));
         json_object_set_new(j, "scored_tokens", json_integer(res.n_scored));
@@ -311,7 +310,7 @@ int cmd_ppl(int argc, char **argv) {
         json_object_set_new(j, "windows_available", json_integer(res.n_windows_available));
         json_object_set_new(j, "seconds", json_real(res.seconds));
         json_object_set_new(j, "tokens_per_second", json_real(tps));
-        json_object_set_new(j, "threads", json_integer(r->threads));
+        json_object_set_new(j, "threads", json_integer(rotq_session_threads(ses)));
         json_object_set_new(j, "peak_rss_mib", json_real(rss));
         char *js = json_dumps(j, JSON_INDENT(2));
         if (js) { puts(js); free(js); }
@@ -320,6 +319,7 @@ int cmd_ppl(int argc, char **argv) {
         printf("model       %s (%s, %lld layers, hidden %lld, vocab %lld)\n", path, m->hp.arch, (long long)m->hp.n_layers,
                (long long)m->hp.hidden, (long long)m->hp.vocab);
         printf("dtype       %s\n", dtype);
+        cli_print_transforms("transforms  ", rotq_session_transforms(ses));
         printf("text        %s (%s, %llu bytes, %lld tokens)\n", text_path, fmt_desc, (unsigned long long)text_len,
                (long long)n_ids);
         printf("tokenizer   %s; BOS %s\n", rotq_tokenizer_kind(tok), bos_desc);
@@ -327,14 +327,14 @@ int cmd_ppl(int argc, char **argv) {
         printf("perplexity  %.4f\n", res.ppl);
         printf("scored      %lld tokens in %lld windows (%lld available)\n", (long long)res.n_scored,
                (long long)res.n_windows, (long long)res.n_windows_available);
-        printf("time        %.2f s, %.1f tokens/s, %d threads, peak RSS %.0f MiB\n", res.seconds, tps, r->threads, rss);
+        printf("time        %.2f s, %.1f tokens/s, %d threads, peak RSS %.0f MiB\n", res.seconds, tps, rotq_session_threads(ses), rss);
     }
     rc = 0;
 done:
     free(ids);
     free(text);
     rotq_tokenizer_free(tok);
-    rotq_runner_free(r);
+    rotq_session_free(ses);
     rotq_model_free(m);
     return rc;
 }

@@ -7,9 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "eval/stats.h"
 #include "nn_cli.h"
-#include "rotate/online.h"
 
 static const char *help =
     "usage: rotq stats MODEL --text FILE [--tokens N] [--rotate [--r1 K --r2 K --r3 on|off --r4 on|off --seed S]]\n"
@@ -21,32 +19,41 @@ static const char *help =
     "(3 for a Gaussian). --rotate also rotates the model in memory (options as rotq rotate) and\n"
     "reports both. --plot writes a PNG through gnuplot.\n";
 
-static rotq_status collect(rotq_model *m, const int32_t *ids, int64_t n, int threads, rotq_act_stats *st) {
-    rotq_runner *r = NULL;
-    rotq_online *on = NULL;
-    ROTQ_TRY(rotq_act_stats_init(st, m->hp.n_layers));
-    rotq_status s = rotq_runner_new(m, threads, &r);
-    rotq_hooks h = rotq_act_stats_hooks(st, NULL);
-    if (s == ROTQ_OK) s = rotq_online_install(r, &h, &on);
-    float *hidden = malloc((size_t)(n * m->hp.hidden) * sizeof *hidden);
-    if (s == ROTQ_OK && !hidden) s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
-    if (s == ROTQ_OK) s = rotq_nn_forward(r, ids, n, NULL, hidden);
-    free(hidden);
-    if (r) rotq_runner_free(r);
-    rotq_online_free(on);
-    return s;
+/* The statistics of every layer and site, [n_layers][ROTQ_N_SITES] (malloc'd), from one forward
+ * pass of a session: after the model's online rotations, as a quantizer would see them. Returns 0,
+ * or 1 with the error printed. */
+static int collect(rotq_model *m, const rotq_hparams *hp, const int32_t *ids, int64_t n, int threads,
+                   rotq_site_summary **out) {
+    rotq_session_options so = rotq_session_defaults();
+    so.threads = threads;
+    so.stats = true;
+    rotq_session *ses = NULL;
+    rotq_status s = rotq_session_new(m, &so, &ses);
+    if (s != ROTQ_OK) return cli_lib_error("stats", s);
+    int64_t cells = hp->n_layers * ROTQ_N_SITES;
+    *out = malloc((size_t)cells * sizeof **out);
+    float *logits = malloc((size_t)(n * hp->vocab) * sizeof *logits);
+    int rc = *out && logits ? 0 : cli_error("stats", "out of memory for %lld tokens", (long long)n);
+    if (!rc && (s = rotq_session_logits(ses, ids, n, logits)) != ROTQ_OK) rc = cli_lib_error("stats", s);
+    for (int64_t i = 0; !rc && i < cells; i++)
+        if ((s = rotq_session_site_stats(ses, (int32_t)(i / ROTQ_N_SITES), (rotq_site)(i % ROTQ_N_SITES), &(*out)[i])) != ROTQ_OK)
+            rc = cli_lib_error("stats", s);
+    free(logits);
+    rotq_session_free(ses);
+    return rc;
 }
 
-static int plot(const char *png, const rotq_act_stats *before, const rotq_act_stats *after, const char *title) {
+static int plot(const char *png, int64_t n_layers, const rotq_site_summary *before, const rotq_site_summary *after,
+                const char *title) {
     char dat[] = "/tmp/rotq-stats-XXXXXX";
     int fd = mkstemp(dat);
     if (fd < 0) return cli_error("stats", "cannot create a temporary file for gnuplot");
     FILE *f = fdopen(fd, "w");
-    for (int64_t l = 0; l < before->n_layers; l++) {
+    for (int64_t l = 0; l < n_layers; l++) {
         fprintf(f, "%lld", (long long)l);
         for (int s = 0; s < ROTQ_N_SITES; s++) {
-            const rotq_site_stats *b = &before->s[l * ROTQ_N_SITES + s], *a = after ? &after->s[l * ROTQ_N_SITES + s] : b;
-            fprintf(f, " %g %g %g %g", rotq_site_max_over_rms(b), rotq_site_max_over_rms(a), rotq_site_kurtosis(b), rotq_site_kurtosis(a));
+            const rotq_site_summary *b = &before[l * ROTQ_N_SITES + s], *a = after ? &after[l * ROTQ_N_SITES + s] : b;
+            fprintf(f, " %g %g %g %g", b->max_over_rms, a->max_over_rms, b->kurtosis, a->kurtosis);
         }
         fprintf(f, "\n");
     }
@@ -107,34 +114,37 @@ int cmd_stats(int argc, char **argv) {
     size_t len = size > (uint64_t)T * 32 ? (size_t)T * 32 : (size_t)size;
     if (s == ROTQ_OK) s = rotq_tokenizer_encode(tok, (const char *)data, len, rotq_tokenizer_add_bos_default(tok), &ids, &n);
     if (n > T) n = T;
-    if (n > m->hp.max_pos) n = m->hp.max_pos;
-    rotq_act_stats before = {0}, after = {0};
-    if (s == ROTQ_OK) s = collect(m, ids, n, threads, &before);
-    if (s == ROTQ_OK && rotate) {
-        s = rotq_rotate_model(m, &ro);
-        if (s == ROTQ_OK) s = collect(m, ids, n, threads, &after);
-    }
+    rotq_hparams hp;
+    rotq_model_hparams(m, &hp);
+    if (n > hp.max_pos) n = hp.max_pos;
+    int64_t L = hp.n_layers;
+    rotq_site_summary *before = NULL, *after = NULL;
     int rc = s == ROTQ_OK ? 0 : cli_lib_error("stats", s);
+    if (!rc) rc = collect(m, &hp, ids, n, threads, &before);
+    if (!rc && rotate) {
+        s = rotq_rotate_model(m, &ro);
+        rc = s == ROTQ_OK ? collect(m, &hp, ids, n, threads, &after) : cli_lib_error("stats", s);
+    }
     if (!rc) {
         json_t *j = json_pack("{s:s, s:s, s:I, s:b}", "model", path, "text", text, "tokens", (json_int_t)n, "rotated", rotate);
         json_t *rows = json_array();
         if (!as_json)
             printf("%s on %lld tokens of %s%s\nlayer site       max/rms%s   kurtosis%s\n", path, (long long)n, text,
                    rotate ? " (before -> after rotation)" : "", rotate ? " before  after" : "", rotate ? " before  after" : "");
-        for (int64_t l = 0; l < before.n_layers; l++)
+        for (int64_t l = 0; l < L; l++)
             for (int st = 0; st < ROTQ_N_SITES; st++) {
-                const rotq_site_stats *b = &before.s[l * ROTQ_N_SITES + st];
+                const rotq_site_summary *b = &before[l * ROTQ_N_SITES + st];
                 json_t *row = json_pack("{s:I, s:s, s:f, s:f}", "layer", (json_int_t)l, "site", rotq_site_name(st), "max_over_rms",
-                                        rotq_site_max_over_rms(b), "kurtosis", rotq_site_kurtosis(b));
+                                        b->max_over_rms, "kurtosis", b->kurtosis);
                 if (rotate) {
-                    const rotq_site_stats *a = &after.s[l * ROTQ_N_SITES + st];
-                    json_object_set_new(row, "max_over_rms_rotated", json_real(rotq_site_max_over_rms(a)));
-                    json_object_set_new(row, "kurtosis_rotated", json_real(rotq_site_kurtosis(a)));
+                    const rotq_site_summary *a = &after[l * ROTQ_N_SITES + st];
+                    json_object_set_new(row, "max_over_rms_rotated", json_real(a->max_over_rms));
+                    json_object_set_new(row, "kurtosis_rotated", json_real(a->kurtosis));
                     if (!as_json)
-                        printf("%5lld %-9s %8.2f %7.2f   %8.2f %7.2f\n", (long long)l, rotq_site_name(st), rotq_site_max_over_rms(b),
-                               rotq_site_max_over_rms(a), rotq_site_kurtosis(b), rotq_site_kurtosis(a));
+                        printf("%5lld %-9s %8.2f %7.2f   %8.2f %7.2f\n", (long long)l, rotq_site_name(st), b->max_over_rms,
+                               a->max_over_rms, b->kurtosis, a->kurtosis);
                 } else if (!as_json)
-                    printf("%5lld %-9s %8.2f   %8.2f\n", (long long)l, rotq_site_name(st), rotq_site_max_over_rms(b), rotq_site_kurtosis(b));
+                    printf("%5lld %-9s %8.2f   %8.2f\n", (long long)l, rotq_site_name(st), b->max_over_rms, b->kurtosis);
                 json_array_append_new(rows, row);
             }
         json_object_set_new(j, "sites", rows);
@@ -149,11 +159,11 @@ int cmd_stats(int argc, char **argv) {
             const char *base = strrchr(path, '/') && strrchr(path, '/')[1] ? strrchr(path, '/') + 1 : path;
             snprintf(title, sizeof title, "%s, %lld tokens%s", base, (long long)n, rotate ? ": dashed before, solid after rotation" : "");
             for (char *c = title; *c; c++) if (*c == '\'') *c = ' ';
-            rc = plot(png, &before, rotate ? &after : NULL, title);
+            rc = plot(png, L, before, rotate ? after : NULL, title);
         }
     }
-    rotq_act_stats_free(&before);
-    rotq_act_stats_free(&after);
+    free(before);
+    free(after);
     free(ids);
     free(data);
     rotq_tokenizer_free(tok);

@@ -5,9 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "eval/verify.h"
 #include "nn_cli.h"
-#include "rotate/online.h"
 #include "rotate/rotate.h"
 
 static const char *help =
@@ -22,18 +20,18 @@ static const char *help =
     "  --seed S     seed of the random ids (default 0)\n";
 
 typedef struct { const char *name; int32_t *ids; int64_t n; rotq_verify_result res; } verify_case;
-typedef struct { rotq_model *m; rotq_runner *r; rotq_online *on; } loaded;
+typedef struct { rotq_model *m; rotq_session *s; } loaded;
 
 static int load(const char *path, const char *arch_file, int threads, loaded *l) {
     if (cli_load("verify", path, arch_file, NULL, &l->m)) return 1;
-    rotq_status s = rotq_runner_new(l->m, threads, &l->r);
-    if (s == ROTQ_OK) s = rotq_online_install(l->r, NULL, &l->on);
+    rotq_session_options so = rotq_session_defaults();
+    so.threads = threads;
+    rotq_status s = rotq_session_new(l->m, &so, &l->s);
     return s == ROTQ_OK ? 0 : cli_lib_error("verify", s);
 }
 
 static void unload(loaded *l) {
-    if (l->r) rotq_runner_free(l->r);
-    rotq_online_free(l->on);
+    rotq_session_free(l->s);
     rotq_model_free(l->m);
 }
 
@@ -98,7 +96,7 @@ int cmd_verify(int argc, char **argv) {
     json_object_set_new(j, "a", json_string(pa));
     json_object_set_new(j, "b", json_string(pb));
     for (int c = 0; !rc && c < n_cases; c++) {
-        rotq_status s = rotq_verify_runners(a.r, b.r, cases[c].ids, cases[c].n, &cases[c].res);
+        rotq_status s = rotq_session_compare(a.s, b.s, cases[c].ids, cases[c].n, &cases[c].res);
         if (s != ROTQ_OK) { rc = cli_lib_error("verify", s); break; }
         const rotq_verify_result *r = &cases[c].res;
         bool ok = r->max_abs_dlogit < 1e-3 * r->max_abs_logit && r->mean_kl < 1e-6;

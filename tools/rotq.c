@@ -35,6 +35,16 @@ int cli_error(const char *cmd, const char *fmt, ...) {
     return 1;
 }
 
+void cli_print_transforms(const char *label, const char *list) {
+    size_t pad = strlen(label);
+    printf("%s", label);
+    for (const char *p = list; *p; p++) {
+        putchar(*p);
+        if (*p == '\n') printf("%*s", (int)pad, "");
+    }
+    putchar('\n');
+}
+
 int cli_lib_error(const char *cmd, rotq_status s) {
     return cli_error(cmd, "%s (%s)", rotq_last_error()[0] ? rotq_last_error() : "failed", rotq_status_name(s));
 }

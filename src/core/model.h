@@ -164,9 +164,6 @@ rotq_status rotq_dequantize(rotq_dtype dt, const void *src, float *dst, int64_t 
 /* ---- files ---- */
 /* Checks that `out` does not name the same file/folder as `in` (both may not exist yet). */
 rotq_status rotq_path_check_distinct(const char *in, const char *out);
-/* Writes a whole buffer to `path` atomically (path.tmp-XXXX, fsync, rename). */
-rotq_status rotq_write_file_atomic(const char *path, const void *data, uint64_t size);
-rotq_status rotq_read_file(const char *path, uint8_t **data, uint64_t *size);
 
 /* ---- format readers/writers (src/io) ---- */
 rotq_status rotq_load_gguf(const char *path, rotq_model *m);

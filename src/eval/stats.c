@@ -47,34 +47,13 @@ static rotq_status on_linear(void *ctx, int32_t layer, rotq_role role, float *x,
         s->max_abs = mx;
         s->count += rows * cols;
     }
-    return h->next.linear_input ? h->next.linear_input(h->next.ctx, layer, role, x, rows, cols) : ROTQ_OK;
+    return ROTQ_OK;
 }
 
-static rotq_status on_qk(void *ctx, int32_t l, float *q, float *k, int64_t T, int64_t p, int64_t nh, int64_t nkv, int64_t hd) {
-    rotq_act_stats *h = ctx;
-    return h->next.qk_rope ? h->next.qk_rope(h->next.ctx, l, q, k, T, p, nh, nkv, hd) : ROTQ_OK;
-}
-
-static rotq_status on_v(void *ctx, int32_t l, float *v, int64_t T, int64_t p, int64_t nkv, int64_t hd) {
-    rotq_act_stats *h = ctx;
-    return h->next.v ? h->next.v(h->next.ctx, l, v, T, p, nkv, hd) : ROTQ_OK;
-}
-
-static rotq_status on_down(void *ctx, int32_t l, float *x, int64_t rows, int64_t cols) {
-    rotq_act_stats *h = ctx;
-    return h->next.down_input ? h->next.down_input(h->next.ctx, l, x, rows, cols) : ROTQ_OK;
-}
-
-static rotq_status on_product(void *ctx, int32_t l, rotq_role role, const float *x, int64_t rows, int64_t n_in, float *out,
-                              int64_t n_out, const float *b, bool accumulate, bool *done) {
-    rotq_act_stats *h = ctx;
-    return h->next.linear ? h->next.linear(h->next.ctx, l, role, x, rows, n_in, out, n_out, b, accumulate, done) : ROTQ_OK;
-}
-
-rotq_hooks rotq_act_stats_hooks(rotq_act_stats *st, const rotq_hooks *next) {
-    st->next = next ? *next : (rotq_hooks){0};
-    return (rotq_hooks){.ctx = st, .linear_input = on_linear, .qk_rope = on_qk, .v = on_v, .down_input = on_down,
-                        .linear = on_product};
+rotq_transform rotq_act_stats_transform(rotq_act_stats *st) {
+    rotq_transform t = {.name = "statistics (max/rms, kurtosis) of every linear input", .kind = ROTQ_TF_STATS};
+    t.hooks = (rotq_hooks){.ctx = st, .linear_input = on_linear};
+    return t;
 }
 
 double rotq_site_max_over_rms(const rotq_site_stats *s) {

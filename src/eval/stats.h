@@ -3,9 +3,6 @@
 #define ROTQ_EVAL_STATS_H
 #include "nn/nn.h"
 
-/* Sites: the inputs of the attention projections, o_proj, the MLP up/gate, down_proj. */
-enum { ROTQ_SITE_ATTN_IN = 0, ROTQ_SITE_O_IN, ROTQ_SITE_MLP_IN, ROTQ_SITE_DOWN_IN, ROTQ_N_SITES };
-const char *rotq_site_name(int site);
 
 typedef struct rotq_site_stats {
     double sum2, sum4;   /* Σx², Σx⁴ over every entry */
@@ -16,13 +13,13 @@ typedef struct rotq_site_stats {
 typedef struct rotq_act_stats {
     int64_t n_layers;
     rotq_site_stats *s;  /* [n_layers][ROTQ_N_SITES] */
-    rotq_hooks next;     /* hooks called after recording */
 } rotq_act_stats;
 
 rotq_status rotq_act_stats_init(rotq_act_stats *st, int64_t n_layers);
 void rotq_act_stats_free(rotq_act_stats *st);
-/* Hooks that record into st (and then call next, which may be NULL); st is their context. */
-rotq_hooks rotq_act_stats_hooks(rotq_act_stats *st, const rotq_hooks *next);
+/* A transform recording into st at every linear input (st stays the caller's). Added after the
+ * online rotations, it sees what a quantizer would see. */
+rotq_transform rotq_act_stats_transform(rotq_act_stats *st);
 /* max|x| / rms(x) over the site's whole activation, and kurtosis E[x⁴]/E[x²]² (3 for a Gaussian). */
 double rotq_site_max_over_rms(const rotq_site_stats *s);
 double rotq_site_kurtosis(const rotq_site_stats *s);

@@ -1,6 +1,7 @@
 /* The forward pass: weight preparation, the decoder loop with its hook points, the KV cache. */
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,6 +154,7 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
     r->pos_offset = m->arch->pos_offset;
     r->norm_offset = (float)m->arch->norm_offset;
     r->attn_scale = 1.0f / sqrtf((float)r->hp.head_dim);
+    r->online_required = m->rot.r3.on || m->rot.r4.on;
     if (threads > 0) {
         r->threads = threads;
         omp_set_num_threads(threads);
@@ -193,6 +195,8 @@ static void free_scratch(rotq_runner *r) {
 
 void rotq_runner_free(rotq_runner *r) {
     if (!r) return;
+    for (int i = 0; i < r->n_tf; i++)
+        if (r->tf[i].release) r->tf[i].release(r->tf[i].hooks.ctx);
     for (int64_t i = 0; i < r->n_owned; i++) free(r->owned[i]);
     free(r->owned);
     free(r->layers);
@@ -201,9 +205,78 @@ void rotq_runner_free(rotq_runner *r) {
     free(r);
 }
 
-void rotq_runner_set_hooks(rotq_runner *r, const rotq_hooks *h) {
-    if (h) r->hooks = *h;
-    else memset(&r->hooks, 0, sizeof r->hooks);
+/* ---- transforms ------------------------------------------------------------------------------ */
+
+const char *rotq_transform_kind_name(rotq_transform_kind k) {
+    switch (k) {
+    case ROTQ_TF_ONLINE_ROTATION: return "online rotation";
+    case ROTQ_TF_FAKE_QUANT: return "fake quantization";
+    case ROTQ_TF_INT_PRODUCT: return "integer product";
+    case ROTQ_TF_STATS: return "statistics";
+    case ROTQ_TF_OTHER: return "other";
+    }
+    return "?";
+}
+
+rotq_status rotq_runner_add_transform(rotq_runner *r, const rotq_transform *t) {
+    if (r->n_tf == ROTQ_MAX_TRANSFORMS)
+        return rotq_fail(ROTQ_ERR_ARG, "nn: more than %d transforms on one runner (adding \"%s\")", ROTQ_MAX_TRANSFORMS,
+                         t->name);
+    r->tf[r->n_tf++] = *t;
+    return ROTQ_OK;
+}
+
+void rotq_runner_clear_transforms(rotq_runner *r) {
+    int kept = 0;
+    for (int i = 0; i < r->n_tf; i++) {
+        if (r->tf[i].kind == ROTQ_TF_ONLINE_ROTATION) r->tf[kept++] = r->tf[i];
+        else if (r->tf[i].release) r->tf[i].release(r->tf[i].hooks.ctx);
+    }
+    r->n_tf = kept;
+}
+
+rotq_status rotq_runner_check_ready(const rotq_runner *r) {
+    if (r->online_required && !r->online_attached)
+        return rotq_fail(ROTQ_ERR_ARG, "nn: %s records online rotations (R3/R4) that this runner does not apply; "
+                         "run it through a session (rotq_session_new), which attaches them", r->model->source_path);
+    return ROTQ_OK;
+}
+
+/* Sites in the order a layer meets them. */
+static const char *const site_names[] = {"linear_input", "linear", "qk_rope", "v", "down_input"};
+
+static bool acts_at(const rotq_hooks *h, size_t site) {
+    switch (site) {
+    case 0: return h->linear_input != NULL;
+    case 1: return h->linear != NULL;
+    case 2: return h->qk_rope != NULL;
+    case 3: return h->v != NULL;
+    default: return h->down_input != NULL;
+    }
+}
+
+void rotq_runner_describe(const rotq_runner *r, char *out, size_t size) {
+    size_t n = 0;
+    if (size) out[0] = 0;
+    for (size_t site = 0; site < sizeof site_names / sizeof site_names[0]; site++) {
+        bool any = false;
+        for (int i = 0; i < r->n_tf && n < size; i++) {
+            if (!acts_at(&r->tf[i].hooks, site)) continue;
+            if (any) n += (size_t)snprintf(out + n, size - n, " -> %s", r->tf[i].name);
+            else n += (size_t)snprintf(out + n, size - n, "%s%s: %s", n ? "\n" : "", site_names[site], r->tf[i].name);
+            any = true;
+        }
+    }
+    if (n == 0 && size) snprintf(out, size, "none (the model as stored, in float)");
+}
+
+rotq_status rotq_runner_linear_input(const rotq_runner *r, int32_t layer, rotq_role role, float *x, int64_t rows,
+                                     int64_t cols) {
+    for (int i = 0; i < r->n_tf; i++) {
+        const rotq_hooks *h = &r->tf[i].hooks;
+        if (h->linear_input) ROTQ_TRY(h->linear_input(h->ctx, layer, role, x, rows, cols));
+    }
+    return ROTQ_OK;
 }
 
 uint64_t rotq_runner_owned_bytes(const rotq_runner *r) { return r->owned_bytes; }
@@ -296,12 +369,14 @@ void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int6
     }
 }
 
-/* A decoder linear: the hooks' product when one takes it, else the float product. */
+/* A decoder linear: the first transform's product that takes it, else the float product. */
 static rotq_status linear(const rotq_runner *r, int32_t l, rotq_role role, float *out, const float *x, const float *w,
                           const float *b, int64_t T, int64_t n_in, int64_t n_out, bool accumulate) {
-    if (r->hooks.linear) {
+    for (int i = 0; i < r->n_tf; i++) {
+        const rotq_hooks *h = &r->tf[i].hooks;
+        if (!h->linear) continue;
         bool done = false;
-        rotq_status s = r->hooks.linear(r->hooks.ctx, l, role, x, T, n_in, out, n_out, b, accumulate, &done);
+        rotq_status s = h->linear(h->ctx, l, role, x, T, n_in, out, n_out, b, accumulate, &done);
         if (s != ROTQ_OK || done) return s;
     }
     rotq_linear_forward(out, x, w, b, T, n_in, n_out, accumulate);
@@ -322,7 +397,10 @@ rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t l, const float 
         ROTQ_TRY(linear(r, l, ROLE_UP, ff1, xn, w->wup, w->bup, T, d, ff, false));
         rotq_act_forward((rotq_mlp_kind)r->hp.mlp_act, ff1, T * ff);
     }
-    if (r->hooks.down_input) return r->hooks.down_input(r->hooks.ctx, l, ff1, T, ff);
+    for (int i = 0; i < r->n_tf; i++) {
+        const rotq_hooks *h = &r->tf[i].hooks;
+        if (h->down_input) ROTQ_TRY(h->down_input(h->ctx, l, ff1, T, ff));
+    }
     return ROTQ_OK;
 }
 
@@ -339,16 +417,20 @@ rotq_status rotq_runner_qkv(const rotq_runner *r, int32_t l, const float *xn, fl
         rotq_rope_forward(q, cos_t, sin_t, T, nh, hd, half);
         rotq_rope_forward(k, cos_t, sin_t, T, nkv, hd, half);
     }
-    if (r->hooks.qk_rope) ROTQ_TRY(r->hooks.qk_rope(r->hooks.ctx, l, q, k, T, pos0, nh, nkv, hd));
-    if (r->hooks.v) ROTQ_TRY(r->hooks.v(r->hooks.ctx, l, v, T, pos0, nkv, hd));
+    for (int i = 0; i < r->n_tf; i++) {
+        const rotq_hooks *h = &r->tf[i].hooks;
+        if (h->qk_rope) ROTQ_TRY(h->qk_rope(h->ctx, l, q, k, T, pos0, nh, nkv, hd));
+    }
+    for (int i = 0; i < r->n_tf; i++) {
+        const rotq_hooks *h = &r->tf[i].hooks;
+        if (h->v) ROTQ_TRY(h->v(h->ctx, l, v, T, pos0, nkv, hd));
+    }
     return ROTQ_OK;
 }
 
 #define HOOK(call) do { rotq_status hs_ = (call); if (hs_ != ROTQ_OK) return hs_; } while (0)
 
-static rotq_status linear_input(const rotq_runner *r, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols) {
-    return r->hooks.linear_input ? r->hooks.linear_input(r->hooks.ctx, layer, role, x, rows, cols) : ROTQ_OK;
-}
+
 
 /* One decoder layer over x [T, d] in place. k_all/v_all [pos0+T, kvd] hold this layer's keys and
  * values; rows pos0.. are written here. */
@@ -360,19 +442,19 @@ static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t p
 
     /* attention block: xn = norm(x); q, k, v = xn · W{q,k,v}ᵀ (+ b) */
     rotq_runner_norm(r, r->xn, r->x, w->attn_norm, w->attn_norm_b, T);
-    HOOK(linear_input(r, l, w->fused_qkv ? ROLE_QKV : ROLE_Q, r->xn, T, d));
+    HOOK(rotq_runner_linear_input(r, l, w->fused_qkv ? ROLE_QKV : ROLE_Q, r->xn, T, d));
     HOOK(rotq_runner_qkv(r, l, r->xn, r->q, k_all + pos0 * kvd, v_all + pos0 * kvd, r->rope_cos, r->rope_sin, T, pos0));
     rotq_attention_forward_ws(r->att, r->q, k_all, v_all, r->scores, r->attn_work, T, pos0, nh, nkv, hd,
                               r->attn_scale, rotq_attention_block(T, nh, pos0 + T));
     /* x += att · Woᵀ (+ bo) */
-    HOOK(linear_input(r, l, ROLE_O, r->att, T, qd));
+    HOOK(rotq_runner_linear_input(r, l, ROLE_O, r->att, T, qd));
     HOOK(linear(r, l, ROLE_O, r->x, r->att, w->wo, w->bo, T, qd, d, true));
 
     /* MLP block: x += (silu(xn · Wgateᵀ) * (xn · Wupᵀ)) · Wdownᵀ, or act(xn · Wupᵀ + b) · Wdownᵀ */
     rotq_runner_norm(r, r->xn, r->x, w->mlp_norm, w->mlp_norm_b, T);
-    HOOK(linear_input(r, l, rotq_runner_mlp_role(r, l), r->xn, T, d));
+    HOOK(rotq_runner_linear_input(r, l, rotq_runner_mlp_role(r, l), r->xn, T, d));
     HOOK(rotq_runner_mlp_hidden(r, l, r->xn, r->ff1, r->ff2, T));
-    HOOK(linear_input(r, l, ROLE_DOWN, r->ff1, T, ff));
+    HOOK(rotq_runner_linear_input(r, l, ROLE_DOWN, r->ff1, T, ff));
     HOOK(linear(r, l, ROLE_DOWN, r->x, r->ff1, w->wdown, w->bdown, T, ff, d, true));
     return ROTQ_OK;
 }
@@ -381,6 +463,7 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
     const rotq_hparams *hp = &r->hp;
     int64_t d = hp->hidden, kvd = hp->n_kv_heads * hp->head_dim;
     if (T <= 0 || T > (1 << 20)) return rotq_fail(ROTQ_ERR_ARG, "nn: forward of %lld tokens", (long long)T);
+    ROTQ_TRY(rotq_runner_check_ready(r));
     int64_t pos0 = cache ? cache->n : 0;
     if (cache) {
         if (cache->n_layers != hp->n_layers || cache->kv_dim != kvd)
@@ -409,7 +492,7 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
         ROTQ_TRY(layer_forward(r, l, T, pos0, k_all, v_all));
     }
     rotq_runner_norm(r, hidden, r->x, r->final_norm, r->final_norm_b, T);
-    HOOK(linear_input(r, -1, ROLE_LM_HEAD, hidden, T, d));
+    HOOK(rotq_runner_linear_input(r, -1, ROLE_LM_HEAD, hidden, T, d));
     if (cache) cache->n += T;
     return ROTQ_OK;
 }

@@ -5,7 +5,9 @@
  * residual) → final norm → lm_head. Matrix products go through BLAS over the whole window;
  * element-wise work is spread over OpenMP threads (never around a BLAS call).
  *
- * Hook points let later stages (online rotations, fake quantization) change activations in place:
+ * Transforms let later stages (online rotations, fake quantization, integer products, statistics)
+ * act at named sites, in the order they were added (rotq_runner_add_transform); each site runs its
+ * transforms one after the other, so a list reads like the computation it describes:
  *   linear_input  the input of every linear, just before its product
  *   qk_rope       Q and K after RoPE (after the projections when the model has no RoPE)
  *   v             V, as it leaves v_proj (before it enters the cache)
@@ -21,8 +23,9 @@
 #include "arch/arch.h"
 #include "core/model.h"
 
-/* ---- hooks ---------------------------------------------------------------------------------- */
+/* ---- transforms ----------------------------------------------------------------------------- */
 
+/* The functions of one transform, one per site it acts at (NULL where it does nothing). */
 typedef struct rotq_hooks {
     void *ctx;
     /* x [rows, cols]: input of linear `role` in `layer` (layer -1 for lm_head). Linears that share
@@ -44,6 +47,26 @@ typedef struct rotq_hooks {
     rotq_status (*linear)(void *ctx, int32_t layer, rotq_role role, const float *x, int64_t rows, int64_t n_in,
                           float *out, int64_t n_out, const float *b, bool accumulate, bool *done);
 } rotq_hooks;
+
+typedef enum rotq_transform_kind {
+    ROTQ_TF_ONLINE_ROTATION = 0, /* recorded with the model (R3, R4): part of its function */
+    ROTQ_TF_FAKE_QUANT,          /* quantize → dequantize of activations or the KV cache */
+    ROTQ_TF_INT_PRODUCT,         /* a linear's product computed from integer codes */
+    ROTQ_TF_STATS,               /* records, changes nothing */
+    ROTQ_TF_OTHER,
+} rotq_transform_kind;
+
+#define ROTQ_MAX_TRANSFORMS 8
+#define ROTQ_TRANSFORM_NAME 96
+
+typedef struct rotq_transform {
+    char name[ROTQ_TRANSFORM_NAME];  /* "R3: online Hadamard 64 on Q, K after RoPE" */
+    rotq_transform_kind kind;
+    rotq_hooks hooks;                /* hooks.ctx is the transform's state */
+    void (*release)(void *ctx);      /* frees the state with the runner (NULL: the caller owns it) */
+} rotq_transform;
+
+const char *rotq_transform_kind_name(rotq_transform_kind k);
 
 /* ---- weights -------------------------------------------------------------------------------- */
 
@@ -76,7 +99,10 @@ typedef struct rotq_runner {
     float *inv_freq;                        /* [rotary_dim / 2] RoPE frequencies, scaling applied (or NULL) */
     float attn_scale;                       /* 1 / sqrt(head_dim) */
     int threads;
-    rotq_hooks hooks;                       /* all NULL: no hooks */
+    rotq_transform tf[ROTQ_MAX_TRANSFORMS]; /* in order of application at each site */
+    int n_tf;
+    bool online_required;                   /* the model records online rotations (R3/R4) ... */
+    bool online_attached;                   /* ... and rotq_online_attach put them in place */
 
     void **owned;                           /* float32 copies made at prepare time */
     int64_t n_owned, cap_owned;
@@ -104,8 +130,19 @@ rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t layer, const fl
  * the cos/sin tables of positions pos0.. (rotq_rope_tables), then the qk_rope and v hooks. */
 rotq_status rotq_runner_qkv(const rotq_runner *r, int32_t layer, const float *xn, float *q, float *k, float *v,
                             const float *cos_t, const float *sin_t, int64_t T, int64_t pos0);
-/* Installs hooks (copied); NULL removes them. */
-void rotq_runner_set_hooks(rotq_runner *r, const rotq_hooks *h);
+/* Appends a transform (copied; its state is released with the runner when t->release is set).
+ * ROTQ_ERR_ARG past ROTQ_MAX_TRANSFORMS. */
+rotq_status rotq_runner_add_transform(rotq_runner *r, const rotq_transform *t);
+/* Removes every transform that is not an online rotation (releasing their states). */
+void rotq_runner_clear_transforms(rotq_runner *r);
+/* ROTQ_ERR_ARG naming the model when it records online rotations that are not attached: a forward
+ * without them computes another function (the silent-wrong-answer guard of every entry point). */
+rotq_status rotq_runner_check_ready(const rotq_runner *r);
+/* What runs where, one line per site: "qk_rope: R3 online Hadamard 64 → KV fake-quant K4". */
+void rotq_runner_describe(const rotq_runner *r, char *out, size_t size);
+/* The transforms at the input of a linear (forward pass and calibration walk alike). */
+rotq_status rotq_runner_linear_input(const rotq_runner *r, int32_t layer, rotq_role role, float *x, int64_t rows,
+                                     int64_t cols);
 /* Bytes of float32 weight copies the runner owns (0 when every weight was borrowed). */
 uint64_t rotq_runner_owned_bytes(const rotq_runner *r);
 

@@ -4,6 +4,8 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "quant/quant.h"
 
@@ -158,4 +160,39 @@ rotq_status rotq_fakequant_v(void *ctx, int32_t layer, float *v, int64_t T, int6
 rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq) {
     return (rotq_hooks){.ctx = fq, .linear_input = fq_linear_input, .qk_rope = rotq_fakequant_qk, .v = rotq_fakequant_v,
                         .linear = rotq_fakequant_int_product};
+}
+
+static void act_name(char *out, size_t size, const char *what, const rotq_act_format *f, const char *unit,
+                     int64_t unit_cols) {
+    char grp[48];
+    if (f->group > 0 && f->group != unit_cols) snprintf(grp, sizeof grp, "groups of %lld", (long long)f->group);
+    else snprintf(grp, sizeof grp, "%s", unit);
+    snprintf(out, size, "%s%d %s %s clip %.2f", what, f->bits, f->asym ? "asym" : "sym", grp, (double)f->clip);
+}
+
+rotq_status rotq_fakequant_attach(rotq_runner *r, rotq_fakequant *fq) {
+    rotq_transform t = {.kind = ROTQ_TF_FAKE_QUANT};
+    if (rotq_act_on(&fq->act)) {
+        act_name(t.name, sizeof t.name, "fake-quant A", &fq->act, "per token", -1);
+        if (fq->act_lm_head) strncat(t.name, " (lm_head too)", sizeof t.name - strlen(t.name) - 1);
+        t.hooks = (rotq_hooks){.ctx = fq, .linear_input = fq_linear_input};
+        ROTQ_TRY(rotq_runner_add_transform(r, &t));
+    }
+    if (rotq_act_on(&fq->k)) {
+        act_name(t.name, sizeof t.name, "fake-quant K", &fq->k, "per head", r->hp.head_dim);
+        t.hooks = (rotq_hooks){.ctx = fq, .qk_rope = rotq_fakequant_qk};
+        ROTQ_TRY(rotq_runner_add_transform(r, &t));
+    }
+    if (rotq_act_on(&fq->v)) {
+        act_name(t.name, sizeof t.name, "fake-quant V", &fq->v, "per head", r->hp.head_dim);
+        t.hooks = (rotq_hooks){.ctx = fq, .v = rotq_fakequant_v};
+        ROTQ_TRY(rotq_runner_add_transform(r, &t));
+    }
+    if (fq->ints) {
+        rotq_transform p = {.kind = ROTQ_TF_INT_PRODUCT};
+        snprintf(p.name, sizeof p.name, "integer product (exact int32 sums of weight x A%d codes)", fq->act.bits);
+        p.hooks = (rotq_hooks){.ctx = fq, .linear = rotq_fakequant_int_product};
+        ROTQ_TRY(rotq_runner_add_transform(r, &p));
+    }
+    return ROTQ_OK;
 }

@@ -8,7 +8,7 @@
  *     D  H_down from swiglu(gate, up) (after R4)      → quantize down
  *     E  X ← X + down(...)                              (layer l+1's input)
  *
- * Every stage calls the runner's hooks where the forward pass does, so online rotations (R3, R4)
+ * Every stage calls the runner's transforms where the forward pass does, so online rotations (R3, R4)
  * shape the Hessians exactly as they shape inference. Activations stay float here (QuaRot
  * configures activation quantizers only after GPTQ). H = 2·XᵀX / N over all N calibration tokens,
  * each window's XᵀX formed by ssyrk in float and summed in double. */
@@ -78,8 +78,7 @@ typedef struct walk {
 #define HOOK(call) do { rotq_status hs_ = (call); if (hs_ != ROTQ_OK) return hs_; } while (0)
 
 static rotq_status linear_hook(const walk *c, int32_t l, rotq_role role, float *x, int64_t cols) {
-    const rotq_hooks *h = &c->r->hooks;
-    return h->linear_input ? h->linear_input(h->ctx, l, role, x, c->T, cols) : ROTQ_OK;
+    return rotq_runner_linear_input(c->r, l, role, x, c->T, cols);
 }
 
 /* xn ← norm(x) and the q/k/v input hook */
@@ -221,6 +220,7 @@ static rotq_status walk_layer(walk *c, int32_t l) {
 
 rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *windows, int64_t ns, int64_t T,
                             const rotq_quant_options *o, rotq_quant_report *rep) {
+    ROTQ_TRY(rotq_runner_check_ready(r));
     const rotq_hparams *hp = &r->hp;
     walk c;
     memset(&c, 0, sizeof c);

@@ -170,12 +170,10 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
     int32_t *windows = NULL;
     ROTQ_TRY(rotq_calib_windows(calib, n_calib, o->nsamples, ctx, o->seed, &windows));
     rotq_runner *r = NULL;
-    rotq_online *online = NULL;
     rotq_status s = rotq_runner_new(m, o->threads, &r);
-    if (s == ROTQ_OK) s = rotq_online_install(r, NULL, &online);
+    if (s == ROTQ_OK) s = rotq_online_attach(r);
     if (s == ROTQ_OK) s = rotq_gptq_model(m, r, windows, o->nsamples, ctx, o, rep);
     rotq_runner_free(r);
-    rotq_online_free(online);
     free(windows);
     return s;
 }

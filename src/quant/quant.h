@@ -68,14 +68,7 @@ typedef struct rotq_gptq_hinv {
     double damp;       /* added to the diagonal */
 } rotq_gptq_hinv;
 
-typedef struct rotq_gptq_options {
-    double percdamp;   /* 0.01: damp = percdamp · mean(diag H) */
-    bool act_order;    /* columns by decreasing H_ii */
-    bool static_groups;/* group scales from the weights before any update (GPTQ --static-groups) */
-    int64_t block;     /* lazy-update block (128) */
-} rotq_gptq_options;
 
-rotq_gptq_options rotq_gptq_defaults(void);
 /* H [n, n] (symmetric, 2XᵀX/N) is used as scratch. ROTQ_ERR_NUMERIC when not finite or when the
  * dampened Hessian is not positive definite. */
 rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, rotq_gptq_hinv *out);
@@ -86,12 +79,6 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
 
 /* ---- activations and KV cache (act.c, kv.c) ------------------------------------------------------ */
 
-typedef struct rotq_act_format {
-    int32_t bits;     /* 2..8; 0 or >= 16: off */
-    bool asym;
-    float clip;       /* range × clip, in (0, 1] */
-    int64_t group;    /* columns per scale within a row; <= 0: the whole row (per token) */
-} rotq_act_format;
 
 static inline bool rotq_act_on(const rotq_act_format *f) { return f->bits > 0 && f->bits < 16; }
 rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what);
@@ -122,6 +109,10 @@ typedef struct rotq_fakequant {
 
 /* Hooks of fq; the product hook takes a linear only while fq->ints is set. */
 rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq);
+/* Appends fq's quantizers to r as named transforms, one per site where one is on (activations at
+ * linear inputs, K after RoPE, V, and the integer product when fq->ints is set); fq stays the
+ * caller's and must outlive r. Call after rotq_online_attach. */
+rotq_status rotq_fakequant_attach(rotq_runner *r, rotq_fakequant *fq);
 /* Frees fq's code buffers (fq itself is the caller's). */
 void rotq_fakequant_release(rotq_fakequant *fq);
 
@@ -150,46 +141,8 @@ rotq_status rotq_fakequant_int_product(void *ctx, int32_t layer, rotq_role role,
 
 /* ---- the pipeline (calib.c, pipeline.c) -------------------------------------------------------- */
 
-typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ } rotq_wq_method;
 
-typedef struct rotq_quant_options {
-    /* weights */
-    rotq_wq_method w_method;
-    int32_t w_bits;            /* >= 16: weights stay float */
-    bool w_asym;
-    int64_t w_group;           /* <= 0: per output channel */
-    bool w_clip;               /* MSE clip search */
-    rotq_gptq_options gptq;
-    /* activations and KV cache (runtime: see rotq_fakequant) */
-    rotq_act_format act;
-    rotq_act_format k, v;
-    bool act_lm_head;
-    /* calibration (GPTQ) */
-    int64_t nsamples;          /* windows */
-    int64_t calib_ctx;         /* tokens per window */
-    uint64_t seed;
-    int64_t calib_cache_mb;    /* memory for stage outputs kept instead of recomputed (4096) */
-    int threads;               /* 0: all */
-    bool verbose;              /* per-layer progress on stderr */
-} rotq_quant_options;
 
-typedef struct rotq_quant_report {
-    int64_t n_linears;         /* linears quantized */
-    int64_t n_params;          /* weights quantized */
-    int64_t n_dead;            /* GPTQ: input columns with zero Hessian diagonal, summed */
-    double gptq_loss;          /* Σ over linears of GPTQ's loss */
-    double calib_seconds;      /* forward work of calibration (Hessians, layer outputs) */
-    double quant_seconds;      /* RTN or GPTQ proper (params, Cholesky, updates) */
-    int64_t calib_tokens;
-} rotq_quant_report;
-
-/* Defaults: nothing quantized; GPTQ knobs as the reference; 128 × 2048 calibration, seed 0. */
-rotq_quant_options rotq_quant_defaults(void);
-/* Applies a named preset (w4a16, w4a8, w4a8kv8, w8a8, w4a4kv4) over o; ROTQ_ERR_ARG when unknown. */
-rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);
-rotq_status rotq_quant_options_check(const rotq_quant_options *o);
-/* "W4 gptq sym per-channel clip-search / A4 sym per-token clip 0.90 / K4 V4 asym per-head clip 0.95" */
-void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size);
 /* The fake-quant hooks' settings for this model (KV group = head_dim unless given). */
 rotq_fakequant rotq_quant_fakequant(const rotq_quant_options *o, const rotq_model *m);
 bool rotq_quant_has_runtime(const rotq_quant_options *o);
@@ -198,12 +151,6 @@ bool rotq_quant_has_runtime(const rotq_quant_options *o);
 rotq_status rotq_calib_windows(const int32_t *ids, int64_t n, int64_t nsamples, int64_t ctx, uint64_t seed,
                                int32_t **out);
 
-/* Quantizes every decoder linear's weights in place (lm_head and embeddings stay float): RTN
- * directly, GPTQ layer by layer from calibration windows run through the model (online rotations
- * applied, activations in float, earlier layers already quantized — as QuaRot's gptq_fwrd). The
- * linears become owned float32 tensors. calib may be NULL for RTN. */
-rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
-                                  rotq_quant_report *rep);
 
 /* The GPTQ pass alone over windows [ns, ctx] (calib.c). r: a runner over m whose hooks are the
  * online rotations; every quantized linear must be an owned float32 tensor that r borrows. */

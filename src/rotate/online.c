@@ -1,78 +1,63 @@
 #include "rotate/online.h"
 
-#include <stdlib.h>
-
 #include "rotate/fuse.h"
 
-rotq_status rotq_online_new(const rotq_model *m, rotq_online **out) {
-    rotq_online *o = calloc(1, sizeof *o);
-    if (!o) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
-    rotq_status s = ROTQ_OK;
-    if (m->rot.r3.on) {
-        if (m->rot.r3.size != m->hp.head_dim)
-            s = rotq_fail(ROTQ_ERR_FORMAT, "%s: recorded R3 size %lld differs from head dim %lld", m->source_path,
-                          (long long)m->rot.r3.size, (long long)m->hp.head_dim);
-        else s = rotq_online_rotation_make(&m->rot.r3, &o->r3);
-    }
-    if (s == ROTQ_OK && m->rot.r4.on) {
-        if (m->rot.r4.size != m->hp.intermediate)
-            s = rotq_fail(ROTQ_ERR_FORMAT, "%s: recorded R4 size %lld differs from intermediate size %lld", m->source_path,
-                          (long long)m->rot.r4.size, (long long)m->hp.intermediate);
-        else s = rotq_online_rotation_make(&m->rot.r4, &o->r4);
-    }
-    if (s != ROTQ_OK) { rotq_online_free(o); return s; }
-    *out = o;
-    return ROTQ_OK;
-}
+#include <stdio.h>
+#include <stdlib.h>
 
-void rotq_online_free(rotq_online *o) {
+typedef struct online {
+    rotq_rotation *r;   /* one rotation of the rows at its site */
+} online;
+
+static void online_free(void *ctx) {
+    online *o = ctx;
     if (!o) return;
-    rotq_rotation_free(o->r3);
-    rotq_rotation_free(o->r4);
+    rotq_rotation_free(o->r);
     free(o);
 }
 
-static rotq_status on_linear_input(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols) {
-    rotq_online *o = ctx;
-    return o->next.linear_input ? o->next.linear_input(o->next.ctx, layer, role, x, rows, cols) : ROTQ_OK;
+/* R3: every head of Q and K, after RoPE (q·kᵀ keeps its value since R3 is orthogonal). */
+static rotq_status on_qk(void *ctx, int32_t layer, float *q, float *k, int64_t T, int64_t pos0, int64_t nh, int64_t nkv,
+                         int64_t hd) {
+    (void)layer, (void)pos0, (void)hd;
+    online *o = ctx;
+    ROTQ_TRY(rotq_rotation_apply_rows(o->r, q, T * nh, false));
+    return rotq_rotation_apply_rows(o->r, k, T * nkv, false);
 }
 
-static rotq_status on_qk(void *ctx, int32_t layer, float *q, float *k, int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t hd) {
-    rotq_online *o = ctx;
-    if (o->r3) {
-        ROTQ_TRY(rotq_rotation_apply_rows(o->r3, q, T * nh, false));
-        ROTQ_TRY(rotq_rotation_apply_rows(o->r3, k, T * nkv, false));
-    }
-    return o->next.qk_rope ? o->next.qk_rope(o->next.ctx, layer, q, k, T, pos0, nh, nkv, hd) : ROTQ_OK;
-}
-
-static rotq_status on_v(void *ctx, int32_t layer, float *v, int64_t T, int64_t pos0, int64_t nkv, int64_t hd) {
-    rotq_online *o = ctx;
-    return o->next.v ? o->next.v(o->next.ctx, layer, v, T, pos0, nkv, hd) : ROTQ_OK;
-}
-
+/* R4: down_proj's input (its weight holds R4ᵀ already). */
 static rotq_status on_down(void *ctx, int32_t layer, float *x, int64_t rows, int64_t cols) {
-    rotq_online *o = ctx;
-    if (o->r4) ROTQ_TRY(rotq_rotation_apply_rows(o->r4, x, rows, false));
-    return o->next.down_input ? o->next.down_input(o->next.ctx, layer, x, rows, cols) : ROTQ_OK;
+    (void)layer, (void)cols;
+    online *o = ctx;
+    return rotq_rotation_apply_rows(o->r, x, rows, false);
 }
 
-static rotq_status on_linear(void *ctx, int32_t layer, rotq_role role, const float *x, int64_t rows, int64_t n_in,
-                             float *out, int64_t n_out, const float *b, bool accumulate, bool *done) {
-    rotq_online *o = ctx;
-    return o->next.linear ? o->next.linear(o->next.ctx, layer, role, x, rows, n_in, out, n_out, b, accumulate, done)
-                          : ROTQ_OK;
+static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, int64_t want, const char *name,
+                              const char *where) {
+    const rotq_model *m = r->model;
+    if (rec->size != want)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: recorded %s size %lld differs from the model's %s width %lld", m->source_path,
+                         name, (long long)rec->size, where, (long long)want);
+    online *o = calloc(1, sizeof *o);
+    if (!o) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+    rotq_status s = rotq_online_rotation_make(rec, &o->r);
+    if (s != ROTQ_OK) { free(o); return s; }
+    rotq_transform t = {.kind = ROTQ_TF_ONLINE_ROTATION, .release = online_free};
+    bool r3 = name[1] == '3';
+    t.hooks = (rotq_hooks){.ctx = o, .qk_rope = r3 ? on_qk : NULL, .down_input = r3 ? NULL : on_down};
+    snprintf(t.name, sizeof t.name, "%s %s %lld", name, rec->dense ? "online orthogonal" : "online Hadamard",
+             (long long)rec->size);
+    s = rotq_runner_add_transform(r, &t);
+    if (s != ROTQ_OK) online_free(o);
+    return s;
 }
 
-rotq_hooks rotq_online_hooks(rotq_online *o, const rotq_hooks *next) {
-    if (next) o->next = *next;
-    return (rotq_hooks){.ctx = o, .linear_input = on_linear_input, .qk_rope = on_qk, .v = on_v, .down_input = on_down,
-                        .linear = on_linear};
-}
-
-rotq_status rotq_online_install(rotq_runner *r, const rotq_hooks *next, rotq_online **out) {
-    ROTQ_TRY(rotq_online_new(r->model, out));
-    rotq_hooks h = rotq_online_hooks(*out, next);
-    rotq_runner_set_hooks(r, &h);
+rotq_status rotq_online_attach(rotq_runner *r) {
+    if (r->online_attached) return rotq_fail(ROTQ_ERR_ARG, "online rotations attached twice to one runner");
+    if (r->n_tf) return rotq_fail(ROTQ_ERR_ARG, "online rotations must be a runner's first transforms");
+    const rotq_model *m = r->model;
+    if (m->rot.r3.on) ROTQ_TRY(attach_one(r, &m->rot.r3, m->hp.head_dim, "R3", "head"));
+    if (m->rot.r4.on) ROTQ_TRY(attach_one(r, &m->rot.r4, m->hp.intermediate, "R4", "intermediate"));
+    r->online_attached = true;
     return ROTQ_OK;
 }
