@@ -18,6 +18,14 @@ extern "C" {
 
 #define ROTQ_VERSION "0.1.0"
 
+/* Marks the public API: the shared library exports these symbols and nothing else (it is built
+ * with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define ROTQ_API __attribute__((visibility("default")))
+#else
+#define ROTQ_API
+#endif
+
 typedef enum rotq_status {
     ROTQ_OK = 0,
     ROTQ_ERR_IO,          /* a file could not be opened, read, written or renamed */
@@ -30,13 +38,22 @@ typedef enum rotq_status {
 } rotq_status;
 
 /* Text of the last error raised on this thread ("" when none). */
-const char *rotq_last_error(void);
-const char *rotq_status_name(rotq_status s);
+ROTQ_API const char *rotq_last_error(void);
+ROTQ_API const char *rotq_status_name(rotq_status s);
+
+/* Logging: the library prints nothing. Warnings (a fallback taken, something dropped on export)
+ * and progress lines (with the options' verbose flags) go to this callback, one line per call
+ * without a trailing newline; none is set by default, so they are dropped. Set it once, before
+ * other calls (it is process-wide). */
+typedef enum rotq_log_level { ROTQ_LOG_ERROR = 0, ROTQ_LOG_WARN, ROTQ_LOG_INFO } rotq_log_level;
+typedef void (*rotq_log_fn)(void *ctx, rotq_log_level level, const char *line);
+ROTQ_API void rotq_log_set(rotq_log_fn fn, void *ctx);
+ROTQ_API const char *rotq_log_level_name(rotq_log_level level);
 
 /* Whole files: read into a malloc'd buffer (free() it; a NUL follows the data), or written
  * atomically (path.tmp-XXXX, fsync, rename: readers see the old file or the new one, never a part). */
-rotq_status rotq_read_file(const char *path, uint8_t **data, uint64_t *size);
-rotq_status rotq_write_file_atomic(const char *path, const void *data, uint64_t size);
+ROTQ_API rotq_status rotq_read_file(const char *path, uint8_t **data, uint64_t *size);
+ROTQ_API rotq_status rotq_write_file_atomic(const char *path, const void *data, uint64_t size);
 
 /* Element types. The first block matches GGUF's ggml_type numbering so files map 1:1. */
 typedef enum rotq_dtype {
@@ -48,9 +65,9 @@ typedef enum rotq_dtype {
     ROTQ_DTYPE_INVALID = -1,
 } rotq_dtype;
 
-const char *rotq_dtype_name(rotq_dtype t);
+ROTQ_API const char *rotq_dtype_name(rotq_dtype t);
 /* Parses "f32", "F16", "bf16", "q4_0", ... ; ROTQ_DTYPE_INVALID when unknown. */
-rotq_dtype rotq_dtype_from_name(const char *name);
+ROTQ_API rotq_dtype rotq_dtype_from_name(const char *name);
 
 /* ---- models ------------------------------------------------------------------------------ */
 
@@ -72,13 +89,13 @@ typedef struct rotq_save_options {
     uint64_t shard_bytes;     /* HF: largest shard (0 = 5 GB, as transformers) */
 } rotq_save_options;
 
-rotq_load_options rotq_load_defaults(void);
-rotq_save_options rotq_save_defaults(void);
+ROTQ_API rotq_load_options rotq_load_defaults(void);
+ROTQ_API rotq_save_options rotq_save_defaults(void);
 
-rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rotq_model **out);
+ROTQ_API rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rotq_model **out);
 /* Writes atomically (temporary name, then rename); refuses to write onto the input path. */
-rotq_status rotq_model_save(const rotq_model *m, const char *path, const rotq_save_options *opts);
-void rotq_model_free(rotq_model *m);
+ROTQ_API rotq_status rotq_model_save(const rotq_model *m, const char *path, const rotq_save_options *opts);
+ROTQ_API void rotq_model_free(rotq_model *m);
 
 /* Hyper-parameters as rotq understands them, whatever file they came from. */
 typedef struct rotq_hparams {
@@ -99,34 +116,57 @@ typedef struct rotq_hparams {
     int64_t rotary_dim;       /* dims of each head that RoPE touches (= head_dim unless partial;
                                  0 for learned absolute positions, OPT) */
     bool tied_embeddings;
-    int32_t mlp_act;          /* MLP kind (rotq_mlp_kind): 0 SwiGLU, 1 GELU (erf), 2 ReLU, 3 GELU (tanh);
-                                 1..3 are not gated (up → act → down) */
+    int32_t mlp_act;          /* rotq_mlp_kind; the GELU and ReLU kinds are not gated (up → act → down) */
     int32_t bos_id, eos_id;   /* -1 when unknown */
 } rotq_hparams;
 
-rotq_status rotq_model_hparams(const rotq_model *m, rotq_hparams *out);
-int64_t rotq_model_n_tensors(const rotq_model *m);
+/* SwiGLU is gated (down(silu(gate)·up)); the others are plain (down(act(up))), OPT/GPT style. */
+typedef enum rotq_mlp_kind {
+    ROTQ_MLP_SWIGLU = 0, ROTQ_MLP_GELU = 1 /* exact, erf */, ROTQ_MLP_RELU = 2, ROTQ_MLP_GELU_TANH = 3
+} rotq_mlp_kind;
+typedef enum rotq_norm_kind { ROTQ_NORM_RMS = 0, ROTQ_NORM_LAYER = 1 } rotq_norm_kind;
+/* Positions: RoPE on q/k, or a learned table added to the token embedding (OPT; row pos + offset). */
+typedef enum rotq_pos_kind { ROTQ_POS_ROPE = 0, ROTQ_POS_LEARNED = 1 } rotq_pos_kind;
+
+ROTQ_API rotq_status rotq_model_hparams(const rotq_model *m, rotq_hparams *out);
+
+/* How the model computes, beyond its sizes. */
+typedef struct rotq_model_layout {
+    rotq_format source_format;   /* the file it was loaded from */
+    rotq_norm_kind norm;         /* as run now (a fused LayerNorm model runs RMSNorm) */
+    rotq_pos_kind positions;
+    int32_t pos_offset;          /* learned positions: row = position + offset */
+    bool online_r3, online_r4;   /* recorded online rotations a session applies */
+} rotq_model_layout;
+ROTQ_API rotq_status rotq_model_layout_get(const rotq_model *m, rotq_model_layout *out);
+ROTQ_API int64_t rotq_model_n_tensors(const rotq_model *m);
 
 typedef struct rotq_tensor_info {
     const char *name;         /* canonical (HF) name */
-    rotq_dtype dtype;
+    rotq_dtype dtype;         /* as held now (float after a rotation changed it) */
+    rotq_dtype file_dtype;    /* as stored in the file it came from */
     int32_t n_dims;
     int64_t shape[4];         /* outermost first, row-major */
-    int32_t role;             /* rotq_role from the architecture, -1 when none */
+    int32_t role;             /* the architecture's role, -1 when none */
+    const char *role_name;    /* "attn_q", "mlp_down", ... ("" when none) */
     int32_t layer;            /* layer index, -1 for global tensors */
 } rotq_tensor_info;
 
-rotq_status rotq_model_tensor_info(const rotq_model *m, int64_t i, rotq_tensor_info *out);
+ROTQ_API rotq_status rotq_model_tensor_info(const rotq_model *m, int64_t i, rotq_tensor_info *out);
 /* Copies tensor `name` to float32 (dequantizing when needed). `out` holds n_elements floats. */
-rotq_status rotq_model_tensor_f32(const rotq_model *m, const char *name, float *out, int64_t n_out);
-int64_t rotq_model_n_params(const rotq_model *m);
+ROTQ_API rotq_status rotq_model_tensor_f32(const rotq_model *m, const char *name, float *out, int64_t n_out);
+ROTQ_API int64_t rotq_model_n_params(const rotq_model *m);
+
+/* Checks that `out` does not name the same file or folder as `in` (neither needs to exist yet):
+ * rotq never writes onto its input. */
+ROTQ_API rotq_status rotq_path_check_distinct(const char *in, const char *out);
 
 /* ---- architectures ----------------------------------------------------------------------- */
 
 /* Registers the architecture described by a JSON file (see docs/architectures.md). */
-rotq_status rotq_arch_register_file(const char *path);
+ROTQ_API rotq_status rotq_arch_register_file(const char *path);
 /* Names of the registered architectures, NULL past the end. */
-const char *rotq_arch_name(int32_t i);
+ROTQ_API const char *rotq_arch_name(int32_t i);
 
 /* ---- rotation ------------------------------------------------------------------------------ */
 
@@ -148,15 +188,62 @@ typedef struct rotq_rotate_options {
     bool verbose;              /* progress and warnings on stderr */
 } rotq_rotate_options;
 
-rotq_rotate_options rotq_rotate_options_default(void);  /* QuaRot: random Hadamard R1/R2, R3+R4 on, seed 0 */
+ROTQ_API rotq_rotate_options rotq_rotate_options_default(void);  /* QuaRot: random Hadamard R1/R2, R3+R4 on, seed 0 */
 /* Runs the architecture's registered operations in order over the model, in place. */
-rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts);
+ROTQ_API rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts);
 /* rotq_rotate_model then rotq_model_save, in one pass: with an HF output each tensor is written as
  * soon as it is final (the global ones, then layer by layer) and its memory released, so peak memory
  * stays near one layer plus the embeddings rather than the whole model. Afterwards the model's
  * tensor data are gone: m is good only for rotq_model_free. GGUF output (whose header records the
  * rotation) rotates the whole model first, then writes. */
-rotq_status rotq_rotate_save(rotq_model *m, const rotq_rotate_options *ropts, const char *path, const rotq_save_options *sopts);
+ROTQ_API rotq_status rotq_rotate_save(rotq_model *m, const rotq_rotate_options *ropts, const char *path, const rotq_save_options *sopts);
+
+
+/* ---- rotations and Hadamard matrices ---------------------------------------------------------- */
+
+/* An n×n orthogonal matrix R acting on rows: x ← x·R ("apply"), x ← x·Rᵀ ("inverse"). A Hadamard
+ * rotation of size n = K·2^m is diag(signs)·(H_K ⊗ H_{2^m})/√n, applied in O(n log n + nK) per row
+ * (docs/hadamard.md). Random numbers come from rotq's own generator: a seed gives the same bytes on
+ * every machine. */
+typedef struct rotq_rotation rotq_rotation;
+
+/* Hadamard rotation of size n: random signs from seed when `random_signs`, else all +1.
+ * ROTQ_ERR_UNSUPPORTED (with the reason) when no exact Hadamard of order n is known. */
+ROTQ_API rotq_status rotq_rotation_hadamard(int64_t n, bool random_signs, uint64_t seed, rotq_rotation **out);
+/* Haar-random orthogonal matrix (Householder QR of a Gaussian matrix, diag(R) made positive). */
+ROTQ_API rotq_status rotq_rotation_random_orthogonal(int64_t n, uint64_t seed, rotq_rotation **out);
+/* Rotation from a caller's n·n row-major matrix (copied); checks it is orthogonal to `tol`. */
+ROTQ_API rotq_status rotq_rotation_from_dense(int64_t n, const double *R, double tol, rotq_rotation **out);
+ROTQ_API void rotq_rotation_free(rotq_rotation *R);
+ROTQ_API int64_t rotq_rotation_size(const rotq_rotation *R);
+ROTQ_API const char *rotq_rotation_describe(const rotq_rotation *R);   /* how it was made */
+/* The rotation as an n·n row-major matrix of doubles (caller's memory). */
+ROTQ_API rotq_status rotq_rotation_to_dense_f64(const rotq_rotation *R, double *out);
+/* x ← x·R (inverse: x ← x·Rᵀ) for `rows` contiguous rows of n values, in place. */
+ROTQ_API rotq_status rotq_rotation_apply_rows(const rotq_rotation *R, float *x, int64_t rows, bool inverse);
+ROTQ_API rotq_status rotq_rotation_apply_rows_f64(const rotq_rotation *R, double *x, int64_t rows, bool inverse);
+/* Files: safetensors with one tensor "rotation", F32 or F64, [n, n], the matrix as applied;
+ * loading checks orthogonality (tolerance 1e-4). */
+ROTQ_API rotq_status rotq_rotation_save(const rotq_rotation *R, const char *path, rotq_dtype dtype);
+ROTQ_API rotq_status rotq_rotation_load(const char *path, rotq_rotation **out);
+/* max |RᵀR - I| entry of an n·n row-major matrix, computed in double. */
+ROTQ_API double rotq_orthogonality_error(const double *R, int64_t n);
+
+/* True when rotq can construct an exact Hadamard matrix of order n. */
+ROTQ_API bool rotq_hadamard_known(int64_t n);
+/* Writes how order n is built, e.g. "Paley II q=37 ⊗ Sylvester 2^6"; false (and "") if unknown. */
+ROTQ_API bool rotq_hadamard_describe(int64_t n, char *buf, size_t size);
+/* n = K·2^m with the smallest K of known order (K = 1 for powers of two); false when none. */
+ROTQ_API bool rotq_hadamard_split(int64_t n, int64_t *K, int32_t *m);
+/* The ±1 Hadamard matrix of order n (at most ROTQ_HADAMARD_MAX_ORDER) as a malloc'd row-major
+ * n·n array: free() it. */
+#define ROTQ_HADAMARD_MAX_ORDER 65536
+ROTQ_API rotq_status rotq_hadamard_build(int64_t n, int8_t **out);
+/* max |H·Hᵀ - n·I| entry (0 for a Hadamard matrix), in exact integer arithmetic. */
+ROTQ_API int64_t rotq_hadamard_defect(const int8_t *H, int64_t n);
+/* Orders that are multiples of 4 in [4, max] with no known construction, written to out (up to
+ * cap); returns how many there are. */
+ROTQ_API int64_t rotq_hadamard_unknown_orders(int64_t max, int64_t *out, int64_t cap);
 
 /* ---- quantization ---------------------------------------------------------------------------- */
 
@@ -178,7 +265,7 @@ typedef struct rotq_gptq_options {
     bool static_groups;/* group scales from the weights before any update (GPTQ --static-groups) */
     int64_t block;     /* lazy-update block (128) */
 } rotq_gptq_options;
-rotq_gptq_options rotq_gptq_defaults(void);
+ROTQ_API rotq_gptq_options rotq_gptq_defaults(void);
 
 typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ } rotq_wq_method;
 
@@ -214,17 +301,19 @@ typedef struct rotq_quant_report {
 } rotq_quant_report;
 
 /* Defaults: nothing quantized; GPTQ knobs as the reference; 128 × 2048 calibration, seed 0. */
-rotq_quant_options rotq_quant_defaults(void);
+ROTQ_API rotq_quant_options rotq_quant_defaults(void);
 /* Applies a named preset (w4a16, w4a8, w4a8kv8, w8a8, w4a4kv4) over o; ROTQ_ERR_ARG when unknown. */
-rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);
-rotq_status rotq_quant_options_check(const rotq_quant_options *o);
+ROTQ_API rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);
+ROTQ_API rotq_status rotq_quant_options_check(const rotq_quant_options *o);
 /* "W4 gptq sym per-channel clip-search / A4 sym per-token clip 0.90 / K4 V4 asym per-head clip 0.95" */
-void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size);
+ROTQ_API void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size);
+/* Whether o quantizes anything at run time (activations or the KV cache). */
+ROTQ_API bool rotq_quant_has_runtime(const rotq_quant_options *o);
 /* Quantizes every decoder linear's weights in place (lm_head and embeddings stay float): RTN
  * directly, GPTQ layer by layer from calibration windows run through the model (online rotations
  * applied, activations in float, earlier layers already quantized — as QuaRot's gptq_fwrd). The
  * linears become owned float32 tensors. calib may be NULL for RTN. */
-rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
+ROTQ_API rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
                                   rotq_quant_report *rep);
 
 /* ---- perplexity ------------------------------------------------------------------------------ */
@@ -270,7 +359,26 @@ typedef struct rotq_ppl_result {
 
 /* WikiText-2 raw as the papers read it: "\n\n".join(rows). The file's lines (CRLF or LF) are the
  * rows, each given back its "\n" ending. Returns a malloc'ed NUL-terminated string. */
-rotq_status rotq_text_join_rows(const uint8_t *data, uint64_t size, char **out, uint64_t *out_len);
+ROTQ_API rotq_status rotq_text_join_rows(const uint8_t *data, uint64_t size, char **out, uint64_t *out_len);
+
+/* Float baselines kept on disk, so that sweeping quantization settings over one model and text
+ * does not recompute the same float perplexity each time. A record is keyed by fingerprints of
+ * every tensor's bytes (with names, dtypes, shapes and the hyper-parameters the forward reads), of
+ * the token ids and of rotq's own code, plus the window settings and the thread count (BLAS
+ * summation order); it is written atomically, and one whose numbers disagree is ignored. */
+typedef struct rotq_baseline_cache rotq_baseline_cache;
+/* The record of one float run of m over ids with po. The folder: `dir`, else $ROTQ_CACHE_DIR,
+ * else $XDG_CACHE_HOME/rotq or ~/.cache/rotq; "off" turns the cache off. *out is NULL (and the
+ * status ROTQ_OK) when the cache is off or m records online rotations (records describe plain
+ * float models); _get, _put and _free accept NULL. */
+ROTQ_API rotq_status rotq_baseline_cache_open(const char *dir, const rotq_model *m, const int32_t *ids, int64_t n,
+                                     const rotq_ppl_options *po, int threads, rotq_baseline_cache **out);
+ROTQ_API void rotq_baseline_cache_free(rotq_baseline_cache *c);
+ROTQ_API const char *rotq_baseline_cache_dir(const rotq_baseline_cache *c);
+/* A stored result whose key matches exactly; `when` gets the UTC time it was computed. */
+ROTQ_API bool rotq_baseline_cache_get(const rotq_baseline_cache *c, rotq_ppl_result *res, char *when, size_t when_size);
+/* Stores res atomically; ROTQ_OK or the error. */
+ROTQ_API rotq_status rotq_baseline_cache_put(const rotq_baseline_cache *c, const rotq_ppl_result *res);
 
 /* ---- sessions: a model made runnable (EXPERIMENTAL: names and fields may still change) -------- */
 
@@ -284,29 +392,31 @@ typedef struct rotq_session_options {
     bool stats;                       /* record activation statistics at every linear input */
 } rotq_session_options;
 
-rotq_session_options rotq_session_defaults(void);   /* float, all threads, no statistics */
+ROTQ_API rotq_session_options rotq_session_defaults(void);   /* float, all threads, no statistics */
 /* Makes m runnable. Its recorded online rotations (R3/R4) are put in place first, always: no
  * caller can leave them out. Then the run-time quantizers of o->quant (activations at every linear
  * input, K after RoPE and R3, V), integer products where the weights allow them, statistics. m
  * must outlive the session and not change while it runs. */
-rotq_status rotq_session_new(const rotq_model *m, const rotq_session_options *o, rotq_session **out);
-void rotq_session_free(rotq_session *s);
+ROTQ_API rotq_status rotq_session_new(const rotq_model *m, const rotq_session_options *o, rotq_session **out);
+ROTQ_API void rotq_session_free(rotq_session *s);
 /* What runs at each site, in order, one line per site ("qk_rope: R3 online Hadamard 64 -> ..."). */
-const char *rotq_session_transforms(const rotq_session *s);
+ROTQ_API const char *rotq_session_transforms(const rotq_session *s);
 /* How quantized linears multiply: "int (...)" or "float (why not int)". */
-const char *rotq_session_products(const rotq_session *s);
-int rotq_session_threads(const rotq_session *s);
+ROTQ_API const char *rotq_session_products(const rotq_session *s);
+ROTQ_API int rotq_session_threads(const rotq_session *s);
+/* The thread count a session made with options.threads = `threads` runs with (0: all). */
+ROTQ_API int rotq_threads_resolve(int threads);
 
 /* logits [T, vocab] of ids[T] at positions 0..T-1. */
-rotq_status rotq_session_logits(rotq_session *s, const int32_t *ids, int64_t T, float *logits);
+ROTQ_API rotq_status rotq_session_logits(rotq_session *s, const int32_t *ids, int64_t T, float *logits);
 /* Perplexity of a token stream ids[n] (tokenized without BOS) with o's protocol and BOS policy. */
-rotq_status rotq_session_ppl(rotq_session *s, const int32_t *ids, int64_t n, const rotq_ppl_options *o,
+ROTQ_API rotq_status rotq_session_ppl(rotq_session *s, const int32_t *ids, int64_t n, const rotq_ppl_options *o,
                              rotq_ppl_result *out);
 /* Called with each generated token; return false to stop. */
 typedef bool (*rotq_token_fn)(void *ctx, int32_t id);
 /* Greedy decoding through a KV cache: up to n_new tokens into out[n_new] (*n_out of them), stopping
  * after stop_id (-1: never) or when on_token (may be NULL) says so. prompt_seconds may be NULL. */
-rotq_status rotq_session_generate(rotq_session *s, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
+ROTQ_API rotq_status rotq_session_generate(rotq_session *s, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
                                   int32_t stop_id, int32_t *out, int64_t *n_out, double *prompt_seconds,
                                   rotq_token_fn on_token, void *ctx);
 
@@ -319,19 +429,19 @@ typedef struct rotq_verify_result {
     double ppl_a, ppl_b;     /* perplexity of each on ids[1..T-1] */
 } rotq_verify_result;
 /* Runs ids[T] through both and compares their next-token distributions. */
-rotq_status rotq_session_compare(rotq_session *a, rotq_session *b, const int32_t *ids, int64_t T,
+ROTQ_API rotq_status rotq_session_compare(rotq_session *a, rotq_session *b, const int32_t *ids, int64_t T,
                                  rotq_verify_result *out);
 
 /* Activation statistics (options.stats): the inputs of q/k/v, o_proj, gate/up and down_proj. */
 typedef enum rotq_site { ROTQ_SITE_ATTN_IN = 0, ROTQ_SITE_O_IN, ROTQ_SITE_MLP_IN, ROTQ_SITE_DOWN_IN, ROTQ_N_SITES } rotq_site;
-const char *rotq_site_name(int site);   /* "attn_in", "o_in", "mlp_in", "down_in" */
+ROTQ_API const char *rotq_site_name(int site);   /* "attn_in", "o_in", "mlp_in", "down_in" */
 typedef struct rotq_site_summary {
     double max_over_rms;      /* max|x| / rms(x) over everything the site saw */
     double kurtosis;          /* E[x^4] / E[x^2]^2 (3 for a Gaussian) */
     double max_abs;
     int64_t count;            /* values seen */
 } rotq_site_summary;
-rotq_status rotq_session_site_stats(const rotq_session *s, int32_t layer, rotq_site site, rotq_site_summary *out);
+ROTQ_API rotq_status rotq_session_site_stats(const rotq_session *s, int32_t layer, rotq_site site, rotq_site_summary *out);
 
 /* ---- tokenizers ---------------------------------------------------------------------------- */
 
@@ -341,28 +451,28 @@ typedef struct rotq_tokenizer rotq_tokenizer;
 
 /* The tokenizer a model carries: its tokenizer.json (+ tokenizer_config.json), GGUF
  * tokenizer.ggml.* metadata, or llama2.c tokenizer.bin. */
-rotq_status rotq_tokenizer_from_model(const rotq_model *m, rotq_tokenizer **out);
+ROTQ_API rotq_status rotq_tokenizer_from_model(const rotq_model *m, rotq_tokenizer **out);
 /* A tokenizer file on its own: tokenizer.json (tokenizer_config.json beside it is read too), a
  * folder holding one, a llama2.c tokenizer.bin, or a GGUF file. */
-rotq_status rotq_tokenizer_load(const char *path, rotq_tokenizer **out);
-void rotq_tokenizer_free(rotq_tokenizer *tok);
+ROTQ_API rotq_status rotq_tokenizer_load(const char *path, rotq_tokenizer **out);
+ROTQ_API void rotq_tokenizer_free(rotq_tokenizer *tok);
 
 /* Text (UTF-8; ill-formed bytes are tokenized too, never rejected) → ids, malloc'd: free() them.
  * add_bos prepends the BOS token; rotq_tokenizer_add_bos_default() says what the model expects.
  * Added/special tokens written in the text ("<|im_start|>") become their ids, as in HF. */
-rotq_status rotq_tokenizer_encode(const rotq_tokenizer *tok, const char *text, size_t len, bool add_bos,
+ROTQ_API rotq_status rotq_tokenizer_encode(const rotq_tokenizer *tok, const char *text, size_t len, bool add_bos,
                                   int32_t **ids, int64_t *n);
 /* Ids → bytes (malloc'd, NUL-terminated, free() it); skip_special leaves out BOS/EOS/control tokens. */
-rotq_status rotq_tokenizer_decode(const rotq_tokenizer *tok, const int32_t *ids, int64_t n, bool skip_special,
+ROTQ_API rotq_status rotq_tokenizer_decode(const rotq_tokenizer *tok, const int32_t *ids, int64_t n, bool skip_special,
                                   char **text, size_t *len);
 /* The bytes one token stands for (borrowed; may be part of a UTF-8 character), for streaming. */
-rotq_status rotq_tokenizer_piece(const rotq_tokenizer *tok, int32_t id, const char **bytes, size_t *len);
-int32_t rotq_tokenizer_bos(const rotq_tokenizer *tok);        /* -1 when none */
-int32_t rotq_tokenizer_eos(const rotq_tokenizer *tok);        /* -1 when none */
-int64_t rotq_tokenizer_n_vocab(const rotq_tokenizer *tok);
-bool rotq_tokenizer_add_bos_default(const rotq_tokenizer *tok);
-bool rotq_tokenizer_is_special(const rotq_tokenizer *tok, int32_t id);
-const char *rotq_tokenizer_kind(const rotq_tokenizer *tok);   /* "byte-level BPE (smollm)", ... */
+ROTQ_API rotq_status rotq_tokenizer_piece(const rotq_tokenizer *tok, int32_t id, const char **bytes, size_t *len);
+ROTQ_API int32_t rotq_tokenizer_bos(const rotq_tokenizer *tok);        /* -1 when none */
+ROTQ_API int32_t rotq_tokenizer_eos(const rotq_tokenizer *tok);        /* -1 when none */
+ROTQ_API int64_t rotq_tokenizer_n_vocab(const rotq_tokenizer *tok);
+ROTQ_API bool rotq_tokenizer_add_bos_default(const rotq_tokenizer *tok);
+ROTQ_API bool rotq_tokenizer_is_special(const rotq_tokenizer *tok, int32_t id);
+ROTQ_API const char *rotq_tokenizer_kind(const rotq_tokenizer *tok);   /* "byte-level BPE (smollm)", ... */
 
 #ifdef __cplusplus
 }

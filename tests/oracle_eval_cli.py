@@ -8,38 +8,14 @@ with a byte-fallback tokenizer and a generated text):
    float-rounding noise of `--products float`; group-wise weights fall back to float and say why."""
 import glob, json, os, subprocess, sys, tempfile
 
+sys.path.insert(0, os.path.dirname(__file__))
+
 ROTQ = os.environ.get("ROTQ", "build/rotq")
 SHARED = os.environ.get("ROTQ_SHARED", "../shared")
 model = os.path.join(SHARED, "models/tinystories-260k/model.bin")
 text = os.path.join(SHARED, "data/tinystories/valid-excerpt.txt")
 
-def make_llama2c(folder, seed=0):
-    """A random llama2.c checkpoint with a byte-fallback tokenizer (printable ASCII pieces and
-    <0xXX> bytes), for when ../shared's tinystories model is absent."""
-    import numpy as np
-    import struct
-    rng = np.random.default_rng(seed)
-    pieces = [b"<unk>", b"<s>", b"</s>"] + [b"<0x%02X>" % i for i in range(256)] + [bytes([c]) for c in range(32, 127)]
-    with open(os.path.join(folder, "tokenizer.bin"), "wb") as f:
-        f.write(struct.pack("<i", 16))
-        for i, p in enumerate(pieces):
-            f.write(struct.pack("<fi", -float(i), len(p)) + p)
-    dim, hidden, L, nh, nkv, V, seq = 64, 96, 2, 4, 2, len(pieces), 256
-    hd = dim // nh
-    w = lambda *s: (rng.standard_normal(s) / np.sqrt(s[-1])).astype(np.float32)
-    norm = lambda *s: (1 + 0.2 * rng.standard_normal(s)).astype(np.float32)
-    parts = [(0.1 * rng.standard_normal((V, dim))).astype(np.float32), norm(L, dim), w(L, dim, dim), w(L, nkv * hd, dim),
-             w(L, nkv * hd, dim), w(L, dim, dim), norm(L, dim), w(L, hidden, dim), w(L, dim, hidden), w(L, hidden, dim),
-             norm(dim), np.zeros((seq, hd // 2), np.float32), np.zeros((seq, hd // 2), np.float32)]
-    with open(os.path.join(folder, "model.bin"), "wb") as f:
-        f.write(struct.pack("<7i", dim, hidden, L, nh, nkv, V, seq))
-        for a in parts:
-            f.write(a.tobytes())
-    words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "far", "away", "."]
-    with open(os.path.join(folder, "text.txt"), "w") as f:
-        f.write(" ".join(words[int(i)] for i in rng.integers(0, len(words), 1800)))
-    return os.path.join(folder, "model.bin"), os.path.join(folder, "text.txt")
-
+from random_models import make_llama2c  # noqa: E402
 
 if not os.path.exists(model) or not os.path.exists(text):
     print(f"{model} or {text} is absent: using a random llama2.c model and a generated text instead")

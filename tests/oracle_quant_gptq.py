@@ -9,12 +9,15 @@
 - end to end: `rotq quantize` of tinystories-260k writes every decoder linear equal to numpy RTN
   of the original weights, and leaves embeddings and norms alone.
 
-Each one goes through `rotq quant-test` or `rotq quantize` on files written here."""
+Each one goes through tests/tool_quant (the library's quantizers on raw matrices) or `rotq quantize`
+on files written here."""
 import os, subprocess, sys, tempfile
 
 import numpy as np
 
 ROTQ = os.environ.get("ROTQ", "build/rotq")
+BUILD = os.environ.get("ROTQ_BUILD", os.path.join(os.path.dirname(__file__), "..", "build"))
+TOOL = os.environ.get("ROTQ_TOOL_QUANT", os.path.join(BUILD, "tests", "tool_quant"))
 SHARED = os.environ.get("ROTQ_SHARED", "../shared")
 failures, checked = [], 0
 
@@ -24,7 +27,9 @@ def fail(msg):
 
 
 def run(*args):
-    p = subprocess.run([ROTQ, *map(str, args)], capture_output=True, text=True)
+    exe = TOOL if args[0] == "quant-test" else ROTQ
+    args = args[1:] if args[0] == "quant-test" else args
+    p = subprocess.run([exe, *map(str, args)], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"rotq {' '.join(map(str, args))}: {p.stderr.strip()[-400:]}")
     return p.stdout
@@ -180,9 +185,10 @@ def correlated(rng, N, n, dead=None):
 
 
 def main():
-    if not os.path.exists(ROTQ):
-        print(f"skip: rotq binary {ROTQ} not built")
-        return 77
+    for exe in (ROTQ, TOOL):
+        if not os.path.exists(exe):
+            print(f"skip: {exe} not built")
+            return 77
     rng = np.random.default_rng(1234)
     tmp = tempfile.mkdtemp(prefix="rotq-oracle-quant-")
     wpath, hpath, opath = (os.path.join(tmp, f) for f in ("w.f32", "h.f64", "q.f32"))

@@ -2,6 +2,7 @@
 #ifndef ROTQ_CLI_H
 #define ROTQ_CLI_H
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "rotq.h"
 
@@ -19,8 +20,12 @@ int cmd_rotate(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
-int cmd_eval(int argc, char **argv), cmd_quantize(int argc, char **argv), cmd_quant_test(int argc, char **argv);
+int cmd_eval(int argc, char **argv), cmd_quantize(int argc, char **argv);
 
+/* A seeded stream of well-mixed 64-bit words (splitmix64), for test inputs a command makes up. */
+uint64_t cli_splitmix64(uint64_t *state);
+/* Monotonic seconds, for the timings reports print. */
+double cli_now_s(void);
 /* Prints "rotq <cmd>: error: ..." on stderr and returns the exit code 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a session's transform list (rotq_session_transforms), its first line after `label` and

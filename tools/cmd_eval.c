@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,13 +11,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/model.h"
-#include "eval/eval.h"
-#include "nn/nn.h"
 #include "nn_cli.h"
-#include "ppl_cache.h"
 #include "quant_cli.h"
-#include "core/clock.h"
 
 const char *quant_cli_help =
     "rotation (in memory, as rotq rotate; any --rN implies --rotate):\n"
@@ -282,7 +276,7 @@ int quant_cli_tokenize_file(const char *cmd, const rotq_tokenizer *tok, const ch
 
 int quant_cli_quantize(const char *cmd, rotq_model *m, const quant_cli *c, const rotq_tokenizer *tok,
                        rotq_quant_report *rep, int64_t *calib_tokens_in_text, double *seconds) {
-    double t0 = rotq_now_s();
+    double t0 = cli_now_s();
     int32_t *calib = NULL;
     int64_t n_calib = 0;
     *calib_tokens_in_text = 0;
@@ -297,7 +291,7 @@ int quant_cli_quantize(const char *cmd, rotq_model *m, const quant_cli *c, const
     rotq_status s = rotq_quantize_weights(m, &q, calib, n_calib, rep);
     free(calib);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
-    *seconds = rotq_now_s() - t0;
+    *seconds = cli_now_s() - t0;
     return 0;
 }
 
@@ -368,14 +362,16 @@ int cmd_eval(int argc, char **argv) {
     if (c.n_positional != 1) { fputs(help_head, stderr); return 2; }
     if (!c.text) return cli_error(cmd, "--text FILE is required (see rotq eval --help)");
     const char *path = c.positional[0];
-    double t_start = rotq_now_s();
+    double t_start = cli_now_s();
 
     rotq_model *m = NULL;
     rotq_tokenizer *tok = NULL;
     int32_t *ids = NULL;
     int rc = 1;
     if (cli_load(cmd, path, c.arch_file, c.tokenizer, &m)) return 1;
-    double t_load = rotq_now_s() - t_start;
+    double t_load = cli_now_s() - t_start;
+    rotq_hparams hp;
+    rotq_model_hparams(m, &hp);
     rotq_status s = rotq_tokenizer_from_model(m, &tok);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
 
@@ -387,14 +383,14 @@ int cmd_eval(int argc, char **argv) {
     memset(&po, 0, sizeof po);
     po.protocol = ROTQ_PPL_PAPERS;
     po.bos_id = rotq_tokenizer_bos(tok);
-    if (po.bos_id < 0) po.bos_id = m->hp.bos_id;
+    if (po.bos_id < 0) po.bos_id = hp.bos_id;
     bool tok_bos = rotq_tokenizer_add_bos_default(tok);
     po.bos = !c.bos_arg ? (tok_bos ? ROTQ_BOS_FIRST : ROTQ_BOS_NONE)
            : strcmp(c.bos_arg, "none") == 0 ? ROTQ_BOS_NONE
            : strcmp(c.bos_arg, "first") == 0 ? ROTQ_BOS_FIRST : ROTQ_BOS_EVERY;
     int64_t ctx = c.ctx;
-    if (m->hp.max_pos > 0 && ctx > m->hp.max_pos) {
-        ctx = m->hp.max_pos;
+    if (hp.max_pos > 0 && ctx > hp.max_pos) {
+        ctx = hp.max_pos;
         if (c.ctx_given && !c.quiet) fprintf(stderr, "eval: --ctx capped at the model's %lld positions\n", (long long)ctx);
     }
     po.ctx = ctx;
@@ -405,29 +401,36 @@ int cmd_eval(int argc, char **argv) {
     rotq_quant_options none = rotq_quant_defaults();
     rotq_ppl_result base = {0}, quant = {0};
     bool have_base = strcmp(c.baseline, "none") != 0;
-    int threads = c.q.threads > 0 ? c.q.threads : omp_get_max_threads();
+    int threads = rotq_threads_resolve(c.q.threads);
     char cached_when[64] = "";
     bool base_cached = false;
     if (strcmp(c.baseline, "original") == 0) {
-        ppl_cache cache;
-        ppl_cache_open(&cache, c.baseline_cache, m, ids, n_ids, &po, threads);
-        base_cached = ppl_cache_get(&cache, &base, cached_when, sizeof cached_when);
+        rotq_baseline_cache *cache = NULL;
+        if ((s = rotq_baseline_cache_open(c.baseline_cache, m, ids, n_ids, &po, threads, &cache)) != ROTQ_OK) {
+            cli_lib_error(cmd, s);
+            goto done;
+        }
+        base_cached = rotq_baseline_cache_get(cache, &base, cached_when, sizeof cached_when);
+        int failed = 0;
         if (!base_cached) {
-            if (run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", false, NULL, 0, NULL, 0, &base)) goto done;
-            if (ppl_cache_put(&cache, &base) != ROTQ_OK && !c.quiet)
+            failed = run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "baseline", false, NULL, 0, NULL, 0, &base);
+            if (!failed && rotq_baseline_cache_put(cache, &base) != ROTQ_OK && !c.quiet)
                 fprintf(stderr, "eval: could not store the baseline: %s\n", rotq_last_error());
         } else if (!c.quiet) {
-            fprintf(stderr, "eval: float baseline %.4f from the cache (%s, computed %s)\n", base.ppl, cache.dir, cached_when);
+            fprintf(stderr, "eval: float baseline %.4f from the cache (%s, computed %s)\n", base.ppl,
+                    rotq_baseline_cache_dir(cache), cached_when);
         }
+        rotq_baseline_cache_free(cache);
+        if (failed) goto done;
     }
 
     double t_rot = 0.0;
     if (c.rotate) {
-        double t0 = rotq_now_s();
+        double t0 = cli_now_s();
         rotq_rotate_options ro = c.ro;
         ro.verbose = !c.quiet;
         if ((s = rotq_rotate_model(m, &ro)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-        t_rot = rotq_now_s() - t0;
+        t_rot = cli_now_s() - t0;
     }
     if (strcmp(c.baseline, "rotated") == 0 && run_ppl(cmd, m, &c, &none, ids, n_ids, &po, "rotated float", false, NULL, 0, NULL, 0, &base)) goto done;
 
@@ -440,7 +443,7 @@ int cmd_eval(int argc, char **argv) {
     if (run_ppl(cmd, m, &c, &c.q, ids, n_ids, &po, "quantized", !c.float_products, products, sizeof products, transforms,
                 sizeof transforms, &quant))
         goto done;
-    double t_total = rotq_now_s() - t_start;
+    double t_total = cli_now_s() - t_start;
 
     char qdesc[512], rdesc[256], bos_desc[64], calib_desc[512];
     rotq_quant_describe(&c.q, qdesc, sizeof qdesc);
@@ -449,7 +452,7 @@ int cmd_eval(int argc, char **argv) {
     snprintf(bos_desc, sizeof bos_desc, "%s%s", bos_names[po.bos], c.bos_arg ? "" : " (tokenizer default)");
     bool gptq = c.q.w_method == ROTQ_WQ_GPTQ && c.q.w_bits < 16;
     int64_t cctx = c.q.calib_ctx;
-    if (m->hp.max_pos > 0 && cctx > m->hp.max_pos) cctx = m->hp.max_pos;
+    if (hp.max_pos > 0 && cctx > hp.max_pos) cctx = hp.max_pos;
     if (gptq)
         snprintf(calib_desc, sizeof calib_desc, "%s: %lld random windows x %lld tokens (of %lld), seed %llu, no BOS",
                  c.calib, (long long)c.q.nsamples, (long long)cctx, (long long)calib_text_tokens,
@@ -460,7 +463,7 @@ int cmd_eval(int argc, char **argv) {
     if (c.json) {
         json_t *j = json_object();
         json_object_set_new(j, "model", json_string(path));
-        json_object_set_new(j, "architecture", json_string(m->hp.arch));
+        json_object_set_new(j, "architecture", json_string(hp.arch));
         json_object_set_new(j, "dtype", json_string(dtype));
         json_object_set_new(j, "text", json_string(c.text));
         json_object_set_new(j, "text_format", json_string(wikitext ? "wikitext" : "plain"));
@@ -502,8 +505,8 @@ int cmd_eval(int argc, char **argv) {
         if (js) { puts(js); free(js); }
         json_decref(j);
     } else {
-        printf("model        %s (%s, %lld layers, hidden %lld, vocab %lld)\n", path, m->hp.arch, (long long)m->hp.n_layers,
-               (long long)m->hp.hidden, (long long)m->hp.vocab);
+        printf("model        %s (%s, %lld layers, hidden %lld, vocab %lld)\n", path, hp.arch, (long long)hp.n_layers,
+               (long long)hp.hidden, (long long)hp.vocab);
         printf("dtype        %s\n", dtype);
         printf("text         %s (%s, %llu bytes, %lld tokens)\n", c.text, wikitext ? "wikitext rows joined with \"\\n\\n\"" : "plain bytes",
                (unsigned long long)text_bytes, (long long)n_ids);

@@ -7,7 +7,6 @@
 
 #include "cli.h"
 #include "nn_cli.h"
-#include "core/clock.h"
 
 static const char *help =
     "usage: rotq generate MODEL --prompt TEXT [-n N] [--bos auto|yes|no] [--ignore-eos] [--threads N]\n"
@@ -128,12 +127,12 @@ int cmd_generate(int argc, char **argv) {
 
     if (!as_json && !print_ids && prompt) { fputs(prompt, stdout); fflush(stdout); }
     stream_state st = {tok, !as_json && !print_ids};
-    double t0 = rotq_now_s(), t_prompt = 0.0;
+    double t0 = cli_now_s(), t_prompt = 0.0;
     int64_t n_gen = 0;
     s = rotq_session_generate(ses, prompt_ids, n_prompt, n_new, ignore_eos ? -1 : eos, gen, &n_gen, &t_prompt,
                               stream_token, &st);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    double t_total = rotq_now_s() - t0, t_gen = t_total - t_prompt;
+    double t_total = cli_now_s() - t0, t_gen = t_total - t_prompt;
     double gen_tps = n_gen > 1 && t_gen > 0 ? (double)(n_gen - 1) / t_gen : 0.0;
 
     if (print_ids && !as_json) {

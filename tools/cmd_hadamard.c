@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "rotate/rotate.h"
 
 static const char *help =
     "usage: rotq hadamard N [--write FILE] [--seed S] [--dtype f64|f32] [--json]\n"
@@ -55,7 +54,7 @@ static int list_unknown(int64_t max, bool as_json) {
 /* Orthogonality of the fast transform: dense check when small, else random rows through
  * forward, norm and inverse. Returns the worst deviation seen. */
 static double check_rotation(const rotq_rotation *R, const char **how) {
-    int64_t n = R->n;
+    int64_t n = rotq_rotation_size(R);
     if (n <= 2048) {
         double *D = malloc(sizeof(double) * (size_t)(n * n));
         if (!D || rotq_rotation_to_dense_f64(R, D) != ROTQ_OK) { free(D); return INFINITY; }
@@ -67,9 +66,13 @@ static double check_rotation(const rotq_rotation *R, const char **how) {
     int64_t rows = 4;
     double *x = malloc(sizeof(double) * (size_t)(rows * n)), *y = malloc(sizeof(double) * (size_t)(rows * n));
     if (!x || !y) { free(x); free(y); return INFINITY; }
-    rotq_rng g;
-    rotq_rng_seed(&g, 1);
-    for (int64_t i = 0; i < rows * n; i++) y[i] = x[i] = rotq_rng_normal(&g);
+    /* standard normals by Box–Muller over a splitmix64 stream */
+    uint64_t state = 1;
+    for (int64_t i = 0; i < rows * n; i++) {
+        uint64_t a = cli_splitmix64(&state) >> 11, b = cli_splitmix64(&state) >> 11;
+        double u = ((double)a + 1.0) / 9007199254740993.0, v = (double)b / 9007199254740992.0;
+        y[i] = x[i] = sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+    }
     double worst = 0;
     rotq_rotation_apply_rows_f64(R, y, rows, false);
     for (int64_t r = 0; r < rows; r++) {
@@ -145,7 +148,14 @@ int cmd_hadamard(int argc, char **argv) {
     char full[256], base[256] = "[1]";
     rotq_hadamard_describe(n, full, sizeof full);
     if (K > 1) rotq_hadamard_describe(K, base, sizeof base);
-    int64_t defect = K > 1 ? rotq_hadamard_defect(R->base, K) : 0;
+    /* the base H_K, built as the rotation builds it, checked in exact integers */
+    int64_t defect = 0;
+    if (K > 1) {
+        int8_t *H = NULL;
+        if ((s = rotq_hadamard_build(K, &H)) != ROTQ_OK) { rotq_rotation_free(R); return cli_lib_error("hadamard", s); }
+        defect = rotq_hadamard_defect(H, K);
+        free(H);
+    }
     const char *how = "";
     double orth = check_rotation(R, &how);
     bool ok = defect == 0 && orth < 1e-10;
@@ -175,7 +185,7 @@ int cmd_hadamard(int argc, char **argv) {
         if (K > 1) printf("check: H_%lld·H_%lldᵀ = %lld·I %s\n", (long long)K, (long long)K, (long long)K,
                           defect == 0 ? "exactly" : "FAILS");
         printf("check: %s = %.2e%s\n", how, orth, have_seed ? " (with random signs)" : "");
-        if (ok && write) printf("wrote %s (%s, %s)\n", write, rotq_dtype_name(dtype), R->desc);
+        if (ok && write) printf("wrote %s (%s, %s)\n", write, rotq_dtype_name(dtype), rotq_rotation_describe(R));
     }
     rotq_rotation_free(R);
     if (!ok) return cli_error("hadamard", "order %lld failed its check", (long long)n);

@@ -4,9 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch/arch.h"
 #include "cli.h"
-#include "rotate/rotate.h"
 
 static const char *format_name(rotq_format f) {
     switch (f) {
@@ -44,13 +42,21 @@ int cmd_info(int argc, char **argv) {
     if (!path) { fputs(help, stderr); return 2; }
     rotq_model *m;
     if (cli_load("info", path, arch_file, tokenizer, &m)) return 1;
-    const rotq_hparams *hp = &m->hp;
-
+    rotq_hparams hps;
+    rotq_model_layout lay;
+    rotq_model_hparams(m, &hps);
+    rotq_status st = rotq_model_layout_get(m, &lay);
+    if (st != ROTQ_OK) { rotq_model_free(m); return cli_lib_error("info", st); }
+    const rotq_hparams *hp = &hps;
+    int64_t n_tensors = rotq_model_n_tensors(m);
     int64_t dtype_count[ROTQ_DTYPE_COUNT] = {0}, file_dtype_count[ROTQ_DTYPE_COUNT] = {0};
-    for (int64_t i = 0; i < m->n_tensors; i++) {
-        if (m->tensors[i].dtype >= 0 && m->tensors[i].dtype < ROTQ_DTYPE_COUNT) dtype_count[m->tensors[i].dtype]++;
-        if (m->tensors[i].file_dtype >= 0 && m->tensors[i].file_dtype < ROTQ_DTYPE_COUNT) file_dtype_count[m->tensors[i].file_dtype]++;
+    for (int64_t i = 0; i < n_tensors; i++) {
+        rotq_tensor_info t;
+        if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
+        if (t.dtype >= 0 && t.dtype < ROTQ_DTYPE_COUNT) dtype_count[t.dtype]++;
+        if (t.file_dtype >= 0 && t.file_dtype < ROTQ_DTYPE_COUNT) file_dtype_count[t.file_dtype]++;
     }
+    const char *norm_name = lay.norm == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm";
     struct { const char *name, *where; int64_t n; } sites[] = {
         {"R1", "residual stream (fused)", hp->hidden},
         {"R2", "per head, v_proj -> o_proj (fused)", hp->head_dim},
@@ -61,7 +67,7 @@ int cmd_info(int argc, char **argv) {
 
     json_t *j = json_object();
     json_object_set_new(j, "path", json_string(path));
-    json_object_set_new(j, "format", json_string(format_name(m->source_format)));
+    json_object_set_new(j, "format", json_string(format_name(lay.source_format)));
     json_object_set_new(j, "architecture", json_string(hp->arch));
     json_object_set_new(j, "hidden", json_integer(hp->hidden));
     json_object_set_new(j, "intermediate", json_integer(hp->intermediate));
@@ -71,13 +77,13 @@ int cmd_info(int argc, char **argv) {
     json_object_set_new(j, "head_dim", json_integer(hp->head_dim));
     json_object_set_new(j, "vocab", json_integer(hp->vocab));
     json_object_set_new(j, "max_positions", json_integer(hp->max_pos));
-    json_object_set_new(j, "norm", json_string(rotq_model_norm_kind(m) == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm"));
+    json_object_set_new(j, "norm", json_string(norm_name));
     json_object_set_new(j, "norm_eps", json_real(hp->norm_eps));
     json_object_set_new(j, "rope_theta", json_real(hp->rope_theta));
     json_object_set_new(j, "rotary_dim", json_integer(hp->rotary_dim));
     json_object_set_new(j, "tied_embeddings", json_boolean(hp->tied_embeddings));
     json_object_set_new(j, "parameters", json_integer(rotq_model_n_params(m)));
-    json_object_set_new(j, "tensors", json_integer(m->n_tensors));
+    json_object_set_new(j, "tensors", json_integer(n_tensors));
     json_t *dts = json_object(), *fdts = json_object();
     for (int d = 0; d < ROTQ_DTYPE_COUNT; d++) {
         if (dtype_count[d]) json_object_set_new(dts, rotq_dtype_name((rotq_dtype)d), json_integer(dtype_count[d]));
@@ -97,13 +103,13 @@ int cmd_info(int argc, char **argv) {
     json_object_set_new(j, "rotation_sites", js);
     if (list) {
         json_t *jt = json_array();
-        for (int64_t i = 0; i < m->n_tensors; i++) {
-            const rotq_tensor *t = &m->tensors[i];
+        for (int64_t i = 0; i < n_tensors; i++) {
+            rotq_tensor_info t;
+            if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
             json_t *shape = json_array();
-            for (int d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-            json_array_append_new(jt, json_pack("{s:s, s:s, s:i, s:s, s:o}", "name", t->name, "role",
-                                                t->role >= 0 ? rotq_role_name((rotq_role)t->role) : "", "layer", t->layer,
-                                                "dtype", rotq_dtype_name(t->dtype), "shape", shape));
+            for (int d = 0; d < t.n_dims; d++) json_array_append_new(shape, json_integer(t.shape[d]));
+            json_array_append_new(jt, json_pack("{s:s, s:s, s:i, s:s, s:o}", "name", t.name, "role", t.role_name, "layer",
+                                                t.layer, "dtype", rotq_dtype_name(t.dtype), "shape", shape));
         }
         json_object_set_new(j, "tensor_list", jt);
     }
@@ -113,22 +119,22 @@ int cmd_info(int argc, char **argv) {
         puts(text);
         free(text);
     } else {
-        printf("model          %s (%s)\n", path, format_name(m->source_format));
+        printf("model          %s (%s)\n", path, format_name(lay.source_format));
         printf("architecture   %s\n", hp->arch);
         printf("dimensions     hidden %lld, intermediate %lld, layers %lld, heads %lld, kv heads %lld, head dim %lld\n",
                (long long)hp->hidden, (long long)hp->intermediate, (long long)hp->n_layers, (long long)hp->n_heads,
                (long long)hp->n_kv_heads, (long long)hp->head_dim);
         printf("vocabulary     %lld tokens, context %lld\n", (long long)hp->vocab, (long long)hp->max_pos);
-        printf("norm           %s, eps %g\n", rotq_model_norm_kind(m) == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm", hp->norm_eps);
-        if (m->arch->pos == ROTQ_POS_LEARNED)
-            printf("positions      learned table (row = position + %d), no RoPE\n", (int)m->arch->pos_offset);
+        printf("norm           %s, eps %g\n", norm_name, hp->norm_eps);
+        if (lay.positions == ROTQ_POS_LEARNED)
+            printf("positions      learned table (row = position + %d), no RoPE\n", (int)lay.pos_offset);
         else
             printf("rope           theta %g, rotary dim %lld%s\n", hp->rope_theta, (long long)hp->rotary_dim,
                    hp->rope_scaling == 2 ? ", llama3 scaling" : hp->rope_scaling == 1 ? ", linear scaling" : "");
         if (hp->mlp_act != ROTQ_MLP_SWIGLU)
             printf("mlp            plain, %s\n", hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu (tanh)");
         printf("embeddings     %s\n", hp->tied_embeddings ? "tied (lm_head = embedding)" : "untied");
-        printf("parameters     %lld in %lld tensors\n", (long long)rotq_model_n_params(m), (long long)m->n_tensors);
+        printf("parameters     %lld in %lld tensors\n", (long long)rotq_model_n_params(m), (long long)n_tensors);
         printf("dtypes         ");
         for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
             if (file_dtype_count[d]) printf("%s x%lld  ", rotq_dtype_name((rotq_dtype)d), (long long)file_dtype_count[d]);
@@ -138,10 +144,11 @@ int cmd_info(int argc, char **argv) {
             printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n, how[s]);
         if (list) {
             printf("tensors\n");
-            for (int64_t i = 0; i < m->n_tensors; i++) {
-                const rotq_tensor *t = &m->tensors[i];
-                printf("  %-52s %-14s %-5s [", t->name, t->role >= 0 ? rotq_role_name((rotq_role)t->role) : "-", rotq_dtype_name(t->dtype));
-                for (int d = 0; d < t->n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t->shape[d]);
+            for (int64_t i = 0; i < n_tensors; i++) {
+                rotq_tensor_info t;
+                if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
+                printf("  %-52s %-14s %-5s [", t.name, t.role_name[0] ? t.role_name : "-", rotq_dtype_name(t.dtype));
+                for (int d = 0; d < t.n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t.shape[d]);
                 printf("]\n");
             }
         }

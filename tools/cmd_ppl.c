@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/model.h"
-#include "eval/eval.h"
-#include "nn/nn.h"
 #include "nn_cli.h"
-#include "ppl_cache.h"
 
 static const char *help =
     "usage: rotq ppl MODEL --text FILE [--ctx N] [--bos none|first|every] [--protocol papers|llama.cpp]\n"
@@ -103,9 +98,10 @@ int nn_cli_threads(const char *cmd, const char *v, int *threads) {
 void nn_cli_dtype_desc(const rotq_model *m, char *out, size_t size) {
     /* what the linear weights were stored as before rotq made them float32 */
     int64_t count[ROTQ_DTYPE_COUNT] = {0};
-    for (int64_t i = 0; i < m->n_tensors; i++) {
-        const rotq_tensor *t = &m->tensors[i];
-        if (t->n_dims == 2 && t->file_dtype >= 0 && t->file_dtype < ROTQ_DTYPE_COUNT) count[t->file_dtype]++;
+    for (int64_t i = 0; i < rotq_model_n_tensors(m); i++) {
+        rotq_tensor_info t;
+        if (rotq_model_tensor_info(m, i, &t) == ROTQ_OK && t.n_dims == 2 && t.file_dtype >= 0 && t.file_dtype < ROTQ_DTYPE_COUNT)
+            count[t.file_dtype]++;
     }
     size_t o = (size_t)snprintf(out, size, "f32 compute (weights in file:");
     for (int d = 0; d < ROTQ_DTYPE_COUNT && o < size; d++)
@@ -222,6 +218,8 @@ int cmd_ppl(int argc, char **argv) {
 
     rotq_model *m;
     if (cli_load(cmd, path, arch_file, tokenizer, &m)) return 1;
+    rotq_hparams hp;
+    rotq_model_hparams(m, &hp);
     rotq_session *ses = NULL;
     rotq_tokenizer *tok = NULL;
     int32_t *ids = NULL;
@@ -235,7 +233,7 @@ int cmd_ppl(int argc, char **argv) {
     if (debug) {
         int64_t n;
         if (ids_list ? nn_cli_parse_ids(cmd, ids_list, &ids, &n) : nn_cli_read_ids(cmd, ids_file, &ids, &n)) goto done;
-        rc = dump_logits(cmd, ses, m->hp.vocab, ids, n, dump);
+        rc = dump_logits(cmd, ses, hp.vocab, ids, n, dump);
         goto done;
     }
 
@@ -248,7 +246,7 @@ int cmd_ppl(int argc, char **argv) {
     rotq_ppl_options o = {0};
     o.protocol = protocol;
     o.bos_id = rotq_tokenizer_bos(tok);
-    if (o.bos_id < 0) o.bos_id = m->hp.bos_id;
+    if (o.bos_id < 0) o.bos_id = hp.bos_id;
     if (protocol == ROTQ_PPL_PAPERS) {
         o.bos = !bos_arg ? (tok_bos ? ROTQ_BOS_FIRST : ROTQ_BOS_NONE)
               : strcmp(bos_arg, "none") == 0 ? ROTQ_BOS_NONE
@@ -259,7 +257,7 @@ int cmd_ppl(int argc, char **argv) {
     int64_t n_ids;
     if ((s = rotq_tokenizer_encode(tok, text, text_len, false, &ids, &n_ids)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     bool capped = false;
-    if (m->hp.max_pos > 0 && ctx > m->hp.max_pos) { ctx = m->hp.max_pos; capped = true; }
+    if (hp.max_pos > 0 && ctx > hp.max_pos) { ctx = hp.max_pos; capped = true; }
     if (capped && ctx_given && !quiet) fprintf(stderr, "ppl: --ctx capped at the model's %lld positions\n", (long long)ctx);
     o.ctx = ctx;
     o.max_windows = max_windows;
@@ -269,10 +267,11 @@ int cmd_ppl(int argc, char **argv) {
     rotq_ppl_result res;
     if ((s = rotq_session_ppl(ses, ids, n_ids, &o, &res)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     /* a float model's result is exactly rotq eval's baseline: record it for eval to reuse */
-    ppl_cache cache;
-    if (ppl_cache_open(&cache, NULL, m, ids, n_ids, &o, threads > 0 ? threads : omp_get_max_threads()) &&
-        ppl_cache_put(&cache, &res) != ROTQ_OK && !quiet)
+    rotq_baseline_cache *cache = NULL;
+    if (rotq_baseline_cache_open(NULL, m, ids, n_ids, &o, rotq_session_threads(ses), &cache) == ROTQ_OK &&
+        rotq_baseline_cache_put(cache, &res) != ROTQ_OK && !quiet)
         fprintf(stderr, "ppl: could not record the result in the baseline cache: %s\n", rotq_last_error());
+    rotq_baseline_cache_free(cache);
 
     char dtype[256], bos_desc[96], proto_desc[160];
     nn_cli_dtype_desc(m, dtype, sizeof dtype);
@@ -292,7 +291,7 @@ int cmd_ppl(int argc, char **argv) {
     if (as_json) {
         json_t *j = json_object();
         json_object_set_new(j, "model", json_string(path));
-        json_object_set_new(j, "architecture", json_string(m->hp.arch));
+        json_object_set_new(j, "architecture", json_string(hp.arch));
         json_object_set_new(j, "text", json_string(text_path));
         json_object_set_new(j, "text_format", json_string(text_format == 1 ? "wikitext" : "plain"));
         json_object_set_new(j, "text_bytes", json_integer((json_int_t)text_len));
@@ -316,8 +315,8 @@ int cmd_ppl(int argc, char **argv) {
         if (js) { puts(js); free(js); }
         json_decref(j);
     } else {
-        printf("model       %s (%s, %lld layers, hidden %lld, vocab %lld)\n", path, m->hp.arch, (long long)m->hp.n_layers,
-               (long long)m->hp.hidden, (long long)m->hp.vocab);
+        printf("model       %s (%s, %lld layers, hidden %lld, vocab %lld)\n", path, hp.arch, (long long)hp.n_layers,
+               (long long)hp.hidden, (long long)hp.vocab);
         printf("dtype       %s\n", dtype);
         cli_print_transforms("transforms  ", rotq_session_transforms(ses));
         printf("text        %s (%s, %llu bytes, %lld tokens)\n", text_path, fmt_desc, (unsigned long long)text_len,

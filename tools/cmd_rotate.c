@@ -8,7 +8,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "core/model.h"
 
 static const char *help =
     "usage: rotq rotate IN OUT [options]\n"

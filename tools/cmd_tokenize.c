@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "core/clock.h"
 
 static const char *help =
     "usage: rotq tokenize MODEL (--text FILE | --string TEXT) [--bos] [--json|--ids] [--decode [--skip-special]]\n"
@@ -157,9 +156,9 @@ int cmd_tokenize(int argc, char **argv) {
     } else {
         int32_t *ids;
         int64_t n;
-        double t0 = rotq_now_s();
+        double t0 = cli_now_s();
         s = rotq_tokenizer_encode(tok, src, len, bos, &ids, &n);
-        double dt = rotq_now_s() - t0;
+        double dt = cli_now_s() - t0;
         if (s != ROTQ_OK) {
             rc = cli_lib_error("tokenize", s);
         } else {

@@ -6,7 +6,6 @@
 
 #include "cli.h"
 #include "nn_cli.h"
-#include "rotate/rotate.h"
 
 static const char *help =
     "usage: rotq verify A B [--text FILE] [--tokens N] [--seed S] [--threads N] [--json]\n"
@@ -62,14 +61,15 @@ int cmd_verify(int argc, char **argv) {
     if (!pa || !pb) { fputs(help, stderr); return 2; }
     loaded a = {0}, b = {0};
     if (load(pa, arch_file, threads, &a) || load(pb, arch_file, threads, &b)) { unload(&a); unload(&b); return 1; }
-    if (T > a.m->hp.max_pos) T = a.m->hp.max_pos;
+    rotq_hparams hp;
+    rotq_model_hparams(a.m, &hp);
+    if (T > hp.max_pos) T = hp.max_pos;
 
     verify_case cases[2];
     int n_cases = 0;
     int32_t *rnd = malloc((size_t)T * sizeof *rnd);
-    rotq_rng rng;
-    rotq_rng_seed(&rng, seed);
-    for (int64_t t = 0; t < T; t++) rnd[t] = (int32_t)(rotq_rng_next(&rng) % (uint64_t)a.m->hp.vocab);
+    uint64_t state = seed;
+    for (int64_t t = 0; t < T; t++) rnd[t] = (int32_t)(cli_splitmix64(&state) % (uint64_t)hp.vocab);
     cases[n_cases++] = (verify_case){.name = "random ids", .ids = rnd, .n = T};
     int rc = 0;
     if (text) {

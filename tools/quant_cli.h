@@ -5,7 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quant/quant.h"
 #include "rotq.h"
 
 typedef struct quant_cli {

@@ -7,8 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/model.h"
-#include "eval/eval.h"
+#include <time.h>
 
 static const rotq_command commands[] = {
     {"info", cmd_info, "describe a model: architecture, sizes, dtypes, rotation sites"},
@@ -22,7 +21,6 @@ static const rotq_command commands[] = {
     {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (or ids to text)"},
     {"eval", cmd_eval, "float vs quantized perplexity: rotate, RTN/GPTQ weights, activation/KV fake quant"},
     {"quantize", cmd_quantize, "rotate and quantize the weights (RTN/GPTQ), write them dequantized"},
-    {"quant-test", cmd_quant_test, "(testing) one quantizer on a raw float32 matrix"},
 };
 
 int cli_error(const char *cmd, const char *fmt, ...) {
@@ -43,6 +41,19 @@ void cli_print_transforms(const char *label, const char *list) {
         if (*p == '\n') printf("%*s", (int)pad, "");
     }
     putchar('\n');
+}
+
+uint64_t cli_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double cli_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int cli_lib_error(const char *cmd, rotq_status s) {
@@ -87,7 +98,15 @@ static void prefer_passive_wait(char **argv) {
     execv("/proc/self/exe", argv);
 }
 
+/* The library's warnings and progress lines, on stderr as every command's own. */
+static void log_to_stderr(void *ctx, rotq_log_level level, const char *line) {
+    (void)ctx;
+    if (level == ROTQ_LOG_INFO) fprintf(stderr, "rotq: %s\n", line);
+    else fprintf(stderr, "rotq: %s: %s\n", rotq_log_level_name(level), line);
+}
+
 int main(int argc, char **argv) {
+    rotq_log_set(log_to_stderr, NULL);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

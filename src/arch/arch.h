@@ -32,13 +32,7 @@ typedef enum rotq_role {
 const char *rotq_role_name(rotq_role r);
 rotq_role rotq_role_from_name(const char *name);  /* ROLE_COUNT when unknown */
 
-typedef enum rotq_norm_kind { ROTQ_NORM_RMS = 0, ROTQ_NORM_LAYER = 1 } rotq_norm_kind;
-/* SwiGLU is gated (down(silu(gate)·up)); the others are plain (down(act(up))), OPT/GPT style. */
-typedef enum rotq_mlp_kind {
-    ROTQ_MLP_SWIGLU = 0, ROTQ_MLP_GELU = 1 /* exact, erf */, ROTQ_MLP_RELU = 2, ROTQ_MLP_GELU_TANH = 3
-} rotq_mlp_kind;
-/* Positions: RoPE on q/k, or a learned table added to the token embedding (OPT; row pos + offset). */
-typedef enum rotq_pos_kind { ROTQ_POS_ROPE = 0, ROTQ_POS_LEARNED = 1 } rotq_pos_kind;
+/* rotq_norm_kind, rotq_mlp_kind and rotq_pos_kind are public (rotq.h). */
 
 #define ROTQ_ARCH_MAX_IDS 8
 #define ROTQ_ARCH_MAX_TENSORS 32

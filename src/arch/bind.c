@@ -17,6 +17,29 @@ rotq_norm_kind rotq_model_norm_kind(const rotq_model *m) {
     return m->rot.ln_as_rms || !m->arch ? ROTQ_NORM_RMS : m->arch->norm;
 }
 
+/* Public: a tensor with its role named (here, where roles are known). */
+rotq_status rotq_model_tensor_info(const rotq_model *m, int64_t i, rotq_tensor_info *out) {
+    if (i < 0 || i >= m->n_tensors) return rotq_fail(ROTQ_ERR_ARG, "tensor index %lld out of range", (long long)i);
+    const rotq_tensor *t = &m->tensors[i];
+    out->name = t->name;
+    out->dtype = t->dtype;
+    out->file_dtype = t->file_dtype;
+    out->n_dims = t->n_dims;
+    for (int d = 0; d < 4; d++) out->shape[d] = d < t->n_dims ? t->shape[d] : 0;
+    out->role = t->role;
+    out->role_name = t->role >= 0 && t->role < ROLE_COUNT ? rotq_role_name((rotq_role)t->role) : "";
+    out->layer = t->layer;
+    return ROTQ_OK;
+}
+
+rotq_status rotq_model_layout_get(const rotq_model *m, rotq_model_layout *out) {
+    if (!m->arch) return rotq_fail(ROTQ_ERR_ARG, "%s: no architecture bound", m->source_path);
+    *out = (rotq_model_layout){.source_format = m->source_format, .norm = rotq_model_norm_kind(m),
+                               .positions = m->arch->pos, .pos_offset = (int32_t)m->arch->pos_offset,
+                               .online_r3 = m->rot.r3.on, .online_r4 = m->rot.r4.on};
+    return ROTQ_OK;
+}
+
 /* Expected shape of a role's tensor from the hyper-parameters; returns the number of dims. */
 static int expected_shape(const rotq_arch *a, const rotq_hparams *hp, rotq_role r, int64_t *s) {
     int64_t h = hp->hidden, q = hp->n_heads * hp->head_dim, kv = hp->n_kv_heads * hp->head_dim;

@@ -28,6 +28,36 @@ rotq_status rotq_fail_context(rotq_status s, const char *fmt, ...) {
     return s;
 }
 
+/* Set once by the program before it calls anything else (the only global the library keeps). */
+static rotq_log_fn log_fn;
+static void *log_ctx;
+
+void rotq_log_set(rotq_log_fn fn, void *ctx) {
+    log_fn = fn;
+    log_ctx = ctx;
+}
+
+void rotq_log(rotq_log_level level, const char *fmt, ...) {
+    if (!log_fn) return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(line);
+    if (n && line[n - 1] == '\n') line[n - 1] = '\0';
+    log_fn(log_ctx, level, line);
+}
+
+const char *rotq_log_level_name(rotq_log_level level) {
+    switch (level) {
+    case ROTQ_LOG_ERROR: return "error";
+    case ROTQ_LOG_WARN: return "warning";
+    case ROTQ_LOG_INFO: return "info";
+    }
+    return "?";
+}
+
 const char *rotq_status_name(rotq_status s) {
     switch (s) {
     case ROTQ_OK: return "ok";

@@ -154,18 +154,6 @@ rotq_status rotq_model_hparams(const rotq_model *m, rotq_hparams *out) {
     return ROTQ_OK;
 }
 
-rotq_status rotq_model_tensor_info(const rotq_model *m, int64_t i, rotq_tensor_info *out) {
-    if (i < 0 || i >= m->n_tensors) return rotq_fail(ROTQ_ERR_ARG, "tensor index %lld out of range", (long long)i);
-    const rotq_tensor *t = &m->tensors[i];
-    out->name = t->name;
-    out->dtype = t->dtype;
-    out->n_dims = t->n_dims;
-    for (int d = 0; d < 4; d++) out->shape[d] = d < t->n_dims ? t->shape[d] : 0;
-    out->role = t->role;
-    out->layer = t->layer;
-    return ROTQ_OK;
-}
-
 rotq_status rotq_model_tensor_f32(const rotq_model *m, const char *name, float *out, int64_t n_out) {
     const rotq_tensor *t = rotq_model_find(m, name);
     if (!t) return rotq_fail(ROTQ_ERR_NOT_FOUND, "no tensor named %s", name);

@@ -473,12 +473,12 @@ static rotq_status rename_tensors(rotq_model *m, const char *path) {
             t->role = found->role;
             t->layer = (int32_t)layer;
         } else if (unknown++ < 4) {
-            fprintf(stderr, "rotq: warning: %s: tensor %s has no role in architecture %s; kept under its GGUF name\n",
+            rotq_log(ROTQ_LOG_WARN, "%s: tensor %s has no role in architecture %s; kept under its GGUF name\n",
                     path, t->name, m->arch->name);
         }
     }
     if (unknown > 4)
-        fprintf(stderr, "rotq: warning: %s: %lld more tensors without a role kept under their GGUF names\n", path,
+        rotq_log(ROTQ_LOG_WARN, "%s: %lld more tensors without a role kept under their GGUF names\n", path,
                 (long long)(unknown - 4));
     /* A GGUF name kept as is could collide with another tensor's HF name. */
     rotq_tensor **sorted = malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *sorted);
@@ -728,11 +728,11 @@ static rotq_status plan_tensors(const rotq_model *m, const char *path, rotq_dtyp
         out_tensor *o = &ot[n];
         if (!rotq_arch_hf_to_gguf(m->arch, t->name, m->hp.n_layers, o->name, sizeof o->name)) {
             if (strlen(t->name) >= GGML_MAX_NAME) {
-                fprintf(stderr, "rotq: warning: %s: tensor %s has no GGUF name in architecture %s; not written\n",
+                rotq_log(ROTQ_LOG_WARN, "%s: tensor %s has no GGUF name in architecture %s; not written\n",
                         path, t->name, m->arch->name);
                 continue;
             }
-            fprintf(stderr, "rotq: warning: %s: tensor %s has no role in architecture %s; written under its own name\n",
+            rotq_log(ROTQ_LOG_WARN, "%s: tensor %s has no role in architecture %s; written under its own name\n",
                     path, t->name, m->arch->name);
             snprintf(o->name, sizeof o->name, "%s", t->name);
         }
@@ -848,7 +848,7 @@ static rotq_status write_metadata(const rotq_model *m, const char *path, const o
         snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
         kv_f32(w, key, (float)hp->rope_factor);
     } else if (hp->rope_scaling == 2) {
-        fprintf(stderr, "rotq: warning: %s: llama3 RoPE scaling is not written (llama.cpp needs a rope_freqs tensor)\n", path);
+        rotq_log(ROTQ_LOG_WARN, "%s: llama3 RoPE scaling is not written (llama.cpp needs a rope_freqs tensor)\n", path);
     }
 
     bool tokenizer = false;

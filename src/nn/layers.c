@@ -324,8 +324,9 @@ void rotq_logsumexp_rows(const float *x, int64_t rows, int64_t n, double *out) {
     for (int64_t r = 0; r < rows; r++) out[r] = logsumexp_row(x + r * n, n);
 }
 
+/* (static: a cloned extern function's resolver would be exported from the shared library) */
 ROTQ_ROW_KERNEL
-double rotq_exp_shift_sum(float *x, int64_t n, float shift) {
+static double exp_shift_sum(float *x, int64_t n, float shift) {
     double total = 0.0;
     for (int64_t i0 = 0; i0 < n; i0 += 1024) {
         int64_t i1 = i0 + 1024 < n ? i0 + 1024 : n;
@@ -339,3 +340,5 @@ double rotq_exp_shift_sum(float *x, int64_t n, float shift) {
     }
     return total;
 }
+
+double rotq_exp_shift_sum(float *x, int64_t n, float shift) { return exp_shift_sum(x, n, shift); }

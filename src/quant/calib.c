@@ -280,7 +280,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
         double t0 = rotq_now_s(), q0 = c.t_quant, loss0 = rep->gptq_loss;
         if ((s = walk_layer(&c, l)) != ROTQ_OK) goto done;
         if (o->verbose)
-            fprintf(stderr, "gptq: layer %d/%lld  %.1f s (quantize %.1f s)  loss %.4g\n", l + 1, (long long)hp->n_layers,
+            rotq_log(ROTQ_LOG_INFO, "gptq: layer %d/%lld  %.1f s (quantize %.1f s)  loss %.4g\n", l + 1, (long long)hp->n_layers,
                     rotq_now_s() - t0, c.t_quant - q0, rep->gptq_loss - loss0);
     }
     rep->quant_seconds += c.t_quant;

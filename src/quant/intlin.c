@@ -65,16 +65,11 @@ static rotq_status pack_linear(const float *w, int64_t rows, int64_t cols, int32
     float *s = malloc((size_t)rows * sizeof(float));
     rotq_status st = ROTQ_OK;
     if (!q || !s) st = rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory for integer weights");
-    int64_t bad = -1;
-#pragma omp parallel for schedule(static) if (st == ROTQ_OK && rows * cols > 65536)
+    int64_t bad = INT64_MAX; /* the first row off the grid */
+#pragma omp parallel for schedule(static) reduction(min : bad) if (st == ROTQ_OK && rows * cols > 65536)
     for (int64_t r = 0; r < rows; r++)
-        if (st == ROTQ_OK && !row_codes(w + r * cols, cols, bits, q + r * cols, s + r)) {
-#pragma omp critical(rotq_int_bad_row)
-            {
-                if (bad < 0 || r < bad) bad = r;
-            }
-        }
-    if (st == ROTQ_OK && bad >= 0)
+        if (st == ROTQ_OK && !row_codes(w + r * cols, cols, bits, q + r * cols, s + r) && r < bad) bad = r;
+    if (st == ROTQ_OK && bad != INT64_MAX)
         st = rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: layer %d %s row %lld is not on a symmetric %d-bit grid with one scale "
                        "per row", layer, what, (long long)bad, bits);
     if (st == ROTQ_OK) st = rotq_igemm_pack(q, s, rows, cols, out);

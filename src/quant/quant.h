@@ -145,7 +145,6 @@ rotq_status rotq_fakequant_int_product(void *ctx, int32_t layer, rotq_role role,
 
 /* The fake-quant hooks' settings for this model (KV group = head_dim unless given). */
 rotq_fakequant rotq_quant_fakequant(const rotq_quant_options *o, const rotq_model *m);
-bool rotq_quant_has_runtime(const rotq_quant_options *o);
 
 /* Random windows: nsamples starts uniform in [0, n - ctx), seeded; out [nsamples, ctx], malloc'd. */
 rotq_status rotq_calib_windows(const int32_t *ids, int64_t n, int64_t nsamples, int64_t ctx, uint64_t seed,

@@ -431,3 +431,6 @@ done:
     free(data);
     return st;
 }
+
+int64_t rotq_rotation_size(const rotq_rotation *R) { return R->n; }
+const char *rotq_rotation_describe(const rotq_rotation *R) { return R->desc; }

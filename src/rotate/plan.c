@@ -68,7 +68,7 @@ static rotq_status make_rotation(rotq_rotation_choice c, const char *file, int64
     case ROTQ_R_HADAMARD:
     case ROTQ_R_RANDOM_HADAMARD:
         if (rotq_hadamard_known(n)) return rotq_rotation_hadamard(n, c == ROTQ_R_RANDOM_HADAMARD, seed, out);
-        fprintf(stderr, "rotq: warning: %s: no exact Hadamard matrix of order %lld is known; using a random orthogonal matrix (seed %llu)\n",
+        rotq_log(ROTQ_LOG_WARN, "%s: no exact Hadamard matrix of order %lld is known; using a random orthogonal matrix (seed %llu)\n",
                 site, (long long)n, (unsigned long long)seed);
         return rotq_rotation_random_orthogonal(n, seed, out);
     case ROTQ_R_ORTHOGONAL: return rotq_rotation_random_orthogonal(n, seed, out);
@@ -139,7 +139,7 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
             s = rotq_op_rotate(t, b, ROTQ_ROTATE_OUTPUT, R, &ro);
         }
         if (o->verbose && t->layer >= 0 && t->role == ROLE_DOWN)
-            fprintf(stderr, "rotq: R1 layer %d/%lld\n", t->layer + 1, (long long)m->hp.n_layers);
+            rotq_log(ROTQ_LOG_INFO, "R1 layer %d/%lld\n", t->layer + 1, (long long)m->hp.n_layers);
     }
     return s;
 }
@@ -190,7 +190,7 @@ static void plan_online(rotq_online_rotation *r, int64_t n, uint64_t seed, const
     r->dense = !rotq_hadamard_known(n);
     r->seed = seed;
     if (r->dense)
-        fprintf(stderr, "rotq: warning: %s: no exact Hadamard matrix of order %lld is known; using a dense random orthogonal rotation (seed %llu)\n",
+        rotq_log(ROTQ_LOG_WARN, "%s: no exact Hadamard matrix of order %lld is known; using a dense random orthogonal rotation (seed %llu)\n",
                 site, (long long)n, (unsigned long long)seed);
 }
 
@@ -232,7 +232,7 @@ static rotq_status run_ops(rotq_rotate_ctx *ctx) {
         if (!fn)
             return rotq_fail(ROTQ_ERR_UNSUPPORTED, "architecture %s lists operation \"%s\", which is not registered", m->arch->name,
                              m->arch->ops[i]);
-        if (ctx->opt->verbose && ctx->first) fprintf(stderr, "rotq: %s\n", m->arch->ops[i]);
+        if (ctx->opt->verbose && ctx->first) rotq_log(ROTQ_LOG_INFO, "%s\n", m->arch->ops[i]);
         rotq_status s = fn(ctx);
         if (s != ROTQ_OK) return rotq_fail_context(s, "%s", m->arch->ops[i]);
     }
@@ -244,7 +244,7 @@ static void ctx_done(rotq_rotate_ctx *ctx, rotq_status s) {
     rotq_rotation_free(ctx->r4);
     ctx->r1 = ctx->r4 = NULL;
     if (s == ROTQ_OK && ctx->opt->verbose && ctx->params_added)
-        fprintf(stderr, "rotq: untied embeddings: %lld parameters added\n", (long long)ctx->params_added);
+        rotq_log(ROTQ_LOG_INFO, "untied embeddings: %lld parameters added\n", (long long)ctx->params_added);
 }
 
 rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts) {

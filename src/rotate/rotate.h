@@ -41,21 +41,6 @@ double rotq_rng_log(double x);
 
 /* ---- exact Hadamard matrices (hadamard.c) ----------------------------------------------------- */
 
-/* Largest order rotq_hadamard_build makes as a dense matrix (n·n int8); rotations of larger n only
- * build their base K. Orders up to 2^31 are described and split. */
-#define ROTQ_HADAMARD_MAX_ORDER 65536
-
-/* True when rotq can construct an exact Hadamard matrix of order n. */
-bool rotq_hadamard_known(int64_t n);
-/* Writes how order n is built, e.g. "Paley II q=37 ⊗ Sylvester 2^6"; false (and "") if unknown. */
-bool rotq_hadamard_describe(int64_t n, char *buf, size_t size);
-/* Builds the ±1 Hadamard matrix of order n into a malloc'd row-major n·n array. */
-rotq_status rotq_hadamard_build(int64_t n, int8_t **out);
-/* n = K·2^m with the smallest K of known order (K = 1 for powers of two); false when none. */
-bool rotq_hadamard_split(int64_t n, int64_t *K, int32_t *m);
-/* max |H·Hᵀ - n·I| entry (0 for a Hadamard matrix); exact integer arithmetic. */
-int64_t rotq_hadamard_defect(const int8_t *H, int64_t n);
-
 /* The searches that produced the built-in sequence tables (kept to re-derive or extend them).
  * Goethals–Seidel quadruple: four ±1 sequences of length t whose periodic autocorrelations sum
  * to 0 at every nonzero shift (out: 4·t); with multiplier h > 1 each sequence is constant on the
@@ -71,18 +56,14 @@ rotq_status rotq_search_turyn(int32_t n, uint64_t seed, int64_t max_flips, int8_
 bool rotq_hadamard_table_gs(int32_t i, int32_t *t, int32_t *multiplier, uint64_t *seed, int8_t *out);
 bool rotq_hadamard_table_turyn(int32_t i, int32_t *n, uint64_t *seed, int8_t *out);
 
-/* Orders that are multiples of 4 in [4, max] with no known construction, written to out (up to
- * cap); returns how many there are. */
-int64_t rotq_hadamard_unknown_orders(int64_t max, int64_t *out, int64_t cap);
-
-/* ---- rotations ------------------------------------------------------------------------------- */
+/* ---- rotations (building, applying, saving them and the Hadamard orders are public: rotq.h) -- */
 
 typedef enum rotq_rotation_kind {
     ROTQ_ROT_HADAMARD = 0,   /* D·(H_K ⊗ H_{2^m})/√n, applied in O(n log n + nK) per row */
     ROTQ_ROT_DENSE = 1,      /* any orthogonal matrix, applied as a dense product */
 } rotq_rotation_kind;
 
-typedef struct rotq_rotation {
+struct rotq_rotation {
     rotq_rotation_kind kind;
     int64_t n;
     bool exact;              /* false: no exact Hadamard was known and this is the fallback */
@@ -103,36 +84,11 @@ typedef struct rotq_rotation {
     /* ROTQ_ROT_DENSE */
     double *dense;           /* n·n row-major R */
     float *dense_f32;
-} rotq_rotation;
+};
 
-/* Hadamard rotation of size n: random signs from seed when `random_signs`, else all +1.
- * ROTQ_ERR_UNSUPPORTED (with the reason) when no exact Hadamard of order n is known. */
-rotq_status rotq_rotation_hadamard(int64_t n, bool random_signs, uint64_t seed, rotq_rotation **out);
-/* Haar-random orthogonal matrix (Householder QR of a Gaussian matrix, diag(R) made positive). */
-rotq_status rotq_rotation_random_orthogonal(int64_t n, uint64_t seed, rotq_rotation **out);
-/* Rotation from a caller's n·n row-major matrix (copied); checks it is orthogonal to `tol`. */
-rotq_status rotq_rotation_from_dense(int64_t n, const double *R, double tol, rotq_rotation **out);
 /* What rotq uses for "a rotation of size n": the (random-sign) Hadamard rotation when one is
  * known, else a random orthogonal matrix with *fallback set (never an error for lack of one). */
 rotq_status rotq_rotation_for_size(int64_t n, uint64_t seed, bool *fallback, rotq_rotation **out);
-void rotq_rotation_free(rotq_rotation *R);
-
-/* The rotation as an n·n row-major matrix of doubles (caller's memory). */
-rotq_status rotq_rotation_to_dense_f64(const rotq_rotation *R, double *out);
-/* max |RᵀR - I| entry, computed in double. */
-double rotq_orthogonality_error(const double *R, int64_t n);
-
-/* x ← x·R (inverse: x ← x·Rᵀ) for `rows` contiguous rows of R->n floats, in place. Hadamard
- * rotations use the fast transform (SIMD picked at run time, OpenMP over rows); dense ones sgemm. */
-rotq_status rotq_rotation_apply_rows(const rotq_rotation *R, float *x, int64_t rows, bool inverse);
-/* Same in double (plain C; used by the weight operations). */
-rotq_status rotq_rotation_apply_rows_f64(const rotq_rotation *R, double *x, int64_t rows, bool inverse);
-
-/* Files: safetensors with one tensor "rotation", F32 or F64, shape [n, n], the orthogonal matrix
- * itself (Hadamard rotations are stored scaled and signed, as applied). Metadata records how it
- * was made. Loading accepts F32 and F64 and checks orthogonality (tolerance 1e-4). */
-rotq_status rotq_rotation_save(const rotq_rotation *R, const char *path, rotq_dtype dtype);
-rotq_status rotq_rotation_load(const char *path, rotq_rotation **out);
 
 /* ---- fast transform kernels (fwht.c) ---------------------------------------------------------- */
 

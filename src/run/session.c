@@ -7,6 +7,7 @@
  *   4. statistics, when asked (they then see what a quantizer sees)
  *
  * and the entry points every command uses: logits, perplexity, greedy generation, comparison. */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,7 @@ void rotq_session_free(rotq_session *s) {
 const char *rotq_session_transforms(const rotq_session *s) { return s->transforms; }
 const char *rotq_session_products(const rotq_session *s) { return s->products; }
 int rotq_session_threads(const rotq_session *s) { return s->r->threads; }
+int rotq_threads_resolve(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
 rotq_runner *rotq_session_runner(rotq_session *s) { return s->r; }
 
 rotq_status rotq_session_logits(rotq_session *s, const int32_t *ids, int64_t T, float *logits) {

@@ -174,17 +174,17 @@ static void pick_pre_name(xtok *x, json_t *root) {
     }
     if (best < 0) {
         snprintf(x->pre, sizeof x->pre, "gpt-2");
-        fprintf(stderr, "rotq: warning: %s: the tokenizer.json pre-tokenizer matches no llama.cpp pre-tokenizer; "
+        rotq_log(ROTQ_LOG_WARN, "%s: the tokenizer.json pre-tokenizer matches no llama.cpp pre-tokenizer; "
                         "writing tokenizer.ggml.pre \"gpt-2\" (llama.cpp may split text differently)\n", x->where);
         return;
     }
     snprintf(x->pre, sizeof x->pre, "%s", names[best].name);
     if (names[best].ignore_merges != x->ignore_merges)
-        fprintf(stderr, "rotq: warning: %s: tokenizer.json has ignore_merges %s, llama.cpp's \"%s\" does not\n",
+        rotq_log(ROTQ_LOG_WARN, "%s: tokenizer.json has ignore_merges %s, llama.cpp's \"%s\" does not\n",
                 x->where, x->ignore_merges ? "on" : "off", x->pre);
     json_t *norm = json_object_get(root, "normalizer");
     if (norm && !json_is_null(norm))
-        fprintf(stderr, "rotq: warning: %s: the tokenizer.json normalizer (%s) has no GGUF equivalent; dropped\n",
+        rotq_log(ROTQ_LOG_WARN, "%s: the tokenizer.json normalizer (%s) has no GGUF equivalent; dropped\n",
                 x->where, json_string_value(json_object_get(norm, "type")) ? json_string_value(json_object_get(norm, "type")) : "?");
 }
 
@@ -219,7 +219,7 @@ static rotq_status set_texts(xtok *x, const rotq_model *m) {
     x->n = t->n_vocab;
     if (m->hp.vocab > x->n && m->hp.vocab <= 16 * 1024 * 1024) x->n = (int32_t)m->hp.vocab; /* embedding rows */
     else if (m->hp.vocab > 0 && m->hp.vocab < x->n)
-        fprintf(stderr, "rotq: warning: %s: the tokenizer has %d tokens, the model's vocabulary %lld rows\n", x->where,
+        rotq_log(ROTQ_LOG_WARN, "%s: the tokenizer has %d tokens, the model's vocabulary %lld rows\n", x->where,
                 x->n, (long long)m->hp.vocab);
     if (!(x->text = calloc((size_t)x->n, sizeof *x->text)) || !(x->len = calloc((size_t)x->n, sizeof *x->len)))
         return oom(x);
@@ -416,12 +416,12 @@ static rotq_status read_json_source(xtok *x, const rotq_model *m) {
         x->add_space_prefix = json_adds_space_prefix(t);
         for (int32_t i = 0; i < t->n_pres; i++)
             if (t->pres[i].kind != ROTQ_PRE_METASPACE || t->pres[i].split) {
-                fprintf(stderr, "rotq: warning: %s: the tokenizer.json pre-tokenizer splits words, which llama.cpp's "
+                rotq_log(ROTQ_LOG_WARN, "%s: the tokenizer.json pre-tokenizer splits words, which llama.cpp's "
                                 "\"llama\" vocabulary does not; dropped\n", x->where);
                 break;
             }
         if (!t->byte_fallback)
-            fprintf(stderr, "rotq: warning: %s: a BPE tokenizer.json without byte_fallback written as llama.cpp's "
+            rotq_log(ROTQ_LOG_WARN, "%s: a BPE tokenizer.json without byte_fallback written as llama.cpp's "
                             "\"llama\" (SentencePiece) vocabulary; unknown characters will differ\n", x->where);
     }
     json_decref(root);
@@ -600,7 +600,7 @@ rotq_status rotq_tok_export_gguf_meta(const rotq_model *m, const char *where, ro
     xtok x;
     rotq_status s = xtok_load(&x, m, where);
     if (s == ROTQ_ERR_NOT_FOUND && !x.t) {
-        fprintf(stderr, "rotq: warning: %s: the model carries no tokenizer; the GGUF has no tokenizer metadata\n", where);
+        rotq_log(ROTQ_LOG_WARN, "%s: the model carries no tokenizer; the GGUF has no tokenizer metadata\n", where);
         return ROTQ_OK;
     }
     meta_list l = {0};
@@ -609,7 +609,7 @@ rotq_status rotq_tok_export_gguf_meta(const rotq_model *m, const char *where, ro
     if (s != ROTQ_OK) {
         meta_list_free(&l);
         if (s == ROTQ_ERR_NOMEM) return s;
-        fprintf(stderr, "rotq: warning: %s: tokenizer not written (%s)\n", where, rotq_last_error());
+        rotq_log(ROTQ_LOG_WARN, "%s: tokenizer not written (%s)\n", where, rotq_last_error());
         rotq_clear_error();
         return ROTQ_OK;
     }
@@ -884,7 +884,7 @@ rotq_status rotq_tok_export_hf(const rotq_model *m, const char *dir) {
     for (int k = 0; k < 3; k++) json_decref(files[k]);
     xtok_free(&x);
     if (s == ROTQ_OK || s == ROTQ_ERR_NOMEM || s == ROTQ_ERR_IO) return s;
-    fprintf(stderr, "rotq: warning: %s: no tokenizer.json written (%s)\n", dir, rotq_last_error());
+    rotq_log(ROTQ_LOG_WARN, "%s: no tokenizer.json written (%s)\n", dir, rotq_last_error());
     rotq_clear_error();
     return ROTQ_OK;
 }

@@ -1,8 +1,8 @@
-/* Float baselines kept on disk (ppl_cache.h). A baseline is a pure function of the weights, the
- * token ids and the window settings, so a record is keyed by fingerprints of exactly those; the
- * full key is stored in the record and compared, the file name is only its hash. */
-#include "ppl_cache.h"
-
+/* Float baselines kept on disk (rotq_baseline_cache_*, rotq.h). A baseline is a pure function of
+ * the weights, the token ids, the window settings, the thread count and the code, so a record is
+ * keyed by fingerprints of exactly those; the full key is stored in the record and compared, the
+ * file name is only its hash. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -13,6 +13,12 @@
 #include <time.h>
 
 #include "core/model.h"
+
+struct rotq_baseline_cache {
+    char dir[4096];       /* the cache folder */
+    char key[512];        /* the full key, stored in the record and compared */
+    int threads;
+};
 
 /* 64-bit fingerprint: four independent multiply-xorshift lanes over 8-byte words (memory speed),
  * folded at the end. Detects any change of the bytes; not meant against deliberate collisions. */
@@ -71,14 +77,19 @@ static uint64_t model_fingerprint(const rotq_model *m) {
     return fp_done(&f);
 }
 
-/* The running executable's bytes: a record is reused only by the very code that computed it, since
- * any change to a kernel may move the last bits of a perplexity. */
-static uint64_t exe_fingerprint(void) {
-    static uint64_t cached;
+/* The bytes of the code that computes perplexities (the shared library, or the executable rotq is
+ * linked into): a record is reused only by the very code that computed it, since any change to a
+ * kernel may move the last bits of a perplexity. */
+static uint64_t code_fingerprint(void) {
+    static _Thread_local uint64_t cached;
     if (cached) return cached;
     fp f;
     fp_init(&f);
-    FILE *fh = fopen("/proc/self/exe", "rb");
+    Dl_info info;
+    const char *path = dladdr((void *)code_fingerprint, &info) && info.dli_fname && *info.dli_fname ? info.dli_fname
+                                                                                                    : "/proc/self/exe";
+    FILE *fh = fopen(path, "rb");
+    if (!fh) fh = fopen("/proc/self/exe", "rb");
     if (fh) {
         unsigned char buf[1 << 16];
         size_t got;
@@ -95,32 +106,40 @@ static void make_key(const rotq_model *m, const int32_t *ids, int64_t n, const r
     fp_init(&f);
     fp_bytes(&f, ids, (uint64_t)n * sizeof *ids);
     const char *bos[] = {"none", "first", "every"};
-    snprintf(key, size, "rotq %s (executable %016llx, %d threads) float32 baseline | weights %016llx | %lld token ids %016llx | %s protocol, ctx %lld, "
-             "BOS %s%s (id %d), max windows %lld", ROTQ_VERSION, (unsigned long long)exe_fingerprint(), threads,
+    snprintf(key, size, "rotq %s (code %016llx, %d threads) float32 baseline | weights %016llx | %lld token ids %016llx | %s protocol, ctx %lld, "
+             "BOS %s%s (id %d), max windows %lld", ROTQ_VERSION, (unsigned long long)code_fingerprint(), threads,
              (unsigned long long)model_fingerprint(m), (long long)n,
              (unsigned long long)fp_done(&f), po->protocol == ROTQ_PPL_LLAMACPP ? "llama.cpp" : "papers",
              (long long)po->ctx, bos[po->bos], po->add_bos ? " add" : "", po->bos_id, (long long)po->max_windows);
 }
 
-static const char *cache_dir(const char *arg, char *buf, size_t size) {
-    if (arg) return strcmp(arg, "off") == 0 ? NULL : arg;
-    const char *env = getenv("ROTQ_CACHE_DIR");
-    if (env && *env) return strcmp(env, "off") == 0 ? NULL : env;
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(buf, size, "%s/rotq", xdg);
+static bool cache_dir(const char *arg, char *buf, size_t size) {
+    const char *env = getenv("ROTQ_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (!arg && env && *env) arg = env;
+    if (arg) {
+        if (strcmp(arg, "off") == 0) return false;
+        snprintf(buf, size, "%s", arg);
+    } else if (xdg && *xdg) snprintf(buf, size, "%s/rotq", xdg);
     else if (home && *home) snprintf(buf, size, "%s/.cache/rotq", home);
-    else return NULL;
-    return buf;
+    else return false;
+    return true;
 }
 
-bool ppl_cache_open(ppl_cache *c, const char *arg, const rotq_model *m, const int32_t *ids, int64_t n,
-                    const rotq_ppl_options *po, int threads) {
-    c->dir = m->rot.r3.on || m->rot.r4.on ? NULL : cache_dir(arg, c->dir_buf, sizeof c->dir_buf);
+rotq_status rotq_baseline_cache_open(const char *dir, const rotq_model *m, const int32_t *ids, int64_t n,
+                                     const rotq_ppl_options *po, int threads, rotq_baseline_cache **out) {
+    *out = NULL;
+    if (m->rot.r3.on || m->rot.r4.on) return ROTQ_OK; /* records describe plain float models */
+    rotq_baseline_cache *c = calloc(1, sizeof *c);
+    if (!c) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+    if (!cache_dir(dir, c->dir, sizeof c->dir)) { free(c); return ROTQ_OK; }
     c->threads = threads;
-    c->key[0] = '\0';
-    if (c->dir) make_key(m, ids, n, po, threads, c->key, sizeof c->key);
-    return c->dir != NULL;
+    make_key(m, ids, n, po, threads, c->key, sizeof c->key);
+    *out = c;
+    return ROTQ_OK;
 }
+
+void rotq_baseline_cache_free(rotq_baseline_cache *c) { free(c); }
+const char *rotq_baseline_cache_dir(const rotq_baseline_cache *c) { return c ? c->dir : NULL; }
 
 static void record_path(const char *dir, const char *key, char *path, size_t size) {
     fp f;
@@ -129,8 +148,8 @@ static void record_path(const char *dir, const char *key, char *path, size_t siz
     snprintf(path, size, "%s/baseline-%016llx.json", dir, (unsigned long long)fp_done(&f));
 }
 
-bool ppl_cache_get(const ppl_cache *c, rotq_ppl_result *res, char *when, size_t when_size) {
-    if (!c->dir) return false;
+bool rotq_baseline_cache_get(const rotq_baseline_cache *c, rotq_ppl_result *res, char *when, size_t when_size) {
+    if (!c) return false;
     const char *key = c->key;
     char path[4200];
     record_path(c->dir, key, path, sizeof path);
@@ -159,8 +178,8 @@ bool ppl_cache_get(const ppl_cache *c, rotq_ppl_result *res, char *when, size_t 
     return ok;
 }
 
-rotq_status ppl_cache_put(const ppl_cache *c, const rotq_ppl_result *res) {
-    if (!c->dir) return ROTQ_OK;
+rotq_status rotq_baseline_cache_put(const rotq_baseline_cache *c, const rotq_ppl_result *res) {
+    if (!c) return ROTQ_OK;
     if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) {
         /* a parent may be missing (~/.cache itself): make it once */
         char parent[4096];

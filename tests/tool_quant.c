@@ -1,0 +1,136 @@
+/* tool_quant: one quantizer on a raw float32 matrix, for tests/oracle_quant_gptq.py to compare with
+ * a reference (rtn, gptq with a given Hessian, per-row activations). Test tooling: it reaches the
+ * library's private quantizers, which the rotq command-line tool does not. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/quant.h"
+
+static int cli_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static int cli_lib_error(const char *cmd, rotq_status s) {
+    return cli_error(cmd, "%s (%s)", rotq_last_error(), rotq_status_name(s));
+}
+
+/* "--opt VALUE" or "--opt=VALUE" */
+static bool cli_is(const char *arg, const char *name) {
+    size_t n = strlen(name);
+    return strncmp(arg, name, n) == 0 && (arg[n] == 0 || arg[n] == '=');
+}
+
+static const char *cli_value(int argc, char **argv, int *i) {
+    const char *eq = strchr(argv[*i], '=');
+    if (eq) return eq + 1;
+    return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+
+static const char *test_help =
+    "usage: tool_quant rtn|gptq|act --in M.f32 --rows R --cols C --out Q.f32 [options]\n"
+    "\n"
+    "Runs one quantizer on a raw little-endian float32 matrix [R, C] (row-major) and writes the\n"
+    "dequantized result the same way — the hook for tests that compare rotq with a reference.\n"
+    "  rtn    weights: --bits N [--asym] [--group G] [--mse] (clip search)\n"
+    "  gptq   weights with Hessian --hessian H.f64 (raw float64 [C, C]): --bits N [--asym] [--group G]\n"
+    "         [--mse] [--act-order] [--static-groups] [--block B] [--percdamp F]; prints the loss\n"
+    "  act    per-row activations: --bits N [--asym] [--clip R] [--group G]\n";
+
+static int read_raw(const char *cmd, const char *path, uint64_t want, void **out) {
+    uint8_t *data;
+    uint64_t size;
+    rotq_status s = rotq_read_file(path, &data, &size);
+    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
+    if (size != want) {
+        free(data);
+        return cli_error(cmd, "%s holds %llu bytes, expected %llu", path, (unsigned long long)size, (unsigned long long)want);
+    }
+    *out = data;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *cmd = "tool_quant";
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) { fputs(test_help, argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
+    const char *mode = argv[1], *in = NULL, *out = NULL, *hpath = NULL;
+    long long rows = 0, cols = 0, bits = 4, group = -1, block = 128;
+    bool asym = false, clip = false, act_order = false, static_groups = false;
+    double clip_ratio = 1.0, percdamp = 0.01;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v;
+        char *end = NULL;
+        if (cli_is(a, "--in")) in = cli_value(argc, argv, &i);
+        else if (cli_is(a, "--out")) out = cli_value(argc, argv, &i);
+        else if (cli_is(a, "--hessian")) hpath = cli_value(argc, argv, &i);
+        else if (cli_is(a, "--asym")) asym = true;
+        else if (cli_is(a, "--act-order")) act_order = true;
+        else if (cli_is(a, "--static-groups")) static_groups = true;
+        else if (cli_is(a, "--mse")) clip = true;
+        else if (cli_is(a, "--clip")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--clip needs a ratio");
+            clip_ratio = strtod(v, &end);
+            if (*end) return cli_error(cmd, "--clip %s: expected a ratio", v);
+        } else if (cli_is(a, "--percdamp")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--percdamp needs a number");
+            percdamp = strtod(v, &end);
+            if (*end) return cli_error(cmd, "--percdamp %s: expected a number", v);
+        } else if (cli_is(a, "--rows") || cli_is(a, "--cols") || cli_is(a, "--bits") || cli_is(a, "--group") ||
+                   cli_is(a, "--block")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "%s needs a number", a);
+            errno = 0;
+            long long x = strtoll(v, &end, 10);
+            if (*end || errno) return cli_error(cmd, "%s %s: expected an integer", a, v);
+            if (cli_is(a, "--rows")) rows = x;
+            else if (cli_is(a, "--cols")) cols = x;
+            else if (cli_is(a, "--bits")) bits = x;
+            else if (cli_is(a, "--group")) group = x;
+            else block = x;
+        } else return cli_error(cmd, "unknown option %s (see tool_quant --help)", a);
+    }
+    if (!in || !out || rows <= 0 || cols <= 0 || rows * cols > (1LL << 31))
+        return cli_error(cmd, "needs --in, --out and positive --rows/--cols");
+    float *x = NULL;
+    if (read_raw(cmd, in, (uint64_t)(rows * cols) * sizeof(float), (void **)&x)) return 1;
+    rotq_status s;
+    double loss = 0.0;
+    if (strcmp(mode, "rtn") == 0) {
+        rotq_wq_format f = rotq_wq_format_make((int32_t)bits, asym, group, clip);
+        s = rotq_rtn_quantize(x, rows, cols, &f);
+    } else if (strcmp(mode, "gptq") == 0) {
+        double *H = NULL;
+        if (!hpath) { free(x); return cli_error(cmd, "gptq needs --hessian H.f64"); }
+        if (read_raw(cmd, hpath, (uint64_t)(cols * cols) * sizeof(double), (void **)&H)) { free(x); return 1; }
+        rotq_wq_format f = rotq_wq_format_make((int32_t)bits, asym, group, clip);
+        rotq_gptq_options o = rotq_gptq_defaults();
+        o.act_order = act_order;
+        o.static_groups = static_groups;
+        o.block = block;
+        o.percdamp = percdamp;
+        rotq_gptq_hinv h;
+        s = rotq_gptq_prepare(H, cols, &o, &h);
+        if (s == ROTQ_OK) s = rotq_gptq_quantize(x, rows, cols, &h, &f, &o, &loss);
+        if (s == ROTQ_OK) printf("loss %.17g\ndead %lld\n", loss, (long long)h.n_dead);
+        rotq_gptq_hinv_free(&h);
+        free(H);
+    } else if (strcmp(mode, "act") == 0) {
+        rotq_act_format f = {.bits = (int32_t)bits, .asym = asym, .clip = (float)clip_ratio, .group = group};
+        s = rotq_act_quantize(x, rows, cols, &f);
+    } else {
+        free(x);
+        return cli_error(cmd, "mode %s: expected rtn, gptq or act", mode);
+    }
+    if (s == ROTQ_OK) s = rotq_write_file_atomic(out, x, (uint64_t)(rows * cols) * sizeof(float));
+    free(x);
+    return s == ROTQ_OK ? 0 : cli_lib_error(cmd, s);
+}
