@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend/cpu/caps.h"
 #include "nn/nn.h"
 
 static double now(void) {
@@ -75,14 +76,14 @@ int main(int argc, char **argv) {
         static double tb[MAX_CALLS], tf[MAX_CALLS];
         int nb = 0, nf = 0;
         for (int block = 0; block < BLOCKS; block++) {
-            setenv("ROTQ_ATTENTION", "blas", 1);
+            { rotq_cpu_caps c_ = *rotq_cpu_caps_get(); c_.attention_fused = false; rotq_cpu_caps_set(&c_); }
             double start = now();
             for (int r = 0; (r < reps || now() - start < BLOCK_SECONDS) && nb < MAX_CALLS * (block + 1) / BLOCKS; r++) {
                 double t0 = now();
                 rotq_attention_forward_ws(ref, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb);
                 tb[nb++] = now() - t0;
             }
-            unsetenv("ROTQ_ATTENTION");
+            rotq_cpu_caps_set(NULL);
             nanosleep(&(struct timespec){.tv_nsec = 300000000}, NULL);
             start = now();
             for (int r = 0; (r < reps || now() - start < BLOCK_SECONDS) && nf < MAX_CALLS * (block + 1) / BLOCKS; r++) {

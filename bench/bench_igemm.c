@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "quant/igemm.h"
+#include "backend/igemm.h"
 
 static double now(void) {
     struct timespec ts;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/caps.h"
 #include "nn/nn.h"
 #include "testutil.h"
 
@@ -84,9 +85,9 @@ static void run_case(int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t h
 
     bool fused = rotq_attention_fused_supported(hd);
     if (fused) rotq_attention_fused(out_fused, q, k, v, T, pos0, nh, nkv, hd, scale);
-    setenv("ROTQ_ATTENTION", "blas", 1);
+    { rotq_cpu_caps c_ = *rotq_cpu_caps_get(); c_.attention_fused = false; rotq_cpu_caps_set(&c_); }
     rotq_attention_forward_ws(out_blas, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb);
-    unsetenv("ROTQ_ATTENTION");
+    rotq_cpu_caps_set(NULL);
     const float *out = fused ? out_fused : out_blas;
 
     char what[160];
@@ -125,7 +126,7 @@ static void test_dispatch(void) {
     float *scores = malloc(sizeof(float) * nh * T * (pos0 + T)), *work = malloc(sizeof(float) * 2 * nq);
     for (int64_t i = 0; i < nq; i++) q[i] = (float)tu_nrand(&rng);
     for (int64_t i = 0; i < nkvf; i++) { k[i] = (float)tu_nrand(&rng); v[i] = (float)tu_nrand(&rng); }
-    unsetenv("ROTQ_ATTENTION");
+    rotq_cpu_caps_set(NULL);
     rotq_attention_fused(a, q, k, v, T, pos0, nh, nkv, hd, 0.125f);
     rotq_attention_forward_ws(b, q, k, v, scores, work, T, pos0, nh, nkv, hd, 0.125f, T);
     rotq_attention_forward(c, q, k, v, scores, T, pos0, nh, nkv, hd, 0.125f, T);

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/igemm.h"
+#include "backend/cpu/caps.h"
+#include "backend/igemm.h"
 #include "testutil.h"
 
 static uint64_t rs = 0x243F6A8885A308D3ull;
@@ -68,9 +69,11 @@ static void run_case(const igemm_case *k) {
     CHECK(rotq_igemm_n_out(w) == n_out && rotq_igemm_n_in(w) == n_in, "sizes");
     rotq_igemm_forward_ref(y_ref, u, s, z, T, n_in, q, sw, n_out, b, k->accumulate);
     rotq_igemm_forward(y_fast, u, s, z, T, k->u_max, w, b, k->accumulate);
-    setenv("ROTQ_IGEMM_ISA", "scalar", 1);
+    rotq_cpu_caps port = *rotq_cpu_caps_get();
+    port.igemm_avx2 = false;
+    rotq_cpu_caps_set(&port);
     rotq_igemm_forward(y_port, u, s, z, T, k->u_max, w, b, k->accumulate);
-    unsetenv("ROTQ_IGEMM_ISA");
+    rotq_cpu_caps_set(NULL);
 
     char what[200];
     snprintf(what, sizeof what, "T=%lld n_in=%lld n_out=%lld u<=%d q in [%d,%d] z=%d bias=%d acc=%d fill=%d", (long long)T,

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "core/model.h"
-#include "quant/igemm.h"
+#include "backend/igemm.h"
 #include "quant/quant.h"
 #include "rotate/online.h"
 #include "testutil.h"

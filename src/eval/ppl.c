@@ -17,7 +17,7 @@ static rotq_status score_rows(const rotq_runner *r, const float *hidden, const i
     for (int64_t a = s0; a < s1; a += LOGIT_ROWS) {
         int64_t rows = s1 - a < LOGIT_ROWS ? s1 - a : LOGIT_ROWS;
         ROTQ_TRY(rotq_nn_logits(r, hidden + a * d, rows, logits));
-        rotq_logsumexp_rows(logits, rows, V, lse);
+        r->be->logsumexp_rows(logits, rows, V, lse);
         for (int64_t i = 0; i < rows; i++) {
             double term = lse[i] - (double)logits[i * V + win[a + i + 1]];
             if (term != term || term > 1e30)

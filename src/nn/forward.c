@@ -146,6 +146,7 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
     ROTQ_TRY(check_hparams(m));
     rotq_runner *r = calloc(1, sizeof *r);
     if (!r) return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory");
+    r->be = rotq_backend_cpu();
     r->model = m;
     r->hp = m->hp;
     r->norm = rotq_model_norm_kind(m);
@@ -270,16 +271,52 @@ void rotq_runner_describe(const rotq_runner *r, char *out, size_t size) {
     if (n == 0 && size) snprintf(out, size, "none (the model as stored, in float)");
 }
 
-rotq_status rotq_runner_linear_input(const rotq_runner *r, int32_t layer, rotq_role role, float *x, int64_t rows,
-                                     int64_t cols) {
-    for (int i = 0; i < r->n_tf; i++) {
-        const rotq_hooks *h = &r->tf[i].hooks;
-        if (h->linear_input) ROTQ_TRY(h->linear_input(h->ctx, layer, role, x, rows, cols));
+uint64_t rotq_runner_owned_bytes(const rotq_runner *r) { return r->owned_bytes; }
+
+void rotq_runner_set_training(rotq_runner *r, rotq_activations *acts) { r->train = acts; }
+
+/* ---- training-mode records ------------------------------------------------------------------------ */
+
+rotq_status rotq_activations_new(const rotq_runner *r, int64_t T, rotq_activations **out) {
+    *out = NULL;
+    const rotq_hparams *hp = &r->hp;
+    int64_t L = hp->n_layers, d = hp->hidden, qd = hp->n_heads * hp->head_dim, kvd = hp->n_kv_heads * hp->head_dim;
+    int64_t ff = hp->intermediate, nh = hp->n_heads;
+    if (T <= 0) return rotq_fail(ROTQ_ERR_ARG, "nn: activations for %lld tokens", (long long)T);
+    /* per layer: 6 [T,d] + 4 [T,qd] + 4 [T,kvd] + 4 [T,ff] + [nh,T] + 2 [T] */
+    int64_t per_layer = T * (6 * d + 4 * qd + 4 * kvd + 4 * ff + nh + 2), total = L * per_layer + T * (2 * d + 1);
+    rotq_activations *a = calloc(1, sizeof *a);
+    if (a) a->layers = calloc((size_t)L, sizeof *a->layers);
+    if (a && a->layers) a->block = malloc((size_t)total * sizeof(float));
+    if (!a || !a->layers || !a->block) {
+        rotq_activations_free(a);
+        return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for training activations (%lld floats)", (long long)total);
     }
+    a->T = T;
+    a->n_layers = L;
+    float *p = a->block;
+#define TAKE(field, n) (field = p, p += (n))
+    for (int64_t l = 0; l < L; l++) {
+        rotq_layer_acts *s = &a->layers[l];
+        TAKE(s->x_in, T * d), TAKE(s->rstd_attn, T), TAKE(s->xn_attn_raw, T * d), TAKE(s->xn_attn, T * d);
+        TAKE(s->q_raw, T * qd), TAKE(s->k_raw, T * kvd), TAKE(s->v_raw, T * kvd);
+        TAKE(s->q, T * qd), TAKE(s->k, T * kvd), TAKE(s->v, T * kvd), TAKE(s->lse, nh * T);
+        TAKE(s->att_raw, T * qd), TAKE(s->att, T * qd), TAKE(s->x_mid, T * d), TAKE(s->rstd_mlp, T);
+        TAKE(s->xn_mlp_raw, T * d), TAKE(s->xn_mlp, T * d), TAKE(s->gate, T * ff), TAKE(s->up, T * ff);
+        TAKE(s->ff_raw, T * ff), TAKE(s->ff, T * ff);
+    }
+    TAKE(a->x_final, T * d), TAKE(a->rstd_final, T), TAKE(a->hidden_raw, T * d);
+#undef TAKE
+    *out = a;
     return ROTQ_OK;
 }
 
-uint64_t rotq_runner_owned_bytes(const rotq_runner *r) { return r->owned_bytes; }
+void rotq_activations_free(rotq_activations *a) {
+    if (!a) return;
+    free(a->block);
+    free(a->layers);
+    free(a);
+}
 
 /* Activations for T tokens. */
 static rotq_status ensure_scratch(rotq_runner *r, int64_t T) {
@@ -347,16 +384,6 @@ void rotq_kv_cache_free(rotq_kv_cache *c) {
 
 /* ---- forward -------------------------------------------------------------------------------- */
 
-void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T) {
-    const rotq_hparams *hp = &r->hp;
-    if (r->norm == ROTQ_NORM_LAYER) {
-        rotq_layernorm_forward(out, x, w, b, r->norm_offset, (float)hp->norm_eps, T, hp->hidden);
-    } else {
-        rotq_rmsnorm_forward(out, x, w, r->norm_offset, (float)hp->norm_eps, T, hp->hidden);
-        if (b) rotq_add_rows(out, b, T, hp->hidden); /* a LayerNorm bias kept through fusion */
-    }
-}
-
 void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x) {
     int64_t d = r->hp.hidden;
     for (int64_t t = 0; t < T; t++) {
@@ -367,96 +394,6 @@ void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int6
             for (int64_t i = 0; i < d; i++) row[i] += p[i];
         }
     }
-}
-
-/* A decoder linear: the first transform's product that takes it, else the float product. */
-static rotq_status linear(const rotq_runner *r, int32_t l, rotq_role role, float *out, const float *x, const float *w,
-                          const float *b, int64_t T, int64_t n_in, int64_t n_out, bool accumulate) {
-    for (int i = 0; i < r->n_tf; i++) {
-        const rotq_hooks *h = &r->tf[i].hooks;
-        if (!h->linear) continue;
-        bool done = false;
-        rotq_status s = h->linear(h->ctx, l, role, x, T, n_in, out, n_out, b, accumulate, &done);
-        if (s != ROTQ_OK || done) return s;
-    }
-    rotq_linear_forward(out, x, w, b, T, n_in, n_out, accumulate);
-    return ROTQ_OK;
-}
-rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer) {
-    return r->layers[layer].fused_gate_up ? ROLE_GATE_UP : r->gated ? ROLE_GATE : ROLE_UP;
-}
-
-rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t l, const float *xn, float *ff1, float *ff2, int64_t T) {
-    const rotq_layer_weights *w = &r->layers[l];
-    int64_t d = r->hp.hidden, ff = r->hp.intermediate;
-    if (r->gated) {
-        ROTQ_TRY(linear(r, l, ROLE_GATE, ff1, xn, w->wgate, w->bgate, T, d, ff, false));
-        ROTQ_TRY(linear(r, l, ROLE_UP, ff2, xn, w->wup, w->bup, T, d, ff, false));
-        rotq_swiglu_forward(ff1, ff2, T * ff);
-    } else {
-        ROTQ_TRY(linear(r, l, ROLE_UP, ff1, xn, w->wup, w->bup, T, d, ff, false));
-        rotq_act_forward((rotq_mlp_kind)r->hp.mlp_act, ff1, T * ff);
-    }
-    for (int i = 0; i < r->n_tf; i++) {
-        const rotq_hooks *h = &r->tf[i].hooks;
-        if (h->down_input) ROTQ_TRY(h->down_input(h->ctx, l, ff1, T, ff));
-    }
-    return ROTQ_OK;
-}
-
-rotq_status rotq_runner_qkv(const rotq_runner *r, int32_t l, const float *xn, float *q, float *k, float *v,
-                            const float *cos_t, const float *sin_t, int64_t T, int64_t pos0) {
-    const rotq_hparams *hp = &r->hp;
-    const rotq_layer_weights *w = &r->layers[l];
-    int64_t d = hp->hidden, nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim;
-    int64_t qd = nh * hd, kvd = nkv * hd, half = hp->rotary_dim / 2;
-    ROTQ_TRY(linear(r, l, ROLE_Q, q, xn, w->wq, w->bq, T, d, qd, false));
-    ROTQ_TRY(linear(r, l, ROLE_K, k, xn, w->wk, w->bk, T, d, kvd, false));
-    ROTQ_TRY(linear(r, l, ROLE_V, v, xn, w->wv, w->bv, T, d, kvd, false));
-    if (r->rope) {
-        rotq_rope_forward(q, cos_t, sin_t, T, nh, hd, half);
-        rotq_rope_forward(k, cos_t, sin_t, T, nkv, hd, half);
-    }
-    for (int i = 0; i < r->n_tf; i++) {
-        const rotq_hooks *h = &r->tf[i].hooks;
-        if (h->qk_rope) ROTQ_TRY(h->qk_rope(h->ctx, l, q, k, T, pos0, nh, nkv, hd));
-    }
-    for (int i = 0; i < r->n_tf; i++) {
-        const rotq_hooks *h = &r->tf[i].hooks;
-        if (h->v) ROTQ_TRY(h->v(h->ctx, l, v, T, pos0, nkv, hd));
-    }
-    return ROTQ_OK;
-}
-
-#define HOOK(call) do { rotq_status hs_ = (call); if (hs_ != ROTQ_OK) return hs_; } while (0)
-
-
-
-/* One decoder layer over x [T, d] in place. k_all/v_all [pos0+T, kvd] hold this layer's keys and
- * values; rows pos0.. are written here. */
-static rotq_status layer_forward(rotq_runner *r, int32_t l, int64_t T, int64_t pos0, float *k_all, float *v_all) {
-    const rotq_hparams *hp = &r->hp;
-    const rotq_layer_weights *w = &r->layers[l];
-    int64_t d = hp->hidden, nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim, ff = hp->intermediate;
-    int64_t qd = nh * hd, kvd = nkv * hd;
-
-    /* attention block: xn = norm(x); q, k, v = xn · W{q,k,v}ᵀ (+ b) */
-    rotq_runner_norm(r, r->xn, r->x, w->attn_norm, w->attn_norm_b, T);
-    HOOK(rotq_runner_linear_input(r, l, w->fused_qkv ? ROLE_QKV : ROLE_Q, r->xn, T, d));
-    HOOK(rotq_runner_qkv(r, l, r->xn, r->q, k_all + pos0 * kvd, v_all + pos0 * kvd, r->rope_cos, r->rope_sin, T, pos0));
-    rotq_attention_forward_ws(r->att, r->q, k_all, v_all, r->scores, r->attn_work, T, pos0, nh, nkv, hd,
-                              r->attn_scale, rotq_attention_block(T, nh, pos0 + T));
-    /* x += att · Woᵀ (+ bo) */
-    HOOK(rotq_runner_linear_input(r, l, ROLE_O, r->att, T, qd));
-    HOOK(linear(r, l, ROLE_O, r->x, r->att, w->wo, w->bo, T, qd, d, true));
-
-    /* MLP block: x += (silu(xn · Wgateᵀ) * (xn · Wupᵀ)) · Wdownᵀ, or act(xn · Wupᵀ + b) · Wdownᵀ */
-    rotq_runner_norm(r, r->xn, r->x, w->mlp_norm, w->mlp_norm_b, T);
-    HOOK(rotq_runner_linear_input(r, l, rotq_runner_mlp_role(r, l), r->xn, T, d));
-    HOOK(rotq_runner_mlp_hidden(r, l, r->xn, r->ff1, r->ff2, T));
-    HOOK(rotq_runner_linear_input(r, l, ROLE_DOWN, r->ff1, T, ff));
-    HOOK(linear(r, l, ROLE_DOWN, r->x, r->ff1, w->wdown, w->bdown, T, ff, d, true));
-    return ROTQ_OK;
 }
 
 rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_kv_cache *cache, float *hidden) {
@@ -479,6 +416,9 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
     if (r->pos_embed && pos0 + T > hp->max_pos)
         return rotq_fail(ROTQ_ERR_ARG, "nn: %s: position %lld is beyond the model's %lld learned positions",
                          r->model->source_path, (long long)(pos0 + T - 1), (long long)hp->max_pos);
+    if (r->train && (cache || T != r->train->T))
+        return rotq_fail(ROTQ_ERR_ARG, "nn: a training-mode forward takes windows of exactly %lld tokens and no KV cache "
+                         "(got %lld%s)", (long long)r->train->T, (long long)T, cache ? " with a cache" : "");
     ROTQ_TRY(ensure_scratch(r, T));
     ROTQ_TRY(ensure_scores(r, T, pos0 + T));
 
@@ -486,19 +426,29 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
     rotq_runner_embed(r, ids, T, pos0, r->x);
     if (r->rope) rotq_rope_tables(r->inv_freq, hp->rotary_dim / 2, pos0, T, r->rope_cos, r->rope_sin);
 
+    rotq_activations *tr = r->train;
+    rotq_layer_io io = {.x = r->x, .xn = r->xn, .q = r->q, .att = r->att, .ff1 = r->ff1, .ff2 = r->ff2,
+                        .scores = r->scores, .work = r->attn_work, .cos_t = r->rope_cos, .sin_t = r->rope_sin,
+                        .T = T, .pos0 = pos0};
     for (int32_t l = 0; l < hp->n_layers; l++) {
-        float *k_all = cache ? cache->k + (int64_t)l * cache->capacity * kvd : r->k;
-        float *v_all = cache ? cache->v + (int64_t)l * cache->capacity * kvd : r->v;
-        ROTQ_TRY(layer_forward(r, l, T, pos0, k_all, v_all));
+        io.k_all = cache ? cache->k + (int64_t)l * cache->capacity * kvd : r->k;
+        io.v_all = cache ? cache->v + (int64_t)l * cache->capacity * kvd : r->v;
+        io.save = tr ? &tr->layers[l] : NULL;
+        ROTQ_TRY(rotq_layer_forward(r, l, &io));
     }
     rotq_runner_norm(r, hidden, r->x, r->final_norm, r->final_norm_b, T);
-    HOOK(rotq_runner_linear_input(r, -1, ROLE_LM_HEAD, hidden, T, d));
+    if (tr) {
+        memcpy(tr->x_final, r->x, (size_t)(T * d) * sizeof(float));
+        memcpy(tr->hidden_raw, hidden, (size_t)(T * d) * sizeof(float));
+        rotq_runner_norm_rstd(r, r->x, T, tr->rstd_final);
+    }
+    ROTQ_TRY(rotq_runner_linear_input(r, -1, ROLE_LM_HEAD, hidden, T, d));
     if (cache) cache->n += T;
     return ROTQ_OK;
 }
 
 rotq_status rotq_nn_logits(const rotq_runner *r, const float *hidden, int64_t rows, float *logits) {
     if (rows <= 0) return rotq_fail(ROTQ_ERR_ARG, "nn: logits of %lld rows", (long long)rows);
-    rotq_linear_forward(logits, hidden, r->lm_head, r->lm_head_b, rows, r->hp.hidden, r->hp.vocab, false);
+    r->be->linear(logits, hidden, r->lm_head, r->lm_head_b, rows, r->hp.hidden, r->hp.vocab, false);
     return ROTQ_OK;
 }

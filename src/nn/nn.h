@@ -2,8 +2,9 @@
  *
  * A runner is prepared once from a bound model (weights viewed or converted to float32), then
  * runs windows of tokens: embedding → n_layers × (norm → attention → residual, norm → MLP →
- * residual) → final norm → lm_head. Matrix products go through BLAS over the whole window;
- * element-wise work is spread over OpenMP threads (never around a BLAS call).
+ * residual) → final norm → lm_head. Every op goes through the runner's backend (backend/backend.h:
+ * the CPU one runs the products in BLAS over the whole window and the element-wise work on OpenMP
+ * threads).
  *
  * Transforms let later stages (online rotations, fake quantization, integer products, statistics)
  * act at named sites, in the order they were added (rotq_runner_add_transform); each site runs its
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "arch/arch.h"
+#include "backend/backend.h"
 #include "core/model.h"
 
 /* ---- transforms ----------------------------------------------------------------------------- */
@@ -84,6 +86,7 @@ typedef struct rotq_layer_weights {
 } rotq_layer_weights;
 
 typedef struct rotq_runner {
+    const rotq_backend *be;                 /* every op of the forward pass goes through this table */
     rotq_hparams hp;
     const rotq_model *model;
     rotq_norm_kind norm;
@@ -104,6 +107,8 @@ typedef struct rotq_runner {
     bool online_required;                   /* the model records online rotations (R3/R4) ... */
     bool online_attached;                   /* ... and rotq_online_attach put them in place */
 
+    struct rotq_activations *train;         /* training mode: the record the forward fills (not owned) */
+
     void **owned;                           /* float32 copies made at prepare time */
     int64_t n_owned, cap_owned;
     uint64_t owned_bytes;
@@ -118,18 +123,6 @@ typedef struct rotq_runner {
  * OpenBLAS thread counts; threads <= 0 leaves both at their defaults. */
 rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out);
 void rotq_runner_free(rotq_runner *r);
-/* Pieces of the forward pass shared with the layer-by-layer calibration walk (quant/calib.c):
- * x [T, d] = embed[ids] (+ learned positions pos0..pos0+T-1); the model's norm (RMSNorm or
- * LayerNorm, weight, optional bias); the role a layer's MLP input hook names; and the MLP hidden
- * activation ff1 [T, ff] from xn (ff2: scratch of the same size), with the down_input hook run. */
-void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x);
-void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T);
-rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer);
-rotq_status rotq_runner_mlp_hidden(const rotq_runner *r, int32_t layer, const float *xn, float *ff1, float *ff2, int64_t T);
-/* q [T, nh·hd], k, v [T, nkv·hd] from xn: the three products (through the `linear` hook), RoPE with
- * the cos/sin tables of positions pos0.. (rotq_rope_tables), then the qk_rope and v hooks. */
-rotq_status rotq_runner_qkv(const rotq_runner *r, int32_t layer, const float *xn, float *q, float *k, float *v,
-                            const float *cos_t, const float *sin_t, int64_t T, int64_t pos0);
 /* Appends a transform (copied; its state is released with the runner when t->release is set).
  * ROTQ_ERR_ARG past ROTQ_MAX_TRANSFORMS. */
 rotq_status rotq_runner_add_transform(rotq_runner *r, const rotq_transform *t);
@@ -145,6 +138,89 @@ rotq_status rotq_runner_linear_input(const rotq_runner *r, int32_t layer, rotq_r
                                      int64_t cols);
 /* Bytes of float32 weight copies the runner owns (0 when every weight was borrowed). */
 uint64_t rotq_runner_owned_bytes(const rotq_runner *r);
+
+/* ---- one decoder layer, as ordered steps (layer.c) ------------------------------------------------ */
+
+typedef enum rotq_layer_step {
+    ROTQ_STEP_ATTN_NORM = 0, /* xn ← norm(x); transforms at q/k/v's input */
+    ROTQ_STEP_ATTENTION,     /* q/k/v products, RoPE, qk/v transforms, attention; transforms at o's input */
+    ROTQ_STEP_ATTN_OUT,      /* x ← x + att·Woᵀ (+ bo) */
+    ROTQ_STEP_MLP_NORM,      /* xn ← norm(x); transforms at gate/up's input */
+    ROTQ_STEP_MLP_HIDDEN,    /* ff ← silu(gate)·up or act(up); transforms at down's input */
+    ROTQ_STEP_MLP_OUT,       /* x ← x + ff·Wdownᵀ (+ bdown) */
+    ROTQ_LAYER_STEPS
+} rotq_layer_step;
+
+typedef struct rotq_step_info {
+    const char *name;
+    bool feeds_linear;       /* leaves a linear group's input (rotq_layer_step_output) */
+    bool updates_stream;     /* adds to the residual stream x */
+} rotq_step_info;
+
+/* What one layer's backward needs, kept by a training-mode forward (rows: the window's T tokens).
+ * "raw" values are a site's input before its transforms (online rotation, fake quantization); the
+ * others what the computation went on with — so the pre-quantization values a straight-through
+ * mask needs are the raw ones through the site's rotation. */
+typedef struct rotq_layer_acts {
+    float *x_in;                /* [T, d]   the layer's input (residual stream) */
+    float *rstd_attn;           /* [T]      1/sqrt(mean(x²)+eps) (LayerNorm: of the centred x) */
+    float *xn_attn_raw, *xn_attn; /* [T, d] attention norm output, before / after q/k/v's input transforms */
+    float *q_raw, *k_raw, *v_raw; /* [T, qd], [T, kvd] after RoPE, before the qk/v transforms */
+    float *q, *k, *v;           /* [T, qd], [T, kvd] what attention read */
+    float *lse;                 /* [nh, T]  log-sum-exp of each query row's scaled scores */
+    float *att_raw, *att;       /* [T, qd]  attention output, before / after o_proj's input transforms */
+    float *x_mid;               /* [T, d]   residual stream after attention */
+    float *rstd_mlp;            /* [T] */
+    float *xn_mlp_raw, *xn_mlp; /* [T, d] */
+    float *gate, *up;           /* [T, ff]  gate/up products (gate NULL-free only when gated; up is act's input otherwise) */
+    float *ff_raw, *ff;         /* [T, ff]  down_proj's input before / after its transforms */
+} rotq_layer_acts;
+
+/* A training-mode forward's record of one window of T tokens: every layer, and the final norm. */
+typedef struct rotq_activations {
+    int64_t T, n_layers;
+    rotq_layer_acts *layers;    /* [n_layers] */
+    float *x_final;             /* [T, d]   the final norm's input */
+    float *rstd_final;          /* [T] */
+    float *hidden_raw;          /* [T, d]   final norm output before lm_head's input transforms */
+    float *block;               /* one allocation behind every pointer above */
+} rotq_activations;
+
+rotq_status rotq_activations_new(const rotq_runner *r, int64_t T, rotq_activations **out);
+void rotq_activations_free(rotq_activations *a);
+/* Training mode: the next forwards (no KV cache, exactly acts->T tokens) fill acts. NULL: inference. */
+void rotq_runner_set_training(rotq_runner *r, rotq_activations *acts);
+
+/* A window's buffers, as the steps read and write them. */
+typedef struct rotq_layer_io {
+    float *x;                   /* [T, d]   residual stream (updated by ATTN_OUT and MLP_OUT) */
+    float *xn;                  /* [T, d] */
+    float *q;                   /* [T, qd] */
+    float *k_all, *v_all;       /* [pos0+T, kvd] this layer's keys and values; rows pos0.. are written */
+    float *att;                 /* [T, qd] */
+    float *ff1, *ff2;           /* [T, ff] */
+    float *scores, *work;       /* attention scratch (rotq_attention_forward_ws) */
+    const float *cos_t, *sin_t; /* [T, rotary_dim/2] RoPE tables of positions pos0.. */
+    int64_t T, pos0;
+    rotq_layer_acts *save;      /* training mode: where to keep what the backward needs (NULL: none) */
+} rotq_layer_io;
+
+const rotq_step_info *rotq_layer_step_info(rotq_layer_step s);
+/* Runs one step of layer l on io. */
+rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step s, rotq_layer_io *io);
+/* All steps in order: the layer's forward. */
+rotq_status rotq_layer_forward(const rotq_runner *r, int32_t l, rotq_layer_io *io);
+/* The linear group's input a step leaves in io (its width in *cols, the group's first role in
+ * *group), or NULL for the steps that feed none. */
+const float *rotq_layer_step_output(const rotq_runner *r, int32_t l, rotq_layer_step s, const rotq_layer_io *io,
+                                    int64_t *cols, rotq_role *group);
+/* Pieces the calibration walk needs too: x [T, d] = embed[ids] (+ learned positions pos0..), the
+ * model's norm, and the role a layer's MLP input transforms name. */
+void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x);
+void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T);
+/* rstd [T] of the norm over x [T, d] (in double), for the backward. */
+void rotq_runner_norm_rstd(const rotq_runner *r, const float *x, int64_t T, float *rstd);
+rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer);
 
 /* ---- KV cache (generation) -------------------------------------------------------------------- */
 
@@ -166,53 +242,5 @@ void rotq_kv_cache_free(rotq_kv_cache *c);
 rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_kv_cache *cache, float *hidden);
 /* logits [rows, vocab] = hidden [rows, d] · lm_headᵀ (+ bias). */
 rotq_status rotq_nn_logits(const rotq_runner *r, const float *hidden, int64_t rows, float *logits);
-
-/* ---- layers (layers.c): plain functions on raw float arrays ------------------------------------ */
-
-/* out [T, n_out] = x [T, n_in] · w [n_out, n_in]ᵀ + b (b may be NULL); accumulate: out += instead. */
-void rotq_linear_forward(float *out, const float *x, const float *w, const float *b, int64_t T, int64_t n_in,
-                         int64_t n_out, bool accumulate);
-/* out [T, d] = x / sqrt(mean(x²) + eps) * (w + offset) — in float32, as transformers does. */
-void rotq_rmsnorm_forward(float *out, const float *x, const float *w, float offset, float eps, int64_t T, int64_t d);
-/* out [T, d] = (x - mean) / sqrt(var + eps) * (w + offset) + b. */
-void rotq_layernorm_forward(float *out, const float *x, const float *w, const float *b, float offset, float eps,
-                            int64_t T, int64_t d);
-/* RoPE frequencies [rotary_dim/2] as transformers computes them (float32), with linear or llama3
- * scaling from hp. */
-void rotq_rope_inv_freq(const rotq_hparams *hp, float *inv_freq);
-/* cos/sin tables [T, half] for positions pos0..pos0+T-1. */
-void rotq_rope_tables(const float *inv_freq, int64_t half, int64_t pos0, int64_t T, float *cos_t, float *sin_t);
-/* Rotate-half RoPE in place on x [T, n_heads, head_dim], touching the first 2*half dims of each head. */
-void rotq_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads,
-                       int64_t head_dim, int64_t half);
-/* Causal GQA attention. q [T, nh, hd] at positions pos0.., k/v [pos0+T, nkv, hd] (all keys so far);
- * out [T, nh, hd]. scores: scratch of n_heads * q_block * (pos0+T) floats (q_block from
- * rotq_attention_block). Allocates a 2·T·nh·hd work buffer per call; _ws takes it from the caller. */
-void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
-                            int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
-                            int64_t q_block);
-void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,
-                               float *work, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim,
-                               float scale, int64_t q_block);
-/* The fused AVX2+FMA attention (attention_avx2.c): same contract as rotq_attention_forward, without
- * the scores scratch. _supported says whether this CPU and head_dim can run it; the two functions
- * above call it on their own unless the environment sets ROTQ_ATTENTION=blas. */
-#define ROTQ_ATTENTION_FUSED_HD_MAX 256
-bool rotq_attention_fused_supported(int64_t head_dim);
-void rotq_attention_fused(float *out, const float *q, const float *k, const float *v, int64_t T, int64_t pos0,
-                          int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
-/* Query rows per attention block for T queries over n_keys keys (bounds the scores scratch). */
-int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys);
-/* gate [T, ff] ← silu(gate) * up. */
-void rotq_swiglu_forward(float *gate, const float *up, int64_t n);
-/* x ← act(x) over n floats for a plain MLP: ROTQ_MLP_RELU max(x, 0), ROTQ_MLP_GELU
- * x·Φ(x) = x/2·(1 + erf(x/√2)), ROTQ_MLP_GELU_TANH x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-void rotq_act_forward(rotq_mlp_kind act, float *x, int64_t n);
-/* out[t] += b for each of T rows of d (a bias left in a norm after LayerNorm fusion). */
-void rotq_add_rows(float *out, const float *b, int64_t T, int64_t d);
-/* Row-wise log-sum-exp of x [rows, n]. */
-void rotq_logsumexp_rows(const float *x, int64_t rows, int64_t n, double *out);
-/* exp over n floats in place after subtracting `shift`; returns the sum (double). */
-double rotq_exp_shift_sum(float *x, int64_t n, float shift);
 
 #endif

@@ -7,109 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/cpu/grid.h"
 #include "quant/quant.h"
-
-rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what) {
-    if (!rotq_act_on(f)) return ROTQ_OK;
-    if (f->bits < 2 || f->bits > 8)
-        return rotq_fail(ROTQ_ERR_ARG, "quant: %s bits %d outside 2..8 (16 = off)", what, f->bits);
-    if (!(f->clip > 0.0f && f->clip <= 1.0f))
-        return rotq_fail(ROTQ_ERR_ARG, "quant: %s clip ratio %g must be in (0, 1]", what, (double)f->clip);
-    return ROTQ_OK;
-}
-
-/* Round half to even of v, |v| <= 2^22, without a libm call: adding 1.5·2^23 leaves no fraction
- * bits, and the FPU's default rounding is to nearest even. */
-static inline float round_even(float v) { return (v + 0x1.8p23f) - 0x1.8p23f; }
-
-/* The integer x rounds to on a grid of `scale` over [lo, hi]. Clamping before rounding equals
- * rounding before clamping: the bounds are integers. Fake quantization and integer codes both go
- * through here, so the codes are exactly the fake-quantized values over the scale. */
-static inline float grid_round(float x, float scale, float lo, float hi) {
-    float v = x / scale;
-    v = v < lo ? lo : v > hi ? hi : v;
-    return round_even(v);
-}
-
-/* Largest grid integer: 2^b − 1 asymmetric, 2^(b−1) − 1 symmetric. */
-static int32_t grid_maxq(const rotq_act_format *f) { return f->asym ? (1 << f->bits) - 1 : (1 << (f->bits - 1)) - 1; }
-
-/* The grid of one segment: scale, and the integer range [lo, hi] its values round into (lo = -zero
- * for asymmetric grids). False when the segment holds NaN/Inf. */
-static bool segment_grid(const float *x, int64_t n, int32_t maxq, bool asym, float clip, float *scale_out, float *lo_out,
-                         float *hi_out) {
-    float mn = 0.0f, mx = 0.0f;
-    bool finite = true;
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        finite &= isfinite(v);
-        mn = v < mn ? v : mn;
-        mx = v > mx ? v : mx;
-    }
-    if (!finite) return false;
-    mn *= clip;
-    mx *= clip;
-    float scale, lo, hi;
-    if (!asym) {
-        float m = -mn > mx ? -mn : mx;
-        scale = m == 0.0f ? 1.0f : m / (float)maxq;
-        lo = -(float)maxq - 1.0f;
-        hi = (float)maxq;
-    } else {
-        if (mn == 0.0f && mx == 0.0f) { mn = -1.0f; mx = 1.0f; }
-        float range = mx - mn;
-        /* a range past FLT_MAX (values near ±FLT_MAX of both signs) is formed in double */
-        scale = isfinite(range) ? range / (float)maxq : (float)(((double)mx - (double)mn) / maxq);
-        float zero = nearbyintf(-mn / scale);
-        lo = -zero;
-        hi = (float)maxq - zero;
-    }
-    *scale_out = scale;
-    *lo_out = lo;
-    *hi_out = hi;
-    return true;
-}
-
-/* One segment in place; false when it holds NaN/Inf (left untouched then). */
-static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float clip) {
-    float scale, lo, hi;
-    if (!segment_grid(x, n, maxq, asym, clip, &scale, &lo, &hi)) return false;
-    if ((double)scale * (maxq + 1) < FLT_MAX) {
-        for (int64_t i = 0; i < n; i++) x[i] = grid_round(x[i], scale, lo, hi) * scale;
-    } else {
-        /* a grid end beyond FLT_MAX (ranges near it): saturate instead of producing ±Inf */
-        for (int64_t i = 0; i < n; i++) {
-            double y = (double)grid_round(x[i], scale, lo, hi) * scale;
-            x[i] = (float)(y > FLT_MAX ? FLT_MAX : y < -FLT_MAX ? -FLT_MAX : y);
-        }
-    }
-    return true;
-}
-
-rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_act_format *f) {
-    if (!rotq_act_on(f)) return ROTQ_OK;
-    ROTQ_TRY(rotq_act_format_check(f, "activation"));
-    if (rows < 0 || cols <= 0) return rotq_fail(ROTQ_ERR_ARG, "quant: activations of %lld x %lld", (long long)rows, (long long)cols);
-    int32_t maxq = grid_maxq(f);
-    int64_t group = f->group > 0 && f->group < cols ? f->group : cols;
-    int64_t first_bad = INT64_MAX;
-#pragma omp parallel for schedule(static) reduction(min : first_bad) if (rows * cols > 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        float *xr = x + r * cols;
-        for (int64_t g0 = 0; g0 < cols; g0 += group) {
-            int64_t n = cols - g0 < group ? cols - g0 : group;
-            if (!quant_segment(xr + g0, n, maxq, f->asym, f->clip) && r < first_bad) first_bad = r;
-        }
-    }
-    if (first_bad != INT64_MAX) {
-        const float *xr = x + first_bad * cols;
-        int64_t c = 0;
-        while (c < cols && isfinite(xr[c])) c++;
-        return rotq_fail(ROTQ_ERR_NUMERIC, "quant: activation row %lld column %lld is %g; cannot quantize a "
-                         "non-finite activation", (long long)first_bad, (long long)c, c < cols ? (double)xr[c] : 0.0);
-    }
-    return ROTQ_OK;
-}
 
 int32_t rotq_act_code_max(const rotq_act_format *f) {
     return (1 << f->bits) - 1; /* asymmetric codes [0, 2^b-1]; symmetric ones offset by 2^(b-1) into the same */
@@ -146,7 +45,7 @@ static rotq_status fq_linear_input(void *ctx, int32_t layer, rotq_role role, flo
     rotq_fakequant *fq = ctx;
     if (!rotq_act_on(&fq->act) || (role == ROLE_LM_HEAD && !fq->act_lm_head)) return ROTQ_OK;
     if (fq->ints && layer >= 0 && role != ROLE_LM_HEAD) return rotq_fakequant_int_input(fq, layer, x, rows, cols);
-    rotq_status s = rotq_act_quantize(x, rows, cols, &fq->act);
+    rotq_status s = rotq_fakequant_backend(fq)->act_quant(x, rows, cols, &fq->act);
     if (s != ROTQ_OK) return rotq_fail_context(s, "layer %d, input of %s", layer, rotq_role_name(role));
     fq->calls++;
     return ROTQ_OK;
@@ -171,6 +70,7 @@ static void act_name(char *out, size_t size, const char *what, const rotq_act_fo
 }
 
 rotq_status rotq_fakequant_attach(rotq_runner *r, rotq_fakequant *fq) {
+    fq->be = r->be;
     rotq_transform t = {.kind = ROTQ_TF_FAKE_QUANT};
     if (rotq_act_on(&fq->act)) {
         act_name(t.name, sizeof t.name, "fake-quant A", &fq->act, "per token", -1);

@@ -33,7 +33,7 @@ rotq_status rotq_calib_windows(const int32_t *ids, int64_t n, int64_t nsamples, 
     int32_t *w = malloc((size_t)(nsamples * ctx) * sizeof *w);
     if (!w) return rotq_fail(ROTQ_ERR_NOMEM, "calib: out of memory for %lld x %lld tokens", (long long)nsamples, (long long)ctx);
     rotq_rng rng;
-    rotq_rng_seed(&rng, seed);
+    rotq_rng_seed(&rng, rotq_seed_derive(seed, ROTQ_SEED_CALIB_WINDOWS, 0));
     int64_t starts = n - ctx + 1;
     for (int64_t s = 0; s < nsamples; s++) {
         int64_t i = (int64_t)(rotq_rng_uniform(&rng) * (double)starts);
@@ -66,49 +66,13 @@ typedef struct walk {
     rotq_wq_format fmt;
     int64_t ns, T, d, qd, kvd, ff, half;
     float *X;                     /* [ns, T, d] residual stream */
-    float *att_store;             /* [ns, T, qd] attention outputs of stage B, or NULL (recomputed) */
-    float *ff_store;              /* [ns, T, ff] down_proj inputs of stage D, or NULL (recomputed) */
-    float *xn, *q, *k, *v, *att, *ff1, *ff2, *scores, *cos_t, *sin_t, *gram;
+    float *store[ROTQ_LAYER_STEPS]; /* [ns, T, cols] a step's output kept to resume from, or NULL (recomputed) */
+    rotq_layer_io io;             /* one window's buffers (x points into X) */
+    float *gram;
     double *H;
-    int64_t q_block;
     rotq_quant_report *rep;
     double t_quant;
 } walk;
-
-#define HOOK(call) do { rotq_status hs_ = (call); if (hs_ != ROTQ_OK) return hs_; } while (0)
-
-static rotq_status linear_hook(const walk *c, int32_t l, rotq_role role, float *x, int64_t cols) {
-    return rotq_runner_linear_input(c->r, l, role, x, c->T, cols);
-}
-
-/* xn ← norm(x) and the q/k/v input hook */
-static rotq_status attn_input(walk *c, int32_t l, const float *x) {
-    const rotq_layer_weights *w = &c->r->layers[l];
-    rotq_runner_norm(c->r, c->xn, x, w->attn_norm, w->attn_norm_b, c->T);
-    return linear_hook(c, l, rotq_model_role(c->m, ROLE_QKV, l) ? ROLE_QKV : ROLE_Q, c->xn, c->d);
-}
-
-/* att ← attention(xn) (q/k/v with the current weights, RoPE, hooks), then o_proj's input hook */
-static rotq_status attention(walk *c, int32_t l) {
-    const rotq_runner *r = c->r;
-    const rotq_hparams *hp = &r->hp;
-    int64_t T = c->T, nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim;
-    HOOK(rotq_runner_qkv(r, l, c->xn, c->q, c->k, c->v, c->cos_t, c->sin_t, T, 0));
-    rotq_attention_forward(c->att, c->q, c->k, c->v, c->scores, T, 0, nh, nkv, hd, r->attn_scale, c->q_block);
-    return linear_hook(c, l, ROLE_O, c->att, c->qd);
-}
-
-static rotq_status mlp_input(walk *c, int32_t l, const float *x) {
-    const rotq_layer_weights *w = &c->r->layers[l];
-    rotq_runner_norm(c->r, c->xn, x, w->mlp_norm, w->mlp_norm_b, c->T);
-    return linear_hook(c, l, rotq_runner_mlp_role(c->r, l), c->xn, c->d);
-}
-
-/* ff1 ← swiglu(gate(xn), up(xn)) or act(up(xn)), then the down_input (R4) and down_proj input hooks */
-static rotq_status mlp_hidden(walk *c, int32_t l) {
-    HOOK(rotq_runner_mlp_hidden(c->r, l, c->xn, c->ff1, c->ff2, c->T));
-    return linear_hook(c, l, ROLE_DOWN, c->ff1, c->ff);
-}
 
 /* H += xᵀx for x [T, n] (upper triangle) */
 static void gram_add(walk *c, const float *x, int64_t n) {
@@ -122,7 +86,14 @@ static void gram_add(walk *c, const float *x, int64_t n) {
 }
 
 /* 2/N scaling and the lower triangle, then GPTQ on every tensor reading this input */
-static rotq_status quantize_group(walk *c, int32_t l, int64_t n, const rotq_role *roles, int n_roles) {
+static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group) {
+    /* every tensor reading the group's input (the fused and the separate forms) */
+    rotq_role roles[4];
+    int n_roles = 0;
+    if (group == ROLE_QKV || group == ROLE_Q) roles[n_roles++] = ROLE_QKV, roles[n_roles++] = ROLE_Q, roles[n_roles++] = ROLE_K, roles[n_roles++] = ROLE_V;
+    else if (group == ROLE_GATE_UP || group == ROLE_GATE || group == ROLE_UP)
+        roles[n_roles++] = ROLE_GATE_UP, roles[n_roles++] = ROLE_GATE, roles[n_roles++] = ROLE_UP;
+    else roles[n_roles++] = group;
     double t0 = rotq_now_s();
     double *H = c->H, scale = 2.0 / (double)(c->ns * c->T);
     for (int64_t i = 0; i < n; i++) {
@@ -149,71 +120,48 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, const rotq_role
     return s;
 }
 
+/* The buffer a step leaves its output in, where a stored copy is put back to resume after it. */
+static float *step_buffer(walk *c, rotq_layer_step s) {
+    return s == ROTQ_STEP_ATTENTION ? c->io.att : s == ROTQ_STEP_MLP_HIDDEN ? c->io.ff1 : c->io.xn;
+}
+
+/* Layer l, true-sequential: the layer's own steps (nn/layer.c) run window by window up to each step
+ * that leaves a linear group's input; that input's Hessian is summed over every window, the group is
+ * quantized, and the walk goes on with the quantized weights. A window resumes after the last step
+ * that added to its residual stream, or after a stored output when one is kept. */
 static rotq_status walk_layer(walk *c, int32_t l) {
-    int64_t T = c->T, d = c->d, qd = c->qd;
-    const rotq_layer_weights *w = &c->r->layers[l];
-    float *X = c->X;
-
-    /* A: q, k, v */
-    memset(c->H, 0, (size_t)(d * d) * sizeof(double));
-    for (int64_t s = 0; s < c->ns; s++) {
-        ROTQ_TRY(attn_input(c, l, X + s * T * d));
-        gram_add(c, c->xn, d);
-    }
-    rotq_role qkv[4] = {ROLE_QKV, ROLE_Q, ROLE_K, ROLE_V};
-    ROTQ_TRY(quantize_group(c, l, d, qkv, 4));
-
-    /* B: o_proj */
-    memset(c->H, 0, (size_t)(qd * qd) * sizeof(double));
-    for (int64_t s = 0; s < c->ns; s++) {
-        ROTQ_TRY(attn_input(c, l, X + s * T * d));
-        ROTQ_TRY(attention(c, l));
-        gram_add(c, c->att, qd);
-        if (c->att_store) memcpy(c->att_store + s * T * qd, c->att, (size_t)(T * qd) * sizeof(float));
-    }
-    rotq_role o_role[1] = {ROLE_O};
-    ROTQ_TRY(quantize_group(c, l, qd, o_role, 1));
-
-    /* C: residual after attention; gate and up */
-    memset(c->H, 0, (size_t)(d * d) * sizeof(double));
-    for (int64_t s = 0; s < c->ns; s++) {
-        float *xs = X + s * T * d;
-        const float *att = c->att;
-        if (c->att_store) {
-            att = c->att_store + s * T * qd;
-        } else {
-            ROTQ_TRY(attn_input(c, l, xs));
-            ROTQ_TRY(attention(c, l));
+    int64_t T = c->T, d = c->d;
+    int first = 0; /* the first step not yet folded into X */
+    for (int s = 0; s < ROTQ_LAYER_STEPS; s++) {
+        const rotq_step_info *info = rotq_layer_step_info((rotq_layer_step)s);
+        bool last = s == ROTQ_LAYER_STEPS - 1;
+        if (!info->feeds_linear && !last) continue;
+        int64_t cols = 0;
+        rotq_role group = ROLE_COUNT;
+        if (info->feeds_linear) rotq_layer_step_output(c->r, l, (rotq_layer_step)s, &c->io, &cols, &group);
+        if (info->feeds_linear) memset(c->H, 0, (size_t)(cols * cols) * sizeof(double));
+        /* a stored output of an earlier step of this stretch lets the windows start after it */
+        int resume = first;
+        for (int k = s - 1; k >= first; k--)
+            if (c->store[k]) { resume = k + 1; break; }
+        for (int64_t w = 0; w < c->ns; w++) {
+            c->io.x = c->X + w * T * d;
+            if (resume > first) {
+                int64_t kc;
+                rotq_role kg;
+                rotq_layer_step_output(c->r, l, (rotq_layer_step)(resume - 1), &c->io, &kc, &kg);
+                memcpy(step_buffer(c, (rotq_layer_step)(resume - 1)), c->store[resume - 1] + w * T * kc,
+                       (size_t)(T * kc) * sizeof(float));
+            }
+            for (int k = resume; k <= s; k++) ROTQ_TRY(rotq_layer_step_run(c->r, l, (rotq_layer_step)k, &c->io));
+            if (!info->feeds_linear) continue;
+            const float *x = step_buffer(c, (rotq_layer_step)s);
+            gram_add(c, x, cols);
+            if (c->store[s]) memcpy(c->store[s] + w * T * cols, x, (size_t)(T * cols) * sizeof(float));
         }
-        rotq_linear_forward(xs, att, w->wo, w->bo, T, qd, d, true);
-        ROTQ_TRY(mlp_input(c, l, xs));
-        gram_add(c, c->xn, d);
-    }
-    rotq_role gu[3] = {ROLE_GATE_UP, ROLE_GATE, ROLE_UP};
-    ROTQ_TRY(quantize_group(c, l, d, gu, 3));
-
-    /* D: down_proj */
-    memset(c->H, 0, (size_t)(c->ff * c->ff) * sizeof(double));
-    for (int64_t s = 0; s < c->ns; s++) {
-        ROTQ_TRY(mlp_input(c, l, X + s * T * d));
-        ROTQ_TRY(mlp_hidden(c, l));
-        gram_add(c, c->ff1, c->ff);
-        if (c->ff_store) memcpy(c->ff_store + s * T * c->ff, c->ff1, (size_t)(T * c->ff) * sizeof(float));
-    }
-    rotq_role down[1] = {ROLE_DOWN};
-    ROTQ_TRY(quantize_group(c, l, c->ff, down, 1));
-
-    /* E: the layer's output with every weight quantized */
-    for (int64_t s = 0; s < c->ns; s++) {
-        float *xs = X + s * T * d;
-        const float *ff = c->ff1;
-        if (c->ff_store) {
-            ff = c->ff_store + s * T * c->ff;
-        } else {
-            ROTQ_TRY(mlp_input(c, l, xs));
-            ROTQ_TRY(mlp_hidden(c, l));
-        }
-        rotq_linear_forward(xs, ff, w->wdown, w->bdown, T, c->ff, d, true);
+        for (int k = first; k <= s; k++)
+            if (rotq_layer_step_info((rotq_layer_step)k)->updates_stream) first = k + 1;
+        if (info->feeds_linear) ROTQ_TRY(quantize_group(c, l, cols, group));
     }
     return ROTQ_OK;
 }
@@ -241,14 +189,19 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     for (int64_t i = 0; i < ns * T; i++)
         if (windows[i] < 0 || windows[i] >= hp->vocab)
             return rotq_fail(ROTQ_ERR_ARG, "calib: token id %d outside the vocabulary (%lld)", windows[i], (long long)hp->vocab);
-    c.q_block = rotq_attention_block(T, hp->n_heads, T);
+    int64_t q_block = rotq_attention_block(T, hp->n_heads, T);
     int64_t hmax = c.d > c.qd ? c.d : c.qd;
     if (c.ff > hmax) hmax = c.ff;
+    float *cos_t = NULL, *sin_t = NULL;
+    rotq_layer_io *io = &c.io;
+    io->T = T;
+    io->pos0 = 0;
     struct { float **p; int64_t n; } bufs[] = {
-        {&c.X, ns * T * c.d}, {&c.xn, T * c.d}, {&c.q, T * c.qd}, {&c.k, T * c.kvd}, {&c.v, T * c.kvd},
-        {&c.att, T * c.qd}, {&c.ff1, T * c.ff}, {&c.ff2, T * c.ff}, {&c.scores, hp->n_heads * c.q_block * T},
-        {&c.cos_t, T * c.half}, {&c.sin_t, T * c.half}, {&c.gram, hmax * hmax},
+        {&c.X, ns * T * c.d}, {&io->xn, T * c.d}, {&io->q, T * c.qd}, {&io->k_all, T * c.kvd}, {&io->v_all, T * c.kvd},
+        {&io->att, T * c.qd}, {&io->ff1, T * c.ff}, {&io->ff2, T * c.ff}, {&io->scores, hp->n_heads * q_block * T},
+        {&io->work, 2 * T * c.qd}, {&cos_t, T * c.half}, {&sin_t, T * c.half}, {&c.gram, hmax * hmax},
     };
+    io->cos_t = cos_t;
     rotq_status s = ROTQ_OK;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i].p = malloc((size_t)(bufs[i].n > 0 ? bufs[i].n : 1) * sizeof(float));
@@ -257,22 +210,24 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
             goto done;
         }
     }
+    io->cos_t = cos_t;
+    io->sin_t = sin_t;
     c.H = malloc((size_t)(hmax * hmax) * sizeof(double));
     if (!c.H) { s = rotq_fail(ROTQ_ERR_NOMEM, "calib: out of memory for a %lld² Hessian", (long long)hmax); goto done; }
-    /* keeping stage B's attention outputs and stage D's down_proj inputs saves recomputing them in
-     * stages C and E (a third of the calibration forward) when they fit in the cache budget */
+    /* keeping the attention outputs and the down_proj inputs saves recomputing them when the walk
+     * goes on past them (a third of the calibration forward), when they fit in the cache budget */
     double budget = (double)o->calib_cache_mb * 1024.0 * 1024.0;
     double att_bytes = (double)(ns * T * c.qd) * sizeof(float), ff_bytes = (double)(ns * T * c.ff) * sizeof(float);
-    if (att_bytes <= budget) c.att_store = malloc((size_t)att_bytes);
-    if (c.att_store) budget -= att_bytes;
-    if (ff_bytes <= budget) c.ff_store = malloc((size_t)ff_bytes);
+    if (att_bytes <= budget) c.store[ROTQ_STEP_ATTENTION] = malloc((size_t)att_bytes);
+    if (c.store[ROTQ_STEP_ATTENTION]) budget -= att_bytes;
+    if (ff_bytes <= budget) c.store[ROTQ_STEP_MLP_HIDDEN] = malloc((size_t)ff_bytes);
 
     if (r->pos_embed && T > hp->max_pos) {
         s = rotq_fail(ROTQ_ERR_ARG, "calib: windows of %lld tokens exceed the model's %lld learned positions", (long long)T,
                       (long long)hp->max_pos);
         goto done;
     }
-    if (r->rope) rotq_rope_tables(r->inv_freq, c.half, 0, T, c.cos_t, c.sin_t);
+    if (r->rope) rotq_rope_tables(r->inv_freq, c.half, 0, T, cos_t, sin_t);
     for (int64_t sm = 0; sm < ns; sm++) rotq_runner_embed(r, windows + sm * T, T, 0, c.X + sm * T * c.d);
 
     double t_start = rotq_now_s();
@@ -289,7 +244,6 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
 done:
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i].p);
     free(c.H);
-    free(c.att_store);
-    free(c.ff_store);
+    for (int k = 0; k < ROTQ_LAYER_STEPS; k++) free(c.store[k]);
     return s;
 }

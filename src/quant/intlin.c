@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/igemm.h"
+#include "backend/igemm.h"
 #include "quant/quant.h"
 
 enum { SLOT_Q, SLOT_K, SLOT_V, SLOT_O, SLOT_GATE, SLOT_UP, SLOT_DOWN, N_SLOTS };
@@ -179,7 +179,7 @@ rotq_status rotq_fakequant_int_product(void *ctx, int32_t layer, rotq_role role,
         rotq_igemm_n_out(w) != n_out)
         return rotq_fail(ROTQ_ERR_ARG, "quant: layer %d %s: integer product without the codes of its input", layer,
                          rotq_role_name(role));
-    rotq_igemm_forward(out, fq->codes, fq->code_scale, fq->code_zero, rows, rotq_act_code_max(&fq->act), w, b, accumulate);
+    rotq_fakequant_backend(fq)->int_linear(out, fq->codes, fq->code_scale, fq->code_zero, rows, rotq_act_code_max(&fq->act), w, b, accumulate);
     fq->int_products++;
     *done = true;
     return ROTQ_OK;

@@ -12,7 +12,7 @@ static rotq_status quant_heads(rotq_fakequant *fq, const rotq_act_format *f, con
     if (!rotq_act_on(f)) return ROTQ_OK;
     rotq_act_format per_head = *f;
     if (per_head.group <= 0) per_head.group = hd;
-    rotq_status s = rotq_act_quantize(x, T, nkv * hd, &per_head);
+    rotq_status s = rotq_fakequant_backend(fq)->act_quant(x, T, nkv * hd, &per_head);
     if (s != ROTQ_OK) return rotq_fail_context(s, "layer %d, %s cache (positions %lld..)", layer, what, (long long)pos0);
     fq->calls++;
     return ROTQ_OK;

@@ -80,11 +80,6 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
 /* ---- activations and KV cache (act.c, kv.c) ------------------------------------------------------ */
 
 
-static inline bool rotq_act_on(const rotq_act_format *f) { return f->bits > 0 && f->bits < 16; }
-rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what);
-/* Quantizes each row (token) of x [rows, cols] in place with its own scale(s), computed in float32
- * as QuaRot's ActQuantizer. NaN/Inf → ROTQ_ERR_NUMERIC naming the row. */
-rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_act_format *f);
 
 /* Fake quantization as runner hooks: inputs of every linear (lm_head only when asked), K after
  * RoPE (Q stays float) and V, per head. Install behind the online rotations (rotq_online_install)
@@ -92,6 +87,7 @@ rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_a
 typedef struct rotq_int_linears rotq_int_linears;
 
 typedef struct rotq_fakequant {
+    const rotq_backend *be;    /* the runner's (set by rotq_fakequant_attach; NULL: the CPU's) */
     rotq_act_format act;
     rotq_act_format k, v;      /* group defaults to head_dim when <= 0 */
     bool act_lm_head;
@@ -107,6 +103,10 @@ typedef struct rotq_fakequant {
     int64_t int_products;      /* products done in integers */
 } rotq_fakequant;
 
+/* The backend fq's quantizers compute with. */
+static inline const rotq_backend *rotq_fakequant_backend(const rotq_fakequant *fq) {
+    return fq->be ? fq->be : rotq_backend_cpu();
+}
 /* Hooks of fq; the product hook takes a linear only while fq->ints is set. */
 rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq);
 /* Appends fq's quantizers to r as named transforms, one per site where one is on (activations at

@@ -113,7 +113,7 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
         if (!m->rot.norms_fused)
             return rotq_fail(ROTQ_ERR_ARG, "%s: R1 needs the norms fused first (the architecture's ops must run fuse_norms before rotate_r1)",
                              m->source_path);
-        ROTQ_TRY(make_rotation(o->r1, o->r1_file, m->hp.hidden, o->seed, "R1", o->verbose, &ctx->r1));
+        ROTQ_TRY(make_rotation(o->r1, o->r1_file, m->hp.hidden, rotq_seed_derive(o->seed, ROTQ_SEED_R1, 0), "R1", o->verbose, &ctx->r1));
         snprintf(m->rot.r1, sizeof m->rot.r1, "%s", ctx->r1->desc);
         /* fused LayerNorm: R1 must keep the stream zero-mean (fuse.c); such models are never
          * streamed, so this first call sees every tensor */
@@ -155,7 +155,7 @@ static rotq_status op_rotate_r2(rotq_rotate_ctx *ctx) {
         char site[32];
         snprintf(site, sizeof site, "R2 layer %d", L);
         /* one rotation per layer, seeded apart from R1 and from the other layers */
-        ROTQ_TRY(make_rotation(o->r2, o->r2_file, hd, o->seed + 1 + (uint64_t)L, site, o->verbose, &R));
+        ROTQ_TRY(make_rotation(o->r2, o->r2_file, hd, rotq_seed_derive(o->seed, ROTQ_SEED_R2, L), site, o->verbose, &R));
         rotq_rotate_opts ro = rotq_rotate_defaults();
         ro.block_diag = true;
         rotq_status s;
@@ -199,7 +199,7 @@ static rotq_status op_online_r4(rotq_rotate_ctx *ctx) {
     if (!ctx->opt->r4) return ROTQ_OK;
     if (ctx->first) {
         if (m->rot.r4.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R4 is already applied to this model", m->source_path);
-        plan_online(&m->rot.r4, m->hp.intermediate, ctx->opt->seed + 0x5eed4, "R4");
+        plan_online(&m->rot.r4, m->hp.intermediate, rotq_seed_derive(ctx->opt->seed, ROTQ_SEED_R4, 0), "R4");
         rotq_status s = rotq_online_rotation_make(&m->rot.r4, &ctx->r4);
         if (s == ROTQ_OK) s = save_rotation(ctx->opt, ctx->r4, "r4");
         if (s != ROTQ_OK) {
@@ -220,7 +220,7 @@ static rotq_status op_online_r3(rotq_rotate_ctx *ctx) {
     rotq_model *m = ctx->m;
     if (!ctx->opt->r3 || !ctx->first) return ROTQ_OK;
     if (m->rot.r3.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R3 is already applied to this model", m->source_path);
-    plan_online(&m->rot.r3, m->hp.head_dim, ctx->opt->seed + 0x5eed3, "R3");
+    plan_online(&m->rot.r3, m->hp.head_dim, rotq_seed_derive(ctx->opt->seed, ROTQ_SEED_R3, 0), "R3");
     return ROTQ_OK;
 }
 

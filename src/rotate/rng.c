@@ -82,3 +82,14 @@ void rotq_rng_signs(uint64_t seed, int8_t *out, int64_t n) {
     rotq_rng_seed(&r, seed);
     for (int64_t i = 0; i < n; i++) out[i] = (rotq_rng_next(&r) >> 63) ? -1 : 1;
 }
+
+uint64_t rotq_seed_derive(uint64_t seed, rotq_seed_site site, int64_t index) {
+    switch (site) {
+    case ROTQ_SEED_R2: return seed + 1 + (uint64_t)index;
+    case ROTQ_SEED_R3: return seed + 0x5eed3;
+    case ROTQ_SEED_R4: return seed + 0x5eed4;
+    case ROTQ_SEED_R1:
+    case ROTQ_SEED_CALIB_WINDOWS:
+    default: return seed;
+    }
+}

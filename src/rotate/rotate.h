@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "core/model.h"
 
 /* ---- random numbers (rng.c) ------------------------------------------------------------------ */
@@ -36,6 +37,13 @@ double rotq_rng_uniform(rotq_rng *r);                /* [0, 1), 53 random bits *
 double rotq_rng_normal(rotq_rng *r);                 /* standard normal */
 /* n signs ±1: sign i is + when bit 63 of the i-th output of a generator seeded with seed is 0. */
 void rotq_rng_signs(uint64_t seed, int8_t *out, int64_t n);
+/* Every seeded choice derives its seed from the user's one here, so that each site draws its own
+ * stream and a result names the seed it came from. (The values keep the files rotq wrote before:
+ * R1 and the calibration windows take the seed itself, R2 of layer l seed+1+l, R3/R4 seed+0x5eed3/4.) */
+typedef enum rotq_seed_site {
+    ROTQ_SEED_R1 = 0, ROTQ_SEED_R2, ROTQ_SEED_R3, ROTQ_SEED_R4, ROTQ_SEED_CALIB_WINDOWS,
+} rotq_seed_site;
+uint64_t rotq_seed_derive(uint64_t seed, rotq_seed_site site, int64_t index);
 /* Natural logarithm from +, -, *, / only (identical on every IEEE-754 machine); x > 0 finite. */
 double rotq_rng_log(double x);
 
@@ -100,23 +108,6 @@ const char *rotq_isa_name(rotq_isa isa);
 /* Forces a kernel (tests, benchmarks); AUTO restores detection (env ROTQ_FWHT_ISA=scalar|avx2|
  * avx512 is honoured too). ROTQ_ERR_UNSUPPORTED when this CPU cannot run it. */
 rotq_status rotq_fwht_set_isa(rotq_isa isa);
-/* Unnormalized in-place Walsh–Hadamard transform of length 2^m (x ← x·H_{2^m}), one row. */
-void rotq_fwht_f32(float *x, int32_t m);
-void rotq_fwht_f64(double *x, int32_t m);
-
-/* One row of the Hadamard rotation for the kernels: x ← (x ∘ pre)·(H_K-step ⊗ H_M) ∘ post, where
- * the K-step multiplies the K segments of length M by kstep (kstep[c·K+a] weighs segment a into
- * output segment c; NULL when K = 1). pre/post: n multipliers or NULL. tmp: n floats (K > 1). */
-typedef struct rotq_fwht_plan {
-    int64_t n, K, M;
-    int32_t m;
-    const float *kstep;
-    const float *pre, *post;
-} rotq_fwht_plan;
-
-/* `rows` consecutive rows of p->n floats. */
-void rotq_fwht_rows_scalar(const rotq_fwht_plan *p, float *x, int64_t rows, float *tmp);
-void rotq_fwht_rows_avx2(const rotq_fwht_plan *p, float *x, int64_t rows, float *tmp);   /* needs M >= 8 */
 
 /* ---- weight operations (ops.c) ---------------------------------------------------------------- */
 

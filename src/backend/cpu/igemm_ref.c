@@ -1,5 +1,5 @@
 /* The plain reference of rotq_igemm_forward (igemm.h): one int32 dot product per output. */
-#include "quant/igemm.h"
+#include "backend/igemm.h"
 
 void rotq_igemm_forward_ref(float *y, const uint8_t *u, const float *s, const int32_t *z, int64_t T, int64_t n_in,
                             const int8_t *q, const float *sw, int64_t n_out, const float *b, bool accumulate) {

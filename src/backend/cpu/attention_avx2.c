@@ -22,8 +22,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "nn/exp_approx.h"
-#include "nn/nn.h"
+#include "backend/backend.h"
+#include "backend/cpu/caps.h"
+#include "backend/cpu/exp_approx.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define KT 64                           /* keys per tile: the packed Kᵀ tile is ≤ 64 KiB at hd 256 */
@@ -223,12 +224,7 @@ AVX2 static void attend_rows(const attn_shape *a, int64_t g, int64_t r0, int64_t
 }
 
 bool rotq_attention_fused_supported(int64_t head_dim) {
-    static int cpu_ok = -1;
-    if (cpu_ok < 0) {
-        __builtin_cpu_init();
-        cpu_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cpu_ok && head_dim > 0 && head_dim % 8 == 0 && head_dim <= HD_MAX;
+    return rotq_cpu_caps_get()->avx2_fma && head_dim > 0 && head_dim % 8 == 0 && head_dim <= HD_MAX;
 }
 
 void rotq_attention_fused(float *out, const float *q, const float *k, const float *v, int64_t T, int64_t pos0,

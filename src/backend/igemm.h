@@ -10,8 +10,8 @@
  * and what a deployed W4A4 kernel computes. Symmetric codes are stored offset (u = q + 2^(b-1),
  * z = 2^(b-1)) so one unsigned kernel serves both grids.
  */
-#ifndef ROTQ_QUANT_IGEMM_H
-#define ROTQ_QUANT_IGEMM_H
+#ifndef ROTQ_BACKEND_IGEMM_H
+#define ROTQ_BACKEND_IGEMM_H
 
 #include <stdbool.h>
 #include <stdint.h>

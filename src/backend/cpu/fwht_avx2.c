@@ -10,7 +10,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "rotate/rotate.h"
+#include "backend/backend.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define BLOCK 4096 /* floats: 16 KiB, half of L1d */

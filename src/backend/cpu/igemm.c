@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/igemm.h"
+#include "backend/cpu/caps.h"
+#include "backend/igemm.h"
 
 /* AVX2 without FMA: the epilogue must round after its multiply and after its add, as the
  * reference does, so no fused multiply-add may be generated whatever the contraction flags. */
@@ -367,12 +368,7 @@ static void forward_avx2(const igemm_call *c, int32_t u_max) {
     free(bufs);
 }
 
-static bool use_avx2(void) {
-    const char *env = getenv("ROTQ_IGEMM_ISA"); /* "scalar" forces the portable loops (tests) */
-    if (env && strcmp(env, "scalar") == 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
-}
+static bool use_avx2(void) { return rotq_cpu_caps_get()->igemm_avx2; }
 
 void rotq_igemm_forward(float *y, const uint8_t *u, const float *s, const int32_t *z, int64_t T, int32_t u_max,
                         const rotq_igemm_weights *w, const float *b, bool accumulate) {

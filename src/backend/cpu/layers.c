@@ -1,4 +1,4 @@
-/* Layer functions of the reference runner: plain loops on float arrays, BLAS for the products.
+/* The CPU backend's layer kernels: plain loops on float arrays, BLAS for the products.
  *
  * Row kernels (one row of a norm, a softmax, a log-sum-exp) are compiled twice, for AVX2 and
  * for the baseline, and picked at load time, so that a portable build still runs at full width.
@@ -11,14 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include "backend/backend.h"
+#include "backend/cpu/caps.h"
 
 /* The exp kernel clamps its input with comparisons; under GCC's default trapping-math they count
  * as control flow and keep the loops scalar. Nothing here relies on floating-point traps. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
-#include "nn/exp_approx.h" /* after the pragma, so that exp_approx is built under it too */
+#include "backend/cpu/exp_approx.h" /* after the pragma, so that exp_approx is built under it too */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ROTQ_NO_CLONES)
 #define ROTQ_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
@@ -167,12 +168,10 @@ int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys) {
     return b < cap ? b : cap;
 }
 
-/* The fused kernel when the CPU and head size allow it; ROTQ_ATTENTION=blas keeps the BLAS path
- * (for comparisons in tests and benchmarks). */
+/* The fused kernel when the CPU and head size allow it and the CPU choice keeps it (cpu/caps.h:
+ * ROTQ_ATTENTION=blas, or rotq_cpu_caps_set, selects the BLAS path for comparisons). */
 static bool use_fused_attention(int64_t head_dim) {
-    const char *choice = getenv("ROTQ_ATTENTION");
-    if (choice && !strcmp(choice, "blas")) return false;
-    return rotq_attention_fused_supported(head_dim);
+    return rotq_cpu_caps_get()->attention_fused && rotq_attention_fused_supported(head_dim);
 }
 
 void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,

@@ -1,0 +1,58 @@
+/* Per-token dynamic fake quantization of activation rows on the CPU (QuaRot's ActQuantizer): each
+ * row (or group within it) gets its own scale from its own range, in float32. */
+#include <float.h>
+#include <math.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/grid.h"
+
+rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what) {
+    if (!rotq_act_on(f)) return ROTQ_OK;
+    if (f->bits < 2 || f->bits > 8)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: %s bits %d outside 2..8 (16 = off)", what, f->bits);
+    if (!(f->clip > 0.0f && f->clip <= 1.0f))
+        return rotq_fail(ROTQ_ERR_ARG, "quant: %s clip ratio %g must be in (0, 1]", what, (double)f->clip);
+    return ROTQ_OK;
+}
+
+/* One segment in place; false when it holds NaN/Inf (left untouched then). */
+static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float clip) {
+    float scale, lo, hi;
+    if (!segment_grid(x, n, maxq, asym, clip, &scale, &lo, &hi)) return false;
+    if ((double)scale * (maxq + 1) < FLT_MAX) {
+        for (int64_t i = 0; i < n; i++) x[i] = grid_round(x[i], scale, lo, hi) * scale;
+    } else {
+        /* a grid end beyond FLT_MAX (ranges near it): saturate instead of producing ±Inf */
+        for (int64_t i = 0; i < n; i++) {
+            double y = (double)grid_round(x[i], scale, lo, hi) * scale;
+            x[i] = (float)(y > FLT_MAX ? FLT_MAX : y < -FLT_MAX ? -FLT_MAX : y);
+        }
+    }
+    return true;
+}
+
+rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_act_format *f) {
+    if (!rotq_act_on(f)) return ROTQ_OK;
+    ROTQ_TRY(rotq_act_format_check(f, "activation"));
+    if (rows < 0 || cols <= 0) return rotq_fail(ROTQ_ERR_ARG, "quant: activations of %lld x %lld", (long long)rows, (long long)cols);
+    int32_t maxq = grid_maxq(f);
+    int64_t group = f->group > 0 && f->group < cols ? f->group : cols;
+    int64_t first_bad = INT64_MAX;
+#pragma omp parallel for schedule(static) reduction(min : first_bad) if (rows * cols > 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        float *xr = x + r * cols;
+        for (int64_t g0 = 0; g0 < cols; g0 += group) {
+            int64_t n = cols - g0 < group ? cols - g0 : group;
+            if (!quant_segment(xr + g0, n, maxq, f->asym, f->clip) && r < first_bad) first_bad = r;
+        }
+    }
+    if (first_bad != INT64_MAX) {
+        const float *xr = x + first_bad * cols;
+        int64_t c = 0;
+        while (c < cols && isfinite(xr[c])) c++;
+        return rotq_fail(ROTQ_ERR_NUMERIC, "quant: activation row %lld column %lld is %g; cannot quantize a "
+                         "non-finite activation", (long long)first_bad, (long long)c, c < cols ? (double)xr[c] : 0.0);
+    }
+    return ROTQ_OK;
+}
+
