@@ -163,17 +163,6 @@ static const rotq_meta *meta_arch(const rotq_model *m, const char *arch, const c
     return rotq_model_meta(m, key);
 }
 
-static bool meta_number(const rotq_meta *kv, double *out) {
-    if (!kv) return false;
-    switch (kv->type) {
-    case ROTQ_META_U8: case ROTQ_META_U16: case ROTQ_META_U32: case ROTQ_META_U64: *out = (double)kv->v.u; return true;
-    case ROTQ_META_I8: case ROTQ_META_I16: case ROTQ_META_I32: case ROTQ_META_I64: *out = (double)kv->v.i; return true;
-    case ROTQ_META_F32: case ROTQ_META_F64: *out = kv->v.f; return true;
-    case ROTQ_META_BOOL: *out = kv->v.b; return true;
-    default: return false;
-    }
-}
-
 static rotq_status gguf_int(const rotq_model *m, const char *arch, const char *suffix, const char *origin, int64_t *out, bool required) {
     const rotq_meta *kv = meta_arch(m, arch, suffix);
     double v;
@@ -182,7 +171,7 @@ static rotq_status gguf_int(const rotq_model *m, const char *arch, const char *s
         return ROTQ_OK;
     }
     /* the range check keeps the cast below defined for absurd values */
-    if (!meta_number(kv, &v) || v != floor(v) || fabs(v) > 9.0e15)
+    if (!rotq_meta_number(kv, &v) || v != floor(v) || fabs(v) > 9.0e15)
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: GGUF metadata %s.%s is not a sensible integer", origin, arch, suffix);
     *out = (int64_t)v;
     return ROTQ_OK;
@@ -205,20 +194,20 @@ rotq_status rotq_hparams_from_gguf(const rotq_arch *a, const rotq_model *m, cons
     ROTQ_TRY(gguf_int(m, g, "context_length", origin, &hp->max_pos, false));
     ROTQ_TRY(gguf_int(m, g, "vocab_size", origin, &hp->vocab, false));
     double v;
-    if (meta_number(meta_arch(m, g, "attention.layer_norm_rms_epsilon"), &v)) hp->norm_eps = v;
-    else if (meta_number(meta_arch(m, g, "attention.layer_norm_epsilon"), &v)) hp->norm_eps = v;
-    if (meta_number(meta_arch(m, g, "rope.freq_base"), &v)) hp->rope_theta = v;
+    if (rotq_meta_number(meta_arch(m, g, "attention.layer_norm_rms_epsilon"), &v)) hp->norm_eps = v;
+    else if (rotq_meta_number(meta_arch(m, g, "attention.layer_norm_epsilon"), &v)) hp->norm_eps = v;
+    if (rotq_meta_number(meta_arch(m, g, "rope.freq_base"), &v)) hp->rope_theta = v;
     const rotq_meta *st = meta_arch(m, g, "rope.scaling.type");
     if (st && st->type == ROTQ_META_STRING && strcmp(st->str, "none") != 0) {
         if (strcmp(st->str, "linear") != 0)
             return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rope scaling \"%s\" is not supported", origin, st->str);
         hp->rope_scaling = 1;
-        hp->rope_factor = meta_number(meta_arch(m, g, "rope.scaling.factor"), &v) ? v : 1.0;
+        hp->rope_factor = rotq_meta_number(meta_arch(m, g, "rope.scaling.factor"), &v) ? v : 1.0;
     }
     const rotq_meta *tokens = rotq_model_meta(m, "tokenizer.ggml.tokens");
     if (hp->vocab == 0 && tokens && tokens->type == ROTQ_META_ARRAY) hp->vocab = (int64_t)tokens->n;
-    if (meta_number(rotq_model_meta(m, "tokenizer.ggml.bos_token_id"), &v) && v >= 0 && v < 2147483647.0) hp->bos_id = (int32_t)v;
-    if (meta_number(rotq_model_meta(m, "tokenizer.ggml.eos_token_id"), &v) && v >= 0 && v < 2147483647.0) hp->eos_id = (int32_t)v;
+    if (rotq_meta_number(rotq_model_meta(m, "tokenizer.ggml.bos_token_id"), &v) && v >= 0 && v < 2147483647.0) hp->bos_id = (int32_t)v;
+    if (rotq_meta_number(rotq_model_meta(m, "tokenizer.ggml.eos_token_id"), &v) && v >= 0 && v < 2147483647.0) hp->eos_id = (int32_t)v;
     /* GGUF has no tie flag: a model without an output tensor ties it to the embedding. */
     hp->tied_embeddings = false;
     const rotq_arch_tensor *head = rotq_arch_tensor_for(a, ROLE_LM_HEAD);

@@ -116,6 +116,71 @@ const rotq_blob *rotq_model_blob(const rotq_model *m, const char *name) {
     return NULL;
 }
 
+/* ---- typed reads of metadata values (one set for every reader: hparams, tokenizers, export) ---- */
+
+bool rotq_meta_int(const rotq_meta *kv, int64_t *out) {
+    if (!kv) return false;
+    switch (kv->type) {
+    case ROTQ_META_U8: case ROTQ_META_U16: case ROTQ_META_U32: case ROTQ_META_U64:
+        if (kv->v.u > INT64_MAX) return false;
+        *out = (int64_t)kv->v.u;
+        return true;
+    case ROTQ_META_I8: case ROTQ_META_I16: case ROTQ_META_I32: case ROTQ_META_I64:
+        *out = kv->v.i;
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool rotq_meta_number(const rotq_meta *kv, double *out) {
+    if (!kv) return false;
+    switch (kv->type) {
+    case ROTQ_META_U8: case ROTQ_META_U16: case ROTQ_META_U32: case ROTQ_META_U64: *out = (double)kv->v.u; return true;
+    case ROTQ_META_I8: case ROTQ_META_I16: case ROTQ_META_I32: case ROTQ_META_I64: *out = (double)kv->v.i; return true;
+    case ROTQ_META_F32: case ROTQ_META_F64: *out = kv->v.f; return true;
+    case ROTQ_META_BOOL: *out = kv->v.b; return true;
+    default: return false;
+    }
+}
+
+bool rotq_meta_bool(const rotq_meta *kv, bool dflt) {
+    if (!kv) return dflt;
+    if (kv->type == ROTQ_META_BOOL) return kv->v.b;
+    int64_t v;
+    return rotq_meta_int(kv, &v) ? v != 0 : dflt;
+}
+
+bool rotq_meta_arr_int(const rotq_meta *kv, uint64_t i, int64_t *out) {
+    const uint8_t *p = kv->arr;
+    switch (kv->arr_type) {
+    case ROTQ_META_I8: *out = (int8_t)p[i]; return true;
+    case ROTQ_META_U8: *out = p[i]; return true;
+    case ROTQ_META_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); *out = v; return true; }
+    case ROTQ_META_U16: { uint16_t v; memcpy(&v, p + 2 * i, 2); *out = v; return true; }
+    case ROTQ_META_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); *out = v; return true; }
+    case ROTQ_META_U32: { uint32_t v; memcpy(&v, p + 4 * i, 4); *out = v; return true; }
+    case ROTQ_META_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); *out = v; return true; }
+    case ROTQ_META_U64: { uint64_t v; memcpy(&v, p + 8 * i, 8); if (v > INT64_MAX) return false; *out = (int64_t)v; return true; }
+    default: return false;
+    }
+}
+
+bool rotq_meta_arr_num(const rotq_meta *kv, uint64_t i, double *out) {
+    const uint8_t *p = kv->arr;
+    switch (kv->arr_type) {
+    case ROTQ_META_F32: { float x; memcpy(&x, p + 4 * i, 4); *out = x; return true; }
+    case ROTQ_META_F64: { double x; memcpy(&x, p + 8 * i, 8); *out = x; return true; }
+    case ROTQ_META_U64: { uint64_t x; memcpy(&x, p + 8 * i, 8); *out = (double)x; return true; }
+    default: {
+        int64_t v;
+        if (!rotq_meta_arr_int(kv, i, &v)) return false;
+        *out = (double)v;
+        return true;
+    }
+    }
+}
+
 const rotq_meta *rotq_model_meta(const rotq_model *m, const char *key) {
     for (int64_t i = 0; i < m->n_meta; i++)
         if (m->meta[i].key && strcmp(m->meta[i].key, key) == 0) return &m->meta[i];

@@ -117,6 +117,14 @@ rotq_tensor *rotq_model_find(const rotq_model *m, const char *name);
 rotq_status rotq_model_add_blob(rotq_model *m, const char *name, const void *data, uint64_t size);
 const rotq_blob *rotq_model_blob(const rotq_model *m, const char *name);
 const rotq_meta *rotq_model_meta(const rotq_model *m, const char *key);
+/* Typed reads of a value (false when kv is NULL or of another kind): any integer type fitting
+ * int64; any number (integers, floats, bool) as a double; a bool (an integer counts, `dflt` when
+ * absent); element i of an integer array; element i of a numeric array as a double. */
+bool rotq_meta_int(const rotq_meta *kv, int64_t *out);
+bool rotq_meta_number(const rotq_meta *kv, double *out);
+bool rotq_meta_bool(const rotq_meta *kv, bool dflt);
+bool rotq_meta_arr_int(const rotq_meta *kv, uint64_t i, int64_t *out);
+bool rotq_meta_arr_num(const rotq_meta *kv, uint64_t i, double *out);
 /* mmaps `path` read-only, records it in the model, returns the base address and size. */
 rotq_status rotq_model_map_file(rotq_model *m, const char *path, const uint8_t **base, uint64_t *size);
 void rotq_meta_free(rotq_meta *kv);
@@ -171,6 +179,8 @@ rotq_status rotq_load_hf(const char *dir, rotq_model *m);
 rotq_status rotq_load_llama2c(const char *path, const char *tokenizer_path, rotq_model *m);
 rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype);
 rotq_status rotq_save_hf(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes);
+/* Checks save options for writing m to path (dtype, not onto the input) and resolves the format. */
+rotq_status rotq_save_check(const rotq_model *m, const char *path, const rotq_save_options *o, rotq_format *fmt);
 
 /* An HF folder written tensor by tensor (rotq_save_hf is open + put each + finish): open lays out
  * every tensor of m (shards, offsets, dtypes) and writes the shard headers into a temporary folder;

@@ -8,7 +8,6 @@
 
 #include "arch/arch.h"
 #include "io/record.h"
-#include "rotate/fuse.h"
 
 rotq_load_options rotq_load_defaults(void) { return (rotq_load_options){.format = ROTQ_FORMAT_AUTO}; }
 rotq_save_options rotq_save_defaults(void) { return (rotq_save_options){.format = ROTQ_FORMAT_AUTO, .dtype = ROTQ_DTYPE_INVALID}; }
@@ -69,55 +68,22 @@ rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rot
     return ROTQ_OK;
 }
 
-rotq_status rotq_model_save(const rotq_model *m, const char *path, const rotq_save_options *opts) {
-    rotq_save_options o = opts ? *opts : rotq_save_defaults();
-    if (o.dtype != ROTQ_DTYPE_INVALID && o.dtype != ROTQ_F32 && o.dtype != ROTQ_F16 && o.dtype != ROTQ_BF16)
-        return rotq_fail(ROTQ_ERR_ARG, "%s: output dtype must be f32, f16 or bf16, not %s", path, rotq_dtype_name(o.dtype));
+rotq_status rotq_save_check(const rotq_model *m, const char *path, const rotq_save_options *o, rotq_format *fmt) {
+    if (o->dtype != ROTQ_DTYPE_INVALID && o->dtype != ROTQ_F32 && o->dtype != ROTQ_F16 && o->dtype != ROTQ_BF16)
+        return rotq_fail(ROTQ_ERR_ARG, "%s: output dtype must be f32, f16 or bf16, not %s", path, rotq_dtype_name(o->dtype));
     ROTQ_TRY(rotq_path_check_distinct(m->source_path, path));
-    rotq_format fmt = o.format;
     size_t n = strlen(path);
-    if (fmt == ROTQ_FORMAT_AUTO) fmt = n > 5 && strcmp(path + n - 5, ".gguf") == 0 ? ROTQ_FORMAT_GGUF : ROTQ_FORMAT_HF;
-    if (fmt == ROTQ_FORMAT_GGUF) return rotq_save_gguf(m, path, o.dtype);
-    if (fmt == ROTQ_FORMAT_HF) return rotq_save_hf(m, path, o.dtype, o.shard_bytes);
-    return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotq writes HF folders and GGUF files only", path);
-}
-
-typedef struct stream_sink {
-    const char *path;
-    rotq_dtype dtype;
-    uint64_t shard_bytes;
-    rotq_hf_writer *w;
-} stream_sink;
-
-/* Opens the folder at the first finished tensor (every tensor exists by then: untying is global),
- * writes each tensor and releases it. */
-static rotq_status sink_tensor(void *user, rotq_model *m, rotq_tensor *t) {
-    stream_sink *k = user;
-    if (!k->w) ROTQ_TRY(rotq_hf_writer_open(m, k->path, k->dtype, k->shard_bytes, &k->w));
-    ROTQ_TRY(rotq_hf_writer_put(k->w, m, t - m->tensors));
-    rotq_tensor_release(t);
+    *fmt = o->format;
+    if (*fmt == ROTQ_FORMAT_AUTO) *fmt = n > 5 && strcmp(path + n - 5, ".gguf") == 0 ? ROTQ_FORMAT_GGUF : ROTQ_FORMAT_HF;
+    if (*fmt != ROTQ_FORMAT_GGUF && *fmt != ROTQ_FORMAT_HF)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotq writes HF folders and GGUF files only", path);
     return ROTQ_OK;
 }
 
-rotq_status rotq_rotate_save(rotq_model *m, const rotq_rotate_options *ropts, const char *path, const rotq_save_options *sopts) {
-    rotq_save_options o = sopts ? *sopts : rotq_save_defaults();
-    if (o.dtype != ROTQ_DTYPE_INVALID && o.dtype != ROTQ_F32 && o.dtype != ROTQ_F16 && o.dtype != ROTQ_BF16)
-        return rotq_fail(ROTQ_ERR_ARG, "%s: output dtype must be f32, f16 or bf16, not %s", path, rotq_dtype_name(o.dtype));
-    ROTQ_TRY(rotq_path_check_distinct(m->source_path, path));
-    size_t n = strlen(path);
-    rotq_format fmt = o.format;
-    if (fmt == ROTQ_FORMAT_AUTO) fmt = n > 5 && strcmp(path + n - 5, ".gguf") == 0 ? ROTQ_FORMAT_GGUF : ROTQ_FORMAT_HF;
-    if (fmt != ROTQ_FORMAT_HF) {
-        ROTQ_TRY(rotq_rotate_model(m, ropts));
-        o.format = fmt;
-        return rotq_model_save(m, path, &o);
-    }
-    stream_sink k = {.path = path, .dtype = o.dtype, .shard_bytes = o.shard_bytes};
-    rotq_status s = rotq_rotate_model_streamed(m, ropts, sink_tensor, &k);
-    if (s == ROTQ_OK && !k.w) s = rotq_hf_writer_open(m, path, o.dtype, o.shard_bytes, &k.w); /* a model with no tensors */
-    if (s != ROTQ_OK) {
-        rotq_hf_writer_abort(k.w);
-        return s;
-    }
-    return rotq_hf_writer_finish(k.w, m);
+rotq_status rotq_model_save(const rotq_model *m, const char *path, const rotq_save_options *opts) {
+    rotq_save_options o = opts ? *opts : rotq_save_defaults();
+    rotq_format fmt;
+    ROTQ_TRY(rotq_save_check(m, path, &o, &fmt));
+    if (fmt == ROTQ_FORMAT_GGUF) return rotq_save_gguf(m, path, o.dtype);
+    return rotq_save_hf(m, path, o.dtype, o.shard_bytes);
 }

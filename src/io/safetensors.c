@@ -183,6 +183,12 @@ out:
 }
 
 rotq_status rotq_safetensors_parse(rotq_model *m, const char *path, const uint8_t *base, uint64_t size) {
+    return rotq_safetensors_parse_meta(m, path, base, size, NULL);
+}
+
+rotq_status rotq_safetensors_parse_meta(rotq_model *m, const char *path, const uint8_t *base, uint64_t size,
+                                        json_t **metadata) {
+    if (metadata) *metadata = NULL;
     if (size < 8)
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: %llu bytes is too short for a safetensors file (8-byte header length first)",
                          path, (unsigned long long)size);
@@ -203,6 +209,7 @@ rotq_status rotq_safetensors_parse(rotq_model *m, const char *path, const uint8_
                          err.column, err.text);
     rotq_status s = json_is_object(h) ? parse_header(m, path, base, size, h, 8 + hlen)
                                       : rotq_fail(ROTQ_ERR_FORMAT, "%s: header is not a JSON object", path);
+    if (s == ROTQ_OK && metadata) *metadata = json_incref(json_object_get(h, "__metadata__"));
     json_decref(h);
     return s;
 }

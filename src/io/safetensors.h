@@ -1,10 +1,12 @@
 /* safetensors: one file's header parsing (tensors point into the file's mmap) and writing.
- * Used by the Hugging Face folder reader/writer in hf.c. */
+ * Used by the Hugging Face folder reader/writer in hf.c and by rotation files (rotate/orthogonal.c). */
 #ifndef ROTQ_IO_SAFETENSORS_H
 #define ROTQ_IO_SAFETENSORS_H
 
 #include <stdint.h>
 #include <stdio.h>
+
+#include <jansson.h>
 
 #include "core/model.h"
 
@@ -19,6 +21,9 @@ const char *rotq_safetensors_dtype_name(rotq_dtype dt);
  * file places a tensor at an address its element type cannot be read from). `path` names the
  * file in errors. */
 rotq_status rotq_safetensors_parse(rotq_model *m, const char *path, const uint8_t *base, uint64_t size);
+/* The same, also giving the "__metadata__" object (a new reference, NULL when absent) to *metadata. */
+rotq_status rotq_safetensors_parse_meta(rotq_model *m, const char *path, const uint8_t *base, uint64_t size,
+                                        json_t **metadata);
 
 /* The dtype tensor t is written as when the caller asks for `want` (ROTQ_DTYPE_INVALID: keep float
  * types, dequantize block types to F32; integer tensors are always kept). */

@@ -24,13 +24,14 @@ void rotq_gptq_hinv_free(rotq_gptq_hinv *h) {
     memset(h, 0, sizeof *h);
 }
 
-/* sort helper: decreasing diagonal, ties by index (a stable argsort of -diag) */
-static const double *sort_diag;
+/* act-order: columns by decreasing diagonal, ties by index (a stable argsort of -diag). The key
+ * travels with the index, so sorts on several threads share nothing. */
+typedef struct diag_key { double d; int64_t i; } diag_key;
 static int by_diag_desc(const void *a, const void *b) {
-    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
-    if (sort_diag[i] > sort_diag[j]) return -1;
-    if (sort_diag[i] < sort_diag[j]) return 1;
-    return i < j ? -1 : i > j;
+    const diag_key *x = a, *y = b;
+    if (x->d > y->d) return -1;
+    if (x->d < y->d) return 1;
+    return x->i < y->i ? -1 : x->i > y->i;
 }
 
 rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, rotq_gptq_hinv *out) {
@@ -63,9 +64,16 @@ rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, 
         out->perm[i] = i;
     }
     if (o->act_order) {
-        sort_diag = diag;
-        qsort(out->perm, (size_t)n, sizeof(int64_t), by_diag_desc);
-        sort_diag = NULL;
+        diag_key *keys = malloc((size_t)n * sizeof *keys);
+        if (!keys) {
+            free(diag);
+            rotq_gptq_hinv_free(out);
+            return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory sorting %lld columns", (long long)n);
+        }
+        for (int64_t i = 0; i < n; i++) keys[i] = (diag_key){diag[i], i};
+        qsort(keys, (size_t)n, sizeof *keys, by_diag_desc);
+        for (int64_t i = 0; i < n; i++) out->perm[i] = keys[i].i;
+        free(keys);
     }
     /* U ← H permuted, dampened */
     double mean = 0.0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/safetensors.h"
 #include "rotate/rotate.h"
 
 #define DENSE_MAX_N 16384 /* an n·n double matrix: 2 GiB at this size */
@@ -369,65 +370,38 @@ rotq_status rotq_rotation_load(const char *path, rotq_rotation **out) {
     uint8_t *data = NULL;
     uint64_t size = 0;
     ROTQ_TRY(rotq_read_file(path, &data, &size));
-    rotq_status st = ROTQ_OK;
-    json_t *root = NULL;
+    /* the one safetensors parser checks the header and every offset; tensors point into data */
+    rotq_model *file = rotq_model_new();
+    json_t *meta = NULL;
     double *Rm = NULL;
-    uint64_t hl = 0;
-    if (size < 8) { st = rotq_fail(ROTQ_ERR_FORMAT, "%s: %llu bytes is too short for safetensors", path, (unsigned long long)size); goto done; }
-    for (int i = 7; i >= 0; i--) hl = (hl << 8) | data[i];
-    if (hl > size - 8) { st = rotq_fail(ROTQ_ERR_FORMAT, "%s: header length %llu exceeds the file (%llu bytes)", path, (unsigned long long)hl, (unsigned long long)size); goto done; }
-    json_error_t jerr;
-    root = json_loadb((const char *)data + 8, (size_t)hl, 0, &jerr);
-    if (!json_is_object(root)) { st = rotq_fail(ROTQ_ERR_FORMAT, "%s: header is not a JSON object (%s)", path, jerr.text); goto done; }
-    json_t *t = json_object_get(root, "rotation");
-    if (!t) { /* accept a file with exactly one tensor under any name */
-        const char *key;
-        json_t *v;
-        int count = 0;
-        json_object_foreach(root, key, v) if (strcmp(key, "__metadata__") != 0) { t = v; count++; }
-        if (count != 1) { st = rotq_fail(ROTQ_ERR_NOT_FOUND, "%s: no tensor named \"rotation\" (and %d tensors in all)", path, count); goto done; }
+    rotq_status st = file ? rotq_safetensors_parse_meta(file, path, data, size, &meta) : rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+    const rotq_tensor *t = NULL;
+    if (st == ROTQ_OK) {
+        t = rotq_model_find(file, "rotation");
+        if (!t && file->n_tensors == 1) t = &file->tensors[0]; /* one tensor under any name */
+        if (!t) st = rotq_fail(ROTQ_ERR_NOT_FOUND, "%s: no tensor named \"rotation\" (and %lld tensors in all)", path, (long long)file->n_tensors);
     }
-    const char *dt = json_string_value(json_object_get(t, "dtype"));
-    json_t *shape = json_object_get(t, "shape"), *offs = json_object_get(t, "data_offsets");
-    size_t es = dt && !strcmp(dt, "F64") ? 8 : dt && !strcmp(dt, "F32") ? 4 : 0;
-    if (!es) { st = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotation dtype %s (F32 or F64 expected)", path, dt ? dt : "(missing)"); goto done; }
-    if (!json_is_array(shape) || json_array_size(shape) != 2 || !json_is_integer(json_array_get(shape, 0)) ||
-        json_integer_value(json_array_get(shape, 0)) != json_integer_value(json_array_get(shape, 1))) {
+    if (st == ROTQ_OK && t->dtype != ROTQ_F32 && t->dtype != ROTQ_F64)
+        st = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotation dtype %s (F32 or F64 expected)", path, rotq_dtype_name(t->dtype));
+    if (st == ROTQ_OK && (t->n_dims != 2 || t->shape[0] != t->shape[1]))
         st = rotq_fail(ROTQ_ERR_FORMAT, "%s: rotation shape must be [n, n]", path);
-        goto done;
+    int64_t n = st == ROTQ_OK ? t->shape[0] : 0;
+    if (st == ROTQ_OK && (n < 1 || n > DENSE_MAX_N))
+        st = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotation size %lld out of range [1, %d]", path, (long long)n, DENSE_MAX_N);
+    if (st == ROTQ_OK && !(Rm = malloc(sizeof(double) * (size_t)(n * n)))) st = nomem("the loaded rotation", n);
+    for (int64_t i = 0; st == ROTQ_OK && i < n * n; i++) {
+        Rm[i] = t->dtype == ROTQ_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+        if (!isfinite(Rm[i])) st = rotq_fail(ROTQ_ERR_NUMERIC, "%s: rotation entry %lld is not finite", path, (long long)i);
     }
-    int64_t n = json_integer_value(json_array_get(shape, 0));
-    if (n < 1 || n > DENSE_MAX_N) { st = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotation size %lld out of range [1, %d]", path, (long long)n, DENSE_MAX_N); goto done; }
-    if (!json_is_array(offs) || json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
-        !json_is_integer(json_array_get(offs, 1))) {
-        st = rotq_fail(ROTQ_ERR_FORMAT, "%s: rotation data_offsets missing", path);
-        goto done;
+    if (st == ROTQ_OK && !try_fast_form(meta, n, Rm, t->dtype == ROTQ_F64 ? 1e-12 : 1e-6, out)) {
+        st = rotq_rotation_from_dense(n, Rm, 1e-4, out);
+        if (st != ROTQ_OK) st = rotq_fail_context(st, "%s", path);
+        const char *desc = meta_str(meta, "rotq.description");
+        if (st == ROTQ_OK) snprintf((*out)->desc, sizeof (*out)->desc, "%s (from %s)", desc ? desc : "dense", path);
     }
-    json_int_t b = json_integer_value(json_array_get(offs, 0)), e = json_integer_value(json_array_get(offs, 1));
-    uint64_t want = (uint64_t)(n * n) * es;
-    if (b < 0 || e < b || (uint64_t)(e - b) != want || (uint64_t)e > size - 8 - hl) {
-        st = rotq_fail(ROTQ_ERR_FORMAT, "%s: rotation data_offsets [%lld, %lld] do not hold %lld×%lld %s values within %llu bytes",
-                       path, (long long)b, (long long)e, (long long)n, (long long)n, dt, (unsigned long long)(size - 8 - hl));
-        goto done;
-    }
-    Rm = malloc(sizeof(double) * (size_t)(n * n));
-    if (!Rm) { st = nomem("the loaded rotation", n); goto done; }
-    const uint8_t *src = data + 8 + hl + b;
-    for (int64_t i = 0; i < n * n; i++) {
-        if (es == 8) memcpy(&Rm[i], src + 8 * i, 8);
-        else { float f; memcpy(&f, src + 4 * i, 4); Rm[i] = f; }
-        if (!isfinite(Rm[i])) { st = rotq_fail(ROTQ_ERR_NUMERIC, "%s: rotation entry %lld is not finite", path, (long long)i); goto done; }
-    }
-    json_t *meta = json_object_get(root, "__metadata__");
-    double entry_tol = es == 8 ? 1e-12 : 1e-6;
-    if (try_fast_form(meta, n, Rm, entry_tol, out)) goto done;
-    st = rotq_rotation_from_dense(n, Rm, 1e-4, out);
-    if (st != ROTQ_OK) { st = rotq_fail_context(st, "%s", path); goto done; }
-    const char *desc = meta_str(meta, "rotq.description");
-    snprintf((*out)->desc, sizeof (*out)->desc, "%s (from %s)", desc ? desc : "dense", path);
-done:
     free(Rm);
-    json_decref(root);
+    json_decref(meta);
+    rotq_model_free(file);
     free(data);
     return st;
 }

@@ -55,46 +55,9 @@ static void xtok_free(xtok *x) {
 
 /* ---- reading the source ---------------------------------------------------------------------- */
 
-static bool meta_int(const rotq_meta *kv, int64_t *out) {
-    if (!kv) return false;
-    switch (kv->type) {
-    case ROTQ_META_U8: case ROTQ_META_U16: case ROTQ_META_U32: case ROTQ_META_U64:
-        if (kv->v.u > INT64_MAX) return false;
-        *out = (int64_t)kv->v.u;
-        return true;
-    case ROTQ_META_I8: case ROTQ_META_I16: case ROTQ_META_I32: case ROTQ_META_I64:
-        *out = kv->v.i;
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool meta_bool(const rotq_meta *kv, bool dflt) {
-    if (!kv) return dflt;
-    if (kv->type == ROTQ_META_BOOL) return kv->v.b;
-    int64_t v;
-    return meta_int(kv, &v) ? v != 0 : dflt;
-}
-
-/* Element i of an integer array; false for other element types. */
-static bool meta_arr_int(const rotq_meta *kv, uint64_t i, int64_t *out) {
-    const uint8_t *p = kv->arr;
-    switch (kv->arr_type) {
-    case ROTQ_META_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); *out = v; return true; }
-    case ROTQ_META_U32: { uint32_t v; memcpy(&v, p + 4 * i, 4); *out = v; return true; }
-    case ROTQ_META_I8: *out = (int8_t)p[i]; return true;
-    case ROTQ_META_U8: *out = p[i]; return true;
-    case ROTQ_META_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); *out = v; return true; }
-    case ROTQ_META_U16: { uint16_t v; memcpy(&v, p + 2 * i, 2); *out = v; return true; }
-    case ROTQ_META_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); *out = v; return true; }
-    default: return false;
-    }
-}
-
 static int32_t meta_id(const rotq_model *m, const char *key, int32_t n) {
     int64_t v;
-    return meta_int(rotq_model_meta(m, key), &v) && v >= 0 && v < n ? (int32_t)v : -1;
+    return rotq_meta_int(rotq_model_meta(m, key), &v) && v >= 0 && v < n ? (int32_t)v : -1;
 }
 
 /* "bos_token": "<s>" or {"content": "<s>", ...} in tokenizer_config.json, as an id. */
@@ -267,7 +230,7 @@ static rotq_status set_types(xtok *x, const rotq_model *m) {
         uint8_t attr = id < t->n_vocab ? t->attr[id] : 0;
         int32_t type;
         if (id >= t->n_vocab || !t->piece[id]) type = TT_UNUSED;
-        else if (from_meta && meta_arr_int(tt, (uint64_t)id, &v) && v >= TT_NORMAL && v <= TT_BYTE) type = (int32_t)v;
+        else if (from_meta && rotq_meta_arr_int(tt, (uint64_t)id, &v) && v >= TT_NORMAL && v <= TT_BYTE) type = (int32_t)v;
         else if (attr & ROTQ_TOKA_ADDED) {
             const rotq_tok_added *a = &t->added[x->added[id]];
             if (!a->special && !looks_special(x->text[id], x->len[id])) type = TT_USER_DEFINED;
@@ -434,8 +397,8 @@ static rotq_status read_gguf_source(xtok *x, const rotq_model *m) {
     x->unk = meta_id(m, "tokenizer.ggml.unknown_token_id", n);
     if (x->unk < 0 && x->spm) x->unk = x->t->unk_id;
     x->pad = meta_id(m, "tokenizer.ggml.padding_token_id", n);
-    x->add_eos = meta_bool(rotq_model_meta(m, "tokenizer.ggml.add_eos_token"), false);
-    x->add_space_prefix = meta_bool(rotq_model_meta(m, "tokenizer.ggml.add_space_prefix"), true);
+    x->add_eos = rotq_meta_bool(rotq_model_meta(m, "tokenizer.ggml.add_eos_token"), false);
+    x->add_space_prefix = rotq_meta_bool(rotq_model_meta(m, "tokenizer.ggml.add_space_prefix"), true);
     const rotq_meta *pre = rotq_model_meta(m, "tokenizer.ggml.pre");
     snprintf(x->pre, sizeof x->pre, "%s", pre && pre->type == ROTQ_META_STRING && pre->str ? pre->str : "default");
     const rotq_meta *tmpl = rotq_model_meta(m, "tokenizer.chat_template");

@@ -9,46 +9,6 @@
 /* GGUF token types (llama.cpp's llama_token_type). */
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
-static bool meta_int(const rotq_meta *kv, int64_t *out) {
-    if (!kv) return false;
-    switch (kv->type) {
-    case ROTQ_META_U8: case ROTQ_META_U16: case ROTQ_META_U32: case ROTQ_META_U64:
-        if (kv->v.u > INT64_MAX) return false;
-        *out = (int64_t)kv->v.u;
-        return true;
-    case ROTQ_META_I8: case ROTQ_META_I16: case ROTQ_META_I32: case ROTQ_META_I64:
-        *out = kv->v.i;
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool meta_bool(const rotq_meta *kv, bool dflt) {
-    if (!kv) return dflt;
-    if (kv->type == ROTQ_META_BOOL) return kv->v.b;
-    int64_t v;
-    return meta_int(kv, &v) ? v != 0 : dflt;
-}
-
-/* Element i of a numeric array as a double; false when the type is not numeric. */
-static bool meta_arr_num(const rotq_meta *kv, uint64_t i, double *out) {
-    const uint8_t *p = kv->arr;
-    switch (kv->arr_type) {
-    case ROTQ_META_F32: { float x; memcpy(&x, p + 4 * i, 4); *out = x; return true; }
-    case ROTQ_META_F64: { double x; memcpy(&x, p + 8 * i, 8); *out = x; return true; }
-    case ROTQ_META_I32: { int32_t x; memcpy(&x, p + 4 * i, 4); *out = x; return true; }
-    case ROTQ_META_U32: { uint32_t x; memcpy(&x, p + 4 * i, 4); *out = x; return true; }
-    case ROTQ_META_I8: *out = (int8_t)p[i]; return true;
-    case ROTQ_META_U8: *out = p[i]; return true;
-    case ROTQ_META_I16: { int16_t x; memcpy(&x, p + 2 * i, 2); *out = x; return true; }
-    case ROTQ_META_U16: { uint16_t x; memcpy(&x, p + 2 * i, 2); *out = x; return true; }
-    case ROTQ_META_I64: { int64_t x; memcpy(&x, p + 8 * i, 8); *out = (double)x; return true; }
-    case ROTQ_META_U64: { uint64_t x; memcpy(&x, p + 8 * i, 8); *out = (double)x; return true; }
-    default: return false;
-    }
-}
-
 static const rotq_meta *meta_array(const rotq_model *m, const char *key, bool strings, uint64_t n, rotq_status *s) {
     const rotq_meta *kv = rotq_model_meta(m, key);
     *s = ROTQ_OK;
@@ -156,14 +116,14 @@ static rotq_status load(const rotq_model *m, rotq_tokenizer *t) {
         if (!(t->score = malloc((size_t)n * sizeof *t->score))) return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", where);
         for (int32_t i = 0; i < n; i++) {
             double v;
-            if (!meta_arr_num(scores, (uint64_t)i, &v)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: tokenizer.ggml.scores is not numeric", where);
+            if (!rotq_meta_arr_num(scores, (uint64_t)i, &v)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: tokenizer.ggml.scores is not numeric", where);
             t->score[i] = (float)v;
         }
     }
     /* control, user-defined and unknown tokens are cut out of the raw text (llama.cpp, parse_special) */
     for (int32_t i = 0; types && i < n; i++) {
         double v;
-        if (!meta_arr_num(types, (uint64_t)i, &v)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: tokenizer.ggml.token_type is not numeric", where);
+        if (!rotq_meta_arr_num(types, (uint64_t)i, &v)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: tokenizer.ggml.token_type is not numeric", where);
         int tt = (int)v;
         if (tt == TT_NORMAL && llamacpp_control_text(t->piece[i], t->piece_len[i])) tt = TT_CONTROL;
         if (tt == TT_CONTROL || tt == TT_USER_DEFINED || tt == TT_UNKNOWN) {
@@ -175,10 +135,10 @@ static rotq_status load(const rotq_model *m, rotq_tokenizer *t) {
     }
 
     int64_t v;
-    if (meta_int(rotq_model_meta(m, "tokenizer.ggml.bos_token_id"), &v) && v >= 0 && v < n) t->bos_id = (int32_t)v;
-    if (meta_int(rotq_model_meta(m, "tokenizer.ggml.eos_token_id"), &v) && v >= 0 && v < n) t->eos_id = (int32_t)v;
-    if (meta_int(rotq_model_meta(m, "tokenizer.ggml.unknown_token_id"), &v) && v >= 0 && v < n) t->unk_id = (int32_t)v;
-    t->add_bos = meta_bool(rotq_model_meta(m, "tokenizer.ggml.add_bos_token"), !bpe);
+    if (rotq_meta_int(rotq_model_meta(m, "tokenizer.ggml.bos_token_id"), &v) && v >= 0 && v < n) t->bos_id = (int32_t)v;
+    if (rotq_meta_int(rotq_model_meta(m, "tokenizer.ggml.eos_token_id"), &v) && v >= 0 && v < n) t->eos_id = (int32_t)v;
+    if (rotq_meta_int(rotq_model_meta(m, "tokenizer.ggml.unknown_token_id"), &v) && v >= 0 && v < n) t->unk_id = (int32_t)v;
+    t->add_bos = rotq_meta_bool(rotq_model_meta(m, "tokenizer.ggml.add_bos_token"), !bpe);
 
     if (bpe) {
         const rotq_meta *pre = rotq_model_meta(m, "tokenizer.ggml.pre");
@@ -203,7 +163,7 @@ static rotq_status load(const rotq_model *m, rotq_tokenizer *t) {
         ROTQ_TRY(rotq_tok_finish(t, where));
         ROTQ_TRY(load_merges(m, t, merges));
     } else {
-        bool prefix = meta_bool(rotq_model_meta(m, "tokenizer.ggml.add_space_prefix"), true);
+        bool prefix = rotq_meta_bool(rotq_model_meta(m, "tokenizer.ggml.add_space_prefix"), true);
         t->model = ROTQ_TOK_SPM;
         t->spm_escape_spaces = true;
         t->decode_bytes = true;
