@@ -1,46 +1,12 @@
-/* Carrying a tokenizer across formats on save.
- *
- * A model read from GGUF (tokenizer.ggml.*) or llama2.c (tokenizer.bin) gets Hugging Face tokenizer
- * files; one read from an HF folder (tokenizer.json) or llama2.c gets llama.cpp's tokenizer.* keys.
- * Both directions start from rotq's own loaded tokenizer, so what is written tokenizes as the source
- * did; the rest (token types, pre-tokenizer name, special ids) comes from the source files.
- */
+/* Carrying a tokenizer across formats on save: gathering what both targets need (tok_export.h). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/model.h"
-#include "tok/tok.h"
+#include "tok/tok_export.h"
 
-/* GGUF token types (llama.cpp's llama_token_type). */
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
-
-static const char META_SPACE[] = "\xE2\x96\x81"; /* U+2581 ▁ */
-
-typedef enum { SRC_JSON, SRC_GGUF, SRC_LLAMA2C } src_kind;
-
-/* Everything either target needs, gathered once from the model. */
-typedef struct xtok {
-    rotq_tokenizer *t;
-    src_kind src;
-    const char *where;
-    bool spm;                 /* GGUF "llama" (scores) rather than "gpt2" (merges) */
-    int32_t n;                /* tokens written: the tokenizer's, padded to the model's vocabulary */
-    char **text;              /* token text as both targets store it (▁ for spaces in SPM vocabularies) */
-    uint32_t *len;
-    int32_t *type;            /* TT_* */
-    float *score;             /* SPM merge priority per token */
-    int32_t *added;           /* per id: index into t->added, or -1 */
-    int32_t (*merges)[2];     /* rank order */
-    int64_t n_merges;
-    int32_t bos, eos, unk, pad;
-    bool add_bos, add_eos, add_space_prefix, ignore_merges;
-    char pre[32];             /* llama.cpp pre-tokenizer name (gpt2) */
-    char *chat_template;
-} xtok;
-
-static void xtok_free(xtok *x) {
+void rotq_xtok_free(xtok *x) {
     for (int32_t i = 0; x->text && i < x->n; i++) free(x->text[i]);
     free(x->text);
     free(x->len);
@@ -68,7 +34,7 @@ static int32_t config_token(const xtok *x, json_t *cfg, const char *key) {
     return rotq_tok_lookup(x->t, json_string_value(v), json_string_length(v));
 }
 
-static char *dup_bytes(const void *p, size_t n) {
+char *rotq_xtok_dup(const void *p, size_t n) {
     char *s = malloc(n + 1);
     if (s) {
         if (n) memcpy(s, p, n);
@@ -171,10 +137,10 @@ static char *config_chat_template(json_t *cfg) {
         }
         v = pick;
     }
-    return json_is_string(v) ? dup_bytes(json_string_value(v), json_string_length(v)) : NULL;
+    return json_is_string(v) ? rotq_xtok_dup(json_string_value(v), json_string_length(v)) : NULL;
 }
 
-static rotq_status oom(const xtok *x) { return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory exporting the tokenizer", x->where); }
+rotq_status rotq_xtok_oom(const xtok *x) { return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory exporting the tokenizer", x->where); }
 
 /* Token text as the targets store it. llama2.c pieces hold real spaces and wrap BOS/EOS in newlines. */
 static rotq_status set_texts(xtok *x, const rotq_model *m) {
@@ -185,7 +151,7 @@ static rotq_status set_texts(xtok *x, const rotq_model *m) {
         rotq_log(ROTQ_LOG_WARN, "%s: the tokenizer has %d tokens, the model's vocabulary %lld rows\n", x->where,
                 x->n, (long long)m->hp.vocab);
     if (!(x->text = calloc((size_t)x->n, sizeof *x->text)) || !(x->len = calloc((size_t)x->n, sizeof *x->len)))
-        return oom(x);
+        return rotq_xtok_oom(x);
     rotq_tok_buf b = {0};
     for (int32_t id = 0; id < x->n; id++) {
         b.n = 0;
@@ -206,7 +172,7 @@ static rotq_status set_texts(xtok *x, const rotq_model *m) {
         } else {
             s = rotq_tok_buf_put(&b, p, n);
         }
-        if (s == ROTQ_OK && !(x->text[id] = dup_bytes(b.p ? (const char *)b.p : "", b.n))) s = oom(x);
+        if (s == ROTQ_OK && !(x->text[id] = rotq_xtok_dup(b.p ? (const char *)b.p : "", b.n))) s = rotq_xtok_oom(x);
         if (s != ROTQ_OK) {
             rotq_tok_buf_free(&b);
             return s;
@@ -220,7 +186,7 @@ static rotq_status set_texts(xtok *x, const rotq_model *m) {
 static rotq_status set_types(xtok *x, const rotq_model *m) {
     rotq_tokenizer *t = x->t;
     if (!(x->type = malloc((size_t)x->n * sizeof *x->type)) || !(x->added = malloc((size_t)x->n * sizeof *x->added)))
-        return oom(x);
+        return rotq_xtok_oom(x);
     for (int32_t id = 0; id < x->n; id++) x->added[id] = -1;
     for (int32_t i = 0; i < t->n_added; i++) x->added[t->added[i].id] = i;
     const rotq_meta *tt = x->src == SRC_GGUF ? rotq_model_meta(m, "tokenizer.ggml.token_type") : NULL;
@@ -252,10 +218,10 @@ static int ranked_cmp(const void *a, const void *b) {
 }
 
 /* The tokenizer's BPE merges in rank order (the pair map keeps each pair's first rank). */
-static rotq_status merges_from_pairs(xtok *x) {
+rotq_status rotq_xtok_merges_from_pairs(xtok *x) {
     const rotq_tok_pairmap *pm = &x->t->merges;
     ranked *r = malloc((pm->count ? pm->count : 1) * sizeof *r);
-    if (!r) return oom(x);
+    if (!r) return rotq_xtok_oom(x);
     int64_t n = 0;
     for (uint64_t k = 0; k < pm->cap; k++) {
         if (!pm->keys[k]) continue;
@@ -266,7 +232,7 @@ static rotq_status merges_from_pairs(xtok *x) {
     free(x->merges);
     if (!(x->merges = malloc((size_t)(n ? n : 1) * sizeof *x->merges))) {
         free(r);
-        return oom(x);
+        return rotq_xtok_oom(x);
     }
     for (int64_t i = 0; i < n; i++) {
         x->merges[i][0] = r[i].l;
@@ -279,8 +245,8 @@ static rotq_status merges_from_pairs(xtok *x) {
 
 /* SPM scores for a vocabulary that only has BPE merges: a merged piece's score is minus the rank of the
  * first merge producing it, so llama.cpp's highest-score-first order is the merges' order. */
-static rotq_status scores_from_merges(xtok *x) {
-    if (!(x->score = malloc((size_t)x->n * sizeof *x->score))) return oom(x);
+rotq_status rotq_xtok_scores_from_merges(xtok *x) {
+    if (!(x->score = malloc((size_t)x->n * sizeof *x->score))) return rotq_xtok_oom(x);
     const rotq_tok_pairmap *pm = &x->t->merges;
     for (int32_t id = 0; id < x->n; id++) x->score[id] = -1e9f;
     for (uint64_t k = 0; k < pm->cap; k++)
@@ -302,7 +268,7 @@ static int split_cmp(const void *a, const void *b) {
 
 /* BPE merges equivalent to SentencePiece's score order (as HF's LlamaConverter derives them): every
  * split of a normal piece into two normal pieces, ordered by the merged piece's score. */
-static rotq_status merges_from_scores(xtok *x) {
+rotq_status rotq_xtok_merges_from_scores(xtok *x) {
     rotq_tok_strmap map = {0};
     rotq_status s = ROTQ_OK;
     split *v = NULL;
@@ -320,7 +286,7 @@ static rotq_status merges_from_scores(xtok *x) {
                 size_t nc = cap ? 2 * cap : 4096;
                 split *q = realloc(v, nc * sizeof *q);
                 if (!q) {
-                    s = oom(x);
+                    s = rotq_xtok_oom(x);
                     break;
                 }
                 v = q;
@@ -333,7 +299,7 @@ static rotq_status merges_from_scores(xtok *x) {
     if (s == ROTQ_OK) {
         if (n) qsort(v, n, sizeof *v, split_cmp);
         free(x->merges);
-        if (!(x->merges = malloc((n ? n : 1) * sizeof *x->merges))) s = oom(x);
+        if (!(x->merges = malloc((n ? n : 1) * sizeof *x->merges))) s = rotq_xtok_oom(x);
         for (size_t i = 0; s == ROTQ_OK && i < n; i++) {
             x->merges[i][0] = v[i].l;
             x->merges[i][1] = v[i].r;
@@ -371,7 +337,7 @@ static rotq_status read_json_source(xtok *x, const rotq_model *m) {
     x->add_eos = json_is_true(json_object_get(cfg, "add_eos_token"));
     x->chat_template = config_chat_template(cfg);
     const rotq_blob *jinja = rotq_model_blob(m, "chat_template.jinja");
-    if (!x->chat_template && jinja) x->chat_template = dup_bytes(jinja->data, jinja->size);
+    if (!x->chat_template && jinja) x->chat_template = rotq_xtok_dup(jinja->data, jinja->size);
     rotq_status s = ROTQ_OK;
     if (!x->spm) {
         pick_pre_name(x, root);
@@ -402,12 +368,12 @@ static rotq_status read_gguf_source(xtok *x, const rotq_model *m) {
     const rotq_meta *pre = rotq_model_meta(m, "tokenizer.ggml.pre");
     snprintf(x->pre, sizeof x->pre, "%s", pre && pre->type == ROTQ_META_STRING && pre->str ? pre->str : "default");
     const rotq_meta *tmpl = rotq_model_meta(m, "tokenizer.chat_template");
-    if (tmpl && tmpl->type == ROTQ_META_STRING && tmpl->str && !(x->chat_template = strdup(tmpl->str))) return oom(x);
+    if (tmpl && tmpl->type == ROTQ_META_STRING && tmpl->str && !(x->chat_template = strdup(tmpl->str))) return rotq_xtok_oom(x);
     return ROTQ_OK;
 }
 
 /* Loads the model's tokenizer and everything around it. ROTQ_ERR_NOT_FOUND: the model carries none. */
-static rotq_status xtok_load(xtok *x, const rotq_model *m, const char *where) {
+rotq_status rotq_xtok_load(xtok *x, const rotq_model *m, const char *where) {
     memset(x, 0, sizeof *x);
     x->where = where;
     x->bos = x->eos = x->unk = x->pad = -1;
@@ -431,423 +397,8 @@ static rotq_status xtok_load(xtok *x, const rotq_model *m, const char *where) {
     ROTQ_TRY(set_texts(x, m));
     ROTQ_TRY(set_types(x, m));
     if (x->spm && t->score) {
-        if (!(x->score = malloc((size_t)x->n * sizeof *x->score))) return oom(x);
+        if (!(x->score = malloc((size_t)x->n * sizeof *x->score))) return rotq_xtok_oom(x);
         for (int32_t id = 0; id < x->n; id++) x->score[id] = id < t->n_vocab ? t->score[id] : -1000.0f;
     }
-    return ROTQ_OK;
-}
-
-/* ---- GGUF metadata --------------------------------------------------------------------------- */
-
-typedef struct meta_list {
-    rotq_meta *kv;
-    int64_t n, cap;
-    bool oom;
-} meta_list;
-
-static rotq_meta *meta_add(meta_list *l, const char *key, rotq_meta_type type) {
-    if (l->oom) return NULL;
-    if (l->n == l->cap) {
-        int64_t nc = l->cap ? 2 * l->cap : 16;
-        rotq_meta *p = realloc(l->kv, (size_t)nc * sizeof *p);
-        if (!p) {
-            l->oom = true;
-            return NULL;
-        }
-        l->kv = p;
-        l->cap = nc;
-    }
-    rotq_meta *kv = &l->kv[l->n];
-    memset(kv, 0, sizeof *kv);
-    kv->type = type;
-    kv->n = 1;
-    if (!(kv->key = strdup(key))) {
-        l->oom = true;
-        return NULL;
-    }
-    l->n++;
-    return kv;
-}
-
-static void meta_str(meta_list *l, const char *key, const char *v) {
-    rotq_meta *kv = meta_add(l, key, ROTQ_META_STRING);
-    if (kv && !(kv->str = strdup(v))) l->oom = true;
-}
-
-static void meta_u32(meta_list *l, const char *key, int32_t v) {
-    if (v < 0) return;
-    rotq_meta *kv = meta_add(l, key, ROTQ_META_U32);
-    if (kv) kv->v.u = (uint64_t)v;
-}
-
-static void meta_flag(meta_list *l, const char *key, bool v) {
-    rotq_meta *kv = meta_add(l, key, ROTQ_META_BOOL);
-    if (kv) kv->v.b = v;
-}
-
-/* An array of n elements of elem_size bytes (arr_type), or of n strings when arr_type is STRING. */
-static rotq_meta *meta_array(meta_list *l, const char *key, rotq_meta_type arr_type, uint64_t n, size_t elem_size) {
-    rotq_meta *kv = meta_add(l, key, ROTQ_META_ARRAY);
-    if (!kv) return NULL;
-    kv->arr_type = arr_type;
-    kv->n = n;
-    if (arr_type == ROTQ_META_STRING) {
-        kv->arr = calloc(n ? n : 1, sizeof(char *));
-        kv->arr_str_len = calloc(n ? n : 1, sizeof *kv->arr_str_len);
-        if (!kv->arr || !kv->arr_str_len) l->oom = true;
-    } else if (!(kv->arr = malloc(n ? n * elem_size : 1))) {
-        l->oom = true;
-    }
-    if (l->oom) {
-        kv->n = 0; /* nothing to free element-wise */
-        return NULL;
-    }
-    return kv;
-}
-
-static void meta_list_free(meta_list *l) {
-    for (int64_t i = 0; i < l->n; i++) rotq_meta_free(&l->kv[i]);
-    free(l->kv);
-    memset(l, 0, sizeof *l);
-}
-
-static rotq_status build_gguf_meta(xtok *x, meta_list *l) {
-    meta_str(l, "tokenizer.ggml.model", x->spm ? "llama" : "gpt2");
-    if (!x->spm) meta_str(l, "tokenizer.ggml.pre", x->pre);
-    rotq_meta *tokens = meta_array(l, "tokenizer.ggml.tokens", ROTQ_META_STRING, (uint64_t)x->n, 0);
-    for (int32_t i = 0; tokens && i < x->n; i++) {
-        char **arr = tokens->arr;
-        if (!(arr[i] = dup_bytes(x->text[i], x->len[i]))) l->oom = true;
-        tokens->arr_str_len[i] = x->len[i];
-    }
-    if (x->spm) {
-        if (!x->score) ROTQ_TRY(scores_from_merges(x));
-        rotq_meta *scores = meta_array(l, "tokenizer.ggml.scores", ROTQ_META_F32, (uint64_t)x->n, 4);
-        if (scores) memcpy(scores->arr, x->score, (size_t)x->n * 4);
-    }
-    rotq_meta *types = meta_array(l, "tokenizer.ggml.token_type", ROTQ_META_I32, (uint64_t)x->n, 4);
-    if (types) memcpy(types->arr, x->type, (size_t)x->n * 4);
-    if (!x->spm) {
-        ROTQ_TRY(merges_from_pairs(x));
-        rotq_meta *merges = meta_array(l, "tokenizer.ggml.merges", ROTQ_META_STRING, (uint64_t)x->n_merges, 0);
-        for (int64_t i = 0; merges && i < x->n_merges && !l->oom; i++) {
-            int32_t a = x->merges[i][0], b = x->merges[i][1];
-            size_t n = x->len[a] + 1 + x->len[b];
-            char *s = malloc(n + 1);
-            if (!s) {
-                l->oom = true;
-                break;
-            }
-            memcpy(s, x->text[a], x->len[a]);
-            s[x->len[a]] = ' ';
-            memcpy(s + x->len[a] + 1, x->text[b], x->len[b]);
-            s[n] = 0;
-            ((char **)merges->arr)[i] = s;
-            merges->arr_str_len[i] = n;
-        }
-    }
-    meta_u32(l, "tokenizer.ggml.bos_token_id", x->bos);
-    meta_u32(l, "tokenizer.ggml.eos_token_id", x->eos);
-    meta_u32(l, "tokenizer.ggml.unknown_token_id", x->unk);
-    meta_u32(l, "tokenizer.ggml.padding_token_id", x->pad);
-    meta_flag(l, "tokenizer.ggml.add_bos_token", x->add_bos);
-    meta_flag(l, "tokenizer.ggml.add_eos_token", x->add_eos);
-    if (x->spm) meta_flag(l, "tokenizer.ggml.add_space_prefix", x->add_space_prefix);
-    if (x->chat_template) meta_str(l, "tokenizer.chat_template", x->chat_template);
-    return l->oom ? oom(x) : ROTQ_OK;
-}
-
-rotq_status rotq_tok_export_gguf_meta(const rotq_model *m, const char *where, rotq_meta **out, int64_t *n_out) {
-    *out = NULL;
-    *n_out = 0;
-    xtok x;
-    rotq_status s = xtok_load(&x, m, where);
-    if (s == ROTQ_ERR_NOT_FOUND && !x.t) {
-        rotq_log(ROTQ_LOG_WARN, "%s: the model carries no tokenizer; the GGUF has no tokenizer metadata\n", where);
-        return ROTQ_OK;
-    }
-    meta_list l = {0};
-    if (s == ROTQ_OK) s = build_gguf_meta(&x, &l);
-    xtok_free(&x);
-    if (s != ROTQ_OK) {
-        meta_list_free(&l);
-        if (s == ROTQ_ERR_NOMEM) return s;
-        rotq_log(ROTQ_LOG_WARN, "%s: tokenizer not written (%s)\n", where, rotq_last_error());
-        rotq_clear_error();
-        return ROTQ_OK;
-    }
-    *out = l.kv;
-    *n_out = l.n;
-    return ROTQ_OK;
-}
-
-void rotq_tok_export_meta_free(rotq_meta *kv, int64_t n) {
-    for (int64_t i = 0; i < n; i++) rotq_meta_free(&kv[i]);
-    free(kv);
-}
-
-/* ---- Hugging Face files ---------------------------------------------------------------------- */
-
-/* Builders that record the first failure (allocation or text that is not UTF-8) and go on. */
-typedef struct jb {
-    bool ok;
-    int32_t bad_id;           /* a token whose text JSON cannot hold, or -1 */
-} jb;
-
-static json_t *jset(jb *b, json_t *o, const char *key, json_t *v) {
-    if (!v || !o || json_object_set_new(o, key, v) != 0) b->ok = false;
-    return v;
-}
-
-static json_t *jpush(jb *b, json_t *a, json_t *v) {
-    if (!v || !a || json_array_append_new(a, v) != 0) b->ok = false;
-    return v;
-}
-
-static json_t *jtok(jb *b, const xtok *x, int32_t id) {
-    json_t *s = json_stringn(x->text[id], x->len[id]);
-    if (!s && b->bad_id < 0) b->bad_id = id;
-    if (!s) b->ok = false;
-    return s;
-}
-
-static json_t *jpattern(jb *b, const char *kind, const char *pattern) {
-    json_t *o = json_object();
-    jset(b, o, kind, json_string(pattern));
-    return o;
-}
-
-static json_t *jtype(jb *b, const char *type) {
-    json_t *o = json_object();
-    jset(b, o, "type", json_string(type));
-    return o;
-}
-
-static bool is_added(const xtok *x, int32_t id) {
-    return x->added[id] >= 0 || x->type[id] == TT_CONTROL || x->type[id] == TT_UNKNOWN || x->type[id] == TT_USER_DEFINED;
-}
-
-static json_t *added_token(jb *b, const xtok *x, int32_t id, bool with_id) {
-    const rotq_tok_added *a = x->added[id] >= 0 ? &x->t->added[x->added[id]] : NULL;
-    bool special = a ? a->special : x->type[id] != TT_USER_DEFINED;
-    json_t *o = json_object();
-    if (with_id) jset(b, o, "id", json_integer(id));
-    jset(b, o, "content", jtok(b, x, id));
-    jset(b, o, "single_word", json_boolean(a && a->single_word));
-    jset(b, o, "lstrip", json_boolean(a && a->lstrip));
-    jset(b, o, "rstrip", json_boolean(a && a->rstrip));
-    jset(b, o, "normalized", json_boolean(a && a->normalized));
-    jset(b, o, "special", json_boolean(special));
-    return o;
-}
-
-/* BOS/EOS added by a TemplateProcessing post-processor, as HF's Llama/Llama-3 files do. */
-static json_t *template_processor(jb *b, const xtok *x) {
-    bool bos = x->add_bos && x->bos >= 0, eos = x->add_eos && x->eos >= 0;
-    json_t *o = jtype(b, "TemplateProcessing");
-    json_t *special = jset(b, o, "special_tokens", json_object());
-    const char *seqs[2] = {"A", "B"};
-    for (int pair = 0; pair < 2; pair++) {
-        json_t *list = jset(b, o, pair ? "pair" : "single", json_array());
-        for (int k = 0; k <= pair; k++) {
-            for (int part = 0; part < 3; part++) {
-                if ((part == 0 && !bos) || (part == 2 && !eos)) continue;
-                json_t *item = json_object(), *inner = json_object();
-                if (part == 1) jset(b, inner, "id", json_string(seqs[k]));
-                else jset(b, inner, "id", jtok(b, x, part == 0 ? x->bos : x->eos));
-                jset(b, inner, "type_id", json_integer(k));
-                jset(b, item, part == 1 ? "Sequence" : "SpecialToken", inner);
-                jpush(b, list, item);
-            }
-        }
-    }
-    for (int part = 0; part < 2; part++) {
-        int32_t id = part == 0 ? x->bos : x->eos;
-        if ((part == 0 && !bos) || (part == 1 && !eos)) continue;
-        json_t *e = json_object();
-        jset(b, e, "id", jtok(b, x, id));
-        json_t *ids = jset(b, e, "ids", json_array());
-        jpush(b, ids, json_integer(id));
-        json_t *toks = jset(b, e, "tokens", json_array());
-        jpush(b, toks, jtok(b, x, id));
-        if (b->ok) jset(b, special, x->text[id], e);
-        else json_decref(e);
-    }
-    return o;
-}
-
-static json_t *build_tokenizer_json(jb *b, xtok *x) {
-    json_t *root = json_object();
-    jset(b, root, "version", json_string("1.0"));
-    jset(b, root, "truncation", json_null());
-    jset(b, root, "padding", json_null());
-    json_t *added = jset(b, root, "added_tokens", json_array());
-    for (int32_t id = 0; id < x->n && b->ok; id++)
-        if (is_added(x, id)) jpush(b, added, added_token(b, x, id, true));
-
-    if (x->spm) {
-        /* Llama-2's layout: "▁" prefix and spaces as "▁" in the normalizer, the model on whole text */
-        json_t *norm = jset(b, root, "normalizer", jtype(b, "Sequence"));
-        json_t *list = jset(b, norm, "normalizers", json_array());
-        if (x->add_space_prefix) {
-            json_t *p = jpush(b, list, jtype(b, "Prepend"));
-            jset(b, p, "prepend", json_string(META_SPACE));
-        }
-        json_t *r = jpush(b, list, jtype(b, "Replace"));
-        jset(b, r, "pattern", jpattern(b, "String", " "));
-        jset(b, r, "content", json_string(META_SPACE));
-        jset(b, root, "pre_tokenizer", json_null());
-    } else {
-        jset(b, root, "normalizer", json_null());
-        json_t *pre = jset(b, root, "pre_tokenizer", jtype(b, "Sequence"));
-        json_t *list = jset(b, pre, "pretokenizers", json_array());
-        const char *const *re = rotq_tok_pre_regexes(x->pre);
-        for (int k = 0; re && re[k]; k++) {
-            json_t *sp = jpush(b, list, jtype(b, "Split"));
-            jset(b, sp, "pattern", jpattern(b, "Regex", re[k]));
-            jset(b, sp, "behavior", json_string("Isolated"));
-            jset(b, sp, "invert", json_false());
-        }
-        json_t *bl = jpush(b, list, jtype(b, "ByteLevel"));
-        jset(b, bl, "add_prefix_space", json_false());
-        jset(b, bl, "trim_offsets", json_true());
-        jset(b, bl, "use_regex", json_false());
-    }
-
-    if ((x->add_bos && x->bos >= 0) || (x->add_eos && x->eos >= 0)) {
-        jset(b, root, "post_processor", template_processor(b, x));
-    } else if (!x->spm) {
-        json_t *pp = jset(b, root, "post_processor", jtype(b, "ByteLevel"));
-        jset(b, pp, "add_prefix_space", json_true());
-        jset(b, pp, "trim_offsets", json_false());
-        jset(b, pp, "use_regex", json_true());
-    } else {
-        jset(b, root, "post_processor", json_null());
-    }
-
-    if (x->spm) {
-        json_t *dec = jset(b, root, "decoder", jtype(b, "Sequence"));
-        json_t *list = jset(b, dec, "decoders", json_array());
-        json_t *r = jpush(b, list, jtype(b, "Replace"));
-        jset(b, r, "pattern", jpattern(b, "String", META_SPACE));
-        jset(b, r, "content", json_string(" "));
-        jpush(b, list, jtype(b, "ByteFallback"));
-        jpush(b, list, jtype(b, "Fuse"));
-        if (x->add_space_prefix) {
-            json_t *st = jpush(b, list, jtype(b, "Strip"));
-            jset(b, st, "content", json_string(" "));
-            jset(b, st, "start", json_integer(1));
-            jset(b, st, "stop", json_integer(0));
-        }
-    } else {
-        json_t *dec = jset(b, root, "decoder", jtype(b, "ByteLevel"));
-        jset(b, dec, "add_prefix_space", json_true());
-        jset(b, dec, "trim_offsets", json_true());
-        jset(b, dec, "use_regex", json_true());
-    }
-
-    json_t *model = jset(b, root, "model", jtype(b, "BPE"));
-    jset(b, model, "dropout", json_null());
-    jset(b, model, "unk_token", x->spm && x->unk >= 0 ? jtok(b, x, x->unk) : json_null());
-    jset(b, model, "continuing_subword_prefix", json_null());
-    jset(b, model, "end_of_word_suffix", json_null());
-    jset(b, model, "fuse_unk", json_boolean(x->spm));
-    jset(b, model, "byte_fallback", json_boolean(x->spm));
-    jset(b, model, "ignore_merges", json_boolean(!x->spm && x->ignore_merges));
-    json_t *vocab = jset(b, model, "vocab", json_object());
-    for (int32_t id = 0; id < x->n && b->ok; id++) {
-        if (json_object_setn_new(vocab, x->text[id], x->len[id], json_integer(id)) != 0) {
-            b->ok = false;
-            if (b->bad_id < 0) b->bad_id = id;
-        }
-    }
-    json_t *merges = jset(b, model, "merges", json_array());
-    for (int64_t i = 0; i < x->n_merges && b->ok; i++) {
-        json_t *pair = jpush(b, merges, json_array());
-        jpush(b, pair, jtok(b, x, x->merges[i][0]));
-        jpush(b, pair, jtok(b, x, x->merges[i][1]));
-    }
-    return root;
-}
-
-static json_t *special_or_null(jb *b, const xtok *x, int32_t id) { return id >= 0 ? jtok(b, x, id) : json_null(); }
-
-static json_t *build_tokenizer_config(jb *b, const xtok *x, const rotq_model *m) {
-    json_t *c = json_object();
-    jset(b, c, "add_bos_token", json_boolean(x->add_bos));
-    jset(b, c, "add_eos_token", json_boolean(x->add_eos));
-    json_t *dec = jset(b, c, "added_tokens_decoder", json_object());
-    for (int32_t id = 0; id < x->n && b->ok; id++) {
-        if (!is_added(x, id)) continue;
-        char key[16];
-        snprintf(key, sizeof key, "%d", id);
-        jset(b, dec, key, added_token(b, x, id, false));
-    }
-    jset(b, c, "bos_token", special_or_null(b, x, x->bos));
-    jset(b, c, "eos_token", special_or_null(b, x, x->eos));
-    jset(b, c, "unk_token", special_or_null(b, x, x->unk));
-    jset(b, c, "pad_token", special_or_null(b, x, x->pad));
-    if (x->chat_template) jset(b, c, "chat_template", json_string(x->chat_template));
-    jset(b, c, "clean_up_tokenization_spaces", json_false());
-    if (m->hp.max_pos > 0) jset(b, c, "model_max_length", json_integer(m->hp.max_pos));
-    if (x->spm) jset(b, c, "legacy", json_true()); /* "▁" prepended to every text piece, as written */
-    jset(b, c, "tokenizer_class", json_string(x->spm ? "LlamaTokenizerFast" : "PreTrainedTokenizerFast"));
-    return c;
-}
-
-static json_t *build_special_tokens_map(jb *b, const xtok *x) {
-    json_t *c = json_object();
-    const char *keys[4] = {"bos_token", "eos_token", "unk_token", "pad_token"};
-    int32_t ids[4] = {x->bos, x->eos, x->unk, x->pad};
-    for (int k = 0; k < 4; k++) {
-        if (ids[k] < 0) continue;
-        json_t *o = jset(b, c, keys[k], json_object());
-        jset(b, o, "content", jtok(b, x, ids[k]));
-        jset(b, o, "lstrip", json_false());
-        jset(b, o, "normalized", json_false());
-        jset(b, o, "rstrip", json_false());
-        jset(b, o, "single_word", json_false());
-    }
-    return c;
-}
-
-static rotq_status write_json_file(const char *dir, const char *name, json_t *j) {
-    char path[4200];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return rotq_fail(ROTQ_ERR_ARG, "%s: path too long", dir);
-    char *text = json_dumps(j, JSON_INDENT(2));
-    if (!text) return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory writing %s", dir, name);
-    size_t n = strlen(text);
-    text[n] = '\n'; /* the terminating NUL becomes a final newline */
-    rotq_status s = rotq_write_file_atomic(path, text, n + 1);
-    free(text);
-    return s;
-}
-
-rotq_status rotq_tok_export_hf(const rotq_model *m, const char *dir) {
-    if (rotq_model_blob(m, "tokenizer.json")) return ROTQ_OK; /* carried as it came */
-    xtok x;
-    rotq_status s = xtok_load(&x, m, dir);
-    if (s == ROTQ_ERR_NOT_FOUND && !x.t) return ROTQ_OK; /* no tokenizer to carry */
-    if (s == ROTQ_OK && x.spm && !x.score) s = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: an SPM vocabulary without scores", dir);
-    if (s == ROTQ_OK) s = x.spm ? merges_from_scores(&x) : merges_from_pairs(&x);
-    json_t *files[3] = {NULL, NULL, NULL};
-    static const char *const names[3] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
-    jb b = {.ok = true, .bad_id = -1};
-    if (s == ROTQ_OK) {
-        files[0] = build_tokenizer_json(&b, &x);
-        files[1] = build_tokenizer_config(&b, &x, m);
-        files[2] = build_special_tokens_map(&b, &x);
-        if (!b.ok)
-            s = b.bad_id >= 0 ? rotq_fail(ROTQ_ERR_UNSUPPORTED, "token %d is not valid UTF-8, which tokenizer.json cannot hold", b.bad_id)
-                              : oom(&x);
-    }
-    for (int k = 0; k < 3 && s == ROTQ_OK; k++)
-        if (!rotq_model_blob(m, names[k])) s = write_json_file(dir, names[k], files[k]);
-    for (int k = 0; k < 3; k++) json_decref(files[k]);
-    xtok_free(&x);
-    if (s == ROTQ_OK || s == ROTQ_ERR_NOMEM || s == ROTQ_ERR_IO) return s;
-    rotq_log(ROTQ_LOG_WARN, "%s: no tokenizer.json written (%s)\n", dir, rotq_last_error());
-    rotq_clear_error();
     return ROTQ_OK;
 }
