@@ -40,55 +40,72 @@ static bool stream_token(void *ctx, int32_t id) {
     return true;
 }
 
-int cmd_generate(int argc, char **argv) {
-    const char *cmd = "generate";
-    if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
-    const char *path = NULL, *prompt = NULL, *ids_list = NULL, *arch_file = NULL, *tokenizer = NULL, *v;
-    int64_t n_new = 64;
-    int threads = 0, bos_mode = 0; /* 0 auto, 1 yes, 2 no */
-    bool ignore_eos = false, print_ids = false, as_json = false;
+typedef struct gen_args {
+    const char *path, *prompt, *ids_list, *arch_file, *tokenizer;
+    int64_t n_new;
+    int threads, bos_mode; /* bos_mode: 0 auto, 1 yes, 2 no */
+    bool ignore_eos, print_ids, as_json;
+} gen_args;
+
+/* 0, or the exit code after printing why. */
+static int parse_args(const char *cmd, int argc, char **argv, gen_args *g) {
+    *g = (gen_args){.n_new = 64};
+    const char *v;
     for (int i = 1; i < argc; i++) {
         char *end;
         if (cli_is(argv[i], "--prompt")) {
-            if (!(prompt = cli_value(argc, argv, &i))) return cli_error(cmd, "--prompt needs a text");
+            if (!(g->prompt = cli_value(argc, argv, &i))) return cli_error(cmd, "--prompt needs a text");
         } else if (cli_is(argv[i], "-n") || cli_is(argv[i], "--n-predict")) {
             v = cli_value(argc, argv, &i);
-            n_new = v ? strtoll(v, &end, 10) : -1;
-            if (!v || *end || n_new < 0 || n_new > (1 << 20)) return cli_error(cmd, "-n needs a token count");
+            g->n_new = v ? strtoll(v, &end, 10) : -1;
+            if (!v || *end || g->n_new < 0 || g->n_new > (1 << 20)) return cli_error(cmd, "-n needs a token count");
         } else if (cli_is(argv[i], "--bos")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--bos needs auto, yes or no");
-            if (strcmp(v, "auto") == 0) bos_mode = 0;
-            else if (strcmp(v, "yes") == 0) bos_mode = 1;
-            else if (strcmp(v, "no") == 0) bos_mode = 2;
+            if (strcmp(v, "auto") == 0) g->bos_mode = 0;
+            else if (strcmp(v, "yes") == 0) g->bos_mode = 1;
+            else if (strcmp(v, "no") == 0) g->bos_mode = 2;
             else return cli_error(cmd, "--bos %s: expected auto, yes or no", v);
         } else if (cli_is(argv[i], "--ignore-eos")) {
-            ignore_eos = true;
+            g->ignore_eos = true;
         } else if (cli_is(argv[i], "--print-ids")) {
-            print_ids = true;
+            g->print_ids = true;
         } else if (cli_is(argv[i], "--json")) {
-            as_json = true;
+            g->as_json = true;
         } else if (cli_is(argv[i], "--ids")) {
-            if (!(ids_list = cli_value(argc, argv, &i))) return cli_error(cmd, "--ids needs a list");
+            if (!(g->ids_list = cli_value(argc, argv, &i))) return cli_error(cmd, "--ids needs a list");
         } else if (cli_is(argv[i], "--threads")) {
-            if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &threads)) return 1;
+            if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &g->threads)) return 1;
         } else if (cli_is(argv[i], "--arch-file")) {
-            if (!(arch_file = cli_value(argc, argv, &i))) return cli_error(cmd, "--arch-file needs a file");
+            if (!(g->arch_file = cli_value(argc, argv, &i))) return cli_error(cmd, "--arch-file needs a file");
         } else if (cli_is(argv[i], "--tokenizer")) {
-            if (!(tokenizer = cli_value(argc, argv, &i))) return cli_error(cmd, "--tokenizer needs a file");
+            if (!(g->tokenizer = cli_value(argc, argv, &i))) return cli_error(cmd, "--tokenizer needs a file");
         } else if (argv[i][0] == '-') {
             return cli_error(cmd, "unknown option %s (see rotq generate --help)", argv[i]);
-        } else if (!path) {
-            path = argv[i];
+        } else if (!g->path) {
+            g->path = argv[i];
         } else {
-            return cli_error(cmd, "one model at a time (got %s and %s)", path, argv[i]);
+            return cli_error(cmd, "one model at a time (got %s and %s)", g->path, argv[i]);
         }
     }
-    if (!path) { fputs(help, stderr); return 2; }
-    if (!prompt && !ids_list) return cli_error(cmd, "--prompt TEXT (or --ids) is required");
-    if (prompt && ids_list) return cli_error(cmd, "--prompt and --ids exclude each other");
+    if (!g->path) { fputs(help, stderr); return 2; }
+    if (!g->prompt && !g->ids_list) return cli_error(cmd, "--prompt TEXT (or --ids) is required");
+    if (g->prompt && g->ids_list) return cli_error(cmd, "--prompt and --ids exclude each other");
 
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *cmd = "generate";
+    if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
+    gen_args g;
+    int prc = parse_args(cmd, argc, argv, &g);
+    if (prc) return prc;
+    const char *path = g.path, *prompt = g.prompt, *ids_list = g.ids_list;
+    int64_t n_new = g.n_new;
+    int bos_mode = g.bos_mode;
+    bool ignore_eos = g.ignore_eos, print_ids = g.print_ids, as_json = g.as_json;
     rotq_model *m;
-    if (cli_load(cmd, path, arch_file, tokenizer, &m)) return 1;
+    if (cli_load(cmd, path, g.arch_file, g.tokenizer, &m)) return 1;
     rotq_session *ses = NULL;
     rotq_tokenizer *tok = NULL;
     int32_t *prompt_ids = NULL, *gen = NULL;
@@ -96,7 +113,7 @@ int cmd_generate(int argc, char **argv) {
     int rc = 1;
     int64_t n_prompt = 0;
     rotq_session_options so = rotq_session_defaults();
-    so.threads = threads;
+    so.threads = g.threads;
     rotq_status s = rotq_session_new(m, &so, &ses);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     /* ids alone need no tokenizer, unless the text is to be printed */

@@ -26,6 +26,46 @@ static const char *help =
     "  --arch-file F  register a JSON architecture description first (docs/architectures.md)\n"
     "  --tokenizer F  llama2.c: tokenizer.bin path (default: beside the model)\n";
 
+typedef struct site { const char *name, *where; int64_t n; } site;
+
+static void print_text(const char *path, const rotq_model *m, const rotq_hparams *hp, const rotq_model_layout *lay,
+                       int64_t n_tensors, const int64_t *file_dtype_count, const site *sites, int n_sites,
+                       char (*how)[192], const char *norm_name, bool list) {
+    printf("model          %s (%s)\n", path, format_name(lay->source_format));
+    printf("architecture   %s\n", hp->arch);
+    printf("dimensions     hidden %lld, intermediate %lld, layers %lld, heads %lld, kv heads %lld, head dim %lld\n",
+           (long long)hp->hidden, (long long)hp->intermediate, (long long)hp->n_layers, (long long)hp->n_heads,
+           (long long)hp->n_kv_heads, (long long)hp->head_dim);
+    printf("vocabulary     %lld tokens, context %lld\n", (long long)hp->vocab, (long long)hp->max_pos);
+    printf("norm           %s, eps %g\n", norm_name, hp->norm_eps);
+    if (lay->positions == ROTQ_POS_LEARNED)
+        printf("positions      learned table (row = position + %d), no RoPE\n", (int)lay->pos_offset);
+    else
+        printf("rope           theta %g, rotary dim %lld%s\n", hp->rope_theta, (long long)hp->rotary_dim,
+               hp->rope_scaling == 2 ? ", llama3 scaling" : hp->rope_scaling == 1 ? ", linear scaling" : "");
+    if (hp->mlp_act != ROTQ_MLP_SWIGLU)
+        printf("mlp            plain, %s\n", hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu (tanh)");
+    printf("embeddings     %s\n", hp->tied_embeddings ? "tied (lm_head = embedding)" : "untied");
+    printf("parameters     %lld in %lld tensors\n", (long long)rotq_model_n_params(m), (long long)n_tensors);
+    printf("dtypes         ");
+    for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
+        if (file_dtype_count[d]) printf("%s x%lld  ", rotq_dtype_name((rotq_dtype)d), (long long)file_dtype_count[d]);
+    printf("(in the file)\n");
+    printf("rotation sites\n");
+    for (int s = 0; s < n_sites; s++)
+        printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n, how[s]);
+    if (list) {
+        printf("tensors\n");
+        for (int64_t i = 0; i < n_tensors; i++) {
+            rotq_tensor_info t;
+            if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
+            printf("  %-52s %-14s %-5s [", t.name, t.role_name[0] ? t.role_name : "-", rotq_dtype_name(t.dtype));
+            for (int d = 0; d < t.n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t.shape[d]);
+            printf("]\n");
+        }
+    }
+}
+
 int cmd_info(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
     const char *path = NULL, *arch_file = NULL, *tokenizer = NULL;
@@ -57,7 +97,7 @@ int cmd_info(int argc, char **argv) {
         if (t.file_dtype >= 0 && t.file_dtype < ROTQ_DTYPE_COUNT) file_dtype_count[t.file_dtype]++;
     }
     const char *norm_name = lay.norm == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm";
-    struct { const char *name, *where; int64_t n; } sites[] = {
+    site sites[] = {
         {"R1", "residual stream (fused)", hp->hidden},
         {"R2", "per head, v_proj -> o_proj (fused)", hp->head_dim},
         {"R3", "Q/K after RoPE (online)", hp->head_dim},
@@ -119,39 +159,7 @@ int cmd_info(int argc, char **argv) {
         puts(text);
         free(text);
     } else {
-        printf("model          %s (%s)\n", path, format_name(lay.source_format));
-        printf("architecture   %s\n", hp->arch);
-        printf("dimensions     hidden %lld, intermediate %lld, layers %lld, heads %lld, kv heads %lld, head dim %lld\n",
-               (long long)hp->hidden, (long long)hp->intermediate, (long long)hp->n_layers, (long long)hp->n_heads,
-               (long long)hp->n_kv_heads, (long long)hp->head_dim);
-        printf("vocabulary     %lld tokens, context %lld\n", (long long)hp->vocab, (long long)hp->max_pos);
-        printf("norm           %s, eps %g\n", norm_name, hp->norm_eps);
-        if (lay.positions == ROTQ_POS_LEARNED)
-            printf("positions      learned table (row = position + %d), no RoPE\n", (int)lay.pos_offset);
-        else
-            printf("rope           theta %g, rotary dim %lld%s\n", hp->rope_theta, (long long)hp->rotary_dim,
-                   hp->rope_scaling == 2 ? ", llama3 scaling" : hp->rope_scaling == 1 ? ", linear scaling" : "");
-        if (hp->mlp_act != ROTQ_MLP_SWIGLU)
-            printf("mlp            plain, %s\n", hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu (tanh)");
-        printf("embeddings     %s\n", hp->tied_embeddings ? "tied (lm_head = embedding)" : "untied");
-        printf("parameters     %lld in %lld tensors\n", (long long)rotq_model_n_params(m), (long long)n_tensors);
-        printf("dtypes         ");
-        for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
-            if (file_dtype_count[d]) printf("%s x%lld  ", rotq_dtype_name((rotq_dtype)d), (long long)file_dtype_count[d]);
-        printf("(in the file)\n");
-        printf("rotation sites\n");
-        for (int s = 0; s < n_sites; s++)
-            printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n, how[s]);
-        if (list) {
-            printf("tensors\n");
-            for (int64_t i = 0; i < n_tensors; i++) {
-                rotq_tensor_info t;
-                if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
-                printf("  %-52s %-14s %-5s [", t.name, t.role_name[0] ? t.role_name : "-", rotq_dtype_name(t.dtype));
-                for (int d = 0; d < t.n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t.shape[d]);
-                printf("]\n");
-            }
-        }
+        print_text(path, m, hp, &lay, n_tensors, file_dtype_count, sites, n_sites, how, norm_name, list);
     }
     json_decref(j);
     rotq_model_free(m);

@@ -109,6 +109,41 @@ void nn_cli_dtype_desc(const rotq_model *m, char *out, size_t size) {
     if (o < size) snprintf(out + o, size - o, ")");
 }
 
+int nn_cli_text_format(const char *v, int *format) {
+    if (strcmp(v, "auto") == 0) *format = 0;
+    else if (strcmp(v, "wikitext") == 0) *format = 1;
+    else if (strcmp(v, "plain") == 0) *format = 2;
+    else return 1;
+    return 0;
+}
+
+void nn_cli_ppl_options(const char *cmd, const rotq_tokenizer *tok, const rotq_hparams *hp, rotq_ppl_protocol protocol,
+                        const char *bos_arg, int64_t ctx, bool say_cap, int64_t max_windows, rotq_ppl_options *o,
+                        char *bos_desc, size_t bos_size) {
+    memset(o, 0, sizeof *o);
+    bool tok_bos = rotq_tokenizer_add_bos_default(tok);
+    o->protocol = protocol;
+    o->bos_id = rotq_tokenizer_bos(tok);
+    if (o->bos_id < 0) o->bos_id = hp->bos_id;
+    if (protocol == ROTQ_PPL_PAPERS) {
+        const char *names[] = {"none", "first", "every"};
+        o->bos = !bos_arg ? (tok_bos ? ROTQ_BOS_FIRST : ROTQ_BOS_NONE)
+               : strcmp(bos_arg, "none") == 0 ? ROTQ_BOS_NONE
+               : strcmp(bos_arg, "first") == 0 ? ROTQ_BOS_FIRST : ROTQ_BOS_EVERY;
+        snprintf(bos_desc, bos_size, "%s%s", names[o->bos], bos_arg ? "" : " (tokenizer default)");
+    } else {
+        o->add_bos = bos_arg ? strcmp(bos_arg, "none") != 0 : tok_bos;
+        snprintf(bos_desc, bos_size, "%s%s", o->add_bos ? "text start + every window" : "none",
+                 bos_arg ? "" : " (vocabulary default)");
+    }
+    if (hp->max_pos > 0 && ctx > hp->max_pos) {
+        ctx = hp->max_pos;
+        if (say_cap) fprintf(stderr, "%s: --ctx capped at the model's %lld positions\n", cmd, (long long)ctx);
+    }
+    o->ctx = ctx;
+    o->max_windows = max_windows;
+}
+
 double nn_cli_peak_rss_mib(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
@@ -149,75 +184,137 @@ static int dump_logits(const char *cmd, rotq_session *ses, int64_t V, const int3
     return 0;
 }
 
-int cmd_ppl(int argc, char **argv) {
-    const char *cmd = "ppl";
-    if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
-    const char *path = NULL, *text_path = NULL, *arch_file = NULL, *tokenizer = NULL, *v;
-    const char *ids_list = NULL, *ids_file = NULL, *dump = NULL, *bos_arg = NULL;
-    int64_t ctx = 2048, max_windows = 0;
-    int threads = 0;
-    bool as_json = false, quiet = false, ctx_given = false;
-    int text_format = 0; /* 0 auto, 1 wikitext, 2 plain */
-    rotq_ppl_protocol protocol = ROTQ_PPL_PAPERS;
+typedef struct ppl_args {
+    const char *path, *text_path, *arch_file, *tokenizer, *bos_arg;
+    const char *ids_list, *ids_file, *dump; /* the debug path */
+    int64_t ctx, max_windows;
+    int threads, text_format;               /* text_format: 0 auto, 1 wikitext, 2 plain */
+    bool json, quiet, ctx_given;
+    rotq_ppl_protocol protocol;
+} ppl_args;
+
+/* 0, or the exit code after printing why. */
+static int parse_args(const char *cmd, int argc, char **argv, ppl_args *a) {
+    *a = (ppl_args){.ctx = 2048, .protocol = ROTQ_PPL_PAPERS};
+    const char *v;
     for (int i = 1; i < argc; i++) {
         char *end;
-        if (cli_is(argv[i], "--text")) {
-            if (!(text_path = cli_value(argc, argv, &i))) return cli_error(cmd, "--text needs a file");
+        const char **str = cli_is(argv[i], "--text") ? &a->text_path : cli_is(argv[i], "--ids") ? &a->ids_list
+                         : cli_is(argv[i], "--ids-file") ? &a->ids_file : cli_is(argv[i], "--dump-logits") ? &a->dump
+                         : cli_is(argv[i], "--arch-file") ? &a->arch_file : cli_is(argv[i], "--tokenizer") ? &a->tokenizer
+                         : NULL;
+        if (str) {
+            if (!(*str = cli_value(argc, argv, &i))) return cli_error(cmd, "%s needs a value", argv[i]);
         } else if (cli_is(argv[i], "--ctx")) {
             v = cli_value(argc, argv, &i);
-            ctx = v ? strtoll(v, &end, 10) : 0;
-            if (!v || *end || ctx < 2 || ctx > (1 << 20)) return cli_error(cmd, "--ctx needs a window length from 2 to 1048576");
-            ctx_given = true;
+            a->ctx = v ? strtoll(v, &end, 10) : 0;
+            if (!v || *end || a->ctx < 2 || a->ctx > (1 << 20)) return cli_error(cmd, "--ctx needs a window length from 2 to 1048576");
+            a->ctx_given = true;
         } else if (cli_is(argv[i], "--bos")) {
-            if (!(bos_arg = cli_value(argc, argv, &i)) ||
-                (strcmp(bos_arg, "none") && strcmp(bos_arg, "first") && strcmp(bos_arg, "every")))
+            if (!(a->bos_arg = cli_value(argc, argv, &i)) ||
+                (strcmp(a->bos_arg, "none") && strcmp(a->bos_arg, "first") && strcmp(a->bos_arg, "every")))
                 return cli_error(cmd, "--bos needs none, first or every");
         } else if (cli_is(argv[i], "--protocol")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--protocol needs papers or llama.cpp");
-            if (strcmp(v, "papers") == 0) protocol = ROTQ_PPL_PAPERS;
-            else if (strcmp(v, "llama.cpp") == 0 || strcmp(v, "llamacpp") == 0) protocol = ROTQ_PPL_LLAMACPP;
+            if (strcmp(v, "papers") == 0) a->protocol = ROTQ_PPL_PAPERS;
+            else if (strcmp(v, "llama.cpp") == 0 || strcmp(v, "llamacpp") == 0) a->protocol = ROTQ_PPL_LLAMACPP;
             else return cli_error(cmd, "--protocol %s: expected papers or llama.cpp", v);
         } else if (cli_is(argv[i], "--max-windows")) {
             v = cli_value(argc, argv, &i);
-            max_windows = v ? strtoll(v, &end, 10) : 0;
-            if (!v || *end || max_windows < 1) return cli_error(cmd, "--max-windows needs a positive count");
+            a->max_windows = v ? strtoll(v, &end, 10) : 0;
+            if (!v || *end || a->max_windows < 1) return cli_error(cmd, "--max-windows needs a positive count");
         } else if (cli_is(argv[i], "--text-format")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--text-format needs auto, wikitext or plain");
-            if (strcmp(v, "auto") == 0) text_format = 0;
-            else if (strcmp(v, "wikitext") == 0) text_format = 1;
-            else if (strcmp(v, "plain") == 0) text_format = 2;
-            else return cli_error(cmd, "--text-format %s: expected auto, wikitext or plain", v);
+            if (!(v = cli_value(argc, argv, &i)) || nn_cli_text_format(v, &a->text_format))
+                return cli_error(cmd, "--text-format needs auto, wikitext or plain");
         } else if (cli_is(argv[i], "--threads")) {
-            if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &threads)) return 1;
+            if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &a->threads)) return 1;
         } else if (cli_is(argv[i], "--json")) {
-            as_json = true;
+            a->json = true;
         } else if (cli_is(argv[i], "--quiet")) {
-            quiet = true;
-        } else if (cli_is(argv[i], "--ids")) {
-            if (!(ids_list = cli_value(argc, argv, &i))) return cli_error(cmd, "--ids needs a list");
-        } else if (cli_is(argv[i], "--ids-file")) {
-            if (!(ids_file = cli_value(argc, argv, &i))) return cli_error(cmd, "--ids-file needs a file");
-        } else if (cli_is(argv[i], "--dump-logits")) {
-            if (!(dump = cli_value(argc, argv, &i))) return cli_error(cmd, "--dump-logits needs an output file");
-        } else if (cli_is(argv[i], "--arch-file")) {
-            if (!(arch_file = cli_value(argc, argv, &i))) return cli_error(cmd, "--arch-file needs a file");
-        } else if (cli_is(argv[i], "--tokenizer")) {
-            if (!(tokenizer = cli_value(argc, argv, &i))) return cli_error(cmd, "--tokenizer needs a file");
+            a->quiet = true;
         } else if (argv[i][0] == '-') {
             return cli_error(cmd, "unknown option %s (see rotq ppl --help)", argv[i]);
-        } else if (!path) {
-            path = argv[i];
+        } else if (!a->path) {
+            a->path = argv[i];
         } else {
-            return cli_error(cmd, "one model at a time (got %s and %s)", path, argv[i]);
+            return cli_error(cmd, "one model at a time (got %s and %s)", a->path, argv[i]);
         }
     }
-    if (!path) { fputs(help, stderr); return 2; }
-    bool debug = ids_list || ids_file || dump;
-    if (debug && (!(ids_list || ids_file) || !dump)) return cli_error(cmd, "--dump-logits needs --ids or --ids-file, and they need it");
-    if (!debug && !text_path) return cli_error(cmd, "--text FILE is required (see rotq ppl --help)");
+    if (!a->path) { fputs(help, stderr); return 2; }
+    bool debug = a->ids_list || a->ids_file || a->dump;
+    if (debug && (!(a->ids_list || a->ids_file) || !a->dump)) return cli_error(cmd, "--dump-logits needs --ids or --ids-file, and they need it");
+    if (!debug && !a->text_path) return cli_error(cmd, "--text FILE is required (see rotq ppl --help)");
+    return 0;
+}
 
+/* What one scored text leaves for the report. */
+typedef struct ppl_report {
+    const rotq_model *m;
+    const rotq_hparams *hp;
+    const rotq_session *ses;
+    const rotq_tokenizer *tok;
+    const rotq_ppl_options *o;
+    const rotq_ppl_result *res;
+    uint64_t text_len;
+    int64_t n_ids;
+    const char *bos_desc;
+} ppl_report;
+
+static void report(const ppl_args *a, const ppl_report *r) {
+    char dtype[256], proto_desc[160];
+    nn_cli_dtype_desc(r->m, dtype, sizeof dtype);
+    bool papers = a->protocol == ROTQ_PPL_PAPERS;
+    if (papers)
+        snprintf(proto_desc, sizeof proto_desc, "papers: windows of %lld tokens, every token after the first scored",
+                 (long long)r->o->ctx);
+    else
+        snprintf(proto_desc, sizeof proto_desc, "llama.cpp: windows of %lld tokens, second half scored", (long long)r->o->ctx);
+    const rotq_ppl_result *res = r->res;
+    double tps = res->seconds > 0 ? (double)res->n_processed / res->seconds : 0.0, rss = nn_cli_peak_rss_mib();
+    int threads = rotq_session_threads(r->ses);
+    if (a->json) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:s}", "model", a->path, "architecture",
+                              r->hp->arch, "text", a->text_path, "text_format", a->text_format == 1 ? "wikitext" : "plain",
+                              "text_bytes", (json_int_t)r->text_len, "text_tokens", (json_int_t)r->n_ids, "tokenizer",
+                              rotq_tokenizer_kind(r->tok), "protocol", papers ? "papers" : "llama.cpp", "bos", r->bos_desc,
+                              "ctx", (json_int_t)r->o->ctx, "dtype", dtype, "transforms", rotq_session_transforms(r->ses));
+        json_object_set_new(j, "perplexity", json_real(res->ppl));
+        json_object_set_new(j, "nll_sum", json_real(res->nll));
+        json_object_set_new(j, "scored_tokens", json_integer(res->n_scored));
+        json_object_set_new(j, "windows", json_integer(res->n_windows));
+        json_object_set_new(j, "windows_available", json_integer(res->n_windows_available));
+        json_object_set_new(j, "seconds", json_real(res->seconds));
+        json_object_set_new(j, "tokens_per_second", json_real(tps));
+        json_object_set_new(j, "threads", json_integer(threads));
+        json_object_set_new(j, "peak_rss_mib", json_real(rss));
+        char *js = json_dumps(j, JSON_INDENT(2));
+        if (js) { puts(js); free(js); }
+        json_decref(j);
+        return;
+    }
+    printf("model       %s (%s, %lld layers, hidden %lld, vocab %lld)\n", a->path, r->hp->arch, (long long)r->hp->n_layers,
+           (long long)r->hp->hidden, (long long)r->hp->vocab);
+    printf("dtype       %s\n", dtype);
+    cli_print_transforms("transforms  ", rotq_session_transforms(r->ses));
+    printf("text        %s (%s, %llu bytes, %lld tokens)\n", a->text_path,
+           a->text_format == 1 ? "wikitext rows joined with \"\\n\\n\"" : "plain bytes", (unsigned long long)r->text_len,
+           (long long)r->n_ids);
+    printf("tokenizer   %s; BOS %s\n", rotq_tokenizer_kind(r->tok), r->bos_desc);
+    printf("protocol    %s\n", proto_desc);
+    printf("perplexity  %.4f\n", res->ppl);
+    printf("scored      %lld tokens in %lld windows (%lld available)\n", (long long)res->n_scored, (long long)res->n_windows,
+           (long long)res->n_windows_available);
+    printf("time        %.2f s, %.1f tokens/s, %d threads, peak RSS %.0f MiB\n", res->seconds, tps, threads, rss);
+}
+
+int cmd_ppl(int argc, char **argv) {
+    const char *cmd = "ppl";
+    if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
+    ppl_args a;
+    int prc = parse_args(cmd, argc, argv, &a);
+    if (prc) return prc;
     rotq_model *m;
-    if (cli_load(cmd, path, arch_file, tokenizer, &m)) return 1;
+    if (cli_load(cmd, a.path, a.arch_file, a.tokenizer, &m)) return 1;
     rotq_hparams hp;
     rotq_model_hparams(m, &hp);
     rotq_session *ses = NULL;
@@ -226,42 +323,26 @@ int cmd_ppl(int argc, char **argv) {
     char *text = NULL;
     int rc = 1;
     rotq_session_options so = rotq_session_defaults();
-    so.threads = threads;
+    so.threads = a.threads;
     rotq_status s = rotq_session_new(m, &so, &ses);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-
-    if (debug) {
+    if (a.dump) {
         int64_t n;
-        if (ids_list ? nn_cli_parse_ids(cmd, ids_list, &ids, &n) : nn_cli_read_ids(cmd, ids_file, &ids, &n)) goto done;
-        rc = dump_logits(cmd, ses, hp.vocab, ids, n, dump);
+        if (a.ids_list ? nn_cli_parse_ids(cmd, a.ids_list, &ids, &n) : nn_cli_read_ids(cmd, a.ids_file, &ids, &n)) goto done;
+        rc = dump_logits(cmd, ses, hp.vocab, ids, n, a.dump);
         goto done;
     }
-
-    /* the text, read as the chosen format */
+    /* the text, read as the chosen format, and the windows over it */
     uint64_t text_len;
-    if (cli_read_text(cmd, text_path, &text_format, &text, &text_len)) goto done;
-
-    if ((s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    bool tok_bos = rotq_tokenizer_add_bos_default(tok);
-    rotq_ppl_options o = {0};
-    o.protocol = protocol;
-    o.bos_id = rotq_tokenizer_bos(tok);
-    if (o.bos_id < 0) o.bos_id = hp.bos_id;
-    if (protocol == ROTQ_PPL_PAPERS) {
-        o.bos = !bos_arg ? (tok_bos ? ROTQ_BOS_FIRST : ROTQ_BOS_NONE)
-              : strcmp(bos_arg, "none") == 0 ? ROTQ_BOS_NONE
-              : strcmp(bos_arg, "first") == 0 ? ROTQ_BOS_FIRST : ROTQ_BOS_EVERY;
-    } else {
-        o.add_bos = bos_arg ? strcmp(bos_arg, "none") != 0 : tok_bos;
-    }
     int64_t n_ids;
+    if (cli_read_text(cmd, a.text_path, &a.text_format, &text, &text_len)) goto done;
+    if ((s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     if ((s = rotq_tokenizer_encode(tok, text, text_len, false, &ids, &n_ids)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-    bool capped = false;
-    if (hp.max_pos > 0 && ctx > hp.max_pos) { ctx = hp.max_pos; capped = true; }
-    if (capped && ctx_given && !quiet) fprintf(stderr, "ppl: --ctx capped at the model's %lld positions\n", (long long)ctx);
-    o.ctx = ctx;
-    o.max_windows = max_windows;
-    progress_state ps = {isatty(2) != 0, quiet, ctx};
+    rotq_ppl_options o;
+    char bos_desc[96];
+    nn_cli_ppl_options(cmd, tok, &hp, a.protocol, a.bos_arg, a.ctx, a.ctx_given && !a.quiet, a.max_windows, &o, bos_desc,
+                       sizeof bos_desc);
+    progress_state ps = {isatty(2) != 0, a.quiet, o.ctx};
     o.progress = progress;
     o.progress_ctx = &ps;
     rotq_ppl_result res;
@@ -269,65 +350,10 @@ int cmd_ppl(int argc, char **argv) {
     /* a float model's result is exactly rotq eval's baseline: record it for eval to reuse */
     rotq_baseline_cache *cache = NULL;
     if (rotq_baseline_cache_open(NULL, m, ids, n_ids, &o, rotq_session_threads(ses), &cache) == ROTQ_OK &&
-        rotq_baseline_cache_put(cache, &res) != ROTQ_OK && !quiet)
+        rotq_baseline_cache_put(cache, &res) != ROTQ_OK && !a.quiet)
         fprintf(stderr, "ppl: could not record the result in the baseline cache: %s\n", rotq_last_error());
     rotq_baseline_cache_free(cache);
-
-    char dtype[256], bos_desc[96], proto_desc[160];
-    nn_cli_dtype_desc(m, dtype, sizeof dtype);
-    if (protocol == ROTQ_PPL_PAPERS) {
-        const char *names[] = {"none", "first", "every"};
-        snprintf(bos_desc, sizeof bos_desc, "%s%s", names[o.bos], bos_arg ? "" : " (tokenizer default)");
-        snprintf(proto_desc, sizeof proto_desc, "papers: windows of %lld tokens, every token after the first scored",
-                 (long long)ctx);
-    } else {
-        snprintf(bos_desc, sizeof bos_desc, "%s%s", o.add_bos ? "text start + every window" : "none",
-                 bos_arg ? "" : " (vocabulary default)");
-        snprintf(proto_desc, sizeof proto_desc, "llama.cpp: windows of %lld tokens, second half scored", (long long)ctx);
-    }
-    const char *fmt_desc = text_format == 1 ? "wikitext rows joined with \"\\n\\n\"" : "plain bytes";
-    double tps = res.seconds > 0 ? (double)res.n_processed / res.seconds : 0.0;
-    double rss = nn_cli_peak_rss_mib();
-    if (as_json) {
-        json_t *j = json_object();
-        json_object_set_new(j, "model", json_string(path));
-        json_object_set_new(j, "architecture", json_string(hp.arch));
-        json_object_set_new(j, "text", json_string(text_path));
-        json_object_set_new(j, "text_format", json_string(text_format == 1 ? "wikitext" : "plain"));
-        json_object_set_new(j, "text_bytes", json_integer((json_int_t)text_len));
-        json_object_set_new(j, "text_tokens", json_integer(n_ids));
-        json_object_set_new(j, "tokenizer", json_string(rotq_tokenizer_kind(tok)));
-        json_object_set_new(j, "protocol", json_string(protocol == ROTQ_PPL_PAPERS ? "papers" : "llama.cpp"));
-        json_object_set_new(j, "bos", json_string(bos_desc));
-        json_object_set_new(j, "ctx", json_integer(ctx));
-        json_object_set_new(j, "dtype", json_string(dtype));
-        json_object_set_new(j, "transforms", json_string(rotq_session_transforms(ses)));
-        json_object_set_new(j, "perplexity", json_real(res.ppl));
-        json_object_set_new(j, "nll_sum", json_real(res.nll));
-        json_object_set_new(j, "scored_tokens", json_integer(res.n_scored));
-        json_object_set_new(j, "windows", json_integer(res.n_windows));
-        json_object_set_new(j, "windows_available", json_integer(res.n_windows_available));
-        json_object_set_new(j, "seconds", json_real(res.seconds));
-        json_object_set_new(j, "tokens_per_second", json_real(tps));
-        json_object_set_new(j, "threads", json_integer(rotq_session_threads(ses)));
-        json_object_set_new(j, "peak_rss_mib", json_real(rss));
-        char *js = json_dumps(j, JSON_INDENT(2));
-        if (js) { puts(js); free(js); }
-        json_decref(j);
-    } else {
-        printf("model       %s (%s, %lld layers, hidden %lld, vocab %lld)\n", path, hp.arch, (long long)hp.n_layers,
-               (long long)hp.hidden, (long long)hp.vocab);
-        printf("dtype       %s\n", dtype);
-        cli_print_transforms("transforms  ", rotq_session_transforms(ses));
-        printf("text        %s (%s, %llu bytes, %lld tokens)\n", text_path, fmt_desc, (unsigned long long)text_len,
-               (long long)n_ids);
-        printf("tokenizer   %s; BOS %s\n", rotq_tokenizer_kind(tok), bos_desc);
-        printf("protocol    %s\n", proto_desc);
-        printf("perplexity  %.4f\n", res.ppl);
-        printf("scored      %lld tokens in %lld windows (%lld available)\n", (long long)res.n_scored,
-               (long long)res.n_windows, (long long)res.n_windows_available);
-        printf("time        %.2f s, %.1f tokens/s, %d threads, peak RSS %.0f MiB\n", res.seconds, tps, rotq_session_threads(ses), rss);
-    }
+    report(&a, &(ppl_report){m, &hp, ses, tok, &o, &res, text_len, n_ids, bos_desc});
     rc = 0;
 done:
     free(ids);

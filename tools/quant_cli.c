@@ -1,0 +1,308 @@
+/* The options rotq eval and rotq quantize share (quant_cli.h): rotation, weight, activation, KV and
+ * calibration settings, the text and windows, the output; and the weight pass with its progress. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "nn_cli.h"
+#include "quant_cli.h"
+
+const char *quant_cli_help =
+    "rotation (in memory, as rotq rotate; any --rN implies --rotate):\n"
+    "  --rotate           QuaRot: random-Hadamard R1 and R2, online R3 and R4\n"
+    "  --r1 KIND, --r2 KIND  random-hadamard (default), hadamard, orthogonal, none, or a .safetensors file\n"
+    "  --r3 on|off, --r4 on|off  online Hadamards on Q/K after RoPE and before down_proj (default on)\n"
+    "  --seed N           seed of the rotations and of the calibration windows (default 0)\n"
+    "weights (lm_head and embeddings stay float):\n"
+    "  --w-bits N         2..8 (16: float, the default)\n"
+    "  --w-quant rtn|gptq round-to-nearest (default) or GPTQ from --calib\n"
+    "  --w-group G        input columns per scale (-1: per output channel, the default)\n"
+    "  --w-asym           asymmetric grid (default symmetric)\n"
+    "  --w-clip / --no-w-clip  search the clip ratio minimizing sum |w-q|^2.4 per row/group (QuaRot)\n"
+    "  --act-order        GPTQ: columns by decreasing Hessian diagonal (static groups with --w-group)\n"
+    "  --static-groups / --no-static-groups  GPTQ group scales from the unmodified weights\n"
+    "  --percdamp F       GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
+    "  --gptq-block N     GPTQ lazy-update block (default 128)\n"
+    "activations (per token, dynamic, at every linear input; R4 before down_proj's):\n"
+    "  --a-bits N         2..8 (16: float)   --a-asym   --a-clip R (range x R, default 1)\n"
+    "  --a-group G        columns per scale within a token (default: the whole row)\n"
+    "  --a-lm-head        quantize lm_head's input too (default float)\n"
+    "KV cache (K after RoPE and R3, V after v_proj; Q stays float):\n"
+    "  --kv-bits N        both K and V (--k-bits/--v-bits separately)\n"
+    "  --kv-asym / --kv-sym  --kv-clip R  --kv-group G (default head_dim: per head)\n"
+    "presets (applied first, other options override): --preset w4a16|w4a8|w4a8kv8|w8a8|w4a4|w4a4kv4\n"
+    "  weights sym per-channel clip-search; activations sym per-token, clip 0.9 at 4 bits;\n"
+    "  KV asym per-head, clip 0.95 at 4 bits (QuaRot's paper settings)\n"
+    "calibration (GPTQ):\n"
+    "  --calib FILE       calibration text (keep it apart from the evaluation text)\n"
+    "  --nsamples N       random windows (default 128)   --calib-ctx N  tokens each (default 2048)\n"
+    "  --calib-cache-mb N memory for layer activations kept rather than recomputed (default 4096)\n"
+    "  --threads N        BLAS/OpenMP threads (default: all)\n"
+    "  --arch-file F      register a JSON architecture first; --tokenizer F  llama2.c tokenizer.bin\n";
+
+static int parse_i64(const char *cmd, const char *opt, const char *v, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long x = v ? strtoll(v, &end, 10) : 0;
+    if (!v || *end || errno || x < lo || x > hi)
+        return cli_error(cmd, "%s needs an integer from %lld to %lld", opt, (long long)lo, (long long)hi);
+    *out = x;
+    return 0;
+}
+
+static int parse_f(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || *end || errno || !(x >= lo && x <= hi)) return cli_error(cmd, "%s needs a number from %g to %g", opt, lo, hi);
+    *out = x;
+    return 0;
+}
+
+static int parse_rot_kind(const char *v, rotq_rotation_choice *k, const char **file) {
+    *file = NULL;
+    if (strcmp(v, "random-hadamard") == 0) *k = ROTQ_R_RANDOM_HADAMARD;
+    else if (strcmp(v, "hadamard") == 0) *k = ROTQ_R_HADAMARD;
+    else if (strcmp(v, "orthogonal") == 0) *k = ROTQ_R_ORTHOGONAL;
+    else if (strcmp(v, "none") == 0) *k = ROTQ_R_NONE;
+    else { *k = ROTQ_R_FILE; *file = v; }
+    return 0;
+}
+
+/* A weight, activation, KV-cache or calibration option at argv[*i]: 1 when consumed (into c->q),
+ * 0 when argv[*i] is another option, -1 after printing why its value is bad. */
+static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_cli *c) {
+    int i = *ip;
+    const char *a = argv[i], *v;
+    int64_t n = 0;
+    double f = 0.0;
+    if (false) {
+        } else if (cli_is(a, "--w-bits")) {
+            if (parse_i64(cmd, "--w-bits", cli_value(argc, argv, &i), 2, 16, &n)) return -1;
+            c->q.w_bits = (int32_t)n;
+            if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
+        } else if (cli_is(a, "--w-quant")) {
+            if (!(v = cli_value(argc, argv, &i))) return -cli_error(cmd, "--w-quant needs rtn or gptq");
+            if (strcmp(v, "rtn") == 0) c->q.w_method = ROTQ_WQ_RTN;
+            else if (strcmp(v, "gptq") == 0) c->q.w_method = ROTQ_WQ_GPTQ;
+            else return -cli_error(cmd, "--w-quant %s: expected rtn or gptq", v);
+        } else if (cli_is(a, "--w-group")) {
+            if (parse_i64(cmd, "--w-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
+            if (n == 0) return -cli_error(cmd, "--w-group 0: use -1 for per-channel scales");
+            c->q.w_group = n;
+        } else if (cli_is(a, "--w-asym")) c->q.w_asym = true;
+        else if (cli_is(a, "--w-sym")) c->q.w_asym = false;
+        else if (cli_is(a, "--w-clip")) c->q.w_clip = true;
+        else if (cli_is(a, "--no-w-clip")) c->q.w_clip = false;
+        else if (cli_is(a, "--act-order")) c->q.gptq.act_order = true;
+        else if (cli_is(a, "--static-groups")) { c->q.gptq.static_groups = true; c->static_groups_set = true; }
+        else if (cli_is(a, "--no-static-groups")) { c->q.gptq.static_groups = false; c->static_groups_set = true; }
+        else if (cli_is(a, "--percdamp")) {
+            if (parse_f(cmd, "--percdamp", cli_value(argc, argv, &i), 0, 1e3, &f)) return -1;
+            c->q.gptq.percdamp = f;
+        } else if (cli_is(a, "--gptq-block")) {
+            if (parse_i64(cmd, "--gptq-block", cli_value(argc, argv, &i), 1, 1 << 20, &n)) return -1;
+            c->q.gptq.block = n;
+        } else if (cli_is(a, "--a-bits")) {
+            if (parse_i64(cmd, "--a-bits", cli_value(argc, argv, &i), 2, 16, &n)) return -1;
+            c->q.act.bits = (int32_t)n;
+        } else if (cli_is(a, "--a-asym")) c->q.act.asym = true;
+        else if (cli_is(a, "--a-sym")) c->q.act.asym = false;
+        else if (cli_is(a, "--a-clip")) {
+            if (parse_f(cmd, "--a-clip", cli_value(argc, argv, &i), 1e-6, 1, &f)) return -1;
+            c->q.act.clip = (float)f;
+        } else if (cli_is(a, "--a-group")) {
+            if (parse_i64(cmd, "--a-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
+            c->q.act.group = n;
+        } else if (cli_is(a, "--a-lm-head")) c->q.act_lm_head = true;
+        else if (cli_is(a, "--kv-bits") || cli_is(a, "--k-bits") || cli_is(a, "--v-bits")) {
+            if (parse_i64(cmd, a, cli_value(argc, argv, &i), 2, 16, &n)) return -1;
+            if (a[2] != 'v' || a[3] == 'v') c->q.k.bits = (int32_t)n;
+            if (a[2] != 'k' || a[3] == 'v') c->q.v.bits = (int32_t)n;
+        } else if (cli_is(a, "--kv-asym")) c->q.k.asym = c->q.v.asym = true;
+        else if (cli_is(a, "--kv-sym")) c->q.k.asym = c->q.v.asym = false;
+        else if (cli_is(a, "--kv-clip")) {
+            if (parse_f(cmd, "--kv-clip", cli_value(argc, argv, &i), 1e-6, 1, &f)) return -1;
+            c->q.k.clip = c->q.v.clip = (float)f;
+        } else if (cli_is(a, "--kv-group")) {
+            if (parse_i64(cmd, "--kv-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
+            c->q.k.group = c->q.v.group = n;
+        } else if (cli_is(a, "--calib")) {
+            if (!(c->calib = cli_value(argc, argv, &i))) return -cli_error(cmd, "--calib needs a file");
+        } else if (cli_is(a, "--nsamples")) {
+            if (parse_i64(cmd, "--nsamples", cli_value(argc, argv, &i), 1, 1 << 20, &c->q.nsamples)) return -1;
+        } else if (cli_is(a, "--calib-ctx")) {
+            if (parse_i64(cmd, "--calib-ctx", cli_value(argc, argv, &i), 2, 1 << 20, &c->q.calib_ctx)) return -1;
+        } else if (cli_is(a, "--calib-cache-mb")) {
+            if (parse_i64(cmd, "--calib-cache-mb", cli_value(argc, argv, &i), 0, 1 << 30, &c->q.calib_cache_mb)) return -1;
+        } else if (cli_is(a, "--threads")) {
+            int t;
+            if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &t)) return -1;
+            c->q.threads = t;
+    } else {
+        return 0;
+    }
+    *ip = i;
+    return 1;
+}
+
+int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
+    memset(c, 0, sizeof *c);
+    c->q = rotq_quant_defaults();
+    c->ro = rotq_rotate_options_default();
+    c->ctx = 2048;
+    c->out_dtype = -1;
+    c->baseline = "original";
+    /* the preset first, so that every other option overrides it wherever it stands */
+    for (int i = 1; i < argc; i++)
+        if (cli_is(argv[i], "--preset")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!v) return cli_error(cmd, "--preset needs a name");
+            rotq_status s = rotq_quant_preset(&c->q, v);
+            if (s != ROTQ_OK) return cli_lib_error(cmd, s);
+            c->preset = v;
+        }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        int used;
+        if (cli_is(a, "--preset")) { cli_value(argc, argv, &i); }
+        else if (cli_is(a, "--rotate")) c->rotate = true;
+        else if (cli_is(a, "--r1") || cli_is(a, "--r2")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "%s needs a kind", a);
+            if (a[3] == '1') parse_rot_kind(v, &c->ro.r1, &c->ro.r1_file);
+            else parse_rot_kind(v, &c->ro.r2, &c->ro.r2_file);
+            c->rotate = true;
+        } else if (cli_is(a, "--r3") || cli_is(a, "--r4")) {
+            v = cli_value(argc, argv, &i);
+            bool on;
+            if (v && strcmp(v, "on") == 0) on = true;
+            else if (v && strcmp(v, "off") == 0) on = false;
+            else return cli_error(cmd, "%.4s expects on or off", a);
+            if (a[3] == '3') c->ro.r3 = on; else c->ro.r4 = on;
+            c->rotate = true;
+        } else if (cli_is(a, "--seed")) {
+            char *end;
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--seed needs a number");
+            errno = 0;
+            unsigned long long x = strtoull(v, &end, 10);
+            if (*end || errno || v[0] == '-') return cli_error(cmd, "--seed %s: expected a non-negative integer", v);
+            c->ro.seed = c->q.seed = x;
+        } else if ((used = quant_option(cmd, argc, argv, &i, c)) != 0) {
+            if (used < 0) return 1;
+        } else if (cli_is(a, "--text")) {
+            if (!(c->text = cli_value(argc, argv, &i))) return cli_error(cmd, "--text needs a file");
+        } else if (cli_is(a, "--ctx")) {
+            if (parse_i64(cmd, "--ctx", cli_value(argc, argv, &i), 2, 1 << 20, &c->ctx)) return 1;
+            c->ctx_given = true;
+        } else if (cli_is(a, "--bos")) {
+            if (!(c->bos_arg = cli_value(argc, argv, &i)) ||
+                (strcmp(c->bos_arg, "none") && strcmp(c->bos_arg, "first") && strcmp(c->bos_arg, "every")))
+                return cli_error(cmd, "--bos needs none, first or every");
+        } else if (cli_is(a, "--max-windows")) {
+            if (parse_i64(cmd, "--max-windows", cli_value(argc, argv, &i), 1, INT64_MAX, &c->max_windows)) return 1;
+        } else if (cli_is(a, "--text-format")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--text-format needs auto, wikitext or plain");
+            if (strcmp(v, "auto") == 0) c->text_format = 0;
+            else if (strcmp(v, "wikitext") == 0) c->text_format = 1;
+            else if (strcmp(v, "plain") == 0) c->text_format = 2;
+            else return cli_error(cmd, "--text-format %s: expected auto, wikitext or plain", v);
+        } else if (cli_is(a, "--baseline")) {
+            if (!(v = cli_value(argc, argv, &i)) || (strcmp(v, "original") && strcmp(v, "rotated") && strcmp(v, "none")))
+                return cli_error(cmd, "--baseline needs original, rotated or none");
+            c->baseline = v;
+        } else if (cli_is(a, "--no-baseline")) c->baseline = "none";
+        else if (cli_is(a, "--baseline-cache")) {
+            if (!(c->baseline_cache = cli_value(argc, argv, &i))) return cli_error(cmd, "--baseline-cache needs a folder or off");
+        } else if (cli_is(a, "--products")) {
+            if (!(v = cli_value(argc, argv, &i)) || (strcmp(v, "int") && strcmp(v, "float")))
+                return cli_error(cmd, "--products needs int or float");
+            c->float_products = strcmp(v, "float") == 0;
+        }
+        else if (cli_is(a, "--json")) c->json = true;
+        else if (cli_is(a, "--quiet")) c->quiet = true;
+        else if (cli_is(a, "--arch-file")) {
+            if (!(c->arch_file = cli_value(argc, argv, &i))) return cli_error(cmd, "--arch-file needs a file");
+        } else if (cli_is(a, "--tokenizer")) {
+            if (!(c->tokenizer = cli_value(argc, argv, &i))) return cli_error(cmd, "--tokenizer needs a file");
+        } else if (cli_is(a, "--to")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--to needs hf or gguf");
+            if (strcmp(v, "hf") == 0) c->out_format = 1;
+            else if (strcmp(v, "gguf") == 0) c->out_format = 2;
+            else return cli_error(cmd, "--to %s: expected hf or gguf", v);
+        } else if (cli_is(a, "--dtype")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--dtype needs f32, f16 or bf16");
+            rotq_dtype dt = rotq_dtype_from_name(v);
+            if (dt != ROTQ_F32 && dt != ROTQ_F16 && dt != ROTQ_BF16) return cli_error(cmd, "--dtype %s: expected f32, f16 or bf16", v);
+            c->out_dtype = dt;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_error(cmd, "unknown option %s (see rotq %s --help)", a, cmd);
+        } else if (c->n_positional < 2) {
+            c->positional[c->n_positional++] = a;
+        } else {
+            return cli_error(cmd, "unexpected argument %s", a);
+        }
+    }
+    if (c->q.gptq.act_order && c->q.w_group > 0 && !c->static_groups_set) c->q.gptq.static_groups = true;
+    if (c->q.w_method == ROTQ_WQ_GPTQ && c->q.w_bits >= 16)
+        return cli_error(cmd, "--w-quant gptq needs --w-bits (or a --preset)");
+    if (c->q.w_method == ROTQ_WQ_GPTQ && c->q.w_bits < 16 && !c->calib)
+        return cli_error(cmd, "GPTQ needs calibration text: --calib FILE");
+    rotq_status s = rotq_quant_options_check(&c->q);
+    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
+    return 0;
+}
+
+static const char *rot_name(rotq_rotation_choice k, const char *file) {
+    switch (k) {
+    case ROTQ_R_NONE: return "none";
+    case ROTQ_R_HADAMARD: return "hadamard";
+    case ROTQ_R_RANDOM_HADAMARD: return "random-hadamard";
+    case ROTQ_R_ORTHOGONAL: return "orthogonal";
+    case ROTQ_R_FILE: return file ? file : "file";
+    }
+    return "?";
+}
+
+void quant_cli_rotation_desc(const quant_cli *c, char *out, size_t size) {
+    if (!c->rotate) { snprintf(out, size, "none"); return; }
+    snprintf(out, size, "R1 %s, R2 %s, R3 %s, R4 %s, seed %llu", rot_name(c->ro.r1, c->ro.r1_file),
+             rot_name(c->ro.r2, c->ro.r2_file), c->ro.r3 ? "on" : "off", c->ro.r4 ? "on" : "off",
+             (unsigned long long)c->ro.seed);
+}
+
+int quant_cli_tokenize_file(const char *cmd, const rotq_tokenizer *tok, const char *path, int format, int32_t **ids,
+                            int64_t *n, uint64_t *bytes, bool *wikitext) {
+    uint64_t len;
+    char *text;
+    if (cli_read_text(cmd, path, &format, &text, &len)) return 1;
+    rotq_status s = rotq_tokenizer_encode(tok, text, len, false, ids, n);
+    free(text);
+    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
+    *bytes = len;
+    *wikitext = format == 1;
+    return 0;
+}
+
+int quant_cli_quantize(const char *cmd, rotq_model *m, const quant_cli *c, const rotq_tokenizer *tok,
+                       rotq_quant_report *rep, int64_t *calib_tokens_in_text, double *seconds) {
+    double t0 = cli_now_s();
+    int32_t *calib = NULL;
+    int64_t n_calib = 0;
+    *calib_tokens_in_text = 0;
+    rotq_quant_options q = c->q;
+    q.verbose = !c->quiet;
+    if (q.w_method == ROTQ_WQ_GPTQ && q.w_bits < 16) {
+        uint64_t bytes;
+        bool wt;
+        if (quant_cli_tokenize_file(cmd, tok, c->calib, 0, &calib, &n_calib, &bytes, &wt)) return 1;
+        *calib_tokens_in_text = n_calib;
+    }
+    rotq_status s = rotq_quantize_weights(m, &q, calib, n_calib, rep);
+    free(calib);
+    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
+    *seconds = cli_now_s() - t0;
+    return 0;
+}
+
