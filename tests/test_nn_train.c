@@ -196,6 +196,14 @@ static void run_case(bool online, bool quant, const char *what) {
     CHECK(rotq_nn_forward(r, ids, T - 1, NULL, h_tr) == ROTQ_OK, "%s: back to inference", what);
     rotq_activations_free(a);
     rotq_runner_free(r);
+    if (online && quant) {
+        /* the order is enforced: online rotations cannot come after a quantizer */
+        rotq_runner *r2 = NULL;
+        CHECK(rotq_runner_new(m, 1, &r2) == ROTQ_OK && rotq_fakequant_attach(r2, &fq) == ROTQ_OK, "%s", rotq_last_error());
+        CHECK(r2 && rotq_online_attach(r2) == ROTQ_ERR_ARG && strstr(rotq_last_error(), "come first"),
+              "online rotations after a quantizer must be refused (%s)", rotq_last_error());
+        rotq_runner_free(r2);
+    }
     rotq_fakequant_release(&fq);
     rotq_model_free(m);
 }

@@ -208,32 +208,18 @@ void rotq_runner_free(rotq_runner *r) {
 
 /* ---- transforms ------------------------------------------------------------------------------ */
 
-const char *rotq_transform_kind_name(rotq_transform_kind k) {
-    switch (k) {
-    case ROTQ_TF_ONLINE_ROTATION: return "online rotation";
-    case ROTQ_TF_FAKE_QUANT: return "fake quantization";
-    case ROTQ_TF_INT_PRODUCT: return "integer product";
-    case ROTQ_TF_STATS: return "statistics";
-    case ROTQ_TF_OTHER: return "other";
-    }
-    return "?";
-}
-
 rotq_status rotq_runner_add_transform(rotq_runner *r, const rotq_transform *t) {
     if (r->n_tf == ROTQ_MAX_TRANSFORMS)
         return rotq_fail(ROTQ_ERR_ARG, "nn: more than %d transforms on one runner (adding \"%s\")", ROTQ_MAX_TRANSFORMS,
                          t->name);
+    /* the order is part of the function: quantizers and probes must see rotated values */
+    if (t->kind == ROTQ_TF_ONLINE_ROTATION)
+        for (int i = 0; i < r->n_tf; i++)
+            if (r->tf[i].kind != ROTQ_TF_ONLINE_ROTATION)
+                return rotq_fail(ROTQ_ERR_ARG, "nn: online rotation \"%s\" added after \"%s\"; online rotations come "
+                                 "first", t->name, r->tf[i].name);
     r->tf[r->n_tf++] = *t;
     return ROTQ_OK;
-}
-
-void rotq_runner_clear_transforms(rotq_runner *r) {
-    int kept = 0;
-    for (int i = 0; i < r->n_tf; i++) {
-        if (r->tf[i].kind == ROTQ_TF_ONLINE_ROTATION) r->tf[kept++] = r->tf[i];
-        else if (r->tf[i].release) r->tf[i].release(r->tf[i].hooks.ctx);
-    }
-    r->n_tf = kept;
 }
 
 rotq_status rotq_runner_check_ready(const rotq_runner *r) {

@@ -68,7 +68,6 @@ typedef struct rotq_transform {
     void (*release)(void *ctx);      /* frees the state with the runner (NULL: the caller owns it) */
 } rotq_transform;
 
-const char *rotq_transform_kind_name(rotq_transform_kind k);
 
 /* ---- weights -------------------------------------------------------------------------------- */
 
@@ -124,10 +123,8 @@ typedef struct rotq_runner {
 rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out);
 void rotq_runner_free(rotq_runner *r);
 /* Appends a transform (copied; its state is released with the runner when t->release is set).
- * ROTQ_ERR_ARG past ROTQ_MAX_TRANSFORMS. */
+ * ROTQ_ERR_ARG past ROTQ_MAX_TRANSFORMS, or for an online rotation after any other kind. */
 rotq_status rotq_runner_add_transform(rotq_runner *r, const rotq_transform *t);
-/* Removes every transform that is not an online rotation (releasing their states). */
-void rotq_runner_clear_transforms(rotq_runner *r);
 /* ROTQ_ERR_ARG naming the model when it records online rotations that are not attached: a forward
  * without them computes another function (the silent-wrong-answer guard of every entry point). */
 rotq_status rotq_runner_check_ready(const rotq_runner *r);

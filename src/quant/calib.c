@@ -8,8 +8,9 @@
  *     D  H_down from swiglu(gate, up) (after R4)      → quantize down
  *     E  X ← X + down(...)                              (layer l+1's input)
  *
- * Every stage calls the runner's transforms where the forward pass does, so online rotations (R3, R4)
- * shape the Hessians exactly as they shape inference. Activations stay float here (QuaRot
+ * Every stage runs the layer's own steps (nn/layer.c: the forward pass's definition of a layer,
+ * transforms included), so online rotations (R3, R4) shape the Hessians exactly as they shape
+ * inference. Activations stay float here (QuaRot
  * configures activation quantizers only after GPTQ). H = 2·XᵀX / N over all N calibration tokens,
  * each window's XᵀX formed by ssyrk in float and summed in double. */
 #include <cblas.h>

@@ -54,7 +54,6 @@ static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, i
 
 rotq_status rotq_online_attach(rotq_runner *r) {
     if (r->online_attached) return rotq_fail(ROTQ_ERR_ARG, "online rotations attached twice to one runner");
-    if (r->n_tf) return rotq_fail(ROTQ_ERR_ARG, "online rotations must be a runner's first transforms");
     const rotq_model *m = r->model;
     if (m->rot.r3.on) ROTQ_TRY(attach_one(r, &m->rot.r3, m->hp.head_dim, "R3", "head"));
     if (m->rot.r4.on) ROTQ_TRY(attach_one(r, &m->rot.r4, m->hp.intermediate, "R4", "intermediate"));

@@ -9,6 +9,7 @@
 /* Builds the online rotations the runner's model records (m->rot) and appends them to the runner,
  * which owns them from then on. A model without any is marked attached and gets no transform.
  * ROTQ_ERR_FORMAT when a recorded size disagrees with the model; ROTQ_ERR_ARG when called twice or
- * after other transforms (online rotations must come first: quantizers see rotated values). */
+ * after other transforms (rotq_runner_add_transform keeps online rotations first: quantizers see
+ * rotated values). */
 rotq_status rotq_online_attach(rotq_runner *r);
 #endif

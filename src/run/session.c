@@ -18,7 +18,6 @@
 #include "eval/verify.h"
 #include "quant/quant.h"
 #include "rotate/online.h"
-#include "run/session.h"
 
 struct rotq_session {
     const rotq_model *m;
@@ -101,7 +100,6 @@ const char *rotq_session_transforms(const rotq_session *s) { return s->transform
 const char *rotq_session_products(const rotq_session *s) { return s->products; }
 int rotq_session_threads(const rotq_session *s) { return s->r->threads; }
 int rotq_threads_resolve(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
-rotq_runner *rotq_session_runner(rotq_session *s) { return s->r; }
 
 rotq_status rotq_session_logits(rotq_session *s, const int32_t *ids, int64_t T, float *logits) {
     if (!ids || !logits || T <= 0) return rotq_fail(ROTQ_ERR_ARG, "session: logits of %lld tokens", (long long)T);
