@@ -142,10 +142,10 @@ static void test_transform_order(void) {
     CHECK(rotq_session_new(m, &so, &s) == ROTQ_OK, "%s", rotq_last_error());
     if (s) {
         const char *t = rotq_session_transforms(s);
-        const char *want[] = {"linear_input: fake-quant A4 sym per token clip 0.90",
+        const char *want[] = {"linear_input: fake-quant A4 sym per-token clip 0.90",
                               "linear: integer product",
-                              "qk_rope: R3 online Hadamard 24 -> fake-quant K4 asym per head clip 0.95",
-                              "v: fake-quant V4 asym per head clip 0.95",
+                              "qk_rope: R3 online Hadamard 24 -> fake-quant K4 asym per-head clip 0.95",
+                              "v: fake-quant V4 asym per-head clip 0.95",
                               "down_input: R4 online Hadamard 160"};
         const char *at = t;
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {

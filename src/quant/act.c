@@ -61,30 +61,23 @@ rotq_hooks rotq_fakequant_hooks(rotq_fakequant *fq) {
                         .linear = rotq_fakequant_int_product};
 }
 
-static void act_name(char *out, size_t size, const char *what, const rotq_act_format *f, const char *unit,
-                     int64_t unit_cols) {
-    char grp[48];
-    if (f->group > 0 && f->group != unit_cols) snprintf(grp, sizeof grp, "groups of %lld", (long long)f->group);
-    else snprintf(grp, sizeof grp, "%s", unit);
-    snprintf(out, size, "%s%d %s %s clip %.2f", what, f->bits, f->asym ? "asym" : "sym", grp, (double)f->clip);
-}
 
 rotq_status rotq_fakequant_attach(rotq_runner *r, rotq_fakequant *fq) {
     fq->be = r->be;
     rotq_transform t = {.kind = ROTQ_TF_FAKE_QUANT};
     if (rotq_act_on(&fq->act)) {
-        act_name(t.name, sizeof t.name, "fake-quant A", &fq->act, "per token", -1);
+        rotq_act_format_describe(t.name, sizeof t.name, "fake-quant A", &fq->act, "per-token", -1);
         if (fq->act_lm_head) strncat(t.name, " (lm_head too)", sizeof t.name - strlen(t.name) - 1);
         t.hooks = (rotq_hooks){.ctx = fq, .linear_input = fq_linear_input};
         ROTQ_TRY(rotq_runner_add_transform(r, &t));
     }
     if (rotq_act_on(&fq->k)) {
-        act_name(t.name, sizeof t.name, "fake-quant K", &fq->k, "per head", r->hp.head_dim);
+        rotq_act_format_describe(t.name, sizeof t.name, "fake-quant K", &fq->k, "per-head", r->hp.head_dim);
         t.hooks = (rotq_hooks){.ctx = fq, .qk_rope = rotq_fakequant_qk};
         ROTQ_TRY(rotq_runner_add_transform(r, &t));
     }
     if (rotq_act_on(&fq->v)) {
-        act_name(t.name, sizeof t.name, "fake-quant V", &fq->v, "per head", r->hp.head_dim);
+        rotq_act_format_describe(t.name, sizeof t.name, "fake-quant V", &fq->v, "per-head", r->hp.head_dim);
         t.hooks = (rotq_hooks){.ctx = fq, .v = rotq_fakequant_v};
         ROTQ_TRY(rotq_runner_add_transform(r, &t));
     }

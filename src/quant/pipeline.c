@@ -65,10 +65,11 @@ rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
     return ROTQ_OK;
 }
 
-static size_t put_act(char *out, size_t size, const char *name, const rotq_act_format *f, const char *unit) {
+size_t rotq_act_format_describe(char *out, size_t size, const char *name, const rotq_act_format *f, const char *unit,
+                                int64_t unit_cols) {
     if (!rotq_act_on(f)) return (size_t)snprintf(out, size, "%s float", name);
     char grp[48];
-    if (f->group > 0) snprintf(grp, sizeof grp, "groups of %lld", (long long)f->group);
+    if (f->group > 0 && f->group != unit_cols) snprintf(grp, sizeof grp, "groups of %lld", (long long)f->group);
     else snprintf(grp, sizeof grp, "%s", unit);
     return (size_t)snprintf(out, size, "%s%d %s %s clip %.2f", name, f->bits, f->asym ? "asym" : "sym", grp, (double)f->clip);
 }
@@ -90,12 +91,12 @@ void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
                                   o->gptq.static_groups && o->w_group > 0 ? ", static groups" : "");
     }
     n += (size_t)snprintf(out + n, ROOM, " / ");
-    n += put_act(out + n, ROOM, "A", &o->act, "per-token");
+    n += rotq_act_format_describe(out + n, ROOM, "A", &o->act, "per-token", -1);
     if (rotq_act_on(&o->act) && o->act_lm_head) n += (size_t)snprintf(out + n, ROOM, " (lm_head too)");
     n += (size_t)snprintf(out + n, ROOM, " / ");
-    n += put_act(out + n, ROOM, "K", &o->k, "per-head");
+    n += rotq_act_format_describe(out + n, ROOM, "K", &o->k, "per-head", -1);
     n += (size_t)snprintf(out + n, ROOM, " / ");
-    put_act(out + n, ROOM, "V", &o->v, "per-head");
+    rotq_act_format_describe(out + n, ROOM, "V", &o->v, "per-head", -1);
 #undef ROOM
 }
 

@@ -103,6 +103,10 @@ typedef struct rotq_fakequant {
     int64_t int_products;      /* products done in integers */
 } rotq_fakequant;
 
+/* "A4 sym per-token clip 0.90" after `name`; "groups of G" when f groups within the unit (a group of
+ * unit_cols is the unit itself); "float" when off. Returns what snprintf does. */
+size_t rotq_act_format_describe(char *out, size_t size, const char *name, const rotq_act_format *f, const char *unit,
+                                int64_t unit_cols);
 /* The backend fq's quantizers compute with. */
 static inline const rotq_backend *rotq_fakequant_backend(const rotq_fakequant *fq) {
     return fq->be ? fq->be : rotq_backend_cpu();
