@@ -190,7 +190,7 @@ fail:
 
 static void free_scratch(rotq_runner *r) {
     float **bufs[] = {&r->x, &r->xn, &r->q, &r->k, &r->v, &r->att, &r->attn_work, &r->ff1, &r->ff2, &r->scores, &r->rope_cos, &r->rope_sin};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) { free(*bufs[i]); *bufs[i] = NULL; }
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) { r->be->release(*bufs[i]); *bufs[i] = NULL; }
     r->scratch_T = r->scores_cap = 0;
 }
 
@@ -318,7 +318,7 @@ static rotq_status ensure_scratch(rotq_runner *r, int64_t T) {
         {&r->rope_cos, newT * half}, {&r->rope_sin, newT * half},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        *want[i].p = malloc((size_t)(want[i].n > 0 ? want[i].n : 1) * sizeof(float));
+        *want[i].p = r->be->alloc((size_t)(want[i].n > 0 ? want[i].n : 1) * sizeof(float));
         if (!*want[i].p) {
             free_scratch(r);
             return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for activations of %lld tokens", (long long)newT);
@@ -332,8 +332,8 @@ static rotq_status ensure_scratch(rotq_runner *r, int64_t T) {
 static rotq_status ensure_scores(rotq_runner *r, int64_t T, int64_t n_keys) {
     int64_t need = r->hp.n_heads * rotq_attention_block(T, r->hp.n_heads, n_keys) * n_keys;
     if (need <= r->scores_cap) return ROTQ_OK;
-    free(r->scores);
-    r->scores = malloc((size_t)need * sizeof(float));
+    r->be->release(r->scores);
+    r->scores = r->be->alloc((size_t)need * sizeof(float));
     r->scores_cap = r->scores ? need : 0;
     if (!r->scores) return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for attention scores (%lld floats)", (long long)need);
     return ROTQ_OK;
@@ -351,8 +351,9 @@ rotq_status rotq_kv_cache_new(const rotq_runner *r, int64_t capacity, rotq_kv_ca
     c->n_layers = r->hp.n_layers;
     c->kv_dim = r->hp.n_kv_heads * r->hp.head_dim;
     size_t n = (size_t)(c->n_layers * capacity * c->kv_dim);
-    c->k = malloc(n * sizeof(float));
-    c->v = malloc(n * sizeof(float));
+    c->be = r->be;
+    c->k = c->be->alloc(n * sizeof(float));
+    c->v = c->be->alloc(n * sizeof(float));
     if (!c->k || !c->v) {
         rotq_kv_cache_free(c);
         return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for a KV cache of %lld positions", (long long)capacity);
@@ -363,8 +364,8 @@ rotq_status rotq_kv_cache_new(const rotq_runner *r, int64_t capacity, rotq_kv_ca
 
 void rotq_kv_cache_free(rotq_kv_cache *c) {
     if (!c) return;
-    free(c->k);
-    free(c->v);
+    c->be->release(c->k);
+    c->be->release(c->v);
     free(c);
 }
 

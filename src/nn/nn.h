@@ -112,7 +112,9 @@ typedef struct rotq_runner {
     int64_t n_owned, cap_owned;
     uint64_t owned_bytes;
 
-    /* Scratch, grown on demand (llm.c style: one block per activation). */
+    /* Scratch, grown on demand (llm.c style: one block per activation), in the backend's memory
+     * (be->alloc). The embedding lookup, RoPE tables and training records are written on the host:
+     * a device backend uploads them (the CPU's host memory is its own). */
     float *x, *xn, *q, *k, *v, *att, *attn_work, *ff1, *ff2, *scores, *rope_cos, *rope_sin;
     int64_t scratch_T, scores_cap;
 } rotq_runner;
@@ -222,6 +224,7 @@ rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer);
 /* ---- KV cache (generation) -------------------------------------------------------------------- */
 
 typedef struct rotq_kv_cache {
+    const rotq_backend *be; /* the runner's: k and v live in its memory */
     int64_t capacity;   /* positions */
     int64_t n;          /* positions filled: the next token goes to position n */
     int64_t n_layers, kv_dim;
