@@ -4,7 +4,8 @@
  *   1. the model's recorded online rotations (R3, R4) — always, first: they are part of its function
  *   2. run-time quantizers: activations at linear inputs, K after RoPE (and R3), V
  *   3. integer products where the weights sit on a grid the codes can express
- *   4. statistics, when asked (they then see what a quantizer sees)
+ *   4. statistics, when asked (after the online rotations: what a quantizer would be given, or with
+ *      quantizers on, what they produced)
  *
  * and the entry points every command uses: logits, perplexity, greedy generation, comparison. */
 #include <omp.h>
