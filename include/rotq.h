@@ -44,7 +44,8 @@ ROTQ_API const char *rotq_status_name(rotq_status s);
 /* Logging: the library prints nothing. Warnings (a fallback taken, something dropped on export)
  * and progress lines (with the options' verbose flags) go to this callback, one line per call
  * without a trailing newline; none is set by default, so they are dropped. Set it once, before
- * other calls (it is process-wide). */
+ * other calls (it is process-wide); it may be called from several threads at once (progress of
+ * parallel loops), so it must be thread-safe (stdio is). */
 typedef enum rotq_log_level { ROTQ_LOG_ERROR = 0, ROTQ_LOG_WARN, ROTQ_LOG_INFO } rotq_log_level;
 typedef void (*rotq_log_fn)(void *ctx, rotq_log_level level, const char *line);
 ROTQ_API void rotq_log_set(rotq_log_fn fn, void *ctx);
