@@ -83,11 +83,16 @@ static rotq_status check_args(const rotq_rotation *R, const void *x, int64_t row
 #define DENSE_CHUNK 1024 /* rows per sgemm, bounding the temporary */
 
 rotq_status rotq_rotation_apply_rows(const rotq_rotation *R, float *x, int64_t rows, bool inverse) {
+    return rotq_rotation_apply_rows_on(rotq_backend_cpu(), R, x, rows, inverse);
+}
+
+rotq_status rotq_rotation_apply_rows_on(const rotq_backend *be, const rotq_rotation *R, float *x, int64_t rows,
+                                        bool inverse) {
     ROTQ_TRY(check_args(R, x, rows));
     if (rows == 0) return ROTQ_OK;
     if (R->kind == ROTQ_ROT_HADAMARD) {
         rotq_fwht_plan p = make_plan(R, inverse);
-        return rotq_backend_cpu()->fwht_rows(&p, x, rows);
+        return be->fwht_rows(&p, x, rows);
     }
     int64_t n = R->n, chunk = rows < DENSE_CHUNK ? rows : DENSE_CHUNK;
     float *y = malloc(sizeof(float) * (size_t)(chunk * n));

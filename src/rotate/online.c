@@ -6,7 +6,8 @@
 #include <stdlib.h>
 
 typedef struct online {
-    rotq_rotation *r;   /* one rotation of the rows at its site */
+    rotq_rotation *r;           /* one rotation of the rows at its site */
+    const rotq_backend *be;     /* the runner's */
 } online;
 
 static void online_free(void *ctx) {
@@ -21,15 +22,15 @@ static rotq_status on_qk(void *ctx, int32_t layer, float *q, float *k, int64_t T
                          int64_t hd) {
     (void)layer, (void)pos0, (void)hd;
     online *o = ctx;
-    ROTQ_TRY(rotq_rotation_apply_rows(o->r, q, T * nh, false));
-    return rotq_rotation_apply_rows(o->r, k, T * nkv, false);
+    ROTQ_TRY(rotq_rotation_apply_rows_on(o->be, o->r, q, T * nh, false));
+    return rotq_rotation_apply_rows_on(o->be, o->r, k, T * nkv, false);
 }
 
 /* R4: down_proj's input (its weight holds R4ᵀ already). */
 static rotq_status on_down(void *ctx, int32_t layer, float *x, int64_t rows, int64_t cols) {
     (void)layer, (void)cols;
     online *o = ctx;
-    return rotq_rotation_apply_rows(o->r, x, rows, false);
+    return rotq_rotation_apply_rows_on(o->be, o->r, x, rows, false);
 }
 
 static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, int64_t want, const char *name,
@@ -40,6 +41,7 @@ static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, i
                          name, (long long)rec->size, where, (long long)want);
     online *o = calloc(1, sizeof *o);
     if (!o) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+    o->be = r->be;
     rotq_status s = rotq_online_rotation_make(rec, &o->r);
     if (s != ROTQ_OK) { free(o); return s; }
     rotq_transform t = {.kind = ROTQ_TF_ONLINE_ROTATION, .release = online_free};

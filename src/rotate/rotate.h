@@ -97,6 +97,10 @@ struct rotq_rotation {
 /* What rotq uses for "a rotation of size n": the (random-sign) Hadamard rotation when one is
  * known, else a random orthogonal matrix with *fallback set (never an error for lack of one). */
 rotq_status rotq_rotation_for_size(int64_t n, uint64_t seed, bool *fallback, rotq_rotation **out);
+/* rotq_rotation_apply_rows through a given backend's Hadamard kernel (a runner's online rotations);
+ * dense rotations still multiply on the host with BLAS. */
+rotq_status rotq_rotation_apply_rows_on(const rotq_backend *be, const rotq_rotation *R, float *x, int64_t rows,
+                                        bool inverse);
 
 /* ---- fast transform kernels (fwht.c) ---------------------------------------------------------- */
 
