@@ -58,17 +58,17 @@ int main(int argc, char **argv) {
         /* one layer's worth of each, scaled by layers × count */
         double t0 = rotq_now_s();
         memcpy(q, w, sizeof(float) * (size_t)n);
-        rotq_rtn_quantize(q, rows, cols, &plain);
+        rotq_rtn_quantize(q, rows, cols, &plain, NULL);
         double t1 = rotq_now_s();
         memcpy(q, w, sizeof(float) * (size_t)n);
-        rotq_rtn_quantize(q, rows, cols, &clip);
+        rotq_rtn_quantize(q, rows, cols, &clip, NULL);
         double t2 = rotq_now_s();
         memcpy(Hc, H, sizeof(double) * (size_t)cols * cols);
         rotq_gptq_hinv h;
         if (rotq_gptq_prepare(Hc, cols, &o, &h) != ROTQ_OK) { fprintf(stderr, "%s\n", rotq_last_error()); return 1; }
         double t3 = rotq_now_s();
         memcpy(q, w, sizeof(float) * (size_t)n);
-        rotq_gptq_quantize(q, rows, cols, &h, &clip, &o, NULL);
+        rotq_gptq_quantize(q, rows, cols, &h, &clip, &o, NULL, NULL);
         double t4 = rotq_now_s();
         rotq_gptq_hinv_free(&h);
         int c = lin[k].count;

@@ -162,7 +162,26 @@ static int run_gptq(float *w, int rows, int n, const double *H_in, const rotq_wq
     rotq_gptq_options o = {.percdamp = percdamp, .act_order = act_order, .static_groups = static_groups, .block = block};
     rotq_gptq_hinv h;
     rotq_status s = rotq_gptq_prepare(H, n, &o, &h);
-    if (s == ROTQ_OK) s = rotq_gptq_quantize(w, rows, n, &h, f, &o, NULL);
+    rotq_qweight *codes = NULL;
+    if (s == ROTQ_OK) s = rotq_gptq_quantize(w, rows, n, &h, f, &o, NULL, &codes);
+    if (s == ROTQ_OK) {
+        /* the codes GPTQ returns decode to exactly the floats it left (none for act-order with
+         * dynamic groups, whose groups are not contiguous columns) */
+        bool scattered = f->group > 0 && f->group < n && act_order && !static_groups;
+        CHECK(scattered ? !codes : codes != NULL, "codes %s for group %lld act-order %d static %d",
+              codes ? "returned" : "missing", (long long)f->group, act_order, static_groups);
+        if (codes) {
+            float *back = malloc(sizeof(float) * (size_t)(rows * n));
+            rotq_qweight_dequantize(codes, back);
+            CHECK(!memcmp(back, w, sizeof(float) * (size_t)(rows * n)), "GPTQ codes do not decode to its weights");
+            int32_t top = (1 << f->bits) - 1;
+            int bad = 0;
+            for (int64_t i = 0; i < (int64_t)rows * n; i++) bad += codes->u[i] > top;
+            CHECK(bad == 0, "%d GPTQ codes above %d", bad, top);
+            free(back);
+        }
+        rotq_qweight_free(codes);
+    }
     if (s == ROTQ_OK && dead) *dead = h.n_dead;
     if (s == ROTQ_OK) rotq_gptq_hinv_free(&h);
     free(H);
@@ -206,7 +225,7 @@ static void check_diagonal_is_rtn(void) {
         memcpy(a, w, sizeof a);
         memcpy(b, w, sizeof b);
         CHECK(run_gptq(a, R, N, H, &f, 0.01, variant == 3, variant == 3, 128, NULL) == ROTQ_OK, "%s", rotq_last_error());
-        CHECK(rotq_rtn_quantize(b, R, N, &f) == ROTQ_OK, "%s", rotq_last_error());
+        CHECK(rotq_rtn_quantize(b, R, N, &f, NULL) == ROTQ_OK, "%s", rotq_last_error());
         double d = max_abs_diff(a, b, R * N);
         CHECK(d == 0, "diagonal Hessian: GPTQ must equal RTN (variant %d), differs by %g", variant, d);
         free(w);
@@ -257,7 +276,7 @@ static void check_beats_rtn(void) {
         memcpy(g, w, sizeof g);
         memcpy(r, w, sizeof r);
         CHECK(run_gptq(g, R, N, H, &f, 0.01, v == 3, false, 128, NULL) == ROTQ_OK, "%s", rotq_last_error());
-        rotq_rtn_quantize(r, R, N, &f);
+        rotq_rtn_quantize(r, R, N, &f, NULL);
         double eg = output_error(X, T, w, g, R, N), er = output_error(X, T, w, r, R, N);
         CHECK(eg < 0.8 * er, "variant %d: GPTQ layer error %g not below RTN's %g", v, eg, er);
         free(w);
@@ -281,8 +300,8 @@ static void check_errors(void) {
     float w[2 * N] = {0}, w7[2 * 7] = {0};
     w[3] = INFINITY;
     rotq_wq_format f = rotq_wq_format_make(4, false, -1, false);
-    CHECK(rotq_gptq_quantize(w, 2, N, &h, &f, &o, NULL) == ROTQ_ERR_NUMERIC, "an infinite weight must fail");
-    CHECK(rotq_gptq_quantize(w7, 2, 7, &h, &f, &o, NULL) == ROTQ_ERR_ARG, "a shape mismatch must fail");
+    CHECK(rotq_gptq_quantize(w, 2, N, &h, &f, &o, NULL, NULL) == ROTQ_ERR_NUMERIC, "an infinite weight must fail");
+    CHECK(rotq_gptq_quantize(w7, 2, 7, &h, &f, &o, NULL, NULL) == ROTQ_ERR_ARG, "a shape mismatch must fail");
     rotq_gptq_hinv_free(&h);
 }
 

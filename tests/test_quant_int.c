@@ -114,6 +114,20 @@ static void check_model(int w_bits, bool w_clip, int a_bits, bool a_asym, int kv
           w_clip ? " clip" : "", a_bits, a_asym ? " asym" : "", kv_bits, d);
     CHECK(n_fake == 0 && n_int == 7 * shape.layers, "integer products: %lld on the float path, %lld (want %d) on the int path",
           (long long)n_fake, (long long)n_int, 7 * shape.layers);
+    /* those products took RTN's own codes; codes recovered from the floats (a checkpoint loaded from
+     * disk) give the same logits to float rounding of the scales */
+    rotq_runner *r = NULL;
+    rotq_int_linears *il = NULL;
+    CHECK(rotq_runner_new(m, 2, &r) == ROTQ_OK && rotq_int_linears_build(r, w_bits, &il) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_int_linears_from_codes(il) == 7 * shape.layers, "%lld of %d linears from the quantizer's codes",
+          (long long)rotq_int_linears_from_codes(il), 7 * shape.layers);
+    rotq_int_linears_free(il);
+    rotq_runner_free(r);
+    static float lr[T * 80];
+    rotq_model_drop_codes(m);
+    logits_of(m, &q, true, lr, &n_int);
+    d = rel_diff(lr, li, (int64_t)T * shape.vocab);
+    CHECK(d < tol, "W%d A%d: recovered and quantizer codes differ by %.3g of the largest", w_bits, a_bits, d);
     rotq_model_free(m);
 }
 
@@ -129,6 +143,10 @@ static void check_refusals(void) {
     rotq_runner *r = NULL;
     rotq_int_linears *il = NULL;
     CHECK(rotq_runner_new(m, 2, &r) == ROTQ_OK, "%s", rotq_last_error());
+    /* with the quantizer's codes the refusal says why; recovered from floats, it names the row */
+    CHECK(rotq_int_linears_build(r, 4, &il) == ROTQ_ERR_UNSUPPORTED && !il, "group-wise weights must be refused");
+    CHECK(strstr(rotq_last_error(), "q_proj") && strstr(rotq_last_error(), "grouped"), "message: %s", rotq_last_error());
+    rotq_model_drop_codes(m);
     CHECK(rotq_int_linears_build(r, 4, &il) == ROTQ_ERR_UNSUPPORTED && !il, "group-wise weights must be refused");
     CHECK(strstr(rotq_last_error(), "q_proj row") != NULL, "message: %s", rotq_last_error());
     /* float weights are not on any grid either */

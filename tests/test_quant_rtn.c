@@ -66,6 +66,33 @@ static void ref_quant_segment(const double *x, double *out, int n, int bits, boo
     for (int j = 0; j < n; j++) out[j] = nearest(x[j], s, z, kmin, kmax);
 }
 
+/* The codes RTN returns: in range, the zero code of a symmetric grid 2^(b-1), decoding to exactly
+ * the floats it left; as int8 (symmetric, per row, <= 7 bits) scale·q gives them back too. */
+static void check_codes(const rotq_qweight *c, const float *q, int rows, int cols, int bits, bool asym, int group) {
+    CHECK(c && c->rows == rows && c->cols == cols && c->bits == bits && c->asym == asym &&
+              c->group == (group > 0 && group < cols ? group : cols), "codes' shape");
+    if (!c) return;
+    float *back = malloc(sizeof(float) * (size_t)(rows * cols));
+    rotq_qweight_dequantize(c, back);
+    CHECK(!memcmp(back, q, sizeof(float) * (size_t)(rows * cols)), "W%d%s g%d: codes do not decode to RTN's weights", bits,
+          asym ? " asym" : "", group);
+    int bad = 0, ng = (cols + (int)c->group - 1) / (int)c->group;
+    for (int i = 0; i < rows * cols; i++) bad += c->u[i] >= (1 << bits);
+    for (int i = 0; i < rows * ng; i++) bad += asym ? (c->zero[i] < 0 || c->zero[i] >= (1 << bits)) : c->zero[i] != 1 << (bits - 1);
+    CHECK(bad == 0, "W%d%s: %d codes or zero points off the grid", bits, asym ? " asym" : "", bad);
+    int8_t *i8 = malloc((size_t)(rows * cols));
+    float *sc = malloc(sizeof(float) * (size_t)rows);
+    rotq_status st = rotq_qweight_int8(c, 0, rows, i8, sc);
+    if (!asym && group <= 0 && bits <= 7) {
+        double worst = 0;
+        for (int i = 0; i < rows * cols; i++) worst = fmax(worst, fabs((double)sc[i / cols] * i8[i] - q[i]) / (fabs(q[i]) + 1e-30));
+        CHECK(st == ROTQ_OK && worst < 1e-6, "W%d int8 codes: %s, worst relative %.3g", bits, rotq_last_error(), worst);
+    } else {
+        CHECK(st == ROTQ_ERR_UNSUPPORTED, "W%d%s g%d: int8 codes must be refused", bits, asym ? " asym" : "", group);
+    }
+    free(back), free(i8), free(sc);
+}
+
 static void check_against_reference(int rows, int cols, int bits, bool asym, int group, bool mse) {
     float *w = malloc(sizeof(float) * (size_t)(rows * cols));
     double *x = malloc(sizeof(double) * (size_t)cols), *ref = malloc(sizeof(double) * (size_t)cols);
@@ -73,7 +100,10 @@ static void check_against_reference(int rows, int cols, int bits, bool asym, int
     float *q = malloc(sizeof(float) * (size_t)(rows * cols));
     memcpy(q, w, sizeof(float) * (size_t)(rows * cols));
     rotq_wq_format f = rotq_wq_format_make(bits, asym, group, mse);
-    CHECK(rotq_rtn_quantize(q, rows, cols, &f) == ROTQ_OK, "%s", rotq_last_error());
+    rotq_qweight *codes = NULL;
+    CHECK(rotq_rtn_quantize(q, rows, cols, &f, &codes) == ROTQ_OK, "%s", rotq_last_error());
+    check_codes(codes, q, rows, cols, bits, asym, group);
+    rotq_qweight_free(codes);
     int g = group > 0 ? group : cols, bad = 0;
     double worst = 0;
     for (int r = 0; r < rows; r++) {
@@ -112,7 +142,7 @@ static void check_on_grid(int bits, bool asym, int group, bool mse) {
         }
     memcpy(q, w, sizeof q);
     rotq_wq_format f = rotq_wq_format_make(bits, asym, group, mse);
-    CHECK(rotq_rtn_quantize(q, R, C, &f) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_rtn_quantize(q, R, C, &f, NULL) == ROTQ_OK, "%s", rotq_last_error());
     int changed = 0;
     for (int i = 0; i < R * C; i++) changed += q[i] != w[i];
     CHECK(changed == 0, "%d-bit %s group %d%s: %d values already on the grid moved", bits, asym ? "asym" : "sym", group,
@@ -126,7 +156,7 @@ static void check_distinct_levels(void) {
     for (int bits = 2; bits <= 8; bits++) {
         for (int i = 0; i < R * C; i++) w[i] = (float)nrand();
         rotq_wq_format f = rotq_wq_format_make(bits, bits % 2 == 0, -1, false);
-        CHECK(rotq_rtn_quantize(w, R, C, &f) == ROTQ_OK, "%s", rotq_last_error());
+        CHECK(rotq_rtn_quantize(w, R, C, &f, NULL) == ROTQ_OK, "%s", rotq_last_error());
         for (int r = 0; r < R; r++) {
             float seen[256];
             int n = 0;
@@ -145,7 +175,7 @@ static void check_edges(void) {
     float z[2 * 16] = {0};
     for (int asym = 0; asym < 2; asym++) {
         rotq_wq_format f = rotq_wq_format_make(4, asym, -1, true);
-        CHECK(rotq_rtn_quantize(z, 2, 16, &f) == ROTQ_OK, "%s", rotq_last_error());
+        CHECK(rotq_rtn_quantize(z, 2, 16, &f, NULL) == ROTQ_OK, "%s", rotq_last_error());
         int nz = 0;
         for (int i = 0; i < 32; i++) nz += z[i] != 0.0f;
         CHECK(nz == 0, "an all-zero row must stay zero (%s, %d nonzero)", asym ? "asym" : "sym", nz);
@@ -155,17 +185,17 @@ static void check_edges(void) {
     for (int i = 0; i < 16; i++) o[i] = 1e-4f * (float)(i - 8);
     o[5] = 1000.0f;
     rotq_wq_format f = rotq_wq_format_make(4, false, -1, false);
-    CHECK(rotq_rtn_quantize(o, 1, 16, &f) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_rtn_quantize(o, 1, 16, &f, NULL) == ROTQ_OK, "%s", rotq_last_error());
     CHECK(fabsf(o[5] - 1000.0f) < 1e-3f && o[0] == 0.0f, "outlier row: %g %g", (double)o[5], (double)o[0]);
 
     float bad[4] = {1, 2, NAN, 3};
-    CHECK(rotq_rtn_quantize(bad, 1, 4, &f) == ROTQ_ERR_NUMERIC, "NaN weight must be ROTQ_ERR_NUMERIC");
+    CHECK(rotq_rtn_quantize(bad, 1, 4, &f, NULL) == ROTQ_ERR_NUMERIC, "NaN weight must be ROTQ_ERR_NUMERIC");
     CHECK(strstr(rotq_last_error(), "non-finite") != NULL, "message: %s", rotq_last_error());
     float inf[4] = {1, INFINITY, 0, 3};
-    CHECK(rotq_rtn_quantize(inf, 2, 2, &f) == ROTQ_ERR_NUMERIC, "Inf weight must be ROTQ_ERR_NUMERIC");
+    CHECK(rotq_rtn_quantize(inf, 2, 2, &f, NULL) == ROTQ_ERR_NUMERIC, "Inf weight must be ROTQ_ERR_NUMERIC");
     rotq_wq_format b9 = rotq_wq_format_make(9, false, -1, false), b1 = rotq_wq_format_make(1, false, -1, false);
-    CHECK(rotq_rtn_quantize(o, 1, 16, &b9) == ROTQ_ERR_ARG, "9 bits must be refused");
-    CHECK(rotq_rtn_quantize(o, 1, 16, &b1) == ROTQ_ERR_ARG, "1 bit must be refused");
+    CHECK(rotq_rtn_quantize(o, 1, 16, &b9, NULL) == ROTQ_ERR_ARG, "9 bits must be refused");
+    CHECK(rotq_rtn_quantize(o, 1, 16, &b1, NULL) == ROTQ_ERR_ARG, "1 bit must be refused");
 }
 
 static void check_clip_helps(void) {
@@ -176,8 +206,8 @@ static void check_clip_helps(void) {
     memcpy(a, w, sizeof w);
     memcpy(b, w, sizeof w);
     rotq_wq_format plain = rotq_wq_format_make(4, false, -1, false), mse = rotq_wq_format_make(4, false, -1, true);
-    rotq_rtn_quantize(a, R, C, &plain);
-    rotq_rtn_quantize(b, R, C, &mse);
+    rotq_rtn_quantize(a, R, C, &plain, NULL);
+    rotq_rtn_quantize(b, R, C, &mse, NULL);
     double ea = 0, eb = 0;
     for (int i = 0; i < R * C; i++) {
         ea += pow(fabs((double)a[i] - w[i]), 2.4);

@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
     double loss = 0.0;
     if (strcmp(mode, "rtn") == 0) {
         rotq_wq_format f = rotq_wq_format_make((int32_t)bits, asym, group, clip);
-        s = rotq_rtn_quantize(x, rows, cols, &f);
+        s = rotq_rtn_quantize(x, rows, cols, &f, NULL);
     } else if (strcmp(mode, "gptq") == 0) {
         double *H = NULL;
         if (!hpath) { free(x); return cli_error(cmd, "gptq needs --hessian H.f64"); }
@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
         o.percdamp = percdamp;
         rotq_gptq_hinv h;
         s = rotq_gptq_prepare(H, cols, &o, &h);
-        if (s == ROTQ_OK) s = rotq_gptq_quantize(x, rows, cols, &h, &f, &o, &loss);
+        if (s == ROTQ_OK) s = rotq_gptq_quantize(x, rows, cols, &h, &f, &o, &loss, NULL);
         if (s == ROTQ_OK) printf("loss %.17g\ndead %lld\n", loss, (long long)h.n_dead);
         rotq_gptq_hinv_free(&h);
         free(H);

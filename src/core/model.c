@@ -29,8 +29,13 @@ void rotq_meta_free(rotq_meta *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
+void rotq_model_drop_codes(rotq_model *m) {
+    for (int64_t i = 0; i < m->n_tensors; i++) rotq_tensor_set_codes(&m->tensors[i], NULL, NULL);
+}
+
 void rotq_model_free(rotq_model *m) {
     if (!m) return;
+    rotq_model_drop_codes(m);
     for (int64_t i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].owned) free(m->tensors[i].data);
     free(m->tensors);

@@ -32,6 +32,10 @@ typedef struct rotq_tensor {
     const void *map_src;           /* where in the mapping (NULL when not mapped) */
     int32_t role;                  /* rotq_role, -1 when the architecture gives it none */
     int32_t layer;                 /* -1 for global tensors */
+    /* The quantizer's codes for data (a quant/ rotq_qweight), when a quantizer made data: what
+     * integer products and exports take. Dropped when anything may change data afterwards. */
+    void *codes;
+    void (*codes_free)(void *codes);
 } rotq_tensor;
 
 /* One read-only file mapping the model's tensors point into. */
@@ -180,6 +184,10 @@ rotq_status rotq_load_llama2c(const char *path, const char *tokenizer_path, rotq
 rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype);
 rotq_status rotq_save_hf(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes);
 /* Checks save options for writing m to path (dtype, not onto the input) and resolves the format. */
+/* Attaches codes to t (freeing any it had); NULL detaches. */
+void rotq_tensor_set_codes(rotq_tensor *t, void *codes, void (*codes_free)(void *));
+/* Drops every tensor's codes (before an operation that rewrites weights in place). */
+void rotq_model_drop_codes(rotq_model *m);
 rotq_status rotq_save_check(const rotq_model *m, const char *path, const rotq_save_options *o, rotq_format *fmt);
 
 /* An HF folder written tensor by tensor (rotq_save_hf is open + put each + finish): open lays out

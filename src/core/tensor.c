@@ -32,7 +32,14 @@ void rotq_tensor_adopt(rotq_tensor *t, void *data) {
     rotq_tensor_drop_source(t);
 }
 
+void rotq_tensor_set_codes(rotq_tensor *t, void *codes, void (*codes_free)(void *)) {
+    if (t->codes && t->codes_free) t->codes_free(t->codes);
+    t->codes = codes;
+    t->codes_free = codes ? codes_free : NULL;
+}
+
 void rotq_tensor_release(rotq_tensor *t) {
+    rotq_tensor_set_codes(t, NULL, NULL);
     if (t->owned) free(t->data);
     else rotq_tensor_drop_source(t);
     t->data = NULL;

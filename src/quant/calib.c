@@ -109,8 +109,10 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group
         if (!t) continue;
         int64_t rows = rotq_tensor_numel(t) / n;
         double loss = 0.0;
-        s = rotq_gptq_quantize((float *)t->data, rows, n, &hinv, &c->fmt, &c->o->gptq, &loss);
+        rotq_qweight *codes = NULL;
+        s = rotq_gptq_quantize((float *)t->data, rows, n, &hinv, &c->fmt, &c->o->gptq, &loss, &codes);
         if (s != ROTQ_OK) { s = rotq_fail_context(s, "%s", t->name); break; }
+        rotq_tensor_set_codes(t, codes, (void (*)(void *))rotq_qweight_free);
         c->rep->n_linears++;
         c->rep->n_params += rows * n;
         c->rep->gptq_loss += loss;

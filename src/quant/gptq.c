@@ -108,7 +108,8 @@ rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, 
 }
 
 rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f,
-                               const rotq_gptq_options *o, double *loss) {
+                               const rotq_gptq_options *o, double *loss, rotq_qweight **codes) {
+    if (codes) *codes = NULL;
     ROTQ_TRY(rotq_wq_format_check(f));
     if (h->n != cols)
         return rotq_fail(ROTQ_ERR_ARG, "gptq: weights have %lld input columns, the Hessian %lld", (long long)cols,
@@ -133,7 +134,12 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
     double *S = calloc((size_t)(rows * n_groups), sizeof(double));
     double *Z = calloc((size_t)(rows * n_groups), sizeof(double));
     double *row_loss = calloc((size_t)rows, sizeof(double));
-    bool nomem = !W || !Err || !S || !Z || !row_loss;
+    /* codes in processing order; a dynamic group under act-order spans scattered columns: no codes */
+    bool act_order = false;
+    for (int64_t c = 0; c < cols && !act_order; c++) act_order = perm[c] != c;
+    bool with_codes = codes && !(group && !static_groups && act_order);
+    uint8_t *Q = with_codes ? malloc((size_t)(rows * cols)) : NULL;
+    bool nomem = !W || !Err || !S || !Z || !row_loss || (with_codes && !Q);
     if (!nomem) {
 #pragma omp parallel
         {
@@ -160,7 +166,7 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
         }
     }
     if (nomem) {
-        free(W); free(Err); free(S); free(Z); free(row_loss);
+        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q);
         return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
     }
 
@@ -203,7 +209,9 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                         z = *gz;
                     }
                     double x = wr[i], d = U[i * cols + i];
-                    double q = rotq_wq_qdq(x, s, z, maxq, f->asym);
+                    uint8_t u = rotq_wq_encode(x, s, z, maxq, f->asym);
+                    double q = rotq_wq_decode(u, s, rotq_wq_zero_code(z, maxq, f->asym));
+                    if (Q) Q[r * cols + i] = u;
                     double e = (x - q) / d;
                     rl += e * e;
                     wr[i] = q;
@@ -216,7 +224,7 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
             free(start);
         }
         if (nomem_block) {
-            free(W); free(Err); free(S); free(Z); free(row_loss);
+            free(W); free(Err); free(S); free(Z); free(row_loss); free(Q);
             return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for group scratch");
         }
         /* lazy update of every later column: W[:, i2:] -= Err · U[i1:i2, i2:] */
@@ -232,6 +240,20 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
         for (int64_t c = 0; c < cols; c++) w[r * cols + perm[c]] = (float)W[r * cols + c];
     }
     if (loss) *loss = total;
-    free(W); free(Err); free(S); free(Z); free(row_loss);
-    return ROTQ_OK;
+    rotq_status st = ROTQ_OK;
+    if (Q) {
+        /* the codes in the original column order, with the scales they were taken on */
+        rotq_qweight *qw = NULL;
+        st = rotq_qweight_new(rows, cols, group ? group : cols, f, &qw);
+        for (int64_t r = 0; st == ROTQ_OK && r < rows; r++) {
+            for (int64_t c = 0; c < cols; c++) qw->u[r * cols + perm[c]] = Q[r * cols + c];
+            for (int64_t g = 0; g < n_groups; g++) {
+                qw->scale[r * n_groups + g] = S[r * n_groups + g];
+                qw->zero[r * n_groups + g] = rotq_wq_zero_code(Z[r * n_groups + g], maxq, f->asym);
+            }
+        }
+        if (st == ROTQ_OK) *codes = qw;
+    }
+    free(W); free(Err); free(S); free(Z); free(row_loss); free(Q);
+    return st;
 }

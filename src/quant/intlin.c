@@ -1,5 +1,5 @@
-/* Integer products for the simulated W4A4/W4A8 runs: the decoder linears' weights as codes (from
- * their dequantized values), and the fake-quant hook mode that hands each linear the codes of its
+/* Integer products for the simulated W4A4/W4A8 runs: the decoder linears' weights as codes (their
+ * quantizer's, or recovered from dequantized values for a checkpoint loaded from disk), and the fake-quant hook mode that hands each linear the codes of its
  * input instead of fake-quantized floats. The result is the exact integer sum a deployed kernel
  * forms, scaled once; the float path rounds every product and partial sum. */
 #include <math.h>
@@ -13,6 +13,7 @@ enum { SLOT_Q, SLOT_K, SLOT_V, SLOT_O, SLOT_GATE, SLOT_UP, SLOT_DOWN, N_SLOTS };
 
 struct rotq_int_linears {
     int64_t n_layers, n_linears;
+    int64_t n_from_codes;   /* linears packed from their quantizer's codes (the others: recovered) */
     rotq_igemm_weights **w; /* [n_layers][N_SLOTS], NULL where the model has no such linear */
 };
 
@@ -59,12 +60,41 @@ static bool row_codes(const float *w, int64_t n, int32_t bits, int8_t *q, float 
     return false;
 }
 
-static rotq_status pack_linear(const float *w, int64_t rows, int64_t cols, int32_t bits, const char *what, int32_t layer,
-                               rotq_igemm_weights **out) {
+/* The quantizer's codes for a slot's rows, when the tensor carries codes of these bits: the tensor
+ * of the slot's role, or its fused form (Phi-3's qkv and gate_up, rows at an offset). */
+static const rotq_qweight *slot_codes(const rotq_runner *r, int32_t l, int slot, int32_t bits, int64_t *row0) {
+    const rotq_hparams *hp = &r->hp;
+    int64_t qd = hp->n_heads * hp->head_dim, kvd = hp->n_kv_heads * hp->head_dim;
+    static const rotq_role own[N_SLOTS] = {ROLE_Q, ROLE_K, ROLE_V, ROLE_O, ROLE_GATE, ROLE_UP, ROLE_DOWN};
+    const rotq_tensor *t = rotq_model_role(r->model, own[slot], l);
+    *row0 = 0;
+    if (!t && slot <= SLOT_V) {
+        t = rotq_model_role(r->model, ROLE_QKV, l);
+        *row0 = slot == SLOT_Q ? 0 : slot == SLOT_K ? qd : qd + kvd;
+    } else if (!t && (slot == SLOT_GATE || slot == SLOT_UP)) {
+        t = rotq_model_role(r->model, ROLE_GATE_UP, l);
+        *row0 = slot == SLOT_GATE ? 0 : hp->intermediate;
+    }
+    const rotq_qweight *c = t ? t->codes : NULL;
+    return c && c->bits == bits ? c : NULL;
+}
+
+/* Integer codes and per-row scales of one linear: its quantizer's codes when it left them, else
+ * recovered from the float values (a quantized checkpoint loaded from disk). */
+static rotq_status pack_linear(const float *w, const rotq_qweight *codes, int64_t row0, int64_t rows, int64_t cols,
+                               int32_t bits, const char *what, int32_t layer, rotq_igemm_weights **out) {
     int8_t *q = malloc((size_t)(rows * cols));
     float *s = malloc((size_t)rows * sizeof(float));
     rotq_status st = ROTQ_OK;
     if (!q || !s) st = rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory for integer weights");
+    if (st == ROTQ_OK && codes) {
+        st = rotq_qweight_int8(codes, row0, rows, q, s);
+        if (st != ROTQ_OK) st = rotq_fail_context(st, "layer %d %s", layer, what);
+        if (st == ROTQ_OK) st = rotq_igemm_pack(q, s, rows, cols, out);
+        free(q);
+        free(s);
+        return st;
+    }
     int64_t bad = INT64_MAX; /* the first row off the grid */
 #pragma omp parallel for schedule(static) reduction(min : bad) if (st == ROTQ_OK && rows * cols > 65536)
     for (int64_t r = 0; r < rows; r++)
@@ -100,8 +130,11 @@ rotq_status rotq_int_linears_build(const rotq_runner *r, int32_t w_bits, rotq_in
         };
         for (int i = 0; i < N_SLOTS; i++) {
             if (!lin[i].p) continue;
-            rotq_status s = pack_linear(lin[i].p, lin[i].rows, lin[i].cols, w_bits, lin[i].what, l,
+            int64_t row0;
+            const rotq_qweight *codes = slot_codes(r, l, lin[i].slot, w_bits, &row0);
+            rotq_status s = pack_linear(lin[i].p, codes, row0, lin[i].rows, lin[i].cols, w_bits, lin[i].what, l,
                                         &il->w[l * N_SLOTS + lin[i].slot]);
+            il->n_from_codes += codes != NULL;
             if (s != ROTQ_OK) {
                 rotq_int_linears_free(il);
                 return s;
@@ -122,6 +155,7 @@ void rotq_int_linears_free(rotq_int_linears *il) {
 }
 
 int64_t rotq_int_linears_count(const rotq_int_linears *il) { return il ? il->n_linears : 0; }
+int64_t rotq_int_linears_from_codes(const rotq_int_linears *il) { return il ? il->n_from_codes : 0; }
 
 rotq_status rotq_fakequant_use_ints(rotq_fakequant *fq, const rotq_int_linears *il) {
     if (il && (!rotq_act_on(&fq->act) || fq->act.group > 0))

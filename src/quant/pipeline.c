@@ -135,6 +135,7 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
     ROTQ_TRY(rotq_quant_options_check(o));
     if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) return ROTQ_OK;
     if (!m->arch) return rotq_fail(ROTQ_ERR_ARG, "quant: the model has no architecture bound");
+    rotq_model_drop_codes(m);
     int64_t L = m->hp.n_layers;
     for (int32_t l = 0; l < L; l++) {
         rotq_role roles[8];
@@ -154,8 +155,10 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
             rotq_tensor *ts[8];
             int n = rotq_quant_layer_linears(m, l, roles, ts);
             for (int i = 0; i < n; i++) {
-                rotq_status s = rotq_rtn_quantize((float *)ts[i]->data, ts[i]->shape[0], ts[i]->shape[1], &f);
+                rotq_qweight *codes = NULL;
+                rotq_status s = rotq_rtn_quantize((float *)ts[i]->data, ts[i]->shape[0], ts[i]->shape[1], &f, &codes);
                 if (s != ROTQ_OK) return rotq_fail_context(s, "%s", ts[i]->name);
+                rotq_tensor_set_codes(ts[i], codes, (void (*)(void *))rotq_qweight_free);
                 rep->n_linears++;
                 rep->n_params += ts[i]->shape[0] * ts[i]->shape[1];
             }

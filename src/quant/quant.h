@@ -41,20 +41,49 @@ int32_t rotq_wq_maxq(const rotq_wq_format *f);
 
 /* Scale and zero for the n values x[0..n) (GPTQ's find_params on one row or group). */
 void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double *scale, double *zero);
-/* round-trip of one value through the grid */
-static inline double rotq_wq_qdq(double x, double scale, double zero, int32_t maxq, bool asym) {
+/* The weight grid's encoding: the code of x on a grid of (scale, zero), and the value of a code.
+ * Codes are unsigned for both grids: symmetric ones store q + 2^(b-1) with zero code 2^(b-1)
+ * (rotq_wq_zero_code), asymmetric ones q itself with the grid's zero, so one layout serves both (as
+ * the activation codes do). decode(encode(x)) is the quantize-dequantize round trip. */
+static inline uint8_t rotq_wq_encode(double x, double scale, double zero, int32_t maxq, bool asym) {
     double q = nearbyint(x / scale);
     if (asym) {
         q += zero;
         q = q < 0 ? 0 : q > maxq ? maxq : q;
-        return scale * (q - zero);
+        return (uint8_t)q;
     }
     q = q < -(double)maxq - 1 ? -(double)maxq - 1 : q > maxq ? maxq : q;
-    return scale * q;
+    return (uint8_t)(q + maxq + 1);
+}
+static inline int32_t rotq_wq_zero_code(double zero, int32_t maxq, bool asym) { return asym ? (int32_t)zero : maxq + 1; }
+static inline double rotq_wq_decode(uint8_t u, double scale, int32_t zero_code) { return scale * ((double)u - zero_code); }
+/* round trip of one value through the grid */
+static inline double rotq_wq_qdq(double x, double scale, double zero, int32_t maxq, bool asym) {
+    return rotq_wq_decode(rotq_wq_encode(x, scale, zero, maxq, asym), scale, rotq_wq_zero_code(zero, maxq, asym));
 }
 
-/* Round-to-nearest of w [rows, cols] in place (row-major, [out, in]). NaN/Inf → ROTQ_ERR_NUMERIC. */
-rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_wq_format *f);
+/* A weight matrix as its quantizer left it: w[r][c] = scale[r][g]·(u[r][c] − zero[r][g]) with
+ * g = c / group. What fake quantization decodes, integer products multiply and exports pack. */
+typedef struct rotq_qweight {
+    int64_t rows, cols, group;   /* group: input columns per scale (cols: one scale per row) */
+    int32_t bits;
+    bool asym;
+    uint8_t *u;                  /* [rows, cols] codes */
+    double *scale;               /* [rows, cols / group (rounded up)] */
+    int32_t *zero;               /* [rows, ...] the code of 0 */
+} rotq_qweight;
+
+rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const rotq_wq_format *f, rotq_qweight **out);
+void rotq_qweight_free(rotq_qweight *q);
+/* w [rows, cols] = the decoded codes, rounded once to float: exactly what the quantizer leaves. */
+void rotq_qweight_dequantize(const rotq_qweight *q, float *w);
+/* The symmetric per-row form integer products take: int8 codes q = u − zero and float scales;
+ * ROTQ_ERR_UNSUPPORTED when q is asymmetric, grouped or wider than 7 bits. */
+rotq_status rotq_qweight_int8(const rotq_qweight *q, int64_t row0, int64_t rows, int8_t *codes, float *scales);
+
+/* Round-to-nearest of w [rows, cols] in place (row-major, [out, in]). NaN/Inf → ROTQ_ERR_NUMERIC.
+ * codes (may be NULL) receives the codes and scales; the floats left in w are their decoding. */
+rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_wq_format *f, rotq_qweight **codes);
 
 /* ---- GPTQ (gptq.c) ---------------------------------------------------------------------------- */
 
@@ -73,9 +102,11 @@ typedef struct rotq_gptq_hinv {
  * dampened Hessian is not positive definite. */
 rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, rotq_gptq_hinv *out);
 void rotq_gptq_hinv_free(rotq_gptq_hinv *h);
-/* GPTQ of w [rows, cols] in place. *loss (may be NULL) receives Σ (w - q)² / (2·U_ii²). */
+/* GPTQ of w [rows, cols] in place. *loss (may be NULL) receives Σ (w - q)² / (2·U_ii²). codes (may be
+ * NULL) receives the codes and scales, except for act-order with dynamic groups (a group's scale
+ * then covers columns that are not contiguous: *codes stays NULL). */
 rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f,
-                               const rotq_gptq_options *o, double *loss);
+                               const rotq_gptq_options *o, double *loss, rotq_qweight **codes);
 
 /* ---- activations and KV cache (act.c, kv.c) ------------------------------------------------------ */
 
@@ -130,11 +161,13 @@ int32_t rotq_act_code_max(const rotq_act_format *f);
 
 /* Every decoder linear of a runner packed as integer codes. Rows of each weight must lie on a
  * symmetric grid of w_bits (2..7) bits with one scale per row (as per-channel RTN and GPTQ leave them):
- * the codes are recovered from the float values, so a quantized checkpoint loaded from disk
- * qualifies too. ROTQ_ERR_UNSUPPORTED, naming the first row that is not on such a grid, otherwise. */
+ * the codes the quantizer attached to the tensor when there are some, else recovered from the
+ * float values (so a quantized checkpoint loaded from disk qualifies too). ROTQ_ERR_UNSUPPORTED, naming the first row that is not on such a grid, otherwise. */
 rotq_status rotq_int_linears_build(const rotq_runner *r, int32_t w_bits, rotq_int_linears **out);
 void rotq_int_linears_free(rotq_int_linears *il);
 int64_t rotq_int_linears_count(const rotq_int_linears *il);
+/* How many of them came from their quantizer's codes (rotq_tensor.codes) rather than recovered. */
+int64_t rotq_int_linears_from_codes(const rotq_int_linears *il);
 /* Switches fq to integer products with il (NULL: back to fake quantization); ROTQ_ERR_ARG when
  * fq's activation format has no codes (off, or groups within a row). */
 rotq_status rotq_fakequant_use_ints(rotq_fakequant *fq, const rotq_int_linears *il);

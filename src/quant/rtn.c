@@ -140,15 +140,73 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
     *zero = z;
 }
 
-rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_wq_format *f) {
+/* ---- quantized weights -------------------------------------------------------------------------- */
+
+rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const rotq_wq_format *f, rotq_qweight **out) {
+    *out = NULL;
+    if (group <= 0 || group > cols) group = cols;
+    int64_t ng = (cols + group - 1) / group;
+    rotq_qweight *q = calloc(1, sizeof *q);
+    if (q) {
+        *q = (rotq_qweight){.rows = rows, .cols = cols, .group = group, .bits = f->bits, .asym = f->asym};
+        q->u = malloc((size_t)(rows * cols));
+        q->scale = malloc((size_t)(rows * ng) * sizeof *q->scale);
+        q->zero = malloc((size_t)(rows * ng) * sizeof *q->zero);
+    }
+    if (!q || !q->u || !q->scale || !q->zero) {
+        rotq_qweight_free(q);
+        return rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory for the codes of a %lld x %lld matrix", (long long)rows,
+                         (long long)cols);
+    }
+    *out = q;
+    return ROTQ_OK;
+}
+
+void rotq_qweight_free(rotq_qweight *q) {
+    if (!q) return;
+    free(q->u);
+    free(q->scale);
+    free(q->zero);
+    free(q);
+}
+
+void rotq_qweight_dequantize(const rotq_qweight *q, float *w) {
+    int64_t ng = (q->cols + q->group - 1) / q->group;
+#pragma omp parallel for schedule(static) if (q->rows * q->cols > 65536)
+    for (int64_t r = 0; r < q->rows; r++)
+        for (int64_t c = 0; c < q->cols; c++) {
+            int64_t g = r * ng + c / q->group;
+            w[r * q->cols + c] = (float)rotq_wq_decode(q->u[r * q->cols + c], q->scale[g], q->zero[g]);
+        }
+}
+
+rotq_status rotq_qweight_int8(const rotq_qweight *q, int64_t row0, int64_t rows, int8_t *codes, float *scales) {
+    if (q->asym || q->group != q->cols || q->bits > 7)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: integer products need symmetric per-row codes of at most 7 bits "
+                         "(these are %s, %s, %d bits)", q->asym ? "asymmetric" : "symmetric",
+                         q->group != q->cols ? "grouped" : "per row", q->bits);
+    if (row0 < 0 || row0 + rows > q->rows) return rotq_fail(ROTQ_ERR_ARG, "quant: codes rows [%lld, %lld) of %lld",
+                                                           (long long)row0, (long long)(row0 + rows), (long long)q->rows);
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *u = q->u + (row0 + r) * q->cols;
+        int32_t z = q->zero[row0 + r];
+        for (int64_t c = 0; c < q->cols; c++) codes[r * q->cols + c] = (int8_t)((int32_t)u[c] - z);
+        scales[r] = (float)q->scale[row0 + r];
+    }
+    return ROTQ_OK;
+}
+
+rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_wq_format *f, rotq_qweight **codes) {
     ROTQ_TRY(rotq_wq_format_check(f));
     if (rows <= 0 || cols <= 0) return rotq_fail(ROTQ_ERR_ARG, "quant: RTN of a %lld x %lld matrix", (long long)rows, (long long)cols);
     for (int64_t i = 0; i < rows * cols; i++)
         if (!isfinite(w[i]))
             return rotq_fail(ROTQ_ERR_NUMERIC, "quant: weight [%lld, %lld] is %g; cannot quantize a non-finite weight",
                              (long long)(i / cols), (long long)(i % cols), (double)w[i]);
-    int64_t group = f->group > 0 && f->group < cols ? f->group : cols;
+    int64_t group = f->group > 0 && f->group < cols ? f->group : cols, ng = (cols + group - 1) / group;
     int32_t maxq = rotq_wq_maxq(f);
+    rotq_qweight *q = NULL;
+    ROTQ_TRY(rotq_qweight_new(rows, cols, group, f, &q));
     bool nomem = false;
 #pragma omp parallel
     {
@@ -163,14 +221,22 @@ rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_w
             float *wr = w + r * cols;
             for (int64_t c = 0; c < cols; c++) row[c] = wr[c];
             for (int64_t g0 = 0; g0 < cols; g0 += group) {
-                int64_t n = cols - g0 < group ? cols - g0 : group;
+                int64_t n = cols - g0 < group ? cols - g0 : group, gi = r * ng + g0 / group;
                 double s, z;
                 rotq_wq_params(row + g0, n, f, &s, &z);
-                for (int64_t c = g0; c < g0 + n; c++) wr[c] = (float)rotq_wq_qdq(row[c], s, z, maxq, f->asym);
+                q->scale[gi] = s;
+                q->zero[gi] = rotq_wq_zero_code(z, maxq, f->asym);
+                for (int64_t c = g0; c < g0 + n; c++) q->u[r * cols + c] = rotq_wq_encode(row[c], s, z, maxq, f->asym);
             }
         }
         free(row);
     }
-    if (nomem) return rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory for a row of %lld weights", (long long)cols);
+    if (nomem) {
+        rotq_qweight_free(q);
+        return rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory for a row of %lld weights", (long long)cols);
+    }
+    rotq_qweight_dequantize(q, w);
+    if (codes) *codes = q;
+    else rotq_qweight_free(q);
     return ROTQ_OK;
 }

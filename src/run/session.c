@@ -50,8 +50,10 @@ static void choose_products(rotq_session *s, const rotq_quant_options *q, bool f
         return;
     }
     if (rotq_int_linears_build(s->r, q->w_bits, &s->ints) == ROTQ_OK && rotq_fakequant_use_ints(&s->fq, s->ints) == ROTQ_OK) {
-        snprintf(s->products, sizeof s->products, "int (%lld linears: exact int32 sums of W%d x A%d codes, scaled once)",
-                 (long long)rotq_int_linears_count(s->ints), q->w_bits, q->act.bits);
+        int64_t n = rotq_int_linears_count(s->ints), from = rotq_int_linears_from_codes(s->ints);
+        snprintf(s->products, sizeof s->products, "int (%lld linears: exact int32 sums of W%d x A%d codes, scaled once; "
+                 "weight codes %s)", (long long)n, q->w_bits, q->act.bits,
+                 from == n ? "as quantized" : from == 0 ? "recovered from the stored weights" : "partly recovered");
         return;
     }
     snprintf(s->products, sizeof s->products, "float (%s)", rotq_last_error());
