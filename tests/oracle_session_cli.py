@@ -2,12 +2,12 @@
 the CLI as a user runs it (the runtime issue's repro: `rotq rotate M R` with defaults, then
 `rotq ppl R` scored ~12,600 instead of ~13.4 and `rotq generate R` printed "time time whararar"):
  - random llama / qwen2 (q/k/v bias) / phi3 (fused) / opt (LayerNorm, learned positions) models,
-   R1-R4 all on (and R3/R4 alone): perplexity from `rotq ppl --dump-logits` within 1e-4 relative,
+   every combination of R1-R4: perplexity from `rotq ppl --dump-logits` within 1e-4 relative,
    `rotq generate --print-ids` the same greedy tokens;
  - tinystories-260k (../shared): `rotq ppl --text` within 1e-4, `rotq generate --prompt` the same text,
    `rotq stats` of the stored rotated model equal to `rotq stats --rotate`'s "after" columns;
  - SmolLM2-135M (when fetched): one 256-token window of a text, within 1e-4."""
-import json, os, subprocess, sys, tempfile
+import itertools, json, os, subprocess, sys, tempfile
 
 import numpy as np
 
@@ -53,9 +53,9 @@ with tempfile.TemporaryDirectory() as tmp:
         run("ppl", src, "--ids-file", ids_path, "--dump-logits", base_logits)
         base_ppl = ppl_of_logits(base_logits, ids, vocab)
         base_gen = run("generate", src, "--ids", ",".join(map(str, ids[:6])), "-n", 12, "--print-ids").strip()
-        for r in (["--r1", "random-hadamard", "--r2", "random-hadamard", "--r3", "on", "--r4", "on"],
-                  ["--r1", "none", "--r2", "none", "--r3", "on", "--r4", "on"]):
-            out = os.path.join(tmp, f"{arch}-rot-{r[1]}")
+        for r1, r2, r3, r4 in itertools.product(["none", "random-hadamard"], ["none", "random-hadamard"], ["off", "on"], ["off", "on"]):
+            r = ["--r1", r1, "--r2", r2, "--r3", r3, "--r4", r4]
+            out = os.path.join(tmp, f"{arch}-rot-{r1}-{r2}-{r3}-{r4}")
             run("rotate", src, out, *r, "--seed", 7, "--quiet")
             logits = os.path.join(tmp, f"{arch}-rot.f32")
             run("ppl", out, "--ids-file", ids_path, "--dump-logits", logits)
