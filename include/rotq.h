@@ -82,6 +82,8 @@ typedef struct rotq_load_options {
     rotq_format format;       /* AUTO: detect from the path (folder → HF, magic bytes otherwise) */
     const char *arch_file;    /* optional JSON architecture description to register first */
     const char *tokenizer;    /* llama2.c: path of tokenizer.bin (default: beside the model) */
+    bool allow_unused;        /* load even when the architecture gives some tensors no role (they would be
+                                 ignored by every computation: a warning names them); default: refuse */
 } rotq_load_options;
 
 typedef struct rotq_save_options {

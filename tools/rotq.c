@@ -83,7 +83,12 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'rotq COMMAND --help' describes a command.\n");
+    fprintf(f, "Every command refuses a model with tensors its architecture gives no role (they would be ignored);\n"
+               "--allow-unused (with any command) loads it anyway, naming them in a warning.\n");
 }
+
+/* --allow-unused, accepted by every command that loads a model (taken out of argv in main). */
+static bool allow_unused;
 
 /* rotq's OpenMP loops alternate with serial work, file writes and OpenBLAS calls (which run on
  * OpenBLAS's own threads). By default libgomp lets an idle thread spin for milliseconds before it
@@ -118,7 +123,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
             prefer_passive_wait(argv);
-            return commands[i].run(argc - 1, argv + 1);
+            int n = 0;
+            for (int a = 0; a < argc; a++) {
+                if (a > 1 && strcmp(argv[a], "--allow-unused") == 0) allow_unused = true;
+                else argv[n++] = argv[a];
+            }
+            argv[n] = NULL;
+            return commands[i].run(n - 1, argv + 1);
         }
     fprintf(stderr, "rotq: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
@@ -129,6 +140,7 @@ int cli_load(const char *cmd, const char *path, const char *arch_file, const cha
     rotq_load_options lo = rotq_load_defaults();
     lo.arch_file = arch_file;
     lo.tokenizer = tokenizer;
+    lo.allow_unused = allow_unused;
     rotq_status s = rotq_model_load(path, &lo, m);
     return s == ROTQ_OK ? 0 : cli_lib_error(cmd, s);
 }

@@ -138,6 +138,11 @@ void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp);
 /* Assigns role/layer to every tensor, checks every required tensor exists with the shape the
  * hyper-parameters imply, and that no two tensors share a name. Called after every load. */
 rotq_status rotq_model_bind_arch(rotq_model *m);
+/* Every tensor must have a role: one the architecture does not claim would be ignored by every
+ * computation (a Qwen3 checkpoint read as Llama runs without its q_norm/k_norm: wrong logits).
+ * ROTQ_ERR_UNSUPPORTED naming them, or with allow_unused a warning. Buffers that carry nothing the
+ * config does not (rotary_emb.inv_freq, GGUF rope_freqs) are not counted. */
+rotq_status rotq_model_check_claimed(const rotq_model *m, bool allow_unused);
 
 /* llama.cpp's Q/K row permutation (rotate-half <-> interleaved pairs within each head).
  * `to_gguf` chooses the direction. rows = n_head * head_dim; works on any float dtype in place. */

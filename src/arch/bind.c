@@ -127,6 +127,40 @@ rotq_status rotq_model_bind_arch(rotq_model *m) {
     return ROTQ_OK;
 }
 
+/* Tensors a checkpoint may carry that say nothing the config does not: RoPE frequency buffers. */
+static bool derived_buffer(const char *name) {
+    size_t n = strlen(name);
+    const char *tails[] = {"rotary_emb.inv_freq", "rope_freqs.weight", "rope_freqs"};
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        size_t k = strlen(tails[i]);
+        if (n >= k && strcmp(name + n - k, tails[i]) == 0 && (n == k || name[n - k - 1] == '.')) return true;
+    }
+    return false;
+}
+
+rotq_status rotq_model_check_claimed(const rotq_model *m, bool allow_unused) {
+    char list[512] = "";
+    size_t o = 0;
+    int64_t n = 0;
+    for (int64_t i = 0; i < m->n_tensors; i++) {
+        const rotq_tensor *t = &m->tensors[i];
+        if (t->role >= 0 || derived_buffer(t->name)) continue;
+        if (n < 4 && o < sizeof list) o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", n ? ", " : "", t->name);
+        n++;
+    }
+    if (n == 0) return ROTQ_OK;
+    const char *more = n > 4 ? " and more" : "";
+    const char *name = m->arch ? m->arch->name : "?";
+    if (allow_unused) {
+        rotq_log(ROTQ_LOG_WARN, "%s: %lld tensors have no role in architecture %s and are ignored by every computation: "
+                 "%s%s", m->source_path, (long long)n, name, list, more);
+        return ROTQ_OK;
+    }
+    return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %lld tensors have no role in architecture %s, so every computation would "
+                     "ignore them (%s%s); describe them with --arch-file, or load anyway with --allow-unused",
+                     m->source_path, (long long)n, name, list, more);
+}
+
 rotq_status rotq_permute_qk_rows(rotq_tensor *t, int64_t n_head, bool to_gguf) {
     if (t->n_dims < 1 || n_head <= 0 || t->shape[0] % n_head != 0 || (t->shape[0] / n_head) % 2 != 0)
         return rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: %lld rows cannot be split into %lld heads of even size", t->name,

@@ -59,6 +59,7 @@ rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rot
     default: s = rotq_fail(ROTQ_ERR_ARG, "%s: unknown format requested", path);
     }
     if (s == ROTQ_OK) s = rotq_model_bind_arch(m);
+    if (s == ROTQ_OK) s = rotq_model_check_claimed(m, o.allow_unused);
     if (s == ROTQ_OK) s = read_record(m);
     if (s != ROTQ_OK) {
         rotq_model_free(m);

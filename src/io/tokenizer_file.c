@@ -55,6 +55,7 @@ rotq_status rotq_tokenizer_load(const char *path, rotq_tokenizer **out) {
         rotq_model *m;
         rotq_load_options lo = rotq_load_defaults();
         lo.format = ROTQ_FORMAT_GGUF;
+        lo.allow_unused = true; /* only the tokenizer is read: tensors without a role do not matter */
         ROTQ_TRY(rotq_model_load(path, &lo, &m));
         s = rotq_tokenizer_from_model(m, out);
         rotq_model_free(m);
