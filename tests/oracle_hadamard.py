@@ -78,6 +78,13 @@ with tempfile.TemporaryDirectory() as tmp:
         check(r.returncode != 0 and "random orthogonal" in r.stderr, f"order {n}: rc {r.returncode}, {r.stderr}")
     r = run("abc")
     check(r.returncode != 0, "non-numeric N accepted")
+    # a number on the command line does not decide how much memory rotq takes: an order whose base
+    # matrix would need tens of GB is refused at once, under a 1.5 GB address-space limit
+    import resource
+    limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (1500 << 20, 1500 << 20))
+    r = subprocess.run([ROTQ, "hadamard", "1000000"], capture_output=True, text=True, preexec_fn=limit, timeout=30)
+    check(r.returncode == 1 and "base matrix" in r.stderr and "GB" in r.stderr and "4096" in r.stderr,
+          f"hadamard 1000000: rc {r.returncode}, {r.stderr}")
 
 print("oracle_hadamard:", "FAILED" if failures else "ok")
 sys.exit(1 if failures else 0)

@@ -49,6 +49,11 @@ rotq_status rotq_rotation_hadamard(int64_t n, bool random_signs, uint64_t seed, 
                          "j ≥ 2, dividing n)%s",
                          (long long)n, (long long)odd, n % 4 ? "; orders above 2 must be multiples of 4" : "");
     }
+    if (K > ROTQ_HADAMARD_MAX_BASE)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED,
+                         "rotation: order %lld = %lld·2^%d needs a %lld×%lld base matrix (%.1f GB with its transform steps); "
+                         "rotq builds bases up to order %d", (long long)n, (long long)K, m, (long long)K, (long long)K,
+                         (double)K * (double)K * 9.0 / 1e9, ROTQ_HADAMARD_MAX_BASE);
     rotq_rotation *R = calloc(1, sizeof *R);
     if (!R) return nomem("the handle", n);
     R->kind = ROTQ_ROT_HADAMARD;

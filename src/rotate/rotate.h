@@ -94,6 +94,9 @@ struct rotq_rotation {
     float *dense_f32;
 };
 
+/* Largest base order K a Hadamard rotation builds (K·K int8 plus two K·K float steps: 150 MB); real
+ * models need K <= 172. Larger orders are refused with the memory they would take. */
+#define ROTQ_HADAMARD_MAX_BASE 4096
 /* What rotq uses for "a rotation of size n": the (random-sign) Hadamard rotation when one is
  * known, else a random orthogonal matrix with *fallback set (never an error for lack of one). */
 rotq_status rotq_rotation_for_size(int64_t n, uint64_t seed, bool *fallback, rotq_rotation **out);
