@@ -38,6 +38,9 @@ const char *cli_value(int argc, char **argv, int *i);
 /* True when argv[i] is the option `name` (with or without "=value"). */
 bool cli_is(const char *arg, const char *name);
 bool cli_wants_help(int argc, char **argv);
+/* Before any heavy work: out is not the input, and its folder exists and is writable. 0, or 1
+ * with the error printed. */
+int cli_check_output(const char *cmd, const char *in, const char *out);
 /* Loads a model (registering --arch-file first); prints the error and returns 1 on failure. */
 int cli_load(const char *cmd, const char *path, const char *arch_file, const char *tokenizer, rotq_model **m);
 /* Parses one rotation option (--r1 --r2 --r3 --r4 --seed) at argv[*i] into ro: 1 when consumed,

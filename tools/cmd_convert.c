@@ -53,6 +53,7 @@ int cmd_convert(int argc, char **argv) {
         else return cli_error("convert", "unexpected argument %s", argv[i]);
     }
     if (!in || !out) { fputs(help, stderr); return 2; }
+    if (cli_check_output("convert", in, out)) return 1;
     rotq_model *m;
     if (cli_load("convert", in, arch_file, tokenizer, &m)) return 1;
     rotq_status s = rotq_model_save(m, out, &so);

@@ -31,8 +31,8 @@ int cmd_quantize(int argc, char **argv) {
     if (rotq_quant_has_runtime(&c.q) && !c.quiet)
         fprintf(stderr, "quantize: note: activation/KV settings are applied at run time and are not stored; pass them "
                         "to rotq eval\n");
-    rotq_status s = rotq_path_check_distinct(in, out);
-    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
+    if (cli_check_output(cmd, in, out)) return 1;
+    rotq_status s;
     double t0 = cli_now_s();
     rotq_model *m;
     if (cli_load(cmd, in, c.arch_file, c.tokenizer, &m)) return 1;

@@ -30,13 +30,19 @@ static const char *help =
     "  --arch-file F      register a JSON architecture description first\n"
     "  --json             print a JSON summary on stdout\n";
 
-static void parse_kind(const char *v, rotq_rotation_choice *k, const char **file) {
+/* A kind by name, or a matrix file — checked now, before any model is loaded, so that a typo
+ * ("bogus", "7") is an error at once and names the kinds there are. */
+static int parse_kind(const char *cmd, const char *opt, const char *v, rotq_rotation_choice *k, const char **file) {
     *file = NULL;
+    struct stat st;
     if (strcmp(v, "random-hadamard") == 0) *k = ROTQ_R_RANDOM_HADAMARD;
     else if (strcmp(v, "hadamard") == 0) *k = ROTQ_R_HADAMARD;
     else if (strcmp(v, "orthogonal") == 0) *k = ROTQ_R_ORTHOGONAL;
     else if (strcmp(v, "none") == 0) *k = ROTQ_R_NONE;
-    else { *k = ROTQ_R_FILE; *file = v; }
+    else if (stat(v, &st) == 0 && S_ISREG(st.st_mode)) { *k = ROTQ_R_FILE; *file = v; }
+    else return cli_error(cmd, "%s %s: expected random-hadamard, hadamard, orthogonal, none, or a .safetensors file "
+                          "holding the matrix (%s)", opt, v, stat(v, &st) == 0 ? "not a regular file" : "no such file");
+    return 0;
 }
 
 static int parse_onoff(const char *cmd, const char *opt, const char *v, bool *out) {
@@ -50,9 +56,8 @@ int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotat
     const char *a = argv[*i], *v;
     if (cli_is(a, "--r1") || cli_is(a, "--r2")) {
         if (!(v = cli_value(argc, argv, i))) return -cli_error(cmd, "%s needs a kind", a);
-        if (a[3] == '1') parse_kind(v, &ro->r1, &ro->r1_file);
-        else parse_kind(v, &ro->r2, &ro->r2_file);
-        return 1;
+        bool r1 = a[3] == '1';
+        return parse_kind(cmd, r1 ? "--r1" : "--r2", v, r1 ? &ro->r1 : &ro->r2, r1 ? &ro->r1_file : &ro->r2_file) ? -1 : 1;
     }
     if (cli_is(a, "--r3")) return parse_onoff(cmd, "--r3", cli_value(argc, argv, i), &ro->r3) ? -1 : 1;
     if (cli_is(a, "--r4")) return parse_onoff(cmd, "--r4", cli_value(argc, argv, i), &ro->r4) ? -1 : 1;
@@ -111,8 +116,8 @@ int cmd_rotate(int argc, char **argv) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     /* Refuse a bad output path before doing the work. */
-    rotq_status s = rotq_path_check_distinct(in, out);
-    if (s != ROTQ_OK) return cli_lib_error("rotate", s);
+    if (cli_check_output("rotate", in, out)) return 1;
+    rotq_status s;
     rotq_model *m;
     if (cli_load("rotate", in, arch_file, NULL, &m)) return 1;
     s = rotq_rotate_save(m, &ro, out, &so); /* HF output: written layer by layer as each is final */

@@ -61,16 +61,6 @@ static int parse_f(const char *cmd, const char *opt, const char *v, double lo, d
     return 0;
 }
 
-static int parse_rot_kind(const char *v, rotq_rotation_choice *k, const char **file) {
-    *file = NULL;
-    if (strcmp(v, "random-hadamard") == 0) *k = ROTQ_R_RANDOM_HADAMARD;
-    else if (strcmp(v, "hadamard") == 0) *k = ROTQ_R_HADAMARD;
-    else if (strcmp(v, "orthogonal") == 0) *k = ROTQ_R_ORTHOGONAL;
-    else if (strcmp(v, "none") == 0) *k = ROTQ_R_NONE;
-    else { *k = ROTQ_R_FILE; *file = v; }
-    return 0;
-}
-
 /* A weight, activation, KV-cache or calibration option at argv[*i]: 1 when consumed (into c->q),
  * 0 when argv[*i] is another option, -1 after printing why its value is bad. */
 static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_cli *c) {
@@ -169,26 +159,10 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         int used;
         if (cli_is(a, "--preset")) { cli_value(argc, argv, &i); }
         else if (cli_is(a, "--rotate")) c->rotate = true;
-        else if (cli_is(a, "--r1") || cli_is(a, "--r2")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "%s needs a kind", a);
-            if (a[3] == '1') parse_rot_kind(v, &c->ro.r1, &c->ro.r1_file);
-            else parse_rot_kind(v, &c->ro.r2, &c->ro.r2_file);
-            c->rotate = true;
-        } else if (cli_is(a, "--r3") || cli_is(a, "--r4")) {
-            v = cli_value(argc, argv, &i);
-            bool on;
-            if (v && strcmp(v, "on") == 0) on = true;
-            else if (v && strcmp(v, "off") == 0) on = false;
-            else return cli_error(cmd, "%.4s expects on or off", a);
-            if (a[3] == '3') c->ro.r3 = on; else c->ro.r4 = on;
-            c->rotate = true;
-        } else if (cli_is(a, "--seed")) {
-            char *end;
-            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--seed needs a number");
-            errno = 0;
-            unsigned long long x = strtoull(v, &end, 10);
-            if (*end || errno || v[0] == '-') return cli_error(cmd, "--seed %s: expected a non-negative integer", v);
-            c->ro.seed = c->q.seed = x;
+        else if ((used = cli_rotate_option(cmd, argc, argv, &i, &c->ro)) != 0) {
+            if (used < 0) return 1;
+            if (cli_is(a, "--seed")) c->q.seed = c->ro.seed; /* calibration windows too */
+            else c->rotate = true;                         /* any --rN implies --rotate */
         } else if ((used = quant_option(cmd, argc, argv, &i, c)) != 0) {
             if (used < 0) return 1;
         } else if (cli_is(a, "--text")) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -134,6 +135,25 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rotq: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
+}
+
+int cli_check_output(const char *cmd, const char *in, const char *out) {
+    rotq_status s = rotq_path_check_distinct(in, out);
+    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = '\0'; /* "out/" names the folder out */
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return cli_error(cmd, "%s: the folder %s does not exist (nothing was loaded or written)", out, dir);
+    if (access(dir, W_OK) != 0)
+        return cli_error(cmd, "%s: the folder %s is not writable (nothing was loaded or written)", out, dir);
+    return 0;
 }
 
 int cli_load(const char *cmd, const char *path, const char *arch_file, const char *tokenizer, rotq_model **m) {

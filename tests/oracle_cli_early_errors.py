@@ -1,0 +1,36 @@
+"""Mistakes are reported before any work (issue 12, item 5): a mistyped rotation kind ("bogus", "7",
+read as a file name before) and an output folder that does not exist fail at once, naming what is
+valid — checked with a model path that does not exist either, so an error about the option (not the
+model) proves nothing was loaded first — for rotate, quantize, convert and eval."""
+import os, subprocess, sys, tempfile
+
+ROTQ = os.environ.get("ROTQ", "build/rotq")
+failures, checked = [], 0
+
+
+def expect(label, args, *needles):
+    global checked
+    checked += 1
+    p = subprocess.run([ROTQ, *args], capture_output=True, text=True, timeout=60)
+    if p.returncode != 1 or not all(n in p.stderr for n in needles) or "no-such-model" in p.stderr:
+        failures.append(f"{label}: rc {p.returncode}, stderr {p.stderr.strip()!r}")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    model = os.path.join(tmp, "no-such-model")
+    out = os.path.join(tmp, "out")
+    kinds = "random-hadamard, hadamard, orthogonal, none"
+    for kind in ("bogus", "7"):
+        expect(f"rotate --r1 {kind}", ["rotate", model, out, "--r1", kind], f"--r1 {kind}", kinds, "no such file")
+        expect(f"rotate --r2 {kind}", ["rotate", model, out, "--r2", kind], f"--r2 {kind}", kinds)
+        expect(f"eval --r1 {kind}", ["eval", model, "--text", model, "--r1", kind], f"--r1 {kind}", kinds)
+        expect(f"quantize --r1 {kind}", ["quantize", model, out, "--preset", "w4a16", "--r1", kind], kinds)
+    expect("rotate --r1 a folder", ["rotate", model, out, "--r1", tmp], "not a regular file")
+    missing = os.path.join(tmp, "missing", "out")
+    for cmd in (["rotate", model, missing], ["quantize", model, missing, "--preset", "w4a16"], ["convert", model, missing]):
+        expect(f"{cmd[0]} into a missing folder", cmd, "does not exist", "nothing was loaded")
+
+for f in failures:
+    print("FAIL", f)
+print(f"{checked - len(failures)} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
