@@ -14,7 +14,8 @@ text=$(mktemp)
 trap 'rm -f "$text"' EXIT
 # Evaluation text: WikiText-2 test when ../shared has it, else a text rotq's own sources provide.
 if [ -f ../shared/data/wikitext-2-raw/wiki.test.raw ]; then cp ../shared/data/wikitext-2-raw/wiki.test.raw "$text"
-else cat README.md docs/*.md > "$text"; fi
+  text_name="WikiText-2 test (../shared/data/wikitext-2-raw/wiki.test.raw)"
+else cat README.md docs/*.md > "$text"; text_name="rotq's own README.md and docs/*.md (../shared/data is absent)"; fi
 mkdir -p out
 echo "== the model" >&2
 $rotq info "$model"
@@ -27,5 +28,17 @@ echo "== activation outliers before and after rotation (out/smollm2-stats.png)" 
 $rotq stats "$model" --text "$text" --tokens 256 --rotate --plot out/smollm2-stats.png | awk 'NR <= 2 || /down_in/'
 echo "== W4A4KV4 (RTN weights) perplexity without and with rotation, float baseline beside each" >&2
 w=${ROTQ_RUN_WINDOWS:-4}
-$rotq eval "$model" --preset w4a4kv4 --text "$text" --ctx 2048 --max-windows "$w"
-$rotq eval "$model" --preset w4a4kv4 --rotate --text "$text" --ctx 2048 --max-windows "$w"
+$rotq eval "$model" --preset w4a4kv4 --text "$text" --ctx 2048 --max-windows "$w" | tee out/eval-plain.txt
+$rotq eval "$model" --preset w4a4kv4 --rotate --text "$text" --ctx 2048 --max-windows "$w" | tee out/eval-rotated.txt
+
+# The result, in one table: what rotation buys W4A4KV4 on this model and text.
+field() { awk -v k="$1" '$1 == k { print $3; exit }' "$2"; }   # "baseline perplexity X" / "quantized perplexity X"
+scored=$(awk '$1 == "protocol" { print $7, "windows of", $5, "tokens (of", $10, "in the text)" }' out/eval-rotated.txt)
+echo
+echo "== result: $(basename "$model"), BOS as its tokenizer adds it, $scored"
+echo "   text: $text_name"
+printf '   %-44s %s\n' "float (the model as shipped)" "$(field baseline out/eval-plain.txt)"
+printf '   %-44s %s\n' "W4A4KV4, RTN weights, no rotation" "$(field quantized out/eval-plain.txt)"
+printf '   %-44s %s\n' "W4A4KV4, RTN weights, QuaRot R1-R4 (seed 0)" "$(field quantized out/eval-rotated.txt)"
+echo "   (perplexity; weights sym per-channel 4-bit with the clip search, activations per token 4-bit clip 0.9,"
+echo "    KV cache 4-bit asym per head clip 0.95; details in out/eval-*.txt)"
