@@ -1,41 +1,15 @@
 /* tool_quant: one quantizer on a raw float32 matrix, for tests/oracle_quant_gptq.py to compare with
  * a reference (rtn, gptq with a given Hessian, per-row activations). Test tooling: it reaches the
- * library's private quantizers, which the rotq command-line tool does not. */
+ * library's private quantizers, which the rotq command-line tool does not, and shares the tool's
+ * option helpers (tools/cli.c). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "quant/quant.h"
-
-static int cli_error(const char *cmd, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-static int cli_lib_error(const char *cmd, rotq_status s) {
-    return cli_error(cmd, "%s (%s)", rotq_last_error(), rotq_status_name(s));
-}
-
-/* "--opt VALUE" or "--opt=VALUE" */
-static bool cli_is(const char *arg, const char *name) {
-    size_t n = strlen(name);
-    return strncmp(arg, name, n) == 0 && (arg[n] == 0 || arg[n] == '=');
-}
-
-static const char *cli_value(int argc, char **argv, int *i) {
-    const char *eq = strchr(argv[*i], '=');
-    if (eq) return eq + 1;
-    return *i + 1 < argc ? argv[++*i] : NULL;
-}
-
 
 static const char *test_help =
     "usage: tool_quant rtn|gptq|act --in M.f32 --rows R --cols C --out Q.f32 [options]\n"

@@ -26,6 +26,8 @@ int cmd_eval(int argc, char **argv), cmd_quantize(int argc, char **argv);
 uint64_t cli_splitmix64(uint64_t *state);
 /* Monotonic seconds, for the timings reports print. */
 double cli_now_s(void);
+/* --allow-unused, accepted by every command that loads a model (main takes it out of argv). */
+extern bool cli_allow_unused;
 /* Prints "rotq <cmd>: error: ..." on stderr and returns the exit code 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a session's transform list (rotq_session_transforms), its first line after `label` and

@@ -425,10 +425,10 @@ static bool match_template(const char *tmpl, const char *name, int64_t n_layers,
     return true;
 }
 
-/* GGUF names → HF names through the architecture's templates; notes each tensor's role/layer. */
+/* GGUF names → HF names through the architecture's templates; notes each tensor's role/layer. A
+ * tensor no template matches keeps its GGUF name and no role (rotq_model_check_claimed names it). */
 static rotq_status rename_tensors(rotq_model *m, const char *path) {
     char hf[ROTQ_NAME_MAX];
-    int64_t unknown = 0;
     for (int64_t i = 0; i < m->n_tensors; i++) {
         rotq_tensor *t = &m->tensors[i];
         int64_t blk = gguf_block_index(t->name);
@@ -446,14 +446,8 @@ static rotq_status rename_tensors(rotq_model *m, const char *path) {
             snprintf(t->name, sizeof t->name, "%s", hf);
             t->role = found->role;
             t->layer = (int32_t)layer;
-        } else if (unknown++ < 4) {
-            rotq_log(ROTQ_LOG_WARN, "%s: tensor %s has no role in architecture %s; kept under its GGUF name\n",
-                    path, t->name, m->arch->name);
         }
     }
-    if (unknown > 4)
-        rotq_log(ROTQ_LOG_WARN, "%s: %lld more tensors without a role kept under their GGUF names\n", path,
-                (long long)(unknown - 4));
     /* A GGUF name kept as is could collide with another tensor's HF name. */
     rotq_tensor **sorted = malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *sorted);
     if (!sorted) return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", path);

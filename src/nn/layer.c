@@ -33,8 +33,8 @@ rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer) {
     return r->layers[layer].fused_gate_up ? ROLE_GATE_UP : r->gated ? ROLE_GATE : ROLE_UP;
 }
 
-const float *rotq_layer_step_output(const rotq_runner *r, int32_t l, rotq_layer_step s, const rotq_layer_io *io,
-                                    int64_t *cols, rotq_role *group) {
+float *rotq_layer_step_output(const rotq_runner *r, int32_t l, rotq_layer_step s, const rotq_layer_io *io, int64_t *cols,
+                              rotq_role *group) {
     const rotq_hparams *hp = &r->hp;
     switch (s) {
     case ROTQ_STEP_ATTN_NORM:

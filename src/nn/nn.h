@@ -209,10 +209,10 @@ const rotq_step_info *rotq_layer_step_info(rotq_layer_step s);
 rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step s, rotq_layer_io *io);
 /* All steps in order: the layer's forward. */
 rotq_status rotq_layer_forward(const rotq_runner *r, int32_t l, rotq_layer_io *io);
-/* The linear group's input a step leaves in io (its width in *cols, the group's first role in
- * *group), or NULL for the steps that feed none. */
-const float *rotq_layer_step_output(const rotq_runner *r, int32_t l, rotq_layer_step s, const rotq_layer_io *io,
-                                    int64_t *cols, rotq_role *group);
+/* The buffer of io where a step leaves a linear group's input (its width in *cols, the group's
+ * first role in *group), or NULL for the steps that feed none. */
+float *rotq_layer_step_output(const rotq_runner *r, int32_t l, rotq_layer_step s, const rotq_layer_io *io, int64_t *cols,
+                              rotq_role *group);
 /* Pieces the calibration walk needs too: x [T, d] = embed[ids] (+ learned positions pos0..), the
  * model's norm, and the role a layer's MLP input transforms name. */
 void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x);

@@ -123,11 +123,6 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group
     return s;
 }
 
-/* The buffer a step leaves its output in, where a stored copy is put back to resume after it. */
-static float *step_buffer(walk *c, rotq_layer_step s) {
-    return s == ROTQ_STEP_ATTENTION ? c->io.att : s == ROTQ_STEP_MLP_HIDDEN ? c->io.ff1 : c->io.xn;
-}
-
 /* Layer l, true-sequential: the layer's own steps (nn/layer.c) run window by window up to each step
  * that leaves a linear group's input; that input's Hessian is summed over every window, the group is
  * quantized, and the walk goes on with the quantized weights. A window resumes after the last step
@@ -141,8 +136,8 @@ static rotq_status walk_layer(walk *c, int32_t l) {
         if (!info->feeds_linear && !last) continue;
         int64_t cols = 0;
         rotq_role group = ROLE_COUNT;
-        if (info->feeds_linear) rotq_layer_step_output(c->r, l, (rotq_layer_step)s, &c->io, &cols, &group);
-        if (info->feeds_linear) memset(c->H, 0, (size_t)(cols * cols) * sizeof(double));
+        const float *x = rotq_layer_step_output(c->r, l, (rotq_layer_step)s, &c->io, &cols, &group);
+        if (x) memset(c->H, 0, (size_t)(cols * cols) * sizeof(double));
         /* a stored output of an earlier step of this stretch lets the windows start after it */
         int resume = first;
         for (int k = s - 1; k >= first; k--)
@@ -152,19 +147,17 @@ static rotq_status walk_layer(walk *c, int32_t l) {
             if (resume > first) {
                 int64_t kc;
                 rotq_role kg;
-                rotq_layer_step_output(c->r, l, (rotq_layer_step)(resume - 1), &c->io, &kc, &kg);
-                memcpy(step_buffer(c, (rotq_layer_step)(resume - 1)), c->store[resume - 1] + w * T * kc,
-                       (size_t)(T * kc) * sizeof(float));
+                float *kept = rotq_layer_step_output(c->r, l, (rotq_layer_step)(resume - 1), &c->io, &kc, &kg);
+                memcpy(kept, c->store[resume - 1] + w * T * kc, (size_t)(T * kc) * sizeof(float));
             }
             for (int k = resume; k <= s; k++) ROTQ_TRY(rotq_layer_step_run(c->r, l, (rotq_layer_step)k, &c->io));
-            if (!info->feeds_linear) continue;
-            const float *x = step_buffer(c, (rotq_layer_step)s);
+            if (!x) continue;
             gram_add(c, x, cols);
             if (c->store[s]) memcpy(c->store[s] + w * T * cols, x, (size_t)(T * cols) * sizeof(float));
         }
         for (int k = first; k <= s; k++)
             if (rotq_layer_step_info((rotq_layer_step)k)->updates_stream) first = k + 1;
-        if (info->feeds_linear) ROTQ_TRY(quantize_group(c, l, cols, group));
+        if (x) ROTQ_TRY(quantize_group(c, l, cols, group));
     }
     return ROTQ_OK;
 }
@@ -204,7 +197,6 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
         {&io->att, T * c.qd}, {&io->ff1, T * c.ff}, {&io->ff2, T * c.ff}, {&io->scores, hp->n_heads * q_block * T},
         {&io->work, 2 * T * c.qd}, {&cos_t, T * c.half}, {&sin_t, T * c.half}, {&c.gram, hmax * hmax},
     };
-    io->cos_t = cos_t;
     rotq_status s = ROTQ_OK;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i].p = malloc((size_t)(bufs[i].n > 0 ? bufs[i].n : 1) * sizeof(float));

@@ -33,7 +33,8 @@ static rotq_status on_down(void *ctx, int32_t layer, float *x, int64_t rows, int
     return rotq_rotation_apply_rows_on(o->be, o->r, x, rows, false);
 }
 
-static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, int64_t want, const char *name,
+/* One recorded rotation as a transform at its site: qk (R3, every head of Q and K) or down_input (R4). */
+static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, bool qk, int64_t want, const char *name,
                               const char *where) {
     const rotq_model *m = r->model;
     if (rec->size != want)
@@ -45,8 +46,7 @@ static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, i
     rotq_status s = rotq_online_rotation_make(rec, &o->r);
     if (s != ROTQ_OK) { free(o); return s; }
     rotq_transform t = {.kind = ROTQ_TF_ONLINE_ROTATION, .release = online_free};
-    bool r3 = name[1] == '3';
-    t.hooks = (rotq_hooks){.ctx = o, .qk_rope = r3 ? on_qk : NULL, .down_input = r3 ? NULL : on_down};
+    t.hooks = (rotq_hooks){.ctx = o, .qk_rope = qk ? on_qk : NULL, .down_input = qk ? NULL : on_down};
     snprintf(t.name, sizeof t.name, "%s %s %lld", name, rec->dense ? "online orthogonal" : "online Hadamard",
              (long long)rec->size);
     s = rotq_runner_add_transform(r, &t);
@@ -57,8 +57,8 @@ static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, i
 rotq_status rotq_online_attach(rotq_runner *r) {
     if (r->online_attached) return rotq_fail(ROTQ_ERR_ARG, "online rotations attached twice to one runner");
     const rotq_model *m = r->model;
-    if (m->rot.r3.on) ROTQ_TRY(attach_one(r, &m->rot.r3, m->hp.head_dim, "R3", "head"));
-    if (m->rot.r4.on) ROTQ_TRY(attach_one(r, &m->rot.r4, m->hp.intermediate, "R4", "intermediate"));
+    if (m->rot.r3.on) ROTQ_TRY(attach_one(r, &m->rot.r3, true, m->hp.head_dim, "R3", "head"));
+    if (m->rot.r4.on) ROTQ_TRY(attach_one(r, &m->rot.r4, false, m->hp.intermediate, "R4", "intermediate"));
     r->online_attached = true;
     return ROTQ_OK;
 }
