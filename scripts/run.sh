@@ -25,7 +25,7 @@ $rotq rotate "$model" out/smollm2-rotated --seed 0
 echo "== verify: the rotated model computes the same function" >&2
 $rotq verify "$model" out/smollm2-rotated --text "$text" --tokens 256
 echo "== activation outliers before and after rotation (out/smollm2-stats.png)" >&2
-$rotq stats "$model" --text "$text" --tokens 256 --rotate --plot out/smollm2-stats.png | awk 'NR <= 2 || /down_in/'
+$rotq stats "$model" --text "$text" --tokens 256 --rotate --plot out/smollm2-stats.png --force | awk 'NR <= 2 || /down_in/'
 echo "== W4A4KV4 (RTN weights) perplexity without and with rotation, float baseline beside each" >&2
 w=${ROTQ_RUN_WINDOWS:-4}
 $rotq eval "$model" --preset w4a4kv4 --text "$text" --ctx 2048 --max-windows "$w" | tee out/eval-plain.txt

@@ -8,11 +8,11 @@ ROTQ = os.environ.get("ROTQ", "build/rotq")
 failures, checked = [], 0
 
 
-def expect(label, args, *needles):
+def expect(label, args, *needles, rc=1):
     global checked
     checked += 1
     p = subprocess.run([ROTQ, *args], capture_output=True, text=True, timeout=60)
-    if p.returncode != 1 or not all(n in p.stderr for n in needles) or "no-such-model" in p.stderr:
+    if p.returncode != rc or not all(n in p.stderr for n in needles) or "no-such-model" in p.stderr:
         failures.append(f"{label}: rc {p.returncode}, stderr {p.stderr.strip()!r}")
 
 
@@ -21,11 +21,12 @@ with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "out")
     kinds = "random-hadamard, hadamard, orthogonal, none"
     for kind in ("bogus", "7"):
-        expect(f"rotate --r1 {kind}", ["rotate", model, out, "--r1", kind], f"--r1 {kind}", kinds, "no such file")
-        expect(f"rotate --r2 {kind}", ["rotate", model, out, "--r2", kind], f"--r2 {kind}", kinds)
-        expect(f"eval --r1 {kind}", ["eval", model, "--text", model, "--r1", kind], f"--r1 {kind}", kinds)
-        expect(f"quantize --r1 {kind}", ["quantize", model, out, "--preset", "w4a16", "--r1", kind], kinds)
-    expect("rotate --r1 a folder", ["rotate", model, out, "--r1", tmp], "not a regular file")
+        # a bad option value is a usage error: exit 2
+        expect(f"rotate --r1 {kind}", ["rotate", model, out, "--r1", kind], f"--r1 {kind}", kinds, "no such file", rc=2)
+        expect(f"rotate --r2 {kind}", ["rotate", model, out, "--r2", kind], f"--r2 {kind}", kinds, rc=2)
+        expect(f"eval --r1 {kind}", ["eval", model, "--text", model, "--r1", kind], f"--r1 {kind}", kinds, rc=2)
+        expect(f"quantize --r1 {kind}", ["quantize", model, out, "--preset", "w4a16", "--r1", kind], kinds, rc=2)
+    expect("rotate --r1 a folder", ["rotate", model, out, "--r1", tmp], "not a regular file", rc=2)
     missing = os.path.join(tmp, "missing", "out")
     for cmd in (["rotate", model, missing], ["quantize", model, missing, "--preset", "w4a16"], ["convert", model, missing]):
         expect(f"{cmd[0]} into a missing folder", cmd, "does not exist", "nothing was loaded")

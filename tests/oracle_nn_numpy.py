@@ -51,7 +51,7 @@ def run(args, **kw):
 
 def rotq_logits(model, ids, tmp, vocab, extra=()):
     out = os.path.join(tmp, "logits.f32")
-    run(["ppl", model, "--ids", ",".join(str(i) for i in ids), "--dump-logits", out, "--threads", "2"] + list(extra))
+    run(["ppl", model, "--ids", ",".join(str(i) for i in ids), "--dump-logits", out, "--force", "--threads", "2"] + list(extra))
     return np.fromfile(out, dtype="<f4").reshape(len(ids), vocab)
 
 

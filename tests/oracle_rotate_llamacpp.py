@@ -1,14 +1,14 @@
 """External tools agree: the fused-only rotated SmolLM2 (norm fusion + R1 + R2, exported as an F32
 GGUF with llama.cpp's Q/K permutation re-applied) gives llama.cpp the same perplexity as the
 original F32 GGUF within 0.1%, under llama.cpp's own perplexity protocol (windows of 512, BOS at
-each window start, second half scored), with llama.cpp's tokenization. Exit 77 without llama_cpp,
-the model or the shared data."""
+each window start, second half scored), with llama.cpp's tokenization. Exit 77 without llama_cpp or
+the model; without ../shared the text is rotq's own docs."""
 import os, subprocess, sys, tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from oracle_nn_llamacpp import load_llama, llama_logits, wikitext_rows  # noqa: E402
+from oracle_nn_llamacpp import eval_text, load_llama, llama_logits  # noqa: E402
 
 ROTQ = os.environ.get("ROTQ", "rotq")
 SHARED = os.environ.get("ROTQ_SHARED", "../shared")
@@ -44,12 +44,10 @@ try:
 except ImportError:
     skip("python module llama_cpp absent (pip install llama-cpp-python builds llama.cpp)")
 q41 = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
-wiki = os.path.join(SHARED, "data/wikitext-2-raw/wiki.test.raw")
-for p in (q41, wiki):
-    if not os.path.exists(p):
-        skip(f"{p} is absent")
-text = wikitext_rows(wiki)[:200000]
+if not os.path.exists(q41):
+    skip(f"{q41} is absent")
 with tempfile.TemporaryDirectory() as tmp:
+    text = eval_text(tmp)[1][:200000]
     orig, rot = os.path.join(tmp, "orig.gguf"), os.path.join(tmp, "rotated.gguf")
     for args in (["convert", q41, orig, "--dtype", "f32"],
                  ["rotate", q41, rot, "--r3", "off", "--r4", "off", "--dtype", "f32", "--seed", "1", "--quiet"]):

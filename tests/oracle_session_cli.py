@@ -50,7 +50,7 @@ with tempfile.TemporaryDirectory() as tmp:
         ids_path = os.path.join(tmp, "ids.i32")
         ids.tofile(ids_path)
         base_logits = os.path.join(tmp, f"{arch}-orig.f32")
-        run("ppl", src, "--ids-file", ids_path, "--dump-logits", base_logits)
+        run("ppl", src, "--ids-file", ids_path, "--dump-logits", base_logits, "--force")
         base_ppl = ppl_of_logits(base_logits, ids, vocab)
         base_gen = run("generate", src, "--ids", ",".join(map(str, ids[:6])), "-n", 12, "--print-ids").strip()
         for r1, r2, r3, r4 in itertools.product(["none", "random-hadamard"], ["none", "random-hadamard"], ["off", "on"], ["off", "on"]):
@@ -58,7 +58,7 @@ with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, f"{arch}-rot-{r1}-{r2}-{r3}-{r4}")
             run("rotate", src, out, *r, "--seed", 7, "--quiet")
             logits = os.path.join(tmp, f"{arch}-rot.f32")
-            run("ppl", out, "--ids-file", ids_path, "--dump-logits", logits)
+            run("ppl", out, "--ids-file", ids_path, "--dump-logits", logits, "--force")
             same(f"{arch} {' '.join(r)}: ppl", base_ppl, ppl_of_logits(logits, ids, vocab))
             gen = run("generate", out, "--ids", ",".join(map(str, ids[:6])), "-n", 12, "--print-ids").strip()
             checked += 1

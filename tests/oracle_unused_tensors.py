@@ -39,7 +39,7 @@ with tempfile.TemporaryDirectory() as tmp:
     hd = random_models.DIMS["head_dim"]
     add_tensors(m, {f"model.layers.{l}.self_attn.{n}_norm.weight": np.ones(hd, np.float32)
                     for l in range(2) for n in ("q", "k")})
-    for cmd in (["info", m], ["ppl", m, "--ids", "1,2,3", "--dump-logits", os.path.join(tmp, "x.f32")],
+    for cmd in (["info", m], ["ppl", m, "--ids", "1,2,3", "--dump-logits", os.path.join(tmp, "x.f32"), "--force"],
                 ["rotate", m, os.path.join(tmp, "never")]):
         p = run(*cmd)
         expect(f"{cmd[0]} refuses", p.returncode == 1 and "q_norm" in p.stderr and "--allow-unused" in p.stderr

@@ -1,16 +1,63 @@
 /* The helpers every command shares (cli.h): errors, option values, loading, texts, timing. Kept apart
  * from main (rotq.c) so that test tools built on the same conventions link them too. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 bool cli_allow_unused;
+bool cli_usage_error;
+
+/* The arguments after "--" (main takes the "--" out): never options, whatever they look like. */
+static const char *const *positional_only;
+static int n_positional_only;
+
+void cli_set_positional_only(const char *const *args, int n) {
+    positional_only = args;
+    n_positional_only = n;
+}
+
+static bool forced_positional(const char *arg) {
+    for (int k = 0; k < n_positional_only; k++)
+        if (positional_only[k] == arg) return true;
+    return false;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "rotq %s: usage error: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (rotq help %s)\n", cmd);
+    va_end(ap);
+    cli_usage_error = true;
+    return 1;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *v, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long x = v ? strtoll(v, &end, 10) : 0;
+    if (!v || !*v || *end || errno || x < lo || x > hi)
+        return cli_usage(cmd, "%s needs an integer from %lld to %lld%s%s", opt, (long long)lo, (long long)hi, v ? ", not " : "", v ? v : "");
+    *out = x;
+    return 0;
+}
+
+int cli_unknown(const char *cmd, const char *arg) {
+    const char *eq = strchr(arg, '=');
+    if (eq) return cli_usage(cmd, "unknown option %s (an on/off flag takes no value: give %.*s alone)", arg, (int)(eq - arg), arg);
+    return cli_usage(cmd, "unknown option %s", arg);
+}
+
+bool cli_is_option(const char *arg) { return arg[0] == '-' && arg[1] && !forced_positional(arg); }
+
+bool cli_flag(const char *arg, const char *name) { return !forced_positional(arg) && strcmp(arg, name) == 0; }
 
 int cli_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
@@ -50,6 +97,7 @@ int cli_lib_error(const char *cmd, rotq_status s) {
 }
 
 bool cli_is(const char *arg, const char *name) {
+    if (forced_positional(arg)) return false;
     size_t n = strlen(name);
     return strncmp(arg, name, n) == 0 && (arg[n] == 0 || arg[n] == '=');
 }
@@ -63,27 +111,20 @@ const char *cli_value(int argc, char **argv, int *i) {
 
 bool cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return true;
+        if (cli_flag(argv[i], "--help") || cli_flag(argv[i], "-h")) return true;
     return false;
 }
 
-int cli_check_output(const char *cmd, const char *in, const char *out) {
-    rotq_status s = rotq_path_check_distinct(in, out);
-    if (s != ROTQ_OK) return cli_lib_error(cmd, s);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", out);
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/') dir[--n] = '\0'; /* "out/" names the folder out */
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cli_error(cmd, "%s: the folder %s does not exist (nothing was loaded or written)", out, dir);
-    if (access(dir, W_OK) != 0)
-        return cli_error(cmd, "%s: the folder %s is not writable (nothing was loaded or written)", out, dir);
+int cli_check_output(const char *cmd, const char *in, const char *out, rotq_output_kind kind, bool force) {
+    rotq_status s = rotq_output_check(out, kind, force, in);
+    if (s != ROTQ_OK) return cli_error(cmd, "%s (nothing was loaded or written)", rotq_last_error());
     return 0;
+}
+
+rotq_output_kind cli_model_output_kind(const char *out, rotq_format format) {
+    size_t n = strlen(out);
+    bool gguf = format == ROTQ_FORMAT_GGUF || (format == ROTQ_FORMAT_AUTO && n > 5 && strcmp(out + n - 5, ".gguf") == 0);
+    return gguf ? ROTQ_OUTPUT_FILE : ROTQ_OUTPUT_FOLDER;
 }
 
 int cli_load(const char *cmd, const char *path, const char *arch_file, const char *tokenizer, rotq_model **m) {

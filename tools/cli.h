@@ -28,8 +28,23 @@ uint64_t cli_splitmix64(uint64_t *state);
 double cli_now_s(void);
 /* --allow-unused, accepted by every command that loads a model (main takes it out of argv). */
 extern bool cli_allow_unused;
-/* Prints "rotq <cmd>: error: ..." on stderr and returns the exit code 1. */
+/* Exit codes: 0 success, 1 an error (bad input, failed work), 2 a usage error (unknown option, bad
+ * or missing value), 3 a check that ran and failed (verify: the models differ), 128+N a signal. */
+/* Prints "rotq <cmd>: error: ..." on stderr and returns 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints a usage error and returns 1 like cli_error; main turns the command's exit code into 2. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+extern bool cli_usage_error;
+/* Parses an integer option value strictly (all digits, lo <= x <= hi): 0, or 1 after a usage error. */
+int cli_int(const char *cmd, const char *opt, const char *v, int64_t lo, int64_t hi, int64_t *out);
+/* The usage error for an option nobody recognised (naming flags given a value). */
+int cli_unknown(const char *cmd, const char *arg);
+/* True when arg is an option ("-x", "--name...", not "-" and not an argument after "--"). */
+bool cli_is_option(const char *arg);
+/* True when arg is the on/off flag `name` exactly ("--json=1" is not: flags take no value). */
+bool cli_flag(const char *arg, const char *name);
+/* main: the arguments after "--", which are positional whatever they look like. */
+void cli_set_positional_only(const char *const *args, int n);
 /* Prints a session's transform list (rotq_session_transforms), its first line after `label` and
  * the next ones indented under it. */
 void cli_print_transforms(const char *label, const char *list);
@@ -40,9 +55,11 @@ const char *cli_value(int argc, char **argv, int *i);
 /* True when argv[i] is the option `name` (with or without "=value"). */
 bool cli_is(const char *arg, const char *name);
 bool cli_wants_help(int argc, char **argv);
-/* Before any heavy work: out is not the input, and its folder exists and is writable. 0, or 1
- * with the error printed. */
-int cli_check_output(const char *cmd, const char *in, const char *out);
+/* Before any heavy work: rotq_output_check's policy for out (not the input, folder exists and is
+ * writable, no link/device, existing output only with --force). 0, or 1 with the error printed. */
+int cli_check_output(const char *cmd, const char *in, const char *out, rotq_output_kind kind, bool force);
+/* A model output: a GGUF file (--to gguf, or a name ending in .gguf) or an HF folder. */
+rotq_output_kind cli_model_output_kind(const char *out, rotq_format format);
 /* Loads a model (registering --arch-file first); prints the error and returns 1 on failure. */
 int cli_load(const char *cmd, const char *path, const char *arch_file, const char *tokenizer, rotq_model **m);
 /* Parses one rotation option (--r1 --r2 --r3 --r4 --seed) at argv[*i] into ro: 1 when consumed,

@@ -17,7 +17,9 @@ static const char *help =
     "  --shard-size N    HF: largest safetensors shard in bytes (default 5000000000)\n"
     "  --arch-file F     register a JSON architecture description first\n"
     "  --tokenizer F     llama2.c: tokenizer.bin path (default: beside the model)\n"
-    "  --json            print a JSON summary on stdout\n";
+    "  --force           replace an existing OUT (a GGUF file, or an HF folder holding config.json)\n"
+    "  --json            print a JSON summary on stdout\n"
+    "  --allow-unused    load IN even when its architecture gives some tensors no role (named in a warning)\n";
 
 int cmd_convert(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
@@ -26,34 +28,35 @@ int cmd_convert(int argc, char **argv) {
     rotq_save_options so = rotq_save_defaults();
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "--to")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("convert", "--to needs hf or gguf");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage("convert", "--to needs hf or gguf");
             if (strcmp(v, "hf") == 0) so.format = ROTQ_FORMAT_HF;
             else if (strcmp(v, "gguf") == 0) so.format = ROTQ_FORMAT_GGUF;
-            else return cli_error("convert", "--to %s: expected hf or gguf", v);
+            else return cli_usage("convert", "--to %s: expected hf or gguf", v);
         } else if (cli_is(argv[i], "--dtype")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("convert", "--dtype needs f32, f16 or bf16");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage("convert", "--dtype needs f32, f16 or bf16");
             so.dtype = rotq_dtype_from_name(v);
             if (so.dtype != ROTQ_F32 && so.dtype != ROTQ_F16 && so.dtype != ROTQ_BF16)
-                return cli_error("convert", "--dtype %s: expected f32, f16 or bf16", v);
+                return cli_usage("convert", "--dtype %s: expected f32, f16 or bf16", v);
         } else if (cli_is(argv[i], "--shard-size")) {
-            char *end;
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("convert", "--shard-size needs a byte count");
-            so.shard_bytes = strtoull(v, &end, 10);
-            if (*end || so.shard_bytes == 0) return cli_error("convert", "--shard-size %s: expected a positive byte count", v);
+            int64_t sb;
+            if (cli_int("convert", "--shard-size", cli_value(argc, argv, &i), 1, INT64_MAX, &sb)) return 1;
+            so.shard_bytes = (uint64_t)sb;
         } else if (cli_is(argv[i], "--arch-file")) {
-            if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("convert", "--arch-file needs a file");
+            if (!(arch_file = cli_value(argc, argv, &i))) return cli_usage("convert", "--arch-file needs a file");
         } else if (cli_is(argv[i], "--tokenizer")) {
-            if (!(tokenizer = cli_value(argc, argv, &i))) return cli_error("convert", "--tokenizer needs a file");
-        } else if (cli_is(argv[i], "--json")) {
+            if (!(tokenizer = cli_value(argc, argv, &i))) return cli_usage("convert", "--tokenizer needs a file");
+        } else if (cli_flag(argv[i], "--json")) {
             as_json = true;
-        } else if (argv[i][0] == '-') {
-            return cli_error("convert", "unknown option %s (see rotq convert --help)", argv[i]);
+        } else if (cli_flag(argv[i], "--force")) {
+            so.overwrite = true;
+        } else if (cli_is_option(argv[i])) {
+            return cli_unknown("convert", argv[i]);
         } else if (!in) in = argv[i];
         else if (!out) out = argv[i];
-        else return cli_error("convert", "unexpected argument %s", argv[i]);
+        else return cli_usage("convert", "unexpected argument %s", argv[i]);
     }
     if (!in || !out) { fputs(help, stderr); return 2; }
-    if (cli_check_output("convert", in, out)) return 1;
+    if (cli_check_output("convert", in, out, cli_model_output_kind(out, so.format), so.overwrite)) return 1;
     rotq_model *m;
     if (cli_load("convert", in, arch_file, tokenizer, &m)) return 1;
     rotq_status s = rotq_model_save(m, out, &so);

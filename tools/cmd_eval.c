@@ -244,7 +244,7 @@ int cmd_eval(int argc, char **argv) {
     e->cmd = cmd;
     int rc = quant_cli_parse(cmd, argc, argv, &e->c) ? 1 : 0;
     if (!rc && e->c.n_positional != 1) { fputs(help_head, stderr); rc = 2; }
-    if (!rc && !e->c.text) rc = cli_error(cmd, "--text FILE is required (see rotq eval --help)");
+    if (!rc && !e->c.text) rc = cli_usage(cmd, "--text FILE is required (see rotq eval --help)");
     if (!rc) {
         e->path = e->c.positional[0];
         e->t_start = cli_now_s();

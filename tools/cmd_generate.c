@@ -54,42 +54,42 @@ static int parse_args(const char *cmd, int argc, char **argv, gen_args *g) {
     for (int i = 1; i < argc; i++) {
         char *end;
         if (cli_is(argv[i], "--prompt")) {
-            if (!(g->prompt = cli_value(argc, argv, &i))) return cli_error(cmd, "--prompt needs a text");
+            if (!(g->prompt = cli_value(argc, argv, &i))) return cli_usage(cmd, "--prompt needs a text");
         } else if (cli_is(argv[i], "-n") || cli_is(argv[i], "--n-predict")) {
             v = cli_value(argc, argv, &i);
             g->n_new = v ? strtoll(v, &end, 10) : -1;
-            if (!v || *end || g->n_new < 0 || g->n_new > (1 << 20)) return cli_error(cmd, "-n needs a token count");
+            if (!v || *end || g->n_new < 0 || g->n_new > (1 << 20)) return cli_usage(cmd, "-n needs a token count");
         } else if (cli_is(argv[i], "--bos")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--bos needs auto, yes or no");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--bos needs auto, yes or no");
             if (strcmp(v, "auto") == 0) g->bos_mode = 0;
             else if (strcmp(v, "yes") == 0) g->bos_mode = 1;
             else if (strcmp(v, "no") == 0) g->bos_mode = 2;
-            else return cli_error(cmd, "--bos %s: expected auto, yes or no", v);
-        } else if (cli_is(argv[i], "--ignore-eos")) {
+            else return cli_usage(cmd, "--bos %s: expected auto, yes or no", v);
+        } else if (cli_flag(argv[i], "--ignore-eos")) {
             g->ignore_eos = true;
-        } else if (cli_is(argv[i], "--print-ids")) {
+        } else if (cli_flag(argv[i], "--print-ids")) {
             g->print_ids = true;
-        } else if (cli_is(argv[i], "--json")) {
+        } else if (cli_flag(argv[i], "--json")) {
             g->as_json = true;
         } else if (cli_is(argv[i], "--ids")) {
-            if (!(g->ids_list = cli_value(argc, argv, &i))) return cli_error(cmd, "--ids needs a list");
+            if (!(g->ids_list = cli_value(argc, argv, &i))) return cli_usage(cmd, "--ids needs a list");
         } else if (cli_is(argv[i], "--threads")) {
             if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &g->threads)) return 1;
         } else if (cli_is(argv[i], "--arch-file")) {
-            if (!(g->arch_file = cli_value(argc, argv, &i))) return cli_error(cmd, "--arch-file needs a file");
+            if (!(g->arch_file = cli_value(argc, argv, &i))) return cli_usage(cmd, "--arch-file needs a file");
         } else if (cli_is(argv[i], "--tokenizer")) {
-            if (!(g->tokenizer = cli_value(argc, argv, &i))) return cli_error(cmd, "--tokenizer needs a file");
-        } else if (argv[i][0] == '-') {
-            return cli_error(cmd, "unknown option %s (see rotq generate --help)", argv[i]);
+            if (!(g->tokenizer = cli_value(argc, argv, &i))) return cli_usage(cmd, "--tokenizer needs a file");
+        } else if (cli_is_option(argv[i])) {
+            return cli_unknown(cmd, argv[i]);
         } else if (!g->path) {
             g->path = argv[i];
         } else {
-            return cli_error(cmd, "one model at a time (got %s and %s)", g->path, argv[i]);
+            return cli_usage(cmd, "one model at a time (got %s and %s)", g->path, argv[i]);
         }
     }
     if (!g->path) { fputs(help, stderr); return 2; }
-    if (!g->prompt && !g->ids_list) return cli_error(cmd, "--prompt TEXT (or --ids) is required");
-    if (g->prompt && g->ids_list) return cli_error(cmd, "--prompt and --ids exclude each other");
+    if (!g->prompt && !g->ids_list) return cli_usage(cmd, "--prompt TEXT (or --ids) is required");
+    if (g->prompt && g->ids_list) return cli_usage(cmd, "--prompt and --ids exclude each other");
 
     return 0;
 }

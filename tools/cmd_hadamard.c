@@ -8,7 +8,7 @@
 #include "cli.h"
 
 static const char *help =
-    "usage: rotq hadamard N [--write FILE] [--seed S] [--dtype f64|f32] [--json]\n"
+    "usage: rotq hadamard N [--write FILE [--force]] [--seed S] [--dtype f64|f32] [--json]\n"
     "       rotq hadamard --list MAX\n"
     "\n"
     "Prints how an exact Hadamard matrix of order N is constructed (Sylvester, Paley I/II over GF(p^k),\n"
@@ -16,7 +16,9 @@ static const char *help =
     "N = K·2^m the fast transform uses, then checks it: H_K·H_Kᵀ = K·I exactly, and the rotation\n"
     "R = D·(H_K ⊗ H_2^m)/√N orthogonal in double. Exits 1 when no exact Hadamard of order N is known,\n"
     "saying what rotq uses instead.\n"
-    "  --write FILE   save R as safetensors (tensor \"rotation\", [N, N]); random signs D with --seed\n"
+    "  --write FILE   save R as safetensors (tensor \"rotation\", [N, N]); random signs D with --seed.\n"
+    "                 N is at most K·2^m with K <= 4096 (the dense matrix needs 8·N² bytes)\n"
+    "  --force        replace an existing FILE\n"
     "  --seed S       seed of the random signs (default: no signs, D = I)\n"
     "  --dtype T      f64 (default) or f32 for --write\n"
     "  --json         print a JSON object on stdout\n"
@@ -92,34 +94,37 @@ int cmd_hadamard(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
     const char *write = NULL, *v;
     int64_t n = -1, list_max = -1, seed = 0;
-    bool have_seed = false, as_json = false;
+    bool have_seed = false, as_json = false, force = false;
     rotq_dtype dtype = ROTQ_F64;
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "--write")) {
-            if (!(write = cli_value(argc, argv, &i))) return cli_error("hadamard", "--write needs a file");
+            if (!(write = cli_value(argc, argv, &i))) return cli_usage("hadamard", "--write needs a file");
         } else if (cli_is(argv[i], "--seed")) {
             if (!(v = cli_value(argc, argv, &i)) || !parse_i64(v, &seed))
-                return cli_error("hadamard", "--seed needs a non-negative integer");
+                return cli_usage("hadamard", "--seed needs a non-negative integer");
             have_seed = true;
         } else if (cli_is(argv[i], "--dtype")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("hadamard", "--dtype needs f64 or f32");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage("hadamard", "--dtype needs f64 or f32");
             dtype = rotq_dtype_from_name(v);
-            if (dtype != ROTQ_F64 && dtype != ROTQ_F32) return cli_error("hadamard", "--dtype %s: expected f64 or f32", v);
+            if (dtype != ROTQ_F64 && dtype != ROTQ_F32) return cli_usage("hadamard", "--dtype %s: expected f64 or f32", v);
         } else if (cli_is(argv[i], "--list")) {
             if (!(v = cli_value(argc, argv, &i)) || !parse_i64(v, &list_max) || list_max > 1000000)
-                return cli_error("hadamard", "--list needs a maximum order (at most 1000000)");
-        } else if (cli_is(argv[i], "--json")) {
+                return cli_usage("hadamard", "--list needs a maximum order (at most 1000000)");
+        } else if (cli_flag(argv[i], "--json")) {
             as_json = true;
-        } else if (argv[i][0] == '-') {
-            return cli_error("hadamard", "unknown option %s (see rotq hadamard --help)", argv[i]);
+        } else if (cli_flag(argv[i], "--force")) {
+            force = true;
+        } else if (cli_is_option(argv[i])) {
+            return cli_unknown("hadamard", argv[i]);
         } else if (n < 0) {
-            if (!parse_i64(argv[i], &n) || n < 1) return cli_error("hadamard", "N must be a positive integer, not %s", argv[i]);
+            if (!parse_i64(argv[i], &n) || n < 1) return cli_usage("hadamard", "N must be a positive integer, not %s", argv[i]);
         } else {
-            return cli_error("hadamard", "unexpected argument %s", argv[i]);
+            return cli_usage("hadamard", "unexpected argument %s", argv[i]);
         }
     }
     if (list_max >= 0) return list_unknown(list_max, as_json);
     if (n < 1) { fputs(help, stderr); return 2; }
+    if (write && cli_check_output("hadamard", NULL, write, ROTQ_OUTPUT_FILE, force)) return 1;
 
     int64_t K;
     int32_t m;

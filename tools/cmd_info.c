@@ -71,13 +71,13 @@ int cmd_info(int argc, char **argv) {
     const char *path = NULL, *arch_file = NULL, *tokenizer = NULL;
     bool as_json = false, list = false;
     for (int i = 1; i < argc; i++) {
-        if (cli_is(argv[i], "--json")) as_json = true;
-        else if (cli_is(argv[i], "--tensors")) list = true;
-        else if (cli_is(argv[i], "--arch-file")) { if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("info", "--arch-file needs a file"); }
-        else if (cli_is(argv[i], "--tokenizer")) { if (!(tokenizer = cli_value(argc, argv, &i))) return cli_error("info", "--tokenizer needs a file"); }
-        else if (argv[i][0] == '-') return cli_error("info", "unknown option %s (see rotq info --help)", argv[i]);
+        if (cli_flag(argv[i], "--json")) as_json = true;
+        else if (cli_flag(argv[i], "--tensors")) list = true;
+        else if (cli_is(argv[i], "--arch-file")) { if (!(arch_file = cli_value(argc, argv, &i))) return cli_usage("info", "--arch-file needs a file"); }
+        else if (cli_is(argv[i], "--tokenizer")) { if (!(tokenizer = cli_value(argc, argv, &i))) return cli_usage("info", "--tokenizer needs a file"); }
+        else if (cli_is_option(argv[i])) return cli_unknown("info", argv[i]);
         else if (!path) path = argv[i];
-        else return cli_error("info", "one model at a time (got %s and %s)", path, argv[i]);
+        else return cli_usage("info", "one model at a time (got %s and %s)", path, argv[i]);
     }
     if (!path) { fputs(help, stderr); return 2; }
     rotq_model *m;

@@ -40,7 +40,8 @@ static const char *help =
     "  --quiet            no progress on stderr\n"
     "  --ids L, --ids-file F, --dump-logits OUT\n"
     "                     debug: run ids (comma list, or raw int32 file) as positions 0.. and write\n"
-    "                     the logits [n, vocab] as raw float32 to OUT\n"
+    "                     the logits [n, vocab] as raw float32 to OUT (- : standard output)\n"
+    "  --force            replace an existing --dump-logits file\n"
     "  --arch-file F      register a JSON architecture description first\n"
     "  --tokenizer F      llama2.c: tokenizer.bin path (default: beside the model)\n";
 
@@ -59,12 +60,12 @@ int nn_cli_parse_ids(const char *cmd, const char *list, int32_t **ids, int64_t *
         long long x = strtoll(p, &end, 10);
         if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
             free(v);
-            return cli_error(cmd, "--ids: expected comma-separated token ids, got \"%s\"", list);
+            return cli_usage(cmd, "--ids: expected comma-separated token ids, got \"%s\"", list);
         }
         v[k++] = (int32_t)x;
         p = *end ? end + 1 : end;
     }
-    if (k == 0) { free(v); return cli_error(cmd, "--ids: no ids given"); }
+    if (k == 0) { free(v); return cli_usage(cmd, "--ids: no ids given"); }
     *ids = v;
     *n = k;
     return 0;
@@ -90,7 +91,7 @@ int nn_cli_read_ids(const char *cmd, const char *path, int32_t **ids, int64_t *n
 int nn_cli_threads(const char *cmd, const char *v, int *threads) {
     char *end;
     long t = v ? strtol(v, &end, 10) : 0;
-    if (!v || *end || t < 1 || t > 1024) return cli_error(cmd, "--threads needs a count from 1 to 1024");
+    if (!v || *end || t < 1 || t > 1024) return cli_usage(cmd, "--threads needs a count from 1 to 1024");
     *threads = (int)t;
     return 0;
 }
@@ -177,7 +178,12 @@ static int dump_logits(const char *cmd, rotq_session *ses, int64_t V, const int3
     float *logits = malloc((size_t)(n * V) * sizeof(float));
     if (!logits) return cli_error(cmd, "out of memory for %lld logits rows", (long long)n);
     rotq_status s = rotq_session_logits(ses, ids, n, logits);
-    if (s == ROTQ_OK) s = rotq_write_file_atomic(out_path, logits, (uint64_t)(n * V) * sizeof(float));
+    bool to_stdout = strcmp(out_path, "-") == 0 || strcmp(out_path, "/dev/stdout") == 0;
+    if (s == ROTQ_OK && to_stdout && fwrite(logits, sizeof(float), (size_t)(n * V), stdout) != (size_t)(n * V)) {
+        free(logits);
+        return cli_error(cmd, "standard output: write failed");
+    }
+    if (s == ROTQ_OK && !to_stdout) s = rotq_write_file_atomic(out_path, logits, (uint64_t)(n * V) * sizeof(float));
     free(logits);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
     fprintf(stderr, "ppl: wrote logits [%lld, %lld] float32 to %s\n", (long long)n, (long long)V, out_path);
@@ -189,7 +195,7 @@ typedef struct ppl_args {
     const char *ids_list, *ids_file, *dump; /* the debug path */
     int64_t ctx, max_windows;
     int threads, text_format;               /* text_format: 0 auto, 1 wikitext, 2 plain */
-    bool json, quiet, ctx_given;
+    bool json, quiet, ctx_given, force;
     rotq_ppl_protocol protocol;
 } ppl_args;
 
@@ -204,46 +210,48 @@ static int parse_args(const char *cmd, int argc, char **argv, ppl_args *a) {
                          : cli_is(argv[i], "--arch-file") ? &a->arch_file : cli_is(argv[i], "--tokenizer") ? &a->tokenizer
                          : NULL;
         if (str) {
-            if (!(*str = cli_value(argc, argv, &i))) return cli_error(cmd, "%s needs a value", argv[i]);
+            if (!(*str = cli_value(argc, argv, &i))) return cli_usage(cmd, "%s needs a value", argv[i]);
         } else if (cli_is(argv[i], "--ctx")) {
             v = cli_value(argc, argv, &i);
             a->ctx = v ? strtoll(v, &end, 10) : 0;
-            if (!v || *end || a->ctx < 2 || a->ctx > (1 << 20)) return cli_error(cmd, "--ctx needs a window length from 2 to 1048576");
+            if (!v || *end || a->ctx < 2 || a->ctx > (1 << 20)) return cli_usage(cmd, "--ctx needs a window length from 2 to 1048576");
             a->ctx_given = true;
         } else if (cli_is(argv[i], "--bos")) {
             if (!(a->bos_arg = cli_value(argc, argv, &i)) ||
                 (strcmp(a->bos_arg, "none") && strcmp(a->bos_arg, "first") && strcmp(a->bos_arg, "every")))
-                return cli_error(cmd, "--bos needs none, first or every");
+                return cli_usage(cmd, "--bos needs none, first or every");
         } else if (cli_is(argv[i], "--protocol")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--protocol needs papers or llama.cpp");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--protocol needs papers or llama.cpp");
             if (strcmp(v, "papers") == 0) a->protocol = ROTQ_PPL_PAPERS;
             else if (strcmp(v, "llama.cpp") == 0 || strcmp(v, "llamacpp") == 0) a->protocol = ROTQ_PPL_LLAMACPP;
-            else return cli_error(cmd, "--protocol %s: expected papers or llama.cpp", v);
+            else return cli_usage(cmd, "--protocol %s: expected papers or llama.cpp", v);
         } else if (cli_is(argv[i], "--max-windows")) {
-            v = cli_value(argc, argv, &i);
-            a->max_windows = v ? strtoll(v, &end, 10) : 0;
-            if (!v || *end || a->max_windows < 1) return cli_error(cmd, "--max-windows needs a positive count");
+            if (cli_int(cmd, "--max-windows", cli_value(argc, argv, &i), 1, INT32_MAX, &a->max_windows)) return 1;
         } else if (cli_is(argv[i], "--text-format")) {
             if (!(v = cli_value(argc, argv, &i)) || nn_cli_text_format(v, &a->text_format))
-                return cli_error(cmd, "--text-format needs auto, wikitext or plain");
+                return cli_usage(cmd, "--text-format needs auto, wikitext or plain");
         } else if (cli_is(argv[i], "--threads")) {
             if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &a->threads)) return 1;
-        } else if (cli_is(argv[i], "--json")) {
+        } else if (cli_flag(argv[i], "--json")) {
             a->json = true;
-        } else if (cli_is(argv[i], "--quiet")) {
+        } else if (cli_flag(argv[i], "--quiet")) {
             a->quiet = true;
-        } else if (argv[i][0] == '-') {
-            return cli_error(cmd, "unknown option %s (see rotq ppl --help)", argv[i]);
+        } else if (cli_flag(argv[i], "--force")) {
+            a->force = true;
+        } else if (cli_is_option(argv[i])) {
+            return cli_unknown(cmd, argv[i]);
         } else if (!a->path) {
             a->path = argv[i];
         } else {
-            return cli_error(cmd, "one model at a time (got %s and %s)", a->path, argv[i]);
+            return cli_usage(cmd, "one model at a time (got %s and %s)", a->path, argv[i]);
         }
     }
     if (!a->path) { fputs(help, stderr); return 2; }
     bool debug = a->ids_list || a->ids_file || a->dump;
-    if (debug && (!(a->ids_list || a->ids_file) || !a->dump)) return cli_error(cmd, "--dump-logits needs --ids or --ids-file, and they need it");
-    if (!debug && !a->text_path) return cli_error(cmd, "--text FILE is required (see rotq ppl --help)");
+    if (debug && (!(a->ids_list || a->ids_file) || !a->dump)) return cli_usage(cmd, "--dump-logits needs --ids or --ids-file, and they need it");
+    if (!debug && !a->text_path) return cli_usage(cmd, "--text FILE is required (see rotq ppl --help)");
+    bool dump_stdout = a->dump && (strcmp(a->dump, "-") == 0 || strcmp(a->dump, "/dev/stdout") == 0);
+    if (a->dump && !dump_stdout && cli_check_output(cmd, a->path, a->dump, ROTQ_OUTPUT_FILE, a->force)) return 1;
     return 0;
 }
 

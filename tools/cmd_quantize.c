@@ -17,7 +17,8 @@ static const char *help_head =
     "Writes OUT (an HF folder, or GGUF when OUT ends in .gguf) with every decoder linear's weights\n"
     "quantized and dequantized back to float (the grid values, exactly, in float32 by default), and\n"
     "the rotation record when rotated. Activation and KV-cache quantization happen at run time and\n"
-    "are not stored: evaluate OUT with rotq eval OUT --a-bits 4 --kv-bits 4 ... (no weight options).\n";
+    "are not stored: evaluate OUT with rotq eval OUT --a-bits 4 --kv-bits 4 ... (no weight options).\n"
+    "  --force           replace an existing OUT (a GGUF file, or an HF folder holding config.json)\n";
 
 int cmd_quantize(int argc, char **argv) {
     const char *cmd = "quantize";
@@ -27,11 +28,12 @@ int cmd_quantize(int argc, char **argv) {
     if (c.n_positional != 2) { fputs(help_head, stderr); return 2; }
     const char *in = c.positional[0], *out = c.positional[1];
     if (c.q.w_method == ROTQ_WQ_NONE || c.q.w_bits >= 16)
-        return cli_error(cmd, "nothing to quantize: give --w-bits N or a --preset (rotq rotate rotates alone)");
+        return cli_usage(cmd, "nothing to quantize: give --w-bits N or a --preset (rotq rotate rotates alone)");
     if (rotq_quant_has_runtime(&c.q) && !c.quiet)
         fprintf(stderr, "quantize: note: activation/KV settings are applied at run time and are not stored; pass them "
                         "to rotq eval\n");
-    if (cli_check_output(cmd, in, out)) return 1;
+    rotq_format out_fmt = c.out_format == 1 ? ROTQ_FORMAT_HF : c.out_format == 2 ? ROTQ_FORMAT_GGUF : ROTQ_FORMAT_AUTO;
+    if (cli_check_output(cmd, in, out, cli_model_output_kind(out, out_fmt), c.force)) return 1;
     rotq_status s;
     double t0 = cli_now_s();
     rotq_model *m;
@@ -52,6 +54,7 @@ int cmd_quantize(int argc, char **argv) {
     if (c.out_format == 1) so.format = ROTQ_FORMAT_HF;
     if (c.out_format == 2) so.format = ROTQ_FORMAT_GGUF;
     if (c.out_dtype >= 0) so.dtype = (rotq_dtype)c.out_dtype;
+    so.overwrite = c.force;
     if ((s = rotq_model_save(m, out, &so)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     char qdesc[512], rdesc[256];
     rotq_quant_describe(&c.q, qdesc, sizeof qdesc);

@@ -40,7 +40,7 @@ static int parse_kind(const char *cmd, const char *opt, const char *v, rotq_rota
     else if (strcmp(v, "orthogonal") == 0) *k = ROTQ_R_ORTHOGONAL;
     else if (strcmp(v, "none") == 0) *k = ROTQ_R_NONE;
     else if (stat(v, &st) == 0 && S_ISREG(st.st_mode)) { *k = ROTQ_R_FILE; *file = v; }
-    else return cli_error(cmd, "%s %s: expected random-hadamard, hadamard, orthogonal, none, or a .safetensors file "
+    else return cli_usage(cmd, "%s %s: expected random-hadamard, hadamard, orthogonal, none, or a .safetensors file "
                           "holding the matrix (%s)", opt, v, stat(v, &st) == 0 ? "not a regular file" : "no such file");
     return 0;
 }
@@ -48,14 +48,14 @@ static int parse_kind(const char *cmd, const char *opt, const char *v, rotq_rota
 static int parse_onoff(const char *cmd, const char *opt, const char *v, bool *out) {
     if (v && strcmp(v, "on") == 0) *out = true;
     else if (v && strcmp(v, "off") == 0) *out = false;
-    else return cli_error(cmd, "%s expects on or off", opt);
+    else return cli_usage(cmd, "%s expects on or off", opt);
     return 0;
 }
 
 int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotate_options *ro) {
     const char *a = argv[*i], *v;
     if (cli_is(a, "--r1") || cli_is(a, "--r2")) {
-        if (!(v = cli_value(argc, argv, i))) return -cli_error(cmd, "%s needs a kind", a);
+        if (!(v = cli_value(argc, argv, i))) return -cli_usage(cmd, "%s needs a kind", a);
         bool r1 = a[3] == '1';
         return parse_kind(cmd, r1 ? "--r1" : "--r2", v, r1 ? &ro->r1 : &ro->r2, r1 ? &ro->r1_file : &ro->r2_file) ? -1 : 1;
     }
@@ -63,10 +63,10 @@ int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotat
     if (cli_is(a, "--r4")) return parse_onoff(cmd, "--r4", cli_value(argc, argv, i), &ro->r4) ? -1 : 1;
     if (cli_is(a, "--seed")) {
         char *end;
-        if (!(v = cli_value(argc, argv, i))) return -cli_error(cmd, "--seed needs a number");
+        if (!(v = cli_value(argc, argv, i))) return -cli_usage(cmd, "--seed needs a number");
         errno = 0;
         ro->seed = strtoull(v, &end, 10);
-        if (*end || errno || v[0] == '-') return -cli_error(cmd, "--seed %s: expected a non-negative integer", v);
+        if (*end || errno || v[0] == '-') return -cli_usage(cmd, "--seed %s: expected a non-negative integer", v);
         return 1;
     }
     return 0;
@@ -85,30 +85,30 @@ int cmd_rotate(int argc, char **argv) {
         if (used < 0) return 1;
         if (used) continue;
         if (cli_is(a, "--save-rotations")) {
-            if (!(ro.save_rotations = cli_value(argc, argv, &i))) return cli_error("rotate", "--save-rotations needs a folder");
+            if (!(ro.save_rotations = cli_value(argc, argv, &i))) return cli_usage("rotate", "--save-rotations needs a folder");
         } else if (cli_is(a, "--to")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("rotate", "--to needs hf or gguf");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage("rotate", "--to needs hf or gguf");
             if (strcmp(v, "hf") == 0) so.format = ROTQ_FORMAT_HF;
             else if (strcmp(v, "gguf") == 0) so.format = ROTQ_FORMAT_GGUF;
-            else return cli_error("rotate", "--to %s: expected hf or gguf", v);
+            else return cli_usage("rotate", "--to %s: expected hf or gguf", v);
         } else if (cli_is(a, "--dtype")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("rotate", "--dtype needs f32, f16 or bf16");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage("rotate", "--dtype needs f32, f16 or bf16");
             so.dtype = rotq_dtype_from_name(v);
             if (so.dtype != ROTQ_F32 && so.dtype != ROTQ_F16 && so.dtype != ROTQ_BF16)
-                return cli_error("rotate", "--dtype %s: expected f32, f16 or bf16", v);
+                return cli_usage("rotate", "--dtype %s: expected f32, f16 or bf16", v);
         } else if (cli_is(a, "--shard-size")) {
-            char *end;
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("rotate", "--shard-size needs a byte count");
-            so.shard_bytes = strtoull(v, &end, 10);
-            if (*end || so.shard_bytes == 0) return cli_error("rotate", "--shard-size %s: expected a positive byte count", v);
+            int64_t sb;
+            if (cli_int("rotate", "--shard-size", cli_value(argc, argv, &i), 1, INT64_MAX, &sb)) return 1;
+            so.shard_bytes = (uint64_t)sb;
         } else if (cli_is(a, "--arch-file")) {
-            if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("rotate", "--arch-file needs a file");
-        } else if (cli_is(a, "--json")) as_json = true;
-        else if (cli_is(a, "--quiet")) ro.verbose = false;
-        else if (a[0] == '-') return cli_error("rotate", "unknown option %s (see rotq rotate --help)", a);
+            if (!(arch_file = cli_value(argc, argv, &i))) return cli_usage("rotate", "--arch-file needs a file");
+        } else if (cli_flag(a, "--json")) as_json = true;
+        else if (cli_flag(a, "--quiet")) ro.verbose = false;
+        else if (cli_flag(a, "--force")) so.overwrite = true;
+        else if (cli_is_option(a)) return cli_unknown("rotate", a);
         else if (!in) in = a;
         else if (!out) out = a;
-        else return cli_error("rotate", "unexpected argument %s", a);
+        else return cli_usage("rotate", "unexpected argument %s", a);
     }
     if (!in || !out) { fputs(help, stderr); return 2; }
     if (ro.save_rotations && mkdir(ro.save_rotations, 0755) != 0 && errno != EEXIST)
@@ -116,7 +116,7 @@ int cmd_rotate(int argc, char **argv) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     /* Refuse a bad output path before doing the work. */
-    if (cli_check_output("rotate", in, out)) return 1;
+    if (cli_check_output("rotate", in, out, cli_model_output_kind(out, so.format), so.overwrite)) return 1;
     rotq_status s;
     rotq_model *m;
     if (cli_load("rotate", in, arch_file, NULL, &m)) return 1;

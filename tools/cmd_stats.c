@@ -11,13 +11,21 @@
 
 static const char *help =
     "usage: rotq stats MODEL --text FILE [--tokens N] [--rotate [--r1 K --r2 K --r3 on|off --r4 on|off --seed S]]\n"
-    "                  [--plot FILE.png] [--json] [--threads N]\n"
+    "                  [--plot FILE.png [--force]] [--json] [--threads N] [--arch-file F]\n"
     "\n"
     "Runs the first N tokens of FILE (default 512; tokenized with the model's tokenizer and its BOS\n"
     "default) and reports, for every layer and site (attn_in: q/k/v input, o_in, mlp_in: gate/up\n"
     "input, down_in), max|x|/rms(x) over the site's activations and their kurtosis E[x^4]/E[x^2]^2\n"
     "(3 for a Gaussian). --rotate also rotates the model in memory (options as rotq rotate) and\n"
-    "reports both. --plot writes a PNG through gnuplot.\n";
+    "reports both.\n"
+    "  --text FILE        the text (required); --tokens N how many of its tokens (default 512, at most\n"
+    "                     the model's context)\n"
+    "  --rotate           also rotate in memory; --r1 --r2 --r3 --r4 --seed as in rotq rotate\n"
+    "  --plot FILE.png    draw max/rms and kurtosis per layer, before and after, through gnuplot\n"
+    "                     (Debian's gnuplot-nox); --force replaces an existing FILE.png\n"
+    "  --json             print the numbers as JSON on stdout\n"
+    "  --threads N        threads for BLAS and OpenMP (default: all)\n"
+    "  --arch-file F      register a JSON architecture description first\n";
 
 /* The statistics of every layer and site, [n_layers][ROTQ_N_SITES] (malloc'd), from one forward
  * pass of a session: after the model's online rotations, as a quantizer would see them. Returns 0,
@@ -60,7 +68,13 @@ static int plot(const char *png, int64_t n_layers, const rotq_site_summary *befo
     fclose(f);
     FILE *g = popen("gnuplot 2>&1", "w");
     if (!g) { unlink(dat); return cli_error("stats", "cannot run gnuplot (install Debian's gnuplot-nox)"); }
-    fprintf(g, "set terminal pngcairo size 1400,600 font ',10' noenhanced\nset output '%s'\nset multiplot layout 1,2 title '%s'\n", png, title);
+    /* gnuplot writes a temporary beside the PNG (named as the library names its own), renamed into place */
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld-XXXXXX", png, (long)getpid());
+    int tfd = mkstemp(tmp);
+    if (tfd < 0) { pclose(g); unlink(dat); return cli_error("stats", "%s: cannot create a temporary file beside it", png); }
+    close(tfd);
+    fprintf(g, "set terminal pngcairo size 1400,600 font ',10' noenhanced\nset output '%s'\nset multiplot layout 1,2 title '%s'\n", tmp, title);
     fprintf(g, "set logscale y\nset xlabel 'layer'\nset key outside right top\nset grid\n");
     const char *colors[ROTQ_N_SITES] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"};
     for (int panel = 0; panel < 2; panel++) {
@@ -75,33 +89,38 @@ static int plot(const char *png, int64_t n_layers, const rotq_site_summary *befo
     fprintf(g, "unset multiplot\n");
     int rc = pclose(g);
     unlink(dat);
+    if (rc == 0 && rename(tmp, png) != 0) rc = -1;
+    if (rc != 0) unlink(tmp);
     if (rc != 0) return cli_error("stats", "gnuplot failed writing %s (is gnuplot with the pngcairo terminal installed?)", png);
     return 0;
 }
 
 int cmd_stats(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
-    const char *path = NULL, *text = NULL, *png = NULL, *arch_file = NULL, *v;
+    if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
+    const char *path = NULL, *text = NULL, *png = NULL, *arch_file = NULL;
     int64_t T = 512;
     int threads = 0;
-    bool rotate = false, as_json = false;
+    bool rotate = false, as_json = false, force = false;
     rotq_rotate_options ro = rotq_rotate_options_default();
     for (int i = 1; i < argc; i++) {
         int used = cli_rotate_option("stats", argc, argv, &i, &ro);
         if (used < 0) return 1;
         if (used) continue;
-        if (cli_is(argv[i], "--text")) { if (!(text = cli_value(argc, argv, &i))) return cli_error("stats", "--text needs a file"); }
-        else if (cli_is(argv[i], "--plot")) { if (!(png = cli_value(argc, argv, &i))) return cli_error("stats", "--plot needs a file"); }
-        else if (cli_is(argv[i], "--arch-file")) { if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("stats", "--arch-file needs a file"); }
-        else if (cli_is(argv[i], "--tokens")) { if (!(v = cli_value(argc, argv, &i)) || (T = atoll(v)) < 1) return cli_error("stats", "--tokens needs a positive number"); }
+        if (cli_is(argv[i], "--text")) { if (!(text = cli_value(argc, argv, &i))) return cli_usage("stats", "--text needs a file"); }
+        else if (cli_is(argv[i], "--plot")) { if (!(png = cli_value(argc, argv, &i))) return cli_usage("stats", "--plot needs a file"); }
+        else if (cli_is(argv[i], "--arch-file")) { if (!(arch_file = cli_value(argc, argv, &i))) return cli_usage("stats", "--arch-file needs a file"); }
+        else if (cli_is(argv[i], "--tokens")) { if (cli_int("stats", "--tokens", cli_value(argc, argv, &i), 1, 1 << 20, &T)) return 1; }
         else if (cli_is(argv[i], "--threads")) { if (nn_cli_threads("stats", cli_value(argc, argv, &i), &threads)) return 1; }
-        else if (cli_is(argv[i], "--rotate")) rotate = true;
-        else if (cli_is(argv[i], "--json")) as_json = true;
-        else if (argv[i][0] == '-') return cli_error("stats", "unknown option %s", argv[i]);
+        else if (cli_flag(argv[i], "--rotate")) rotate = true;
+        else if (cli_flag(argv[i], "--json")) as_json = true;
+        else if (cli_flag(argv[i], "--force")) force = true;
+        else if (cli_is_option(argv[i])) return cli_unknown("stats", argv[i]);
         else if (!path) path = argv[i];
-        else return cli_error("stats", "unexpected argument %s", argv[i]);
+        else return cli_usage("stats", "unexpected argument %s", argv[i]);
     }
     if (!path || !text) { fputs(help, stderr); return 2; }
+    if (png && cli_check_output("stats", path, png, ROTQ_OUTPUT_FILE, force)) return 1;
     rotq_model *m;
     if (cli_load("stats", path, arch_file, NULL, &m)) return 1;
     uint8_t *data = NULL;

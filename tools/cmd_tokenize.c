@@ -99,13 +99,13 @@ int cmd_tokenize(int argc, char **argv) {
     bool bos = false, as_json = false, decode = false, skip_special = false;
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "--text")) {
-            if (!(text_path = cli_value(argc, argv, &i))) return cli_error("tokenize", "--text needs a file");
+            if (!(text_path = cli_value(argc, argv, &i))) return cli_usage("tokenize", "--text needs a file");
         } else if (cli_is(argv[i], "--string")) {
-            if (!(inline_text = cli_value(argc, argv, &i))) return cli_error("tokenize", "--string needs a text");
+            if (!(inline_text = cli_value(argc, argv, &i))) return cli_usage("tokenize", "--string needs a text");
         } else if (cli_is(argv[i], "--tokenizer")) {
-            if (!(tok_path = cli_value(argc, argv, &i))) return cli_error("tokenize", "--tokenizer needs a file");
+            if (!(tok_path = cli_value(argc, argv, &i))) return cli_usage("tokenize", "--tokenizer needs a file");
         } else if (cli_is(argv[i], "--arch-file")) {
-            if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("tokenize", "--arch-file needs a file");
+            if (!(arch_file = cli_value(argc, argv, &i))) return cli_usage("tokenize", "--arch-file needs a file");
         } else if (strcmp(argv[i], "--bos") == 0) {
             bos = true;
         } else if (strcmp(argv[i], "--json") == 0) {
@@ -116,12 +116,12 @@ int cmd_tokenize(int argc, char **argv) {
             decode = true;
         } else if (strcmp(argv[i], "--skip-special") == 0) {
             skip_special = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_error("tokenize", "unknown option %s (see rotq tokenize --help)", argv[i]);
+        } else if (cli_is_option(argv[i])) {
+            return cli_unknown("tokenize", argv[i]);
         } else if (!model_path) {
             model_path = argv[i];
         } else {
-            return cli_error("tokenize", "unexpected argument %s", argv[i]);
+            return cli_usage("tokenize", "unexpected argument %s", argv[i]);
         }
     }
     if ((!model_path && !tok_path) || (!text_path == !inline_text)) {

@@ -8,15 +8,20 @@
 #include "nn_cli.h"
 
 static const char *help =
-    "usage: rotq verify A B [--text FILE] [--tokens N] [--seed S] [--threads N] [--json]\n"
+    "usage: rotq verify A B [--text FILE] [--tokens N] [--seed S] [--threads N] [--json] [--arch-file F]\n"
     "\n"
     "Runs the same tokens through models A and B (each with its recorded online rotations) and\n"
     "reports max |logit_A - logit_B|, the mean KL divergence KL(A || B) per position and each\n"
     "model's perplexity: once on seeded random token ids, and once on the start of FILE (tokenized\n"
     "with A's tokenizer) when --text is given. Exit 0 when every case is equivalent, i.e.\n"
-    "max |Δlogit| < 1e-3 · max |logit| and mean KL < 1e-6; exit 1 otherwise.\n"
-    "  --tokens N   tokens per case (default 256, capped at the model's context)\n"
-    "  --seed S     seed of the random ids (default 0)\n";
+    "max |Δlogit| < 1e-3 · max |logit| and mean KL < 1e-6; exit 3 when they differ (1 is an error,\n"
+    "2 a usage error).\n"
+    "  --text FILE  also compare on the start of FILE\n"
+    "  --tokens N   tokens per case (2 to 1048576, default 256, capped at the model's context)\n"
+    "  --seed S     seed of the random ids (default 0)\n"
+    "  --threads N  threads for BLAS and OpenMP (default: all)\n"
+    "  --json       print the cases as JSON on stdout\n"
+    "  --arch-file F register a JSON architecture description first (for both models)\n";
 
 typedef struct { const char *name; int32_t *ids; int64_t n; rotq_verify_result res; } verify_case;
 typedef struct { rotq_model *m; rotq_session *s; } loaded;
@@ -36,27 +41,28 @@ static void unload(loaded *l) {
 
 int cmd_verify(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
-    const char *pa = NULL, *pb = NULL, *text = NULL, *arch_file = NULL, *v;
+    const char *pa = NULL, *pb = NULL, *text = NULL, *arch_file = NULL;
     int64_t T = 256;
     uint64_t seed = 0;
     int threads = 0;
     bool as_json = false;
     for (int i = 1; i < argc; i++) {
-        if (cli_is(argv[i], "--text")) { if (!(text = cli_value(argc, argv, &i))) return cli_error("verify", "--text needs a file"); }
+        if (cli_is(argv[i], "--text")) { if (!(text = cli_value(argc, argv, &i))) return cli_usage("verify", "--text needs a file"); }
         else if (cli_is(argv[i], "--tokens")) {
-            if (!(v = cli_value(argc, argv, &i)) || (T = atoll(v)) < 2) return cli_error("verify", "--tokens needs a number >= 2");
+            if (cli_int("verify", "--tokens", cli_value(argc, argv, &i), 2, 1 << 20, &T)) return 1;
         } else if (cli_is(argv[i], "--seed")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error("verify", "--seed needs a number");
-            seed = strtoull(v, NULL, 10);
+            int64_t sv;
+            if (cli_int("verify", "--seed", cli_value(argc, argv, &i), 0, INT64_MAX, &sv)) return 1;
+            seed = (uint64_t)sv;
         } else if (cli_is(argv[i], "--threads")) {
             if (nn_cli_threads("verify", cli_value(argc, argv, &i), &threads)) return 1;
         } else if (cli_is(argv[i], "--arch-file")) {
-            if (!(arch_file = cli_value(argc, argv, &i))) return cli_error("verify", "--arch-file needs a file");
-        } else if (cli_is(argv[i], "--json")) as_json = true;
-        else if (argv[i][0] == '-') return cli_error("verify", "unknown option %s", argv[i]);
+            if (!(arch_file = cli_value(argc, argv, &i))) return cli_usage("verify", "--arch-file needs a file");
+        } else if (cli_flag(argv[i], "--json")) as_json = true;
+        else if (cli_is_option(argv[i])) return cli_unknown("verify", argv[i]);
         else if (!pa) pa = argv[i];
         else if (!pb) pb = argv[i];
-        else return cli_error("verify", "unexpected argument %s", argv[i]);
+        else return cli_usage("verify", "unexpected argument %s", argv[i]);
     }
     if (!pa || !pb) { fputs(help, stderr); return 2; }
     loaded a = {0}, b = {0};
@@ -121,5 +127,5 @@ int cmd_verify(int argc, char **argv) {
     for (int c = 0; c < n_cases; c++) free(cases[c].ids);
     unload(&a);
     unload(&b);
-    return rc ? rc : all_ok ? 0 : 1;
+    return rc ? rc : all_ok ? 0 : 3;
 }

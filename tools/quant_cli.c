@@ -16,7 +16,7 @@ const char *quant_cli_help =
     "  --r3 on|off, --r4 on|off  online Hadamards on Q/K after RoPE and before down_proj (default on)\n"
     "  --seed N           seed of the rotations and of the calibration windows (default 0)\n"
     "weights (lm_head and embeddings stay float):\n"
-    "  --w-bits N         2..8 (16: float, the default)\n"
+    "  --w-bits N         2..8 bits, or 16: float (the default)\n"
     "  --w-quant rtn|gptq round-to-nearest (default) or GPTQ from --calib\n"
     "  --w-group G        input columns per scale (-1: per output channel, the default)\n"
     "  --w-asym           asymmetric grid (default symmetric)\n"
@@ -47,7 +47,7 @@ static int parse_i64(const char *cmd, const char *opt, const char *v, int64_t lo
     errno = 0;
     long long x = v ? strtoll(v, &end, 10) : 0;
     if (!v || *end || errno || x < lo || x > hi)
-        return cli_error(cmd, "%s needs an integer from %lld to %lld", opt, (long long)lo, (long long)hi);
+        return cli_usage(cmd, "%s needs an integer from %lld to %lld", opt, (long long)lo, (long long)hi);
     *out = x;
     return 0;
 }
@@ -56,7 +56,7 @@ static int parse_f(const char *cmd, const char *opt, const char *v, double lo, d
     char *end;
     errno = 0;
     double x = v ? strtod(v, &end) : 0;
-    if (!v || *end || errno || !(x >= lo && x <= hi)) return cli_error(cmd, "%s needs a number from %g to %g", opt, lo, hi);
+    if (!v || *end || errno || !(x >= lo && x <= hi)) return cli_usage(cmd, "%s needs a number from %g to %g", opt, lo, hi);
     *out = x;
     return 0;
 }
@@ -71,24 +71,25 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
     if (false) {
         } else if (cli_is(a, "--w-bits")) {
             if (parse_i64(cmd, "--w-bits", cli_value(argc, argv, &i), 2, 16, &n)) return -1;
+            if (n > 8 && n != 16) return -cli_usage(cmd, "--w-bits %lld: weights take 2..8 bits, or 16 for float", (long long)n);
             c->q.w_bits = (int32_t)n;
             if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
         } else if (cli_is(a, "--w-quant")) {
-            if (!(v = cli_value(argc, argv, &i))) return -cli_error(cmd, "--w-quant needs rtn or gptq");
+            if (!(v = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--w-quant needs rtn or gptq");
             if (strcmp(v, "rtn") == 0) c->q.w_method = ROTQ_WQ_RTN;
             else if (strcmp(v, "gptq") == 0) c->q.w_method = ROTQ_WQ_GPTQ;
-            else return -cli_error(cmd, "--w-quant %s: expected rtn or gptq", v);
+            else return -cli_usage(cmd, "--w-quant %s: expected rtn or gptq", v);
         } else if (cli_is(a, "--w-group")) {
             if (parse_i64(cmd, "--w-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
-            if (n == 0) return -cli_error(cmd, "--w-group 0: use -1 for per-channel scales");
+            if (n == 0) return -cli_usage(cmd, "--w-group 0: use -1 for per-channel scales");
             c->q.w_group = n;
-        } else if (cli_is(a, "--w-asym")) c->q.w_asym = true;
-        else if (cli_is(a, "--w-sym")) c->q.w_asym = false;
-        else if (cli_is(a, "--w-clip")) c->q.w_clip = true;
-        else if (cli_is(a, "--no-w-clip")) c->q.w_clip = false;
-        else if (cli_is(a, "--act-order")) c->q.gptq.act_order = true;
-        else if (cli_is(a, "--static-groups")) { c->q.gptq.static_groups = true; c->static_groups_set = true; }
-        else if (cli_is(a, "--no-static-groups")) { c->q.gptq.static_groups = false; c->static_groups_set = true; }
+        } else if (cli_flag(a, "--w-asym")) c->q.w_asym = true;
+        else if (cli_flag(a, "--w-sym")) c->q.w_asym = false;
+        else if (cli_flag(a, "--w-clip")) c->q.w_clip = true;
+        else if (cli_flag(a, "--no-w-clip")) c->q.w_clip = false;
+        else if (cli_flag(a, "--act-order")) c->q.gptq.act_order = true;
+        else if (cli_flag(a, "--static-groups")) { c->q.gptq.static_groups = true; c->static_groups_set = true; }
+        else if (cli_flag(a, "--no-static-groups")) { c->q.gptq.static_groups = false; c->static_groups_set = true; }
         else if (cli_is(a, "--percdamp")) {
             if (parse_f(cmd, "--percdamp", cli_value(argc, argv, &i), 0, 1e3, &f)) return -1;
             c->q.gptq.percdamp = f;
@@ -98,21 +99,21 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         } else if (cli_is(a, "--a-bits")) {
             if (parse_i64(cmd, "--a-bits", cli_value(argc, argv, &i), 2, 16, &n)) return -1;
             c->q.act.bits = (int32_t)n;
-        } else if (cli_is(a, "--a-asym")) c->q.act.asym = true;
-        else if (cli_is(a, "--a-sym")) c->q.act.asym = false;
+        } else if (cli_flag(a, "--a-asym")) c->q.act.asym = true;
+        else if (cli_flag(a, "--a-sym")) c->q.act.asym = false;
         else if (cli_is(a, "--a-clip")) {
             if (parse_f(cmd, "--a-clip", cli_value(argc, argv, &i), 1e-6, 1, &f)) return -1;
             c->q.act.clip = (float)f;
         } else if (cli_is(a, "--a-group")) {
             if (parse_i64(cmd, "--a-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             c->q.act.group = n;
-        } else if (cli_is(a, "--a-lm-head")) c->q.act_lm_head = true;
+        } else if (cli_flag(a, "--a-lm-head")) c->q.act_lm_head = true;
         else if (cli_is(a, "--kv-bits") || cli_is(a, "--k-bits") || cli_is(a, "--v-bits")) {
             if (parse_i64(cmd, a, cli_value(argc, argv, &i), 2, 16, &n)) return -1;
             if (a[2] != 'v' || a[3] == 'v') c->q.k.bits = (int32_t)n;
             if (a[2] != 'k' || a[3] == 'v') c->q.v.bits = (int32_t)n;
-        } else if (cli_is(a, "--kv-asym")) c->q.k.asym = c->q.v.asym = true;
-        else if (cli_is(a, "--kv-sym")) c->q.k.asym = c->q.v.asym = false;
+        } else if (cli_flag(a, "--kv-asym")) c->q.k.asym = c->q.v.asym = true;
+        else if (cli_flag(a, "--kv-sym")) c->q.k.asym = c->q.v.asym = false;
         else if (cli_is(a, "--kv-clip")) {
             if (parse_f(cmd, "--kv-clip", cli_value(argc, argv, &i), 1e-6, 1, &f)) return -1;
             c->q.k.clip = c->q.v.clip = (float)f;
@@ -120,7 +121,7 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             if (parse_i64(cmd, "--kv-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             c->q.k.group = c->q.v.group = n;
         } else if (cli_is(a, "--calib")) {
-            if (!(c->calib = cli_value(argc, argv, &i))) return -cli_error(cmd, "--calib needs a file");
+            if (!(c->calib = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--calib needs a file");
         } else if (cli_is(a, "--nsamples")) {
             if (parse_i64(cmd, "--nsamples", cli_value(argc, argv, &i), 1, 1 << 20, &c->q.nsamples)) return -1;
         } else if (cli_is(a, "--calib-ctx")) {
@@ -149,7 +150,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
     for (int i = 1; i < argc; i++)
         if (cli_is(argv[i], "--preset")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!v) return cli_error(cmd, "--preset needs a name");
+            if (!v) return cli_usage(cmd, "--preset needs a name");
             rotq_status s = rotq_quant_preset(&c->q, v);
             if (s != ROTQ_OK) return cli_lib_error(cmd, s);
             c->preset = v;
@@ -158,7 +159,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         const char *a = argv[i], *v;
         int used;
         if (cli_is(a, "--preset")) { cli_value(argc, argv, &i); }
-        else if (cli_is(a, "--rotate")) c->rotate = true;
+        else if (cli_flag(a, "--rotate")) c->rotate = true;
         else if ((used = cli_rotate_option(cmd, argc, argv, &i, &c->ro)) != 0) {
             if (used < 0) return 1;
             if (cli_is(a, "--seed")) c->q.seed = c->ro.seed; /* calibration windows too */
@@ -166,63 +167,64 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         } else if ((used = quant_option(cmd, argc, argv, &i, c)) != 0) {
             if (used < 0) return 1;
         } else if (cli_is(a, "--text")) {
-            if (!(c->text = cli_value(argc, argv, &i))) return cli_error(cmd, "--text needs a file");
+            if (!(c->text = cli_value(argc, argv, &i))) return cli_usage(cmd, "--text needs a file");
         } else if (cli_is(a, "--ctx")) {
             if (parse_i64(cmd, "--ctx", cli_value(argc, argv, &i), 2, 1 << 20, &c->ctx)) return 1;
             c->ctx_given = true;
         } else if (cli_is(a, "--bos")) {
             if (!(c->bos_arg = cli_value(argc, argv, &i)) ||
                 (strcmp(c->bos_arg, "none") && strcmp(c->bos_arg, "first") && strcmp(c->bos_arg, "every")))
-                return cli_error(cmd, "--bos needs none, first or every");
+                return cli_usage(cmd, "--bos needs none, first or every");
         } else if (cli_is(a, "--max-windows")) {
             if (parse_i64(cmd, "--max-windows", cli_value(argc, argv, &i), 1, INT64_MAX, &c->max_windows)) return 1;
         } else if (cli_is(a, "--text-format")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--text-format needs auto, wikitext or plain");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--text-format needs auto, wikitext or plain");
             if (strcmp(v, "auto") == 0) c->text_format = 0;
             else if (strcmp(v, "wikitext") == 0) c->text_format = 1;
             else if (strcmp(v, "plain") == 0) c->text_format = 2;
-            else return cli_error(cmd, "--text-format %s: expected auto, wikitext or plain", v);
+            else return cli_usage(cmd, "--text-format %s: expected auto, wikitext or plain", v);
         } else if (cli_is(a, "--baseline")) {
             if (!(v = cli_value(argc, argv, &i)) || (strcmp(v, "original") && strcmp(v, "rotated") && strcmp(v, "none")))
-                return cli_error(cmd, "--baseline needs original, rotated or none");
+                return cli_usage(cmd, "--baseline needs original, rotated or none");
             c->baseline = v;
-        } else if (cli_is(a, "--no-baseline")) c->baseline = "none";
+        } else if (cli_flag(a, "--no-baseline")) c->baseline = "none";
         else if (cli_is(a, "--baseline-cache")) {
-            if (!(c->baseline_cache = cli_value(argc, argv, &i))) return cli_error(cmd, "--baseline-cache needs a folder or off");
+            if (!(c->baseline_cache = cli_value(argc, argv, &i))) return cli_usage(cmd, "--baseline-cache needs a folder or off");
         } else if (cli_is(a, "--products")) {
             if (!(v = cli_value(argc, argv, &i)) || (strcmp(v, "int") && strcmp(v, "float")))
-                return cli_error(cmd, "--products needs int or float");
+                return cli_usage(cmd, "--products needs int or float");
             c->float_products = strcmp(v, "float") == 0;
         }
-        else if (cli_is(a, "--json")) c->json = true;
-        else if (cli_is(a, "--quiet")) c->quiet = true;
+        else if (cli_flag(a, "--json")) c->json = true;
+        else if (cli_flag(a, "--quiet")) c->quiet = true;
+        else if (cli_flag(a, "--force") && strcmp(cmd, "quantize") == 0) c->force = true;
         else if (cli_is(a, "--arch-file")) {
-            if (!(c->arch_file = cli_value(argc, argv, &i))) return cli_error(cmd, "--arch-file needs a file");
+            if (!(c->arch_file = cli_value(argc, argv, &i))) return cli_usage(cmd, "--arch-file needs a file");
         } else if (cli_is(a, "--tokenizer")) {
-            if (!(c->tokenizer = cli_value(argc, argv, &i))) return cli_error(cmd, "--tokenizer needs a file");
+            if (!(c->tokenizer = cli_value(argc, argv, &i))) return cli_usage(cmd, "--tokenizer needs a file");
         } else if (cli_is(a, "--to")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--to needs hf or gguf");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--to needs hf or gguf");
             if (strcmp(v, "hf") == 0) c->out_format = 1;
             else if (strcmp(v, "gguf") == 0) c->out_format = 2;
-            else return cli_error(cmd, "--to %s: expected hf or gguf", v);
+            else return cli_usage(cmd, "--to %s: expected hf or gguf", v);
         } else if (cli_is(a, "--dtype")) {
-            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--dtype needs f32, f16 or bf16");
+            if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--dtype needs f32, f16 or bf16");
             rotq_dtype dt = rotq_dtype_from_name(v);
-            if (dt != ROTQ_F32 && dt != ROTQ_F16 && dt != ROTQ_BF16) return cli_error(cmd, "--dtype %s: expected f32, f16 or bf16", v);
+            if (dt != ROTQ_F32 && dt != ROTQ_F16 && dt != ROTQ_BF16) return cli_usage(cmd, "--dtype %s: expected f32, f16 or bf16", v);
             c->out_dtype = dt;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_error(cmd, "unknown option %s (see rotq %s --help)", a, cmd);
+        } else if (cli_is_option(a)) {
+            return cli_unknown(cmd, a);
         } else if (c->n_positional < 2) {
             c->positional[c->n_positional++] = a;
         } else {
-            return cli_error(cmd, "unexpected argument %s", a);
+            return cli_usage(cmd, "unexpected argument %s", a);
         }
     }
     if (c->q.gptq.act_order && c->q.w_group > 0 && !c->static_groups_set) c->q.gptq.static_groups = true;
     if (c->q.w_method == ROTQ_WQ_GPTQ && c->q.w_bits >= 16)
-        return cli_error(cmd, "--w-quant gptq needs --w-bits (or a --preset)");
+        return cli_usage(cmd, "--w-quant gptq needs --w-bits (or a --preset)");
     if (c->q.w_method == ROTQ_WQ_GPTQ && c->q.w_bits < 16 && !c->calib)
-        return cli_error(cmd, "GPTQ needs calibration text: --calib FILE");
+        return cli_usage(cmd, "GPTQ needs calibration text: --calib FILE");
     rotq_status s = rotq_quant_options_check(&c->q);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
     return 0;

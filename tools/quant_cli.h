@@ -17,7 +17,7 @@ typedef struct quant_cli {
     int64_t ctx, max_windows;
     bool ctx_given;
     int text_format;          /* 0 auto, 1 wikitext, 2 plain */
-    bool json, quiet;
+    bool json, quiet, force;
     bool float_products;
     const char *baseline_cache; /* eval: --baseline-cache DIR|off (NULL: the default folder) */      /* eval: fake-quantized floats through sgemm even where integer codes would do */
     /* quantize only */

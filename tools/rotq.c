@@ -1,4 +1,6 @@
 /* rotq: command dispatch (the shared helpers are in cli.c). */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,8 @@ static void usage(FILE *f) {
     fprintf(f, "rotq %s — rotate LLMs so they quantize to 4 bits\n\nusage: rotq COMMAND [options]\n\ncommands:\n", ROTQ_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n'rotq COMMAND --help' describes a command.\n");
+    fprintf(f, "\n'rotq help COMMAND' (or 'rotq COMMAND --help') describes a command; '--' ends the options.\n"
+               "Exit codes: 0 success, 1 error, 2 usage error, 3 a check that failed (verify), 128+N killed by signal N.\n");
     fprintf(f, "Every command refuses a model with tensors its architecture gives no role (they would be ignored);\n"
                "--allow-unused (with any command) loads it anyway, naming them in a warning.\n");
 }
@@ -51,28 +54,90 @@ static void log_to_stderr(void *ctx, rotq_log_level level, const char *line) {
     else fprintf(stderr, "rotq: %s: %s\n", rotq_log_level_name(level), line);
 }
 
+/* SIGINT/SIGTERM: the first asks the library to stop at its next check point (it removes its
+ * temporaries and returns ROTQ_ERR_CANCELLED); a second one ends the process at once. */
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig) {
+    if (got_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    got_signal = sig;
+    rotq_cancel();
+    static const char msg[] = "rotq: stopping (removing temporaries); signal again to quit at once\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+}
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* A command's results went to stdout: a full disk or closed pipe must not end in exit 0. */
+static int finish(int rc) {
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "rotq: error: writing the results to standard output failed: %s\n", strerror(errno ? errno : EIO));
+        if (rc == 0) rc = 1;
+    }
+    if (got_signal) {
+        fflush(stderr);
+        signal(got_signal, SIG_DFL);
+        raise(got_signal); /* the caller sees the signal, as if the temporaries had never been there */
+        rc = 128 + got_signal;
+    }
+    return rc;
+}
+
+static const rotq_command *find_command(const char *name) {
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0) return &commands[i];
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     rotq_log_set(log_to_stderr, NULL);
+    if (argc >= 2 && strcmp(argv[1], "help") == 0 && argc >= 3) {
+        const rotq_command *c = find_command(argv[2]);
+        if (!c) {
+            fprintf(stderr, "rotq: unknown command '%s'\n\n", argv[2]);
+            usage(stderr);
+            return 2;
+        }
+        char *help_argv[] = {argv[2], "--help", NULL};
+        return finish(c->run(2, help_argv));
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return finish(argc < 2 ? 2 : 0);
     }
     if (strcmp(argv[1], "--version") == 0) {
         printf("rotq %s\n", ROTQ_VERSION);
-        return 0;
+        return finish(0);
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) {
-            prefer_passive_wait(argv);
-            int n = 0;
-            for (int a = 0; a < argc; a++) {
-                if (a > 1 && strcmp(argv[a], "--allow-unused") == 0) cli_allow_unused = true;
-                else argv[n++] = argv[a];
-            }
-            argv[n] = NULL;
-            return commands[i].run(n - 1, argv + 1);
-        }
-    fprintf(stderr, "rotq: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
-    return 2;
+    const rotq_command *c = find_command(argv[1]);
+    if (!c) {
+        fprintf(stderr, "rotq: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    prefer_passive_wait(argv);
+    install_signal_handlers();
+    int n = 0, dashdash = -1;
+    for (int a = 0; a < argc; a++) {
+        if (dashdash < 0 && a > 1 && strcmp(argv[a], "--") == 0) dashdash = n;
+        else if (dashdash < 0 && a > 1 && strcmp(argv[a], "--allow-unused") == 0) cli_allow_unused = true;
+        else argv[n++] = argv[a];
+    }
+    argv[n] = NULL;
+    if (dashdash >= 0) cli_set_positional_only((const char *const *)argv + dashdash, n - dashdash);
+    int rc = c->run(n - 1, argv + 1);
+    if (cli_usage_error && rc != 0) rc = 2;
+    return finish(rc);
 }

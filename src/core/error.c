@@ -68,6 +68,7 @@ const char *rotq_status_name(rotq_status s) {
     case ROTQ_ERR_NOMEM: return "out of memory";
     case ROTQ_ERR_NUMERIC: return "numeric error";
     case ROTQ_ERR_NOT_FOUND: return "not found";
+    case ROTQ_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

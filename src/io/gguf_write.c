@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "arch/arch.h"
+#include "core/files.h"
 #include "core/model.h"
 #include "io/gguf_format.h"
 #include "io/record.h"
@@ -421,22 +422,14 @@ rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dty
         goto fail;
     }
 
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) {
-        s = rotq_fail(ROTQ_ERR_ARG, "%s: path too long", path);
-        goto fail;
-    }
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        s = rotq_fail(ROTQ_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
-        goto fail;
-    }
+    if ((s = rotq_output_target_ok(path, ROTQ_OUTPUT_FILE)) != ROTQ_OK || (s = rotq_tmp_create(path, false, tmp, &fd)) != ROTQ_OK) goto fail;
     tmp_exists = true;
     if ((s = write_all(fd, path, hdr.p, hdr.n)) != ROTQ_OK) goto fail;
     uint64_t pos = hdr.n, data_start = (hdr.n + GGUF_DEFAULT_ALIGNMENT - 1) / GGUF_DEFAULT_ALIGNMENT * GGUF_DEFAULT_ALIGNMENT;
     if ((s = write_zeros(fd, path, data_start - pos)) != ROTQ_OK) goto fail;
     pos = 0;
     for (int64_t i = 0; i < n_out; i++) {
-        if ((s = write_zeros(fd, path, ot[i].offset - pos)) != ROTQ_OK) goto fail;
+        if ((s = rotq_check_cancel(path)) != ROTQ_OK || (s = write_zeros(fd, path, ot[i].offset - pos)) != ROTQ_OK) goto fail;
         uint8_t *scratch;
         const void *bytes;
         if ((s = tensor_output_bytes(&ot[i], path, &scratch, &bytes)) != ROTQ_OK) goto fail;
@@ -457,6 +450,7 @@ rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dty
         s = rotq_fail(ROTQ_ERR_IO, "%s: cannot close: %s", path, strerror(errno));
         goto fail;
     }
+    if ((s = rotq_check_cancel(path)) != ROTQ_OK) goto fail;
     if (rename(tmp, path) != 0) {
         s = rotq_fail(ROTQ_ERR_IO, "%s: cannot rename the temporary file into place: %s", path, strerror(errno));
         goto fail;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "arch/arch.h"
+#include "core/files.h"
 #include "core/model.h"
 #include "io/record.h"
 #include "io/safetensors.h"
@@ -246,21 +247,6 @@ static const char *torch_dtype_name(rotq_dtype dt) {
     }
 }
 
-/* Removes the temporary folder and whatever was written into it (it holds no sub-folders). */
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            char p[PATH_MAX];
-            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 static rotq_status write_new_file(const char *path, const void *data, uint64_t size) {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0) return rotq_fail(ROTQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
@@ -378,7 +364,7 @@ static void writer_free(rotq_hf_writer *w) {
 
 void rotq_hf_writer_abort(rotq_hf_writer *w) {
     if (!w) return;
-    remove_tree(w->tmp);
+    rotq_tmp_remove_folder(w->tmp);
     writer_free(w);
 }
 
@@ -445,32 +431,16 @@ rotq_status rotq_hf_writer_open(const rotq_model *m, const char *dir_in, rotq_dt
     }
     size_t len = strlen(dir);
     while (len > 1 && dir[len - 1] == '/') dir[--len] = 0;
+    /* The policy (exists? replaceable?) was applied by rotq_save_check; here only what holds always. */
     rotq_status s = len ? rotq_path_check_distinct(m->source_path, dir) : rotq_fail(ROTQ_ERR_ARG, "empty output path");
-    struct stat st;
-    if (s == ROTQ_OK && stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) s = rotq_fail(ROTQ_ERR_ARG, "%s: exists and is not a folder; refusing to replace it", dir);
-        DIR *d = s == ROTQ_OK ? opendir(dir) : NULL;
-        if (s == ROTQ_OK && !d) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot read folder: %s", dir, strerror(errno));
-        if (d) {
-            struct dirent *e;
-            bool empty = true;
-            while (empty && (e = readdir(d))) empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
-            closedir(d);
-            if (!empty) s = rotq_fail(ROTQ_ERR_ARG, "%s: folder exists and is not empty; remove it or choose another output", dir);
-        }
-    }
-    if (s == ROTQ_OK && snprintf(w->tmp, sizeof w->tmp, "%s.tmp-XXXXXX", dir) >= (int)sizeof w->tmp)
-        s = rotq_fail(ROTQ_ERR_ARG, "%s: path too long", dir);
+    if (s == ROTQ_OK) s = rotq_output_target_ok(dir, ROTQ_OUTPUT_FOLDER);
+    int no_fd;
+    if (s == ROTQ_OK) s = rotq_tmp_create(dir, true, w->tmp, &no_fd);
     if (s != ROTQ_OK) {
+        w->tmp[0] = 0;
         writer_free(w);
         return s;
     }
-    if (!mkdtemp(w->tmp)) {
-        s = rotq_fail(ROTQ_ERR_IO, "%s: cannot create temporary folder: %s", w->tmp, strerror(errno));
-        writer_free(w);
-        return s;
-    }
-    chmod(w->tmp, 0755); /* mkdtemp makes it 0700; the output should look like any other folder */
     w->want = dtype;
     w->n = m->n_tensors;
     size_t cnt = (size_t)(w->n ? w->n : 1);
@@ -494,6 +464,7 @@ rotq_status rotq_hf_writer_put(rotq_hf_writer *w, const rotq_model *m, int64_t i
     const rotq_tensor *t = &m->tensors[i];
     rotq_dtype dt = rotq_safetensors_out_dtype(t, w->want);
     if (w->done[i]) return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %s written twice", w->dir, t->name);
+    ROTQ_TRY(rotq_check_cancel(w->dir));
     if (dt != w->out_dt[i] || rotq_dtype_nbytes(dt, rotq_tensor_numel(t)) != w->nbytes[i])
         return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %s changed dtype or shape after the folder was laid out", w->dir, t->name);
     char path[PATH_MAX];
@@ -542,8 +513,14 @@ rotq_status rotq_hf_writer_finish(rotq_hf_writer *w, const rotq_model *m) {
     rotq_status s = finish_files(w, m);
     if (s == ROTQ_OK) {
         fsync_dir(w->tmp);
-        /* rename() replaces an empty folder atomically and fails on a non-empty one. */
-        if (rename(w->tmp, w->dir) != 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot move %s into place: %s", w->dir, w->tmp, strerror(errno));
+        /* rename() replaces an empty folder atomically and fails on a non-empty one; a model folder the
+         * caller chose to replace (rotq_save_check allowed it) is swapped in atomically, then removed. */
+        s = rotq_check_cancel(w->dir);
+        if (s == ROTQ_OK && rename(w->tmp, w->dir) != 0) {
+            if ((errno == ENOTEMPTY || errno == EEXIST) && renameat2(AT_FDCWD, w->tmp, AT_FDCWD, w->dir, RENAME_EXCHANGE) == 0)
+                rotq_tmp_remove_folder(w->tmp); /* the old folder now has the temporary's name */
+            else s = rotq_fail(ROTQ_ERR_IO, "%s: cannot move %s into place: %s", w->dir, w->tmp, strerror(errno));
+        }
     }
     if (s != ROTQ_OK) {
         rotq_hf_writer_abort(w);

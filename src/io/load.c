@@ -72,18 +72,28 @@ rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rot
 rotq_status rotq_save_check(const rotq_model *m, const char *path, const rotq_save_options *o, rotq_format *fmt) {
     if (o->dtype != ROTQ_DTYPE_INVALID && o->dtype != ROTQ_F32 && o->dtype != ROTQ_F16 && o->dtype != ROTQ_BF16)
         return rotq_fail(ROTQ_ERR_ARG, "%s: output dtype must be f32, f16 or bf16, not %s", path, rotq_dtype_name(o->dtype));
-    ROTQ_TRY(rotq_path_check_distinct(m->source_path, path));
     size_t n = strlen(path);
     *fmt = o->format;
     if (*fmt == ROTQ_FORMAT_AUTO) *fmt = n > 5 && strcmp(path + n - 5, ".gguf") == 0 ? ROTQ_FORMAT_GGUF : ROTQ_FORMAT_HF;
     if (*fmt != ROTQ_FORMAT_GGUF && *fmt != ROTQ_FORMAT_HF)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotq writes HF folders and GGUF files only", path);
+    ROTQ_TRY(rotq_output_check(path, *fmt == ROTQ_FORMAT_GGUF ? ROTQ_OUTPUT_FILE : ROTQ_OUTPUT_FOLDER, o->overwrite, m->source_path));
+    /* Said before the work: an output without a usable tokenizer (none, or one rotq cannot read). */
+    rotq_tokenizer *tok = NULL;
+    rotq_status ts = rotq_tokenizer_from_model(m, &tok);
+    if (ts == ROTQ_OK) rotq_tokenizer_free(tok);
+    else if (*fmt == ROTQ_FORMAT_GGUF || ts == ROTQ_ERR_NOT_FOUND)
+        rotq_log(ROTQ_LOG_WARN, "%s: written without a tokenizer: %s", path, rotq_last_error());
+    else
+        rotq_log(ROTQ_LOG_WARN, "%s: the tokenizer cannot be read (%s); its files are copied unchanged, so tools that need text will fail on the output too",
+                 path, rotq_last_error());
+    rotq_clear_error();
     return ROTQ_OK;
 }
 
 rotq_status rotq_model_save(const rotq_model *m, const char *path, const rotq_save_options *opts) {
     rotq_save_options o = opts ? *opts : rotq_save_defaults();
-    rotq_format fmt;
+    rotq_format fmt = ROTQ_FORMAT_AUTO;
     ROTQ_TRY(rotq_save_check(m, path, &o, &fmt));
     if (fmt == ROTQ_FORMAT_GGUF) return rotq_save_gguf(m, path, o.dtype);
     return rotq_save_hf(m, path, o.dtype, o.shard_bytes);

@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 
+#include "core/files.h"
 #include "nn/nn.h"
 
 /* ---- preparing weights ------------------------------------------------------------------------ */
@@ -388,6 +389,7 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
     int64_t d = hp->hidden, kvd = hp->n_kv_heads * hp->head_dim;
     if (T <= 0 || T > (1 << 20)) return rotq_fail(ROTQ_ERR_ARG, "nn: forward of %lld tokens", (long long)T);
     ROTQ_TRY(rotq_runner_check_ready(r));
+    ROTQ_TRY(rotq_check_cancel("forward"));
     int64_t pos0 = cache ? cache->n : 0;
     if (cache) {
         if (cache->n_layers != hp->n_layers || cache->kv_dim != kvd)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/files.h"
 #include "quant/quant.h"
 #include "rotate/rotate.h"
 #include "core/clock.h"
@@ -228,7 +229,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     double t_start = rotq_now_s();
     for (int32_t l = 0; l < hp->n_layers; l++) {
         double t0 = rotq_now_s(), q0 = c.t_quant, loss0 = rep->gptq_loss;
-        if ((s = walk_layer(&c, l)) != ROTQ_OK) goto done;
+        if ((s = rotq_check_cancel("gptq")) != ROTQ_OK || (s = walk_layer(&c, l)) != ROTQ_OK) goto done;
         if (o->verbose)
             rotq_log(ROTQ_LOG_INFO, "gptq: layer %d/%lld  %.1f s (quantize %.1f s)  loss %.4g\n", l + 1, (long long)hp->n_layers,
                     rotq_now_s() - t0, c.t_quant - q0, rep->gptq_loss - loss0);

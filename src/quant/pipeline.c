@@ -6,6 +6,7 @@
 
 #include "quant/quant.h"
 #include "rotate/online.h"
+#include "core/files.h"
 #include "core/clock.h"
 
 rotq_quant_options rotq_quant_defaults(void) {
@@ -46,6 +47,8 @@ rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
 }
 
 rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
+    if (o->w_method != ROTQ_WQ_NONE && (o->w_bits < 2 || (o->w_bits > 8 && o->w_bits != 16)))
+        return rotq_fail(ROTQ_ERR_ARG, "quant: %d-bit weights (2..8 bits, or 16 for float)", o->w_bits);
     if (o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) {
         rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
         ROTQ_TRY(rotq_wq_format_check(&f));
@@ -154,6 +157,9 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
             rotq_role roles[8];
             rotq_tensor *ts[8];
             int n = rotq_quant_layer_linears(m, l, roles, ts);
+            ROTQ_TRY(rotq_check_cancel("rtn"));
+            if (o->verbose && l)
+                rotq_log(ROTQ_LOG_INFO, "rtn: layer %d/%lld  %.1f s so far%s", l, (long long)L, rotq_now_s() - t0, o->w_clip ? " (clip search)" : "");
             for (int i = 0; i < n; i++) {
                 rotq_qweight *codes = NULL;
                 rotq_status s = rotq_rtn_quantize((float *)ts[i]->data, ts[i]->shape[0], ts[i]->shape[1], &f, &codes);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/files.h"
 #include "rotate/fuse.h"
 #include "rotate/rotate.h"
 
@@ -284,7 +285,8 @@ rotq_status rotq_rotate_model_streamed(rotq_model *m, const rotq_rotate_options 
         ctx.globals = ctx.first = false;
         ctx.layer_begin = L;
         ctx.layer_end = L + 1;
-        s = run_ops(&ctx);
+        s = rotq_check_cancel("rotate");
+        if (s == ROTQ_OK) s = run_ops(&ctx);
         for (int64_t i = 0; s == ROTQ_OK && i < m->n_tensors; i++)
             if (m->tensors[i].layer == L) s = sink(user, m, &m->tensors[i]);
     }

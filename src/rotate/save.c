@@ -22,7 +22,7 @@ static rotq_status sink_tensor(void *user, rotq_model *m, rotq_tensor *t) {
 
 rotq_status rotq_rotate_save(rotq_model *m, const rotq_rotate_options *ropts, const char *path, const rotq_save_options *sopts) {
     rotq_save_options o = sopts ? *sopts : rotq_save_defaults();
-    rotq_format fmt;
+    rotq_format fmt = ROTQ_FORMAT_AUTO;
     ROTQ_TRY(rotq_save_check(m, path, &o, &fmt));
     if (fmt != ROTQ_FORMAT_HF) {
         ROTQ_TRY(rotq_rotate_model(m, ropts));

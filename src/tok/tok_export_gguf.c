@@ -131,8 +131,8 @@ rotq_status rotq_tok_export_gguf_meta(const rotq_model *m, const char *where, ro
     *n_out = 0;
     xtok x;
     rotq_status s = rotq_xtok_load(&x, m, where);
-    if (s == ROTQ_ERR_NOT_FOUND && !x.t) {
-        rotq_log(ROTQ_LOG_WARN, "%s: the model carries no tokenizer; the GGUF has no tokenizer metadata\n", where);
+    if (s != ROTQ_OK && !x.t) { /* none, or unusable: rotq_save_check warned before the work */
+        rotq_xtok_free(&x);
         return ROTQ_OK;
     }
     meta_list l = {0};
