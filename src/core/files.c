@@ -83,7 +83,7 @@ bool rotq_cancel_requested(void) { return cancel_flag != 0; }
 
 rotq_status rotq_check_cancel(const char *what) {
     if (!cancel_flag) return ROTQ_OK;
-    return rotq_fail(ROTQ_ERR_CANCELLED, "%s: stopped on request (signal); nothing was left behind", what);
+    return rotq_fail(ROTQ_ERR_CANCELLED, "%s: stopped on request (a signal); temporaries removed", what);
 }
 
 /* ---- the output policy ----------------------------------------------------------------------- */
