@@ -300,6 +300,7 @@ typedef struct rotq_quant_options {
     bool w_asym;
     int64_t w_group;           /* <= 0: per output channel */
     bool w_clip;               /* MSE clip search */
+    bool w_scale_fp16;         /* scales rounded to float16, as GGUF blocks store them (rotq_quant_grid_for_dtype) */
     rotq_gptq_options gptq;
     /* activations and KV cache (runtime: see rotq_fakequant) */
     rotq_act_format act;
@@ -326,6 +327,13 @@ typedef struct rotq_quant_report {
 
 /* Defaults: nothing quantized; GPTQ knobs as the reference; 128 × 2048 calibration, seed 0. */
 ROTQ_API rotq_quant_options rotq_quant_defaults(void);
+/* Quantized GGUF export (Q4_0, Q5_0, Q8_0 so far): rotq_quant_grid_for_dtype sets o's weight grid to
+ * block type t's own (its bits, symmetric, blocks of 32, float16 scales), so RTN/GPTQ choose the
+ * codes the file will hold; after rotq_quant_model, rotq_model_pack_weights turns every weight with
+ * codes into t's blocks (checking they decode to exactly the quantized values). Such a model is
+ * then saved as GGUF (the other tensors keep their float type). */
+ROTQ_API rotq_status rotq_quant_grid_for_dtype(rotq_quant_options *o, rotq_dtype t);
+ROTQ_API rotq_status rotq_model_pack_weights(rotq_model *m, rotq_dtype t, int64_t *n_packed);
 /* Applies a named preset (w4a16, w4a8, w4a8kv8, w8a8, w4a4kv4) over o; ROTQ_ERR_ARG when unknown. */
 ROTQ_API rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);
 ROTQ_API rotq_status rotq_quant_options_check(const rotq_quant_options *o);

@@ -18,6 +18,11 @@ static const char *help_head =
     "quantized and dequantized back to float (the grid values, exactly, in float32 by default), and\n"
     "the rotation record when rotated. Activation and KV-cache quantization happen at run time and\n"
     "are not stored: evaluate OUT with rotq eval OUT --a-bits 4 --kv-bits 4 ... (no weight options).\n"
+    "  --format gguf:T   write the decoder linears as GGUF blocks of type T (Q4_0, Q5_0, Q8_0), quantized\n"
+    "                    on T's own grid (T's bits, symmetric, blocks of 32, float16 scales) by RTN or\n"
+    "                    GPTQ, so the file holds the codes the quantizer chose; other tensors stay float\n"
+    "                    (--dtype f16 halves them). OUT is GGUF and llama.cpp runs it unchanged (with\n"
+    "                    --format turns the online R3/R4 off: stock llama.cpp has none)\n"
     "  --force           replace an existing OUT (a GGUF file, or an HF folder holding config.json)\n";
 
 int cmd_quantize(int argc, char **argv) {
@@ -55,6 +60,11 @@ int cmd_quantize(int argc, char **argv) {
     if (c.out_format == 2) so.format = ROTQ_FORMAT_GGUF;
     if (c.out_dtype >= 0) so.dtype = (rotq_dtype)c.out_dtype;
     so.overwrite = c.force;
+    if (c.pack_dtype >= 0) {
+        int64_t packed = 0;
+        if ((s = rotq_model_pack_weights(m, (rotq_dtype)c.pack_dtype, &packed)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+        if (!c.quiet) fprintf(stderr, "quantize: %lld linears packed as %s blocks\n", (long long)packed, rotq_dtype_name((rotq_dtype)c.pack_dtype));
+    }
     if ((s = rotq_model_save(m, out, &so)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     char qdesc[512], rdesc[256];
     rotq_quant_describe(&c.q, qdesc, sizeof qdesc);

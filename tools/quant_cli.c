@@ -21,6 +21,7 @@ const char *quant_cli_help =
     "  --w-group G        input columns per scale (-1: per output channel, the default)\n"
     "  --w-asym           asymmetric grid (default symmetric)\n"
     "  --w-clip / --no-w-clip  search the clip ratio minimizing sum |w-q|^2.4 per row/group (QuaRot)\n"
+    "  --w-scale-fp16     round the scales to float16, the clip search included (as GGUF blocks store them)\n"
     "  --act-order        GPTQ: columns by decreasing Hessian diagonal (static groups with --w-group)\n"
     "  --static-groups / --no-static-groups  GPTQ group scales from the unmodified weights\n"
     "  --percdamp F       GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
@@ -85,8 +86,9 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             c->q.w_group = n;
         } else if (cli_flag(a, "--w-asym")) c->q.w_asym = true;
         else if (cli_flag(a, "--w-sym")) c->q.w_asym = false;
-        else if (cli_flag(a, "--w-clip")) c->q.w_clip = true;
-        else if (cli_flag(a, "--no-w-clip")) c->q.w_clip = false;
+        else if (cli_flag(a, "--w-clip")) { c->q.w_clip = true; c->clip_set = true; }
+        else if (cli_flag(a, "--no-w-clip")) { c->q.w_clip = false; c->clip_set = true; }
+        else if (cli_flag(a, "--w-scale-fp16")) c->q.w_scale_fp16 = true;
         else if (cli_flag(a, "--act-order")) c->q.gptq.act_order = true;
         else if (cli_flag(a, "--static-groups")) { c->q.gptq.static_groups = true; c->static_groups_set = true; }
         else if (cli_flag(a, "--no-static-groups")) { c->q.gptq.static_groups = false; c->static_groups_set = true; }
@@ -145,6 +147,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
     c->ro = rotq_rotate_options_default();
     c->ctx = 2048;
     c->out_dtype = -1;
+    c->pack_dtype = -1;
     c->baseline = "original";
     /* the preset first, so that every other option overrides it wherever it stands */
     for (int i = 1; i < argc; i++)
@@ -202,6 +205,15 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
             if (!(c->arch_file = cli_value(argc, argv, &i))) return cli_usage(cmd, "--arch-file needs a file");
         } else if (cli_is(a, "--tokenizer")) {
             if (!(c->tokenizer = cli_value(argc, argv, &i))) return cli_usage(cmd, "--tokenizer needs a file");
+        } else if (cli_is(a, "--format") && strcmp(cmd, "quantize") == 0) {
+            if (!(v = cli_value(argc, argv, &i)) || strncmp(v, "gguf:", 5) != 0)
+                return cli_usage(cmd, "--format needs gguf:Q4_0, gguf:Q5_0 or gguf:Q8_0");
+            rotq_dtype t = rotq_dtype_from_name(v + 5); /* any case */
+            rotq_quant_options probe = c->q;
+            if (rotq_quant_grid_for_dtype(&probe, t) != ROTQ_OK)
+                return cli_usage(cmd, "--format %s: rotq writes gguf:Q4_0, gguf:Q5_0 and gguf:Q8_0 so far", v);
+            c->pack_dtype = t;
+            c->out_format = 2;
         } else if (cli_is(a, "--to")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--to needs hf or gguf");
             if (strcmp(v, "hf") == 0) c->out_format = 1;
@@ -219,6 +231,13 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         } else {
             return cli_usage(cmd, "unexpected argument %s", a);
         }
+    }
+    /* --format fixes the weight grid to the block type's own (after any preset or --w-* option) */
+    if (c->pack_dtype >= 0) {
+        if (c->out_format == 1) return cli_usage(cmd, "--format gguf:... writes a GGUF file, not --to hf");
+        rotq_quant_grid_for_dtype(&c->q, (rotq_dtype)c->pack_dtype);
+        c->ro.r3 = c->ro.r4 = false; /* stock llama.cpp runs fused rotations only */
+        if (!c->clip_set) c->q.w_clip = true;
     }
     if (c->q.gptq.act_order && c->q.w_group > 0 && !c->static_groups_set) c->q.gptq.static_groups = true;
     if (c->q.w_method == ROTQ_WQ_GPTQ && c->q.w_bits >= 16)

@@ -23,6 +23,8 @@ typedef struct quant_cli {
     /* quantize only */
     int out_format;           /* 0 auto, 1 hf, 2 gguf */
     int out_dtype;            /* rotq_dtype or -1 */
+    bool clip_set;            /* --w-clip / --no-w-clip given */
+    int pack_dtype;           /* --format gguf:TYPE: the block type the weights are packed into, or -1 */
     const char *positional[2];
     int n_positional;
 } quant_cli;

@@ -165,8 +165,11 @@ rotq_status rotq_permute_qk_rows(rotq_tensor *t, int64_t n_head, bool to_gguf) {
     if (t->n_dims < 1 || n_head <= 0 || t->shape[0] % n_head != 0 || (t->shape[0] / n_head) % 2 != 0)
         return rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: %lld rows cannot be split into %lld heads of even size", t->name,
                          (long long)t->shape[0], (long long)n_head);
-    if (!rotq_dtype_is_float(t->dtype))
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: Q/K permutation needs a float dtype, not %s", t->name,
+    /* rows move whole: fine for float types and for block types whose blocks never cross a row */
+    bool whole_rows = rotq_dtype_is_float(t->dtype) ||
+                      (t->n_dims == 2 && rotq_dtype_block_size(t->dtype) > 1 && t->shape[1] % rotq_dtype_block_size(t->dtype) == 0);
+    if (!whole_rows)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: Q/K permutation needs a float dtype or whole blocks per row, not %s", t->name,
                          rotq_dtype_name(t->dtype));
     int64_t rows = t->shape[0], hd = rows / n_head, half = hd / 2;
     uint64_t row_bytes = t->nbytes / (uint64_t)rows;

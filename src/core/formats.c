@@ -183,6 +183,30 @@ static void deq_q8_k(const uint8_t *b, float *y) {
 }
 
 typedef void (*block_fn)(const uint8_t *block, float *y);
+/* The inverse for the formats rotq writes: 32 unsigned codes u (zero at 2^(bits-1), as the
+ * symmetric weight grid numbers them) and the block's float16 scale d into one block. */
+typedef void (*pack_fn)(const uint8_t *u, uint16_t d, uint8_t *block);
+
+static void pack_q4_0(const uint8_t *u, uint16_t d, uint8_t *b) {
+    b[0] = (uint8_t)(d & 0xFF);
+    b[1] = (uint8_t)(d >> 8);
+    for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+}
+
+static void pack_q5_0(const uint8_t *u, uint16_t d, uint8_t *b) {
+    b[0] = (uint8_t)(d & 0xFF);
+    b[1] = (uint8_t)(d >> 8);
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; j++) qh |= (uint32_t)((u[j] >> 4) & 1) << j;
+    for (int k = 0; k < 4; k++) b[2 + k] = (uint8_t)(qh >> (8 * k));
+    for (int j = 0; j < 16; j++) b[6 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+}
+
+static void pack_q8_0(const uint8_t *u, uint16_t d, uint8_t *b) {
+    b[0] = (uint8_t)(d & 0xFF);
+    b[1] = (uint8_t)(d >> 8);
+    for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)((int)u[j] - 128);
+}
 
 /* One row per element type: its name, block geometry, and how a block becomes float32. */
 typedef struct dtype_info {
@@ -190,17 +214,19 @@ typedef struct dtype_info {
     int64_t block_elems;
     uint64_t block_bytes;
     block_fn dequantize;      /* block formats (NULL for the plain ones, converted elementwise) */
+    pack_fn pack;             /* the block formats rotq writes (symmetric grids, one float16 scale) */
+    int32_t code_bits;        /* bits of their codes */
 } dtype_info;
 
 /* Block layouts as stored in GGUF files. Q8_1 is ggml's runtime-only type (two halves + 32 int8). */
 static const dtype_info DTYPES[ROTQ_DTYPE_COUNT] = {
     [ROTQ_F32] = {"f32", 1, 4},
     [ROTQ_F16] = {"f16", 1, 2},
-    [ROTQ_Q4_0] = {"q4_0", 32, 2 + 16, deq_q4_0},
+    [ROTQ_Q4_0] = {"q4_0", 32, 2 + 16, deq_q4_0, pack_q4_0, 4},
     [ROTQ_Q4_1] = {"q4_1", 32, 2 + 2 + 16, deq_q4_1},
-    [ROTQ_Q5_0] = {"q5_0", 32, 2 + 4 + 16, deq_q5_0},
+    [ROTQ_Q5_0] = {"q5_0", 32, 2 + 4 + 16, deq_q5_0, pack_q5_0, 5},
     [ROTQ_Q5_1] = {"q5_1", 32, 2 + 2 + 4 + 16, deq_q5_1},
-    [ROTQ_Q8_0] = {"q8_0", 32, 2 + 32, deq_q8_0},
+    [ROTQ_Q8_0] = {"q8_0", 32, 2 + 32, deq_q8_0, pack_q8_0, 8},
     [ROTQ_Q8_1] = {"q8_1", 32, 2 + 2 + 32},
     [ROTQ_Q2_K] = {"q2_k", 256, 16 + 64 + 2 + 2, deq_q2_k},
     [ROTQ_Q3_K] = {"q3_k", 256, 32 + 64 + 12 + 2, deq_q3_k},
@@ -253,6 +279,28 @@ uint64_t rotq_dtype_nbytes(rotq_dtype dt, int64_t n) {
 
 bool rotq_dtype_is_float(rotq_dtype dt) {
     return dt == ROTQ_F32 || dt == ROTQ_F16 || dt == ROTQ_BF16 || dt == ROTQ_F64;
+}
+
+int32_t rotq_dtype_pack_bits(rotq_dtype dt) {
+    const dtype_info *d = info(dt);
+    return d && d->pack ? d->code_bits : 0;
+}
+
+rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, int64_t n, void *dst) {
+    const dtype_info *d = info(dt);
+    if (!d || !d->pack) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes %s blocks only from Q4_0, Q5_0 and Q8_0 grids", rotq_dtype_name(dt));
+    if (n % d->block_elems) return rotq_fail(ROTQ_ERR_ARG, "%s: %lld values are not whole blocks of %lld", d->name, (long long)n, (long long)d->block_elems);
+    uint8_t *out = dst;
+    for (int64_t b = 0; b < n / d->block_elems; b++) {
+        uint16_t h = rotq_f32_to_f16((float)scales[b]);
+        if ((double)rotq_f16_to_f32(h) != scales[b])
+            return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: scale %.9g is not a float16 value (quantize with float16 scales)", d->name, (long long)b, scales[b]);
+        for (int64_t j = 0; j < d->block_elems; j++)
+            if (u[b * d->block_elems + j] >> d->code_bits)
+                return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: code %d needs more than %d bits", d->name, (long long)b, u[b * d->block_elems + j], d->code_bits);
+        d->pack(u + b * d->block_elems, h, out + (uint64_t)b * d->block_bytes);
+    }
+    return ROTQ_OK;
 }
 
 rotq_status rotq_dequantize(rotq_dtype dt, const void *src, float *dst, int64_t n) {

@@ -172,6 +172,10 @@ uint16_t rotq_f32_to_bf16(float f);              /* round to nearest even, NaN k
 
 /* Dequantizes n elements of a (possibly block-quantized) buffer to float32. src/io/gguf_quant.c */
 rotq_status rotq_dequantize(rotq_dtype dt, const void *src, float *dst, int64_t n);
+/* Block formats rotq writes (Q4_0, Q5_0, Q8_0): the bits of their codes (0 for any other type), and
+ * n codes u (unsigned, zero at 2^(bits-1)) with one float16-exact scale per block packed into dst. */
+int32_t rotq_dtype_pack_bits(rotq_dtype dt);
+rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, int64_t n, void *dst);
 
 /* ---- files ---- */
 /* Checks that `out` does not name the same file/folder as `in` (both may not exist yet). */

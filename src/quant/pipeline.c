@@ -51,6 +51,7 @@ rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
         return rotq_fail(ROTQ_ERR_ARG, "quant: %d-bit weights (2..8 bits, or 16 for float)", o->w_bits);
     if (o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) {
         rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
+        f.scale_fp16 = o->w_scale_fp16;
         ROTQ_TRY(rotq_wq_format_check(&f));
         if (o->w_group == 0) return rotq_fail(ROTQ_ERR_ARG, "quant: weight group 0 (use -1 for per channel)");
     }
@@ -153,6 +154,7 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
     if (o->w_method == ROTQ_WQ_RTN) {
         double t0 = rotq_now_s();
         rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
+        f.scale_fp16 = o->w_scale_fp16;
         for (int32_t l = 0; l < L; l++) {
             rotq_role roles[8];
             rotq_tensor *ts[8];

@@ -31,6 +31,7 @@ typedef struct rotq_wq_format {
     double norm;      /* 2.4 as QuaRot */
     int32_t grid;     /* 100: ratios 1, 0.99, ... */
     double maxshrink; /* 0.8: ratios 1 - i/grid for i < floor(maxshrink·grid) (1 down to 0.21) */
+    bool scale_fp16;  /* scales rounded to float16 (what GGUF blocks store), the clip search included */
 } rotq_wq_format;
 
 /* bits-bit weight format with the reference search constants. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/model.h"
 #include "quant/quant.h"
 
 rotq_wq_format rotq_wq_format_make(int32_t bits, bool asym, int64_t group, bool mse) {
@@ -95,6 +96,12 @@ static double grid_error(const double *x, int64_t n, double scale, double klo, d
     return err;
 }
 
+/* The scale a block format stores: float16, never 0 (a block of zeros still decodes) nor infinite. */
+static double to_fp16(double s) {
+    double h = rotq_f16_to_f32(rotq_f32_to_f16((float)s));
+    return h < 0x1p-24 ? 0x1p-24 : h > 65504.0 ? 65504.0 : h;
+}
+
 /* grid_error in chunks, stopping once the sum reaches `bound`: a candidate already no better than
  * the best one cannot win (the terms are >= 0), so the search's choice is unchanged and the
  * shrink factors past the optimum cost a fraction of a row (the clip search ran 2x faster). */
@@ -122,10 +129,12 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
         xmax = fmax(-xmin, xmax);
         if (xmax < 1e-5) xmax = 1e-5;
         s = xmax / maxq;
+        if (f->scale_fp16) s = to_fp16(s);
         z = 0.0;
     } else {
         if (xmin == 0.0 && xmax == 0.0) { xmin = -1.0; xmax = 1.0; }
         s = fmax(xmax - xmin, 1e-5) / maxq;
+        if (f->scale_fp16) s = to_fp16(s);
         z = nearbyint(-xmin / s);
     }
     if (f->mse) {
@@ -137,10 +146,12 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
             double s1, z1;
             if (!f->asym) {
                 s1 = p * xmax / maxq;
+                if (f->scale_fp16) s1 = to_fp16(s1);
                 z1 = 0.0;
             } else {
                 double lo = p * xmin, hi = p * xmax;
                 s1 = (hi - lo) / maxq;
+                if (f->scale_fp16) s1 = to_fp16(s1);
                 z1 = nearbyint(-lo / s1);
             }
             /* round(x/s) + z clamped to [0, maxq], minus z, is round(x/s) clamped to [-z, maxq - z] */
