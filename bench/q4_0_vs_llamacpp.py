@@ -1,13 +1,15 @@
-# Issue 14, first data point: Q4_0 linears (embeddings and output kept F32 on both sides),
+# Issue 14, first data point (usage: .venv/bin/python bench/q4_0_vs_llamacpp.py [WINDOWS] [WORKDIR]): Q4_0 linears (embeddings and output kept F32 on both sides),
 # in llama.cpp, WikiText-2 test, llama.cpp's protocol (windows of 512, BOS first, second half scored).
 import ctypes, os, subprocess, sys
-sys.path.insert(0, "/work/main/tests")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import numpy as np
 import llama_cpp
 from oracle_nn_llamacpp import llama_logits, load_llama, wikitext_rows
-R = "/work/main/build-dev/rotq"; S = "/work/main/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+R = os.environ.get("ROTQ", os.path.join(ROOT, "build", "rotq")); S = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 W = int(sys.argv[1]) if len(sys.argv) > 1 else 40
-d = "/tmp/cmp"
+d = sys.argv[2] if len(sys.argv) > 2 else "/tmp/rotq-q4_0-cmp"
+os.makedirs(d, exist_ok=True)
 def run(*a): subprocess.run([R, *a, "--force"], check=True, capture_output=True)
 run("convert", S, f"{d}/f32.gguf", "--dtype", "f32")
 p = llama_cpp.llama_model_quantize_default_params()
@@ -16,7 +18,7 @@ p.token_embedding_type = 0; p.output_tensor_type = 0  # GGML_TYPE_F32
 assert llama_cpp.llama_model_quantize(f"{d}/f32.gguf".encode(), f"{d}/llamacpp-q4_0.gguf".encode(), ctypes.byref(p)) == 0
 run("quantize", S, f"{d}/rotq-rtn-norot.gguf", "--format", "gguf:Q4_0", "--dtype", "f32", "--quiet")
 run("quantize", S, f"{d}/rotq-rtn-rot.gguf", "--format", "gguf:Q4_0", "--rotate", "--dtype", "f32", "--quiet")
-text = wikitext_rows("/work/shared/data/wikitext-2-raw/wiki.test.raw")
+text = wikitext_rows(os.path.join(ROOT, "..", "shared", "data", "wikitext-2-raw", "wiki.test.raw"))
 for name in ["f32", "llamacpp-q4_0", "rotq-rtn-norot", "rotq-rtn-rot"]:
     path = f"{d}/{name}.gguf"
     llm = load_llama(path, 512)
