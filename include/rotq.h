@@ -300,7 +300,10 @@ typedef struct rotq_quant_options {
     bool w_asym;
     int64_t w_group;           /* <= 0: per output channel */
     bool w_clip;               /* MSE clip search */
-    bool w_scale_fp16;         /* scales rounded to float16, as GGUF blocks store them (rotq_quant_grid_for_dtype) */
+    bool w_scale_fp16;         /* scales rounded to float16, as GGUF blocks store them */
+    rotq_dtype w_grid;         /* a GGUF block type whose own grid and scale encoding the weights take
+                                  (rotq_quant_grid_for_dtype sets it); a type without one
+                                  (ROTQ_DTYPE_INVALID, the default): none */
     rotq_gptq_options gptq;
     /* activations and KV cache (runtime: see rotq_fakequant) */
     rotq_act_format act;

@@ -1,7 +1,7 @@
 """Quantized GGUF export (issue 14, first formats): `rotq quantize --format gguf:T` for T in Q4_0,
-Q5_0, Q8_0, with RTN and GPTQ, on a random llama2.c model (with a tokenizer, so GPTQ calibrates):
+Q5_0, Q8_0 and Q6_K (float16 d times int8 sub-scales), with RTN and GPTQ, on a random llama2.c model (with a tokenizer, so GPTQ calibrates):
 - the file's decoder linears have type T, and PyPI gguf's dequantizer reads them back to exactly the
-  values of the same quantization exported as float32 (`--w-bits b --w-group 32 --w-scale-fp16`):
+  values of the same quantization exported as float32 (`--w-grid t`):
   the blocks hold the codes the quantizer chose, bit for bit;
 - rotq's own runner gives identical logits on the block file and on the float file.
 With SmolLM2 and llama-cpp-python present: the rotated Q4_0 file (fused rotations only) runs in
@@ -45,21 +45,24 @@ def logits(model, ids, out):
     return np.fromfile(out, dtype="<f4")
 
 
-BITS = {"Q4_0": 4, "Q5_0": 5, "Q8_0": 8}
+# (type, hidden, intermediate): Q6_K's blocks of 256 need rows of whole blocks
+TYPES = [("Q4_0", 64, 96), ("Q5_0", 64, 96), ("Q8_0", 64, 96), ("Q6_K", 256, 512)]
 
 
 def random_model_checks(tmp):
-    folder = os.path.join(tmp, "l2c")
-    os.mkdir(folder)
-    model, text = random_models.make_llama2c(folder)
     ids = list(range(3, 40))
-    for t, bits in BITS.items():
+    for t, dim, hidden in TYPES:
+        folder = os.path.join(tmp, f"l2c-{dim}")
+        if not os.path.isdir(folder):
+            os.mkdir(folder)
+            random_models.make_llama2c(folder, dim=dim, hidden=hidden)
+        model, text = os.path.join(folder, "model.bin"), os.path.join(folder, "text.txt")
         for meth in ([], ["--w-quant", "gptq", "--calib", text, "--nsamples", "4", "--calib-ctx", "64"]):
             name = f"{t} {'GPTQ' if meth else 'RTN'}"
             blocks, floats = os.path.join(tmp, "q.gguf"), os.path.join(tmp, "f.gguf")
             rotq("quantize", model, blocks, "--format", "gguf:" + t, "--rotate", "--quiet", "--force", *meth)
-            rotq("quantize", model, floats, "--rotate", "--r3", "off", "--r4", "off", "--w-bits", str(bits), "--w-group", "32",
-                 "--w-scale-fp16", "--w-clip", "--quiet", "--force", *meth)
+            rotq("quantize", model, floats, "--rotate", "--r3", "off", "--r4", "off", "--w-grid", t.lower(), "--w-clip",
+                 "--quiet", "--force", *meth)
             a, b = gguf.GGUFReader(blocks), gguf.GGUFReader(floats)
             ref = {x.name: x for x in b.tensors}
             linears = [x for x in a.tensors if x.name.startswith("blk.") and x.name.endswith(".weight") and len(x.shape) == 2]

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/model.h"
 #include "quant/quant.h"
 #include "testutil.h"
 
@@ -216,7 +217,49 @@ static void check_clip_helps(void) {
     CHECK(eb < 0.9 * ea, "clip search error %g vs plain %g", eb, ea);
 }
 
+/* Block-format scales: float16 scales (Q4_0's) are float16 values; Q6_K's super-block step makes
+ * every group scale d·sc with d float16, sc an integer in [1, 127], the largest exactly 127, and
+ * moves each scale by at most half a step of d; the codes then decode to those scales exactly. */
+static void check_block_scales(void) {
+    enum { R = 8, C = 512 };
+    static float w[R * C], ref[R * C];
+    for (int i = 0; i < R * C; i++) ref[i] = w[i] = (float)(nrand() * (i % 97 == 0 ? 8 : 1) * 0.02);
+    rotq_wq_format f16 = rotq_wq_format_make(4, false, 32, true);
+    f16.scale_fp16 = true;
+    rotq_qweight *q = NULL;
+    CHECK(rotq_rtn_quantize(w, R, C, &f16, &q) == ROTQ_OK, "rtn fp16");
+    for (int64_t g = 0; q && g < R * C / 32; g++)
+        CHECK((double)rotq_f16_to_f32(rotq_f32_to_f16((float)q->scale[g])) == q->scale[g], "group %lld scale %.9g not float16", (long long)g, q->scale[g]);
+    rotq_qweight_free(q);
+
+    double s[32], before[32];
+    for (int g = 0; g < 32; g++) before[g] = s[g] = 1e-3 * (1 + 3 * urand());
+    rotq_wq_format k6 = rotq_wq_format_make(6, false, 16, true);
+    k6.super_groups = 16;
+    k6.super_max = 127;
+    rotq_wq_super_scales(&k6, s, 32);
+    for (int b = 0; b < 2; b++) {
+        double mx = 0, d;
+        for (int g = 0; g < 16; g++) mx = fmax(mx, s[16 * b + g]);
+        d = mx / 127;
+        CHECK((double)rotq_f16_to_f32(rotq_f32_to_f16((float)d)) == d, "super-block %d: d %.9g not float16", b, d);
+        for (int g = 0; g < 16; g++) {
+            double sc = s[16 * b + g] / d;
+            CHECK(sc == nearbyint(sc) && sc >= 1 && sc <= 127 && d * sc == s[16 * b + g], "super-block %d group %d: sc %.9g", b, g, sc);
+            CHECK(fabs(s[16 * b + g] - before[16 * b + g]) <= 0.5 * d * (1 + 1e-9) + 1e-3 * 4 * 0x1p-11, "group %d moved %.3g (d %.3g)", g,
+                  s[16 * b + g] - before[16 * b + g], d);
+        }
+    }
+    memcpy(w, ref, sizeof w);
+    CHECK(rotq_rtn_quantize(w, R, C, &k6, &q) == ROTQ_OK, "rtn q6_k grid");
+    float back[R * C];
+    if (q) rotq_qweight_dequantize(q, back);
+    CHECK(q && memcmp(back, w, sizeof back) == 0, "the codes decode to the quantized weights");
+    rotq_qweight_free(q);
+}
+
 int main(void) {
+    check_block_scales();
     for (int bits = 2; bits <= 8; bits++) {
         check_against_reference(5, 64, bits, false, -1, false);
         check_against_reference(5, 64, bits, true, -1, false);

@@ -5,6 +5,7 @@
  * float32 result is rounded exactly where the reference (PyPI gguf, ggml) rounds it: one
  * operation per statement, so no compiler may fuse a multiply and an add into an FMA.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -183,29 +184,70 @@ static void deq_q8_k(const uint8_t *b, float *y) {
 }
 
 typedef void (*block_fn)(const uint8_t *block, float *y);
-/* The inverse for the formats rotq writes: 32 unsigned codes u (zero at 2^(bits-1), as the
- * symmetric weight grid numbers them) and the block's float16 scale d into one block. */
-typedef void (*pack_fn)(const uint8_t *u, uint16_t d, uint8_t *block);
+/* The inverse for the formats rotq writes: a block's unsigned codes u (zero at 2^(bits-1), as the
+ * symmetric weight grid numbers them) and its group scales (one per `group` elements) into the
+ * block; false when the scales are not what the format can store (checked, never rounded here). */
+typedef bool (*pack_fn)(const uint8_t *u, const double *scales, uint8_t *block);
 
-static void pack_q4_0(const uint8_t *u, uint16_t d, uint8_t *b) {
-    b[0] = (uint8_t)(d & 0xFF);
-    b[1] = (uint8_t)(d >> 8);
-    for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+static bool half_of(double s, uint16_t *h) {
+    *h = rotq_f32_to_f16((float)s);
+    return (double)rotq_f16_to_f32(*h) == s;
 }
 
-static void pack_q5_0(const uint8_t *u, uint16_t d, uint8_t *b) {
-    b[0] = (uint8_t)(d & 0xFF);
-    b[1] = (uint8_t)(d >> 8);
+static void put_half(uint8_t *b, uint16_t h) {
+    b[0] = (uint8_t)(h & 0xFF);
+    b[1] = (uint8_t)(h >> 8);
+}
+
+static bool pack_q4_0(const uint8_t *u, const double *scales, uint8_t *b) {
+    uint16_t d;
+    if (!half_of(scales[0], &d)) return false;
+    put_half(b, d);
+    for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+    return true;
+}
+
+static bool pack_q5_0(const uint8_t *u, const double *scales, uint8_t *b) {
+    uint16_t d;
+    if (!half_of(scales[0], &d)) return false;
+    put_half(b, d);
     uint32_t qh = 0;
     for (int j = 0; j < 32; j++) qh |= (uint32_t)((u[j] >> 4) & 1) << j;
     for (int k = 0; k < 4; k++) b[2 + k] = (uint8_t)(qh >> (8 * k));
     for (int j = 0; j < 16; j++) b[6 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+    return true;
 }
 
-static void pack_q8_0(const uint8_t *u, uint16_t d, uint8_t *b) {
-    b[0] = (uint8_t)(d & 0xFF);
-    b[1] = (uint8_t)(d >> 8);
+static bool pack_q8_0(const uint8_t *u, const double *scales, uint8_t *b) {
+    uint16_t d;
+    if (!half_of(scales[0], &d)) return false;
+    put_half(b, d);
     for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)((int)u[j] - 128);
+    return true;
+}
+
+/* Q6_K (the layout deq_q6_k reads): 16 groups of 16 whose scales are d·sc, sc int8, d float16; the
+ * quantizer makes the largest sc 127 (rotq_wq_super_scales), so d is the largest scale / 127. */
+static bool pack_q6_k(const uint8_t *u, const double *scales, uint8_t *b) {
+    double smax = 0.0;
+    for (int g = 0; g < 16; g++) smax = scales[g] > smax ? scales[g] : smax;
+    uint16_t dh;
+    double d = smax / 127.0;
+    if (!(d > 0) || !half_of(d, &dh)) return false;
+    d = rotq_f16_to_f32(dh);
+    for (int g = 0; g < 16; g++) {
+        double sc = scales[g] / d;
+        if (sc != nearbyint(sc) || sc < -128 || sc > 127 || d * sc != scales[g]) return false;
+        b[192 + g] = (uint8_t)(int8_t)sc;
+    }
+    memset(b, 0, 192);
+    for (int e = 0; e < 256; e++) {
+        int c = e / 128, r = e % 128;
+        b[64 * c + (r % 64)] |= (uint8_t)((u[e] & 0x0F) << (4 * (r / 64)));
+        b[128 + 32 * c + (r % 32)] |= (uint8_t)(((u[e] >> 4) & 3) << (2 * (r / 32)));
+    }
+    put_half(b + 208, dh);
+    return true;
 }
 
 /* One row per element type: its name, block geometry, and how a block becomes float32. */
@@ -214,25 +256,27 @@ typedef struct dtype_info {
     int64_t block_elems;
     uint64_t block_bytes;
     block_fn dequantize;      /* block formats (NULL for the plain ones, converted elementwise) */
-    pack_fn pack;             /* the block formats rotq writes (symmetric grids, one float16 scale) */
-    int32_t code_bits;        /* bits of their codes */
+    /* the block formats rotq writes: symmetric codes of code_bits, one scale per `group` elements,
+     * stored as float16 (super_max 0) or as d·sc with one float16 d per block and |sc| <= super_max */
+    pack_fn pack;
+    int32_t code_bits, group, super_max;
 } dtype_info;
 
 /* Block layouts as stored in GGUF files. Q8_1 is ggml's runtime-only type (two halves + 32 int8). */
 static const dtype_info DTYPES[ROTQ_DTYPE_COUNT] = {
     [ROTQ_F32] = {"f32", 1, 4},
     [ROTQ_F16] = {"f16", 1, 2},
-    [ROTQ_Q4_0] = {"q4_0", 32, 2 + 16, deq_q4_0, pack_q4_0, 4},
+    [ROTQ_Q4_0] = {"q4_0", 32, 2 + 16, deq_q4_0, pack_q4_0, 4, 32, 0},
     [ROTQ_Q4_1] = {"q4_1", 32, 2 + 2 + 16, deq_q4_1},
-    [ROTQ_Q5_0] = {"q5_0", 32, 2 + 4 + 16, deq_q5_0, pack_q5_0, 5},
+    [ROTQ_Q5_0] = {"q5_0", 32, 2 + 4 + 16, deq_q5_0, pack_q5_0, 5, 32, 0},
     [ROTQ_Q5_1] = {"q5_1", 32, 2 + 2 + 4 + 16, deq_q5_1},
-    [ROTQ_Q8_0] = {"q8_0", 32, 2 + 32, deq_q8_0, pack_q8_0, 8},
+    [ROTQ_Q8_0] = {"q8_0", 32, 2 + 32, deq_q8_0, pack_q8_0, 8, 32, 0},
     [ROTQ_Q8_1] = {"q8_1", 32, 2 + 2 + 32},
     [ROTQ_Q2_K] = {"q2_k", 256, 16 + 64 + 2 + 2, deq_q2_k},
     [ROTQ_Q3_K] = {"q3_k", 256, 32 + 64 + 12 + 2, deq_q3_k},
     [ROTQ_Q4_K] = {"q4_k", 256, 2 + 2 + 12 + 128, deq_q4_k},
     [ROTQ_Q5_K] = {"q5_k", 256, 2 + 2 + 12 + 32 + 128, deq_q5_k},
-    [ROTQ_Q6_K] = {"q6_k", 256, 128 + 64 + 16 + 2, deq_q6_k},
+    [ROTQ_Q6_K] = {"q6_k", 256, 128 + 64 + 16 + 2, deq_q6_k, pack_q6_k, 6, 16, 127},
     [ROTQ_Q8_K] = {"q8_k", 256, 4 + 256 + 32, deq_q8_k},
     [ROTQ_I8] = {"i8", 1, 1},
     [ROTQ_I16] = {"i16", 1, 2},
@@ -281,24 +325,27 @@ bool rotq_dtype_is_float(rotq_dtype dt) {
     return dt == ROTQ_F32 || dt == ROTQ_F16 || dt == ROTQ_BF16 || dt == ROTQ_F64;
 }
 
-int32_t rotq_dtype_pack_bits(rotq_dtype dt) {
+bool rotq_dtype_grid(rotq_dtype dt, rotq_block_grid *g) {
     const dtype_info *d = info(dt);
-    return d && d->pack ? d->code_bits : 0;
+    if (!d || !d->pack) return false;
+    if (g) *g = (rotq_block_grid){.bits = d->code_bits, .group = d->group, .super_groups = d->super_max ? d->block_elems / d->group : 0,
+                                  .super_max = d->super_max};
+    return true;
 }
 
 rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, int64_t n, void *dst) {
     const dtype_info *d = info(dt);
-    if (!d || !d->pack) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes %s blocks only from Q4_0, Q5_0 and Q8_0 grids", rotq_dtype_name(dt));
+    if (!d || !d->pack) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q5_0, Q8_0 and Q6_K blocks, not %s", rotq_dtype_name(dt));
     if (n % d->block_elems) return rotq_fail(ROTQ_ERR_ARG, "%s: %lld values are not whole blocks of %lld", d->name, (long long)n, (long long)d->block_elems);
     uint8_t *out = dst;
+    int64_t groups_per_block = d->block_elems / d->group;
     for (int64_t b = 0; b < n / d->block_elems; b++) {
-        uint16_t h = rotq_f32_to_f16((float)scales[b]);
-        if ((double)rotq_f16_to_f32(h) != scales[b])
-            return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: scale %.9g is not a float16 value (quantize with float16 scales)", d->name, (long long)b, scales[b]);
         for (int64_t j = 0; j < d->block_elems; j++)
             if (u[b * d->block_elems + j] >> d->code_bits)
                 return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: code %d needs more than %d bits", d->name, (long long)b, u[b * d->block_elems + j], d->code_bits);
-        d->pack(u + b * d->block_elems, h, out + (uint64_t)b * d->block_bytes);
+        if (!d->pack(u + b * d->block_elems, scales + b * groups_per_block, out + (uint64_t)b * d->block_bytes))
+            return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: its scales (first %.9g) are not what the format stores (float16%s); quantize on its grid",
+                             d->name, (long long)b, scales[b * groups_per_block], d->super_max ? " times a small integer" : "");
     }
     return ROTQ_OK;
 }

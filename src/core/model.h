@@ -172,9 +172,13 @@ uint16_t rotq_f32_to_bf16(float f);              /* round to nearest even, NaN k
 
 /* Dequantizes n elements of a (possibly block-quantized) buffer to float32. src/io/gguf_quant.c */
 rotq_status rotq_dequantize(rotq_dtype dt, const void *src, float *dst, int64_t n);
-/* Block formats rotq writes (Q4_0, Q5_0, Q8_0): the bits of their codes (0 for any other type), and
- * n codes u (unsigned, zero at 2^(bits-1)) with one float16-exact scale per block packed into dst. */
-int32_t rotq_dtype_pack_bits(rotq_dtype dt);
+/* The grid of a block format rotq writes (Q4_0, Q5_0, Q8_0, Q6_K): symmetric codes of `bits`, one
+ * scale per `group` elements, stored as float16 (super_groups 0) or, per block of super_groups
+ * groups, as d·sc with d float16 and integer |sc| <= super_max. false for any other type. */
+typedef struct rotq_block_grid { int32_t bits, group, super_groups, super_max; } rotq_block_grid;
+bool rotq_dtype_grid(rotq_dtype dt, rotq_block_grid *g);
+/* n codes u (unsigned, zero at 2^(bits-1)) with their group scales, packed into dt's blocks;
+ * ROTQ_ERR_ARG when a scale or code is not what the format stores. */
 rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, int64_t n, void *dst);
 
 /* ---- files ---- */

@@ -139,7 +139,7 @@ typedef struct out_tensor {
 
 static rotq_dtype output_dtype(const rotq_tensor *t, rotq_dtype requested) {
     if (gguf_dtype_is_int(t->dtype)) return t->dtype;
-    if (rotq_dtype_pack_bits(t->dtype)) return t->dtype; /* blocks a quantizer packed (rotq_model_pack_weights) */
+    if (rotq_dtype_grid(t->dtype, NULL)) return t->dtype; /* blocks a quantizer packed (rotq_model_pack_weights) */
     if (requested == ROTQ_DTYPE_INVALID) {
         if (t->dtype == ROTQ_F32 || t->dtype == ROTQ_F16 || t->dtype == ROTQ_BF16) return t->dtype;
         return ROTQ_F32; /* f64 and block types */

@@ -173,8 +173,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     c.r = r;
     c.o = o;
     c.rep = rep;
-    c.fmt = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
-    c.fmt.scale_fp16 = o->w_scale_fp16;
+    c.fmt = rotq_wq_format_from_options(o);
     ROTQ_TRY(rotq_wq_format_check(&c.fmt));
     c.ns = ns;
     c.T = T;

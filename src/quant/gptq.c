@@ -121,7 +121,8 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                              (long long)(i / cols), (long long)(i % cols), (double)w[i]);
     int64_t group = f->group > 0 && f->group < cols ? f->group : 0;
     int64_t n_groups = group ? (cols + group - 1) / group : 1;
-    bool static_groups = group && o->static_groups;
+    /* a super-block format ties each row's group scales together: they are all chosen up front */
+    bool static_groups = group && (o->static_groups || f->super_groups > 0);
     int64_t B = o->block < cols ? o->block : cols;
     int32_t maxq = rotq_wq_maxq(f);
     const double *U = h->U;
@@ -155,11 +156,13 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                 if (!group) rotq_wq_params(orig, cols, f, &S[r], &Z[r]);
                 for (int64_t c = 0; c < cols; c++)
                     if (h->dead[c]) orig[c] = 0.0;
-                if (static_groups)
+                if (static_groups) {
                     for (int64_t g = 0; g < n_groups; g++) {
                         int64_t g0 = g * group, n = cols - g0 < group ? cols - g0 : group;
                         rotq_wq_params(orig + g0, n, f, &S[r * n_groups + g], &Z[r * n_groups + g]);
                     }
+                    rotq_wq_super_scales(f, S + r * n_groups, n_groups);
+                }
                 for (int64_t c = 0; c < cols; c++) W[r * cols + c] = orig[perm[c]];
             }
             free(orig);

@@ -1,6 +1,6 @@
 /* Weights as GGUF blocks (issue 14, first formats): a quantizer run on a block format's own grid
- * (rotq_quant_grid_for_dtype: its bits, blocks of 32 along the input, symmetric codes, float16
- * scales) leaves codes whose decoded values are the block format's values exactly; packing them
+ * (rotq_quant_grid_for_dtype: its bits, its groups along the input, symmetric codes, its scale
+ * encoding: float16, or Q6_K's float16 d times int8 sub-scales) leaves codes whose decoded values are the block format's values exactly; packing them
  * writes the codes GPTQ (or RTN) chose, bit for bit. */
 #include <stdlib.h>
 #include <string.h>
@@ -8,29 +8,30 @@
 #include "core/model.h"
 #include "quant/quant.h"
 
-enum { BLOCK = 32 };
-
 rotq_status rotq_quant_grid_for_dtype(rotq_quant_options *o, rotq_dtype t) {
-    int32_t bits = rotq_dtype_pack_bits(t);
-    if (!bits)
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q5_0 and Q8_0 blocks so far, not %s", rotq_dtype_name(t));
-    o->w_bits = bits;
+    rotq_block_grid g;
+    if (!rotq_dtype_grid(t, &g))
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q5_0, Q8_0 and Q6_K blocks so far, not %s", rotq_dtype_name(t));
+    o->w_bits = g.bits;
     o->w_asym = false;
-    o->w_group = BLOCK;
-    o->w_scale_fp16 = true;
+    o->w_group = g.group;
+    o->w_grid = t;
     if (o->w_method == ROTQ_WQ_NONE) o->w_method = ROTQ_WQ_RTN;
     return ROTQ_OK;
 }
 
 /* One tensor: checks that its codes sit on t's grid, packs them, and checks that the blocks decode
  * to the values the tensor holds now (what the quantizer simulated) before replacing them. */
-static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, int32_t bits) {
+static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, const rotq_block_grid *grid) {
     const rotq_qweight *q = x->codes;
-    if (q->bits != bits || q->asym || q->group != BLOCK || q->cols % BLOCK)
-        return rotq_fail(ROTQ_ERR_ARG, "%s: quantized as %d-bit %s with groups of %lld, not on the %s grid (%d-bit symmetric, blocks of 32)",
-                         x->name, q->bits, q->asym ? "asym" : "sym", (long long)q->group, rotq_dtype_name(t), bits);
-    int64_t rows = q->rows, cols = q->cols, nb = cols / BLOCK;
-    for (int64_t g = 0; g < rows * nb; g++)
+    int32_t bits = grid->bits;
+    int64_t block = rotq_dtype_block_size(t);
+    if (q->bits != bits || q->asym || q->group != grid->group || q->cols % block)
+        return rotq_fail(ROTQ_ERR_ARG, "%s: quantized as %d-bit %s with groups of %lld over %lld columns, not on the %s grid (%d-bit symmetric, groups of %d, rows of whole blocks of %lld)",
+                         x->name, q->bits, q->asym ? "asym" : "sym", (long long)q->group, (long long)q->cols, rotq_dtype_name(t), bits,
+                         grid->group, (long long)block);
+    int64_t rows = q->rows, cols = q->cols, nb = cols / block, ng = cols / grid->group;
+    for (int64_t g = 0; g < rows * ng; g++)
         if (q->zero[g] != 1 << (bits - 1))
             return rotq_fail(ROTQ_ERR_ARG, "%s: group %lld has zero code %d, not %d", x->name, (long long)g, q->zero[g], 1 << (bits - 1));
     uint64_t row_bytes = (uint64_t)nb * rotq_dtype_block_bytes(t), total = row_bytes * (uint64_t)rows;
@@ -39,7 +40,7 @@ static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, int32_t bits) {
     rotq_status s = blocks && check && now ? ROTQ_OK : rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory packing", x->name);
     rotq_tensor row_view = *x;
     for (int64_t r = 0; s == ROTQ_OK && r < rows; r++) {
-        s = rotq_block_pack(t, q->u + r * cols, q->scale + r * nb, cols, blocks + (uint64_t)r * row_bytes);
+        s = rotq_block_pack(t, q->u + r * cols, q->scale + r * ng, cols, blocks + (uint64_t)r * row_bytes);
         if (s == ROTQ_OK) s = rotq_dequantize(t, blocks + (uint64_t)r * row_bytes, check, cols);
         row_view.data = (uint8_t *)x->data + (uint64_t)r * (x->nbytes / (uint64_t)rows);
         row_view.nbytes = x->nbytes / (uint64_t)rows;
@@ -65,13 +66,14 @@ static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, int32_t bits) {
 }
 
 rotq_status rotq_model_pack_weights(rotq_model *m, rotq_dtype t, int64_t *n_packed) {
-    int32_t bits = rotq_dtype_pack_bits(t);
-    if (!bits) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q5_0 and Q8_0 blocks so far, not %s", rotq_dtype_name(t));
+    rotq_block_grid grid;
+    if (!rotq_dtype_grid(t, &grid))
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q5_0, Q8_0 and Q6_K blocks so far, not %s", rotq_dtype_name(t));
     int64_t n = 0;
     for (int64_t i = 0; i < m->n_tensors; i++) {
         rotq_tensor *x = &m->tensors[i];
         if (!x->codes) continue;
-        ROTQ_TRY(pack_tensor(x, t, bits));
+        ROTQ_TRY(pack_tensor(x, t, &grid));
         n++;
     }
     if (n_packed) *n_packed = n;

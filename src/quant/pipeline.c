@@ -15,6 +15,7 @@ rotq_quant_options rotq_quant_defaults(void) {
     o.w_method = ROTQ_WQ_NONE;
     o.w_bits = 16;
     o.w_group = -1;
+    o.w_grid = ROTQ_DTYPE_INVALID;
     o.gptq = rotq_gptq_defaults();
     o.act = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
     o.k = o.v = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
@@ -46,12 +47,28 @@ rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
     return ROTQ_OK;
 }
 
+rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o) {
+    rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
+    f.scale_fp16 = o->w_scale_fp16;
+    rotq_block_grid g;
+    if (rotq_dtype_grid(o->w_grid, &g)) {
+        f.super_groups = g.super_groups;
+        f.super_max = g.super_max;
+        f.scale_fp16 = g.super_groups == 0; /* a super-block format rounds d, not the group scales */
+    }
+    return f;
+}
+
 rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
     if (o->w_method != ROTQ_WQ_NONE && (o->w_bits < 2 || (o->w_bits > 8 && o->w_bits != 16)))
         return rotq_fail(ROTQ_ERR_ARG, "quant: %d-bit weights (2..8 bits, or 16 for float)", o->w_bits);
+    rotq_block_grid grid;
+    if (rotq_dtype_grid(o->w_grid, &grid) && o->w_method != ROTQ_WQ_NONE &&
+        (grid.bits != o->w_bits || o->w_asym || o->w_group != grid.group))
+        return rotq_fail(ROTQ_ERR_ARG, "quant: the weights are to take the %s grid but are set to %d-bit %s groups of %lld (use rotq_quant_grid_for_dtype)",
+                         rotq_dtype_name(o->w_grid), o->w_bits, o->w_asym ? "asym" : "sym", (long long)o->w_group);
     if (o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) {
-        rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
-        f.scale_fp16 = o->w_scale_fp16;
+        rotq_wq_format f = rotq_wq_format_from_options(o);
         ROTQ_TRY(rotq_wq_format_check(&f));
         if (o->w_group == 0) return rotq_fail(ROTQ_ERR_ARG, "quant: weight group 0 (use -1 for per channel)");
     }
@@ -153,8 +170,7 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
 
     if (o->w_method == ROTQ_WQ_RTN) {
         double t0 = rotq_now_s();
-        rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
-        f.scale_fp16 = o->w_scale_fp16;
+        rotq_wq_format f = rotq_wq_format_from_options(o);
         for (int32_t l = 0; l < L; l++) {
             rotq_role roles[8];
             rotq_tensor *ts[8];

@@ -32,7 +32,16 @@ typedef struct rotq_wq_format {
     int32_t grid;     /* 100: ratios 1, 0.99, ... */
     double maxshrink; /* 0.8: ratios 1 - i/grid for i < floor(maxshrink·grid) (1 down to 0.21) */
     bool scale_fp16;  /* scales rounded to float16 (what GGUF blocks store), the clip search included */
+    int32_t super_groups, super_max; /* > 0: every super_groups groups share a float16 d and the group
+                                        scales become d·sc, integer sc <= super_max (Q6_K: 16, 127) */
 } rotq_wq_format;
+
+/* The weight format of quantization options (bits, grid, group, clip search, and a block type's
+ * own scale encoding when o->w_grid names one). */
+rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o);
+/* The super-block step of formats with super_groups: the ng group scales of one row (already
+ * chosen, e.g. by the clip search) become d·round(s/d), d = float16(max s / super_max) per block. */
+void rotq_wq_super_scales(const rotq_wq_format *f, double *s, int64_t ng);
 
 /* bits-bit weight format with the reference search constants. */
 rotq_wq_format rotq_wq_format_make(int32_t bits, bool asym, int64_t group, bool mse);

@@ -164,6 +164,22 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
     *zero = z;
 }
 
+void rotq_wq_super_scales(const rotq_wq_format *f, double *s, int64_t ng) {
+    if (f->super_groups <= 0) return;
+    for (int64_t g0 = 0; g0 < ng; g0 += f->super_groups) {
+        int64_t n = ng - g0 < f->super_groups ? ng - g0 : f->super_groups;
+        double smax = 0.0;
+        for (int64_t g = 0; g < n; g++) smax = s[g0 + g] > smax ? s[g0 + g] : smax;
+        /* the largest scale gets sc = super_max exactly, so the writer finds d again as max / super_max */
+        double d = to_fp16(smax / f->super_max);
+        for (int64_t g = 0; g < n; g++) {
+            double sc = nearbyint(s[g0 + g] / d);
+            sc = sc < 1 ? 1 : sc > f->super_max ? f->super_max : sc;
+            s[g0 + g] = d * sc;
+        }
+    }
+}
+
 /* ---- quantized weights -------------------------------------------------------------------------- */
 
 rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const rotq_wq_format *f, rotq_qweight **out) {
@@ -244,13 +260,18 @@ rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_w
             if (!row) continue;
             float *wr = w + r * cols;
             for (int64_t c = 0; c < cols; c++) row[c] = wr[c];
+            /* every group's scale first (a super-block format then ties them together), then the codes */
             for (int64_t g0 = 0; g0 < cols; g0 += group) {
                 int64_t n = cols - g0 < group ? cols - g0 : group, gi = r * ng + g0 / group;
-                double s, z;
-                rotq_wq_params(row + g0, n, f, &s, &z);
-                q->scale[gi] = s;
+                double z;
+                rotq_wq_params(row + g0, n, f, &q->scale[gi], &z);
                 q->zero[gi] = rotq_wq_zero_code(z, maxq, f->asym);
-                for (int64_t c = g0; c < g0 + n; c++) q->u[r * cols + c] = rotq_wq_encode(row[c], s, z, maxq, f->asym);
+            }
+            rotq_wq_super_scales(f, q->scale + r * ng, ng);
+            for (int64_t c = 0; c < cols; c++) {
+                int64_t gi = r * ng + c / group;
+                /* the zero code is the grid's: z itself (asym) or unused (sym) */
+                q->u[r * cols + c] = rotq_wq_encode(row[c], q->scale[gi], f->asym ? (double)q->zero[gi] : 0.0, maxq, f->asym);
             }
         }
         free(row);
