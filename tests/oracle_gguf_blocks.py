@@ -100,6 +100,10 @@ def smollm2_in_llamacpp(tmp):
     rec = bytes(rec.parts[rec.data[0]]).decode() if rec else ""
     check("r1" in rec and '"r3"' not in rec and '"r4"' not in rec,
           f"SmolLM2: R1 recorded, no online rotation in the file (llama.cpp could not run it): {rec[:160]}")
+    p = subprocess.run([ROTQ, "quantize", smol, os.path.join(tmp, "q6k.gguf"), "--format", "gguf:Q6_K", "--quiet"],
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 1 and "576 input columns" in p.stderr and not os.path.exists(os.path.join(tmp, "q6k.gguf")),
+          f"SmolLM2 as Q6_K (rows of 576, not whole blocks of 256) is refused before the work: {p.stderr.strip()[:160]}")
     llm_q, llm_f = load_llama(q40, 256), load_llama(same, 256)
     text = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
     ids = llm_q.tokenize(text[:3000].encode(), add_bos=True)[:160]

@@ -162,8 +162,13 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
         rotq_role roles[8];
         rotq_tensor *ts[8];
         int n = rotq_quant_layer_linears(m, l, roles, ts);
+        int64_t block = rotq_dtype_grid(o->w_grid, NULL) ? rotq_dtype_block_size(o->w_grid) : 1;
         for (int i = 0; i < n; i++) {
             if (ts[i]->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "quant: %s is not a matrix", ts[i]->name);
+            /* said before any work: a block format needs rows of whole blocks */
+            if (ts[i]->shape[1] % block)
+                return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: %s has %lld input columns, not whole %s blocks of %lld (per-tensor types are not written yet: choose a type with blocks of 32)",
+                                 ts[i]->name, (long long)ts[i]->shape[1], rotq_dtype_name(o->w_grid), (long long)block);
             ROTQ_TRY(own_f32(ts[i]));
         }
     }
