@@ -87,6 +87,8 @@ typedef enum rotq_dtype {
 } rotq_dtype;
 
 ROTQ_API const char *rotq_dtype_name(rotq_dtype t);
+/* Storage bits per element (4.5 for Q4_0, 6.5625 for Q6_K, 16 for F16); 0 when unknown. */
+ROTQ_API double rotq_dtype_bits_per_weight(rotq_dtype t);
 /* Parses "f32", "F16", "bf16", "q4_0", ... ; ROTQ_DTYPE_INVALID when unknown. */
 ROTQ_API rotq_dtype rotq_dtype_from_name(const char *name);
 

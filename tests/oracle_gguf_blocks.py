@@ -7,7 +7,7 @@ Q5_0, Q8_0 and Q6_K (float16 d times int8 sub-scales), with RTN and GPTQ, on a r
 With SmolLM2 and llama-cpp-python present: the rotated Q4_0 file (fused rotations only) runs in
 llama.cpp, whose logits agree with rotq's on the same file (llama.cpp multiplies Q4_0 by Q8_0
 activations, so within a tolerance), and a file with online rotations is not what --format writes."""
-import os, subprocess, sys, tempfile
+import json, os, subprocess, sys, tempfile
 
 import numpy as np
 
@@ -74,6 +74,11 @@ def random_model_checks(tmp):
                 want = np.array(ref[x.name].data, dtype=np.float32).reshape(got.shape)
                 worst = max(worst, float(np.abs(got - want).max()))
             check(worst == 0.0, f"{name}: gguf's dequantizer gives exactly the quantized float export (max |diff| {worst:g})")
+            if not meth:
+                info = json.loads(rotq("info", blocks, "--json").stdout)
+                want = 8.0 * sum(int(x.n_bytes) for x in a.tensors) / sum(int(x.n_elements) for x in a.tensors)
+                check(abs(info["file_bits_per_weight"] - want) < 1e-6 * want and info["file_dtypes"].get(t.lower()) == 14,
+                      f"{name}: rotq info says {info['file_bits_per_weight']:.4f} bits per weight and 14 {t} tensors (gguf: {want:.4f})")
             la, lb = logits(blocks, ids, os.path.join(tmp, "a.f32")), logits(floats, ids, os.path.join(tmp, "b.f32"))
             check(np.array_equal(la, lb), f"{name}: rotq's logits on the block file equal those on the float file")
 

@@ -29,7 +29,7 @@ static const char *help =
 typedef struct site { const char *name, *where; int64_t n; } site;
 
 static void print_text(const char *path, const rotq_model *m, const rotq_hparams *hp, const rotq_model_layout *lay,
-                       int64_t n_tensors, const int64_t *file_dtype_count, const site *sites, int n_sites,
+                       int64_t n_tensors, const int64_t *file_dtype_count, double bpw, const site *sites, int n_sites,
                        char (*how)[192], const char *norm_name, bool list) {
     printf("model          %s (%s)\n", path, format_name(lay->source_format));
     printf("architecture   %s\n", hp->arch);
@@ -50,7 +50,7 @@ static void print_text(const char *path, const rotq_model *m, const rotq_hparams
     printf("dtypes         ");
     for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
         if (file_dtype_count[d]) printf("%s x%lld  ", rotq_dtype_name((rotq_dtype)d), (long long)file_dtype_count[d]);
-    printf("(in the file)\n");
+    printf("(in the file, %.2f bits per weight)\n", bpw);
     printf("rotation sites\n");
     for (int s = 0; s < n_sites; s++)
         printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n, how[s]);
@@ -59,7 +59,8 @@ static void print_text(const char *path, const rotq_model *m, const rotq_hparams
         for (int64_t i = 0; i < n_tensors; i++) {
             rotq_tensor_info t;
             if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
-            printf("  %-52s %-14s %-5s [", t.name, t.role_name[0] ? t.role_name : "-", rotq_dtype_name(t.dtype));
+            printf("  %-52s %-14s %-5s %-5s %5.2f bpw [", t.name, t.role_name[0] ? t.role_name : "-", rotq_dtype_name(t.dtype),
+                   rotq_dtype_name(t.file_dtype), rotq_dtype_bits_per_weight(t.file_dtype));
             for (int d = 0; d < t.n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t.shape[d]);
             printf("]\n");
         }
@@ -90,9 +91,14 @@ int cmd_info(int argc, char **argv) {
     const rotq_hparams *hp = &hps;
     int64_t n_tensors = rotq_model_n_tensors(m);
     int64_t dtype_count[ROTQ_DTYPE_COUNT] = {0}, file_dtype_count[ROTQ_DTYPE_COUNT] = {0};
+    double file_bits = 0.0, numel = 0.0;
     for (int64_t i = 0; i < n_tensors; i++) {
         rotq_tensor_info t;
         if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
+        double n = 1.0;
+        for (int d = 0; d < t.n_dims; d++) n *= (double)t.shape[d];
+        numel += n;
+        file_bits += n * rotq_dtype_bits_per_weight(t.file_dtype);
         if (t.dtype >= 0 && t.dtype < ROTQ_DTYPE_COUNT) dtype_count[t.dtype]++;
         if (t.file_dtype >= 0 && t.file_dtype < ROTQ_DTYPE_COUNT) file_dtype_count[t.file_dtype]++;
     }
@@ -131,6 +137,7 @@ int cmd_info(int argc, char **argv) {
     }
     json_object_set_new(j, "dtypes", dts);
     json_object_set_new(j, "file_dtypes", fdts);
+    json_object_set_new(j, "file_bits_per_weight", json_real(numel > 0 ? file_bits / numel : 0.0));
     json_t *js = json_array();
     char how[n_sites][192];
     for (int s = 0; s < n_sites; s++) {
@@ -159,7 +166,7 @@ int cmd_info(int argc, char **argv) {
         puts(text);
         free(text);
     } else {
-        print_text(path, m, hp, &lay, n_tensors, file_dtype_count, sites, n_sites, how, norm_name, list);
+        print_text(path, m, hp, &lay, n_tensors, file_dtype_count, numel > 0 ? file_bits / numel : 0.0, sites, n_sites, how, norm_name, list);
     }
     json_decref(j);
     rotq_model_free(m);

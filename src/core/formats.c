@@ -291,6 +291,11 @@ static const dtype_info *info(rotq_dtype dt) {
     return &DTYPES[dt];
 }
 
+double rotq_dtype_bits_per_weight(rotq_dtype dt) {
+    const dtype_info *d = info(dt);
+    return d ? 8.0 * (double)d->block_bytes / (double)d->block_elems : 0.0;
+}
+
 const char *rotq_dtype_name(rotq_dtype dt) {
     const dtype_info *d = info(dt);
     return d ? d->name : "invalid";
