@@ -332,8 +332,9 @@ typedef struct rotq_quant_report {
 
 /* Defaults: nothing quantized; GPTQ knobs as the reference; 128 × 2048 calibration, seed 0. */
 ROTQ_API rotq_quant_options rotq_quant_defaults(void);
-/* Quantized GGUF export (Q4_0, Q5_0, Q8_0 so far): rotq_quant_grid_for_dtype sets o's weight grid to
- * block type t's own (its bits, symmetric, blocks of 32, float16 scales), so RTN/GPTQ choose the
+/* Quantized GGUF export (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q6_K so far): rotq_quant_grid_for_dtype sets
+ * o's weight grid to block type t's own (its bits, groups, zero and scale encoding: float16 scales;
+ * Q4_1/Q5_1's min as −d·z with d of 7/6 mantissa bits; Q6_K's int8 sub-scales), so RTN/GPTQ choose the
  * codes the file will hold; after rotq_quant_model, rotq_model_pack_weights turns every weight with
  * codes into t's blocks (checking they decode to exactly the quantized values). Such a model is
  * then saved as GGUF (the other tensors keep their float type). */

@@ -1,5 +1,6 @@
 """Quantized GGUF export (issue 14, first formats): `rotq quantize --format gguf:T` for T in Q4_0,
-Q5_0, Q8_0 and Q6_K (float16 d times int8 sub-scales), with RTN and GPTQ, on a random llama2.c model (with a tokenizer, so GPTQ calibrates):
+Q4_1, Q5_0, Q5_1 (a float16 min: −d·z with d of 7/6 mantissa bits), Q8_0 and Q6_K (float16 d times
+int8 sub-scales), with RTN and GPTQ, on a random llama2.c model (with a tokenizer, so GPTQ calibrates):
 - the file's decoder linears have type T, and PyPI gguf's dequantizer reads them back to exactly the
   values of the same quantization exported as float32 (`--w-grid t`):
   the blocks hold the codes the quantizer chose, bit for bit;
@@ -46,7 +47,7 @@ def logits(model, ids, out):
 
 
 # (type, hidden, intermediate): Q6_K's blocks of 256 need rows of whole blocks
-TYPES = [("Q4_0", 64, 96), ("Q5_0", 64, 96), ("Q8_0", 64, 96), ("Q6_K", 256, 512)]
+TYPES = [("Q4_0", 64, 96), ("Q4_1", 64, 96), ("Q5_0", 64, 96), ("Q5_1", 64, 96), ("Q8_0", 64, 96), ("Q6_K", 256, 512)]
 
 
 def random_model_checks(tmp):

@@ -232,6 +232,22 @@ static void check_block_scales(void) {
         CHECK((double)rotq_f16_to_f32(rotq_f32_to_f16((float)q->scale[g])) == q->scale[g], "group %lld scale %.9g not float16", (long long)g, q->scale[g]);
     rotq_qweight_free(q);
 
+    /* Q4_1's grid: asymmetric, scales of 7 mantissa bits, so the stored min −d·z is a float16 */
+    rotq_wq_format q41 = rotq_wq_format_make(4, true, 32, true);
+    q41.scale_fp16 = true;
+    q41.scale_mant_bits = 7;
+    memcpy(w, ref, sizeof w);
+    CHECK(rotq_rtn_quantize(w, R, C, &q41, &q) == ROTQ_OK, "rtn q4_1 grid");
+    for (int64_t g = 0; q && g < R * C / 32; g++) {
+        double d = q->scale[g], m = -d * q->zero[g];
+        int e;
+        double frac = frexp(d, &e);
+        CHECK(ldexp(frac, 7) == nearbyint(ldexp(frac, 7)), "group %lld: scale %.9g has more than 7 mantissa bits", (long long)g, d);
+        CHECK((double)rotq_f16_to_f32(rotq_f32_to_f16((float)m)) == m && q->zero[g] >= 0 && q->zero[g] <= 15,
+              "group %lld: min %.9g (zero %d) is not a float16", (long long)g, m, q->zero[g]);
+    }
+    rotq_qweight_free(q);
+
     double s[32], before[32];
     for (int g = 0; g < 32; g++) before[g] = s[g] = 1e-3 * (1 + 3 * urand());
     rotq_wq_format k6 = rotq_wq_format_make(6, false, 16, true);

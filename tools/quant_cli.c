@@ -22,8 +22,8 @@ const char *quant_cli_help =
     "  --w-asym           asymmetric grid (default symmetric)\n"
     "  --w-clip / --no-w-clip  search the clip ratio minimizing sum |w-q|^2.4 per row/group (QuaRot)\n"
     "  --w-scale-fp16     round the scales to float16, the clip search included (as GGUF blocks store them)\n"
-    "  --w-grid T         the weight grid of GGUF block type T (q4_0, q5_0, q8_0, q6_k): its bits, groups and\n"
-    "                     scale encoding, weights kept as float (what a GGUF export of type T holds)\n"
+    "  --w-grid T         the weight grid of GGUF block type T (q4_0, q4_1, q5_0, q5_1, q8_0, q6_k): its bits,\n"
+    "                     groups and scale encoding, weights kept as float (what a GGUF export of type T holds)\n"
     "  --act-order        GPTQ: columns by decreasing Hessian diagonal (static groups with --w-group)\n"
     "  --static-groups / --no-static-groups  GPTQ group scales from the unmodified weights\n"
     "  --percdamp F       GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
@@ -94,7 +94,7 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         else if (cli_is(a, "--w-grid")) {
             rotq_dtype t = (v = cli_value(argc, argv, &i)) ? rotq_dtype_from_name(v) : ROTQ_DTYPE_INVALID;
             if (!v || rotq_quant_grid_for_dtype(&c->q, t) != ROTQ_OK)
-                return -cli_usage(cmd, "--w-grid needs q4_0, q5_0, q8_0 or q6_k");
+                return -cli_usage(cmd, "--w-grid needs q4_0, q4_1, q5_0, q5_1, q8_0 or q6_k");
         }
         else if (cli_flag(a, "--act-order")) c->q.gptq.act_order = true;
         else if (cli_flag(a, "--static-groups")) { c->q.gptq.static_groups = true; c->static_groups_set = true; }
@@ -214,11 +214,11 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
             if (!(c->tokenizer = cli_value(argc, argv, &i))) return cli_usage(cmd, "--tokenizer needs a file");
         } else if (cli_is(a, "--format") && strcmp(cmd, "quantize") == 0) {
             if (!(v = cli_value(argc, argv, &i)) || strncmp(v, "gguf:", 5) != 0)
-                return cli_usage(cmd, "--format needs gguf:Q4_0, gguf:Q5_0, gguf:Q8_0 or gguf:Q6_K");
+                return cli_usage(cmd, "--format needs gguf:Q4_0, gguf:Q4_1, gguf:Q5_0, gguf:Q5_1, gguf:Q8_0 or gguf:Q6_K");
             rotq_dtype t = rotq_dtype_from_name(v + 5); /* any case */
             rotq_quant_options probe = c->q;
             if (rotq_quant_grid_for_dtype(&probe, t) != ROTQ_OK)
-                return cli_usage(cmd, "--format %s: rotq writes gguf:Q4_0, gguf:Q5_0, gguf:Q8_0 and gguf:Q6_K so far", v);
+                return cli_usage(cmd, "--format %s: rotq writes gguf:Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q6_K so far", v);
             c->pack_dtype = t;
             c->out_format = 2;
         } else if (cli_is(a, "--to")) {

@@ -187,7 +187,7 @@ typedef void (*block_fn)(const uint8_t *block, float *y);
 /* The inverse for the formats rotq writes: a block's unsigned codes u (zero at 2^(bits-1), as the
  * symmetric weight grid numbers them) and its group scales (one per `group` elements) into the
  * block; false when the scales are not what the format can store (checked, never rounded here). */
-typedef bool (*pack_fn)(const uint8_t *u, const double *scales, uint8_t *block);
+typedef bool (*pack_fn)(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *block);
 
 static bool half_of(double s, uint16_t *h) {
     *h = rotq_f32_to_f16((float)s);
@@ -199,7 +199,8 @@ static void put_half(uint8_t *b, uint16_t h) {
     b[1] = (uint8_t)(h >> 8);
 }
 
-static bool pack_q4_0(const uint8_t *u, const double *scales, uint8_t *b) {
+static bool pack_q4_0(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+    (void)zeros;
     uint16_t d;
     if (!half_of(scales[0], &d)) return false;
     put_half(b, d);
@@ -207,7 +208,8 @@ static bool pack_q4_0(const uint8_t *u, const double *scales, uint8_t *b) {
     return true;
 }
 
-static bool pack_q5_0(const uint8_t *u, const double *scales, uint8_t *b) {
+static bool pack_q5_0(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+    (void)zeros;
     uint16_t d;
     if (!half_of(scales[0], &d)) return false;
     put_half(b, d);
@@ -218,7 +220,8 @@ static bool pack_q5_0(const uint8_t *u, const double *scales, uint8_t *b) {
     return true;
 }
 
-static bool pack_q8_0(const uint8_t *u, const double *scales, uint8_t *b) {
+static bool pack_q8_0(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+    (void)zeros;
     uint16_t d;
     if (!half_of(scales[0], &d)) return false;
     put_half(b, d);
@@ -226,9 +229,37 @@ static bool pack_q8_0(const uint8_t *u, const double *scales, uint8_t *b) {
     return true;
 }
 
+/* Q4_1/Q5_1 store y = d·q + m with d, m float16: the asymmetric grid d·(u − z) with m = −d·z, which
+ * is a float16 when d carries few enough mantissa bits (the quantizer's scale_mant_bits). */
+static bool min_of(double d, int32_t z, uint16_t *dh, uint16_t *mh) {
+    return half_of(d, dh) && half_of(-d * (double)z, mh);
+}
+
+static bool pack_q4_1(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+    uint16_t d, m;
+    if (!min_of(scales[0], zeros[0], &d, &m)) return false;
+    put_half(b, d);
+    put_half(b + 2, m);
+    for (int j = 0; j < 16; j++) b[4 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+    return true;
+}
+
+static bool pack_q5_1(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+    uint16_t d, m;
+    if (!min_of(scales[0], zeros[0], &d, &m)) return false;
+    put_half(b, d);
+    put_half(b + 2, m);
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; j++) qh |= (uint32_t)((u[j] >> 4) & 1) << j;
+    for (int k = 0; k < 4; k++) b[4 + k] = (uint8_t)(qh >> (8 * k));
+    for (int j = 0; j < 16; j++) b[8 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+    return true;
+}
+
 /* Q6_K (the layout deq_q6_k reads): 16 groups of 16 whose scales are d·sc, sc int8, d float16; the
  * quantizer makes the largest sc 127 (rotq_wq_super_scales), so d is the largest scale / 127. */
-static bool pack_q6_k(const uint8_t *u, const double *scales, uint8_t *b) {
+static bool pack_q6_k(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+    (void)zeros;
     double smax = 0.0;
     for (int g = 0; g < 16; g++) smax = scales[g] > smax ? scales[g] : smax;
     uint16_t dh;
@@ -260,6 +291,8 @@ typedef struct dtype_info {
      * stored as float16 (super_max 0) or as d·sc with one float16 d per block and |sc| <= super_max */
     pack_fn pack;
     int32_t code_bits, group, super_max;
+    bool asym;                /* Q4_1/Q5_1: a float16 min, i.e. asymmetric codes ... */
+    int32_t scale_mant_bits;  /* ... with scales of this many mantissa bits, so min = −d·z is a float16 */
 } dtype_info;
 
 /* Block layouts as stored in GGUF files. Q8_1 is ggml's runtime-only type (two halves + 32 int8). */
@@ -267,9 +300,9 @@ static const dtype_info DTYPES[ROTQ_DTYPE_COUNT] = {
     [ROTQ_F32] = {"f32", 1, 4},
     [ROTQ_F16] = {"f16", 1, 2},
     [ROTQ_Q4_0] = {"q4_0", 32, 2 + 16, deq_q4_0, pack_q4_0, 4, 32, 0},
-    [ROTQ_Q4_1] = {"q4_1", 32, 2 + 2 + 16, deq_q4_1},
+    [ROTQ_Q4_1] = {"q4_1", 32, 2 + 2 + 16, deq_q4_1, pack_q4_1, 4, 32, 0, true, 7},
     [ROTQ_Q5_0] = {"q5_0", 32, 2 + 4 + 16, deq_q5_0, pack_q5_0, 5, 32, 0},
-    [ROTQ_Q5_1] = {"q5_1", 32, 2 + 2 + 4 + 16, deq_q5_1},
+    [ROTQ_Q5_1] = {"q5_1", 32, 2 + 2 + 4 + 16, deq_q5_1, pack_q5_1, 5, 32, 0, true, 6},
     [ROTQ_Q8_0] = {"q8_0", 32, 2 + 32, deq_q8_0, pack_q8_0, 8, 32, 0},
     [ROTQ_Q8_1] = {"q8_1", 32, 2 + 2 + 32},
     [ROTQ_Q2_K] = {"q2_k", 256, 16 + 64 + 2 + 2, deq_q2_k},
@@ -334,13 +367,13 @@ bool rotq_dtype_grid(rotq_dtype dt, rotq_block_grid *g) {
     const dtype_info *d = info(dt);
     if (!d || !d->pack) return false;
     if (g) *g = (rotq_block_grid){.bits = d->code_bits, .group = d->group, .super_groups = d->super_max ? d->block_elems / d->group : 0,
-                                  .super_max = d->super_max};
+                                  .super_max = d->super_max, .asym = d->asym, .scale_mant_bits = d->scale_mant_bits};
     return true;
 }
 
-rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, int64_t n, void *dst) {
+rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, const int32_t *zeros, int64_t n, void *dst) {
     const dtype_info *d = info(dt);
-    if (!d || !d->pack) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q5_0, Q8_0 and Q6_K blocks, not %s", rotq_dtype_name(dt));
+    if (!d || !d->pack) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q6_K blocks, not %s", rotq_dtype_name(dt));
     if (n % d->block_elems) return rotq_fail(ROTQ_ERR_ARG, "%s: %lld values are not whole blocks of %lld", d->name, (long long)n, (long long)d->block_elems);
     uint8_t *out = dst;
     int64_t groups_per_block = d->block_elems / d->group;
@@ -348,7 +381,7 @@ rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scale
         for (int64_t j = 0; j < d->block_elems; j++)
             if (u[b * d->block_elems + j] >> d->code_bits)
                 return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: code %d needs more than %d bits", d->name, (long long)b, u[b * d->block_elems + j], d->code_bits);
-        if (!d->pack(u + b * d->block_elems, scales + b * groups_per_block, out + (uint64_t)b * d->block_bytes))
+        if (!d->pack(u + b * d->block_elems, scales + b * groups_per_block, zeros + b * groups_per_block, out + (uint64_t)b * d->block_bytes))
             return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: its scales (first %.9g) are not what the format stores (float16%s); quantize on its grid",
                              d->name, (long long)b, scales[b * groups_per_block], d->super_max ? " times a small integer" : "");
     }

@@ -175,11 +175,15 @@ rotq_status rotq_dequantize(rotq_dtype dt, const void *src, float *dst, int64_t 
 /* The grid of a block format rotq writes (Q4_0, Q5_0, Q8_0, Q6_K): symmetric codes of `bits`, one
  * scale per `group` elements, stored as float16 (super_groups 0) or, per block of super_groups
  * groups, as d·sc with d float16 and integer |sc| <= super_max. false for any other type. */
-typedef struct rotq_block_grid { int32_t bits, group, super_groups, super_max; } rotq_block_grid;
+typedef struct rotq_block_grid {
+    int32_t bits, group, super_groups, super_max;
+    bool asym;               /* Q4_1/Q5_1: codes with a zero, min = −d·z stored as float16 ... */
+    int32_t scale_mant_bits; /* ... which holds when d has at most this many mantissa bits */
+} rotq_block_grid;
 bool rotq_dtype_grid(rotq_dtype dt, rotq_block_grid *g);
-/* n codes u (unsigned, zero at 2^(bits-1)) with their group scales, packed into dt's blocks;
+/* n codes u (unsigned; zero at 2^(bits-1), or zeros[g] for asymmetric grids) with their group scales, packed into dt's blocks;
  * ROTQ_ERR_ARG when a scale or code is not what the format stores. */
-rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, int64_t n, void *dst);
+rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, const int32_t *zeros, int64_t n, void *dst);
 
 /* ---- files ---- */
 /* Checks that `out` does not name the same file/folder as `in` (both may not exist yet). */

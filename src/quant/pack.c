@@ -11,9 +11,9 @@
 rotq_status rotq_quant_grid_for_dtype(rotq_quant_options *o, rotq_dtype t) {
     rotq_block_grid g;
     if (!rotq_dtype_grid(t, &g))
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q5_0, Q8_0 and Q6_K blocks so far, not %s", rotq_dtype_name(t));
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q6_K blocks so far, not %s", rotq_dtype_name(t));
     o->w_bits = g.bits;
-    o->w_asym = false;
+    o->w_asym = g.asym;
     o->w_group = g.group;
     o->w_grid = t;
     if (o->w_method == ROTQ_WQ_NONE) o->w_method = ROTQ_WQ_RTN;
@@ -26,12 +26,12 @@ static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, const rotq_block_gr
     const rotq_qweight *q = x->codes;
     int32_t bits = grid->bits;
     int64_t block = rotq_dtype_block_size(t);
-    if (q->bits != bits || q->asym || q->group != grid->group || q->cols % block)
-        return rotq_fail(ROTQ_ERR_ARG, "%s: quantized as %d-bit %s with groups of %lld over %lld columns, not on the %s grid (%d-bit symmetric, groups of %d, rows of whole blocks of %lld)",
-                         x->name, q->bits, q->asym ? "asym" : "sym", (long long)q->group, (long long)q->cols, rotq_dtype_name(t), bits,
+    if (q->bits != bits || q->asym != grid->asym || q->group != grid->group || q->cols % block)
+        return rotq_fail(ROTQ_ERR_ARG, "%s: quantized as %d-bit %s with groups of %lld over %lld columns, not on the %s grid (%d-bit %s, groups of %d, rows of whole blocks of %lld)",
+                         x->name, q->bits, q->asym ? "asym" : "sym", (long long)q->group, (long long)q->cols, rotq_dtype_name(t), bits, grid->asym ? "asym" : "sym",
                          grid->group, (long long)block);
     int64_t rows = q->rows, cols = q->cols, nb = cols / block, ng = cols / grid->group;
-    for (int64_t g = 0; g < rows * ng; g++)
+    for (int64_t g = 0; !grid->asym && g < rows * ng; g++)
         if (q->zero[g] != 1 << (bits - 1))
             return rotq_fail(ROTQ_ERR_ARG, "%s: group %lld has zero code %d, not %d", x->name, (long long)g, q->zero[g], 1 << (bits - 1));
     uint64_t row_bytes = (uint64_t)nb * rotq_dtype_block_bytes(t), total = row_bytes * (uint64_t)rows;
@@ -40,7 +40,7 @@ static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, const rotq_block_gr
     rotq_status s = blocks && check && now ? ROTQ_OK : rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory packing", x->name);
     rotq_tensor row_view = *x;
     for (int64_t r = 0; s == ROTQ_OK && r < rows; r++) {
-        s = rotq_block_pack(t, q->u + r * cols, q->scale + r * ng, cols, blocks + (uint64_t)r * row_bytes);
+        s = rotq_block_pack(t, q->u + r * cols, q->scale + r * ng, q->zero + r * ng, cols, blocks + (uint64_t)r * row_bytes);
         if (s == ROTQ_OK) s = rotq_dequantize(t, blocks + (uint64_t)r * row_bytes, check, cols);
         row_view.data = (uint8_t *)x->data + (uint64_t)r * (x->nbytes / (uint64_t)rows);
         row_view.nbytes = x->nbytes / (uint64_t)rows;
@@ -68,7 +68,7 @@ static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, const rotq_block_gr
 rotq_status rotq_model_pack_weights(rotq_model *m, rotq_dtype t, int64_t *n_packed) {
     rotq_block_grid grid;
     if (!rotq_dtype_grid(t, &grid))
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q5_0, Q8_0 and Q6_K blocks so far, not %s", rotq_dtype_name(t));
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q6_K blocks so far, not %s", rotq_dtype_name(t));
     int64_t n = 0;
     for (int64_t i = 0; i < m->n_tensors; i++) {
         rotq_tensor *x = &m->tensors[i];

@@ -54,6 +54,7 @@ rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o) {
     if (rotq_dtype_grid(o->w_grid, &g)) {
         f.super_groups = g.super_groups;
         f.super_max = g.super_max;
+        f.scale_mant_bits = g.scale_mant_bits;
         f.scale_fp16 = g.super_groups == 0; /* a super-block format rounds d, not the group scales */
     }
     return f;
@@ -64,7 +65,7 @@ rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
         return rotq_fail(ROTQ_ERR_ARG, "quant: %d-bit weights (2..8 bits, or 16 for float)", o->w_bits);
     rotq_block_grid grid;
     if (rotq_dtype_grid(o->w_grid, &grid) && o->w_method != ROTQ_WQ_NONE &&
-        (grid.bits != o->w_bits || o->w_asym || o->w_group != grid.group))
+        (grid.bits != o->w_bits || o->w_asym != grid.asym || o->w_group != grid.group))
         return rotq_fail(ROTQ_ERR_ARG, "quant: the weights are to take the %s grid but are set to %d-bit %s groups of %lld (use rotq_quant_grid_for_dtype)",
                          rotq_dtype_name(o->w_grid), o->w_bits, o->w_asym ? "asym" : "sym", (long long)o->w_group);
     if (o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) {

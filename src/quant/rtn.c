@@ -96,11 +96,21 @@ static double grid_error(const double *x, int64_t n, double scale, double klo, d
     return err;
 }
 
-/* The scale a block format stores: float16, never 0 (a block of zeros still decodes) nor infinite. */
-static double to_fp16(double s) {
+/* The scale a block format stores: float16, never 0 (a block of zeros still decodes) nor infinite;
+ * with mant_bits > 0 also rounded to that many mantissa bits (Q4_1's min = −d·z stays a float16). */
+static double to_fp16_bits(double s, int32_t mant_bits) {
+    if (mant_bits > 0 && s > 0) {
+        int e;
+        double m = frexp(s, &e);
+        s = ldexp(nearbyint(ldexp(m, mant_bits)), e - mant_bits);
+    }
     double h = rotq_f16_to_f32(rotq_f32_to_f16((float)s));
-    return h < 0x1p-24 ? 0x1p-24 : h > 65504.0 ? 65504.0 : h;
+    if (h < 0x1p-24) h = 0x1p-24;
+    if (h > 65504.0) h = 0x1.fcp15; /* 65024: 7 mantissa bits, so −d·z stays finite for small z */
+    return h;
 }
+
+static double to_fp16(double s) { return to_fp16_bits(s, 0); }
 
 /* grid_error in chunks, stopping once the sum reaches `bound`: a candidate already no better than
  * the best one cannot win (the terms are >= 0), so the search's choice is unchanged and the
@@ -134,7 +144,7 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
     } else {
         if (xmin == 0.0 && xmax == 0.0) { xmin = -1.0; xmax = 1.0; }
         s = fmax(xmax - xmin, 1e-5) / maxq;
-        if (f->scale_fp16) s = to_fp16(s);
+        if (f->scale_fp16) s = to_fp16_bits(s, f->scale_mant_bits);
         z = nearbyint(-xmin / s);
     }
     if (f->mse) {
@@ -151,7 +161,7 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
             } else {
                 double lo = p * xmin, hi = p * xmax;
                 s1 = (hi - lo) / maxq;
-                if (f->scale_fp16) s1 = to_fp16(s1);
+                if (f->scale_fp16) s1 = to_fp16_bits(s1, f->scale_mant_bits);
                 z1 = nearbyint(-lo / s1);
             }
             /* round(x/s) + z clamped to [0, maxq], minus z, is round(x/s) clamped to [-z, maxq - z] */
