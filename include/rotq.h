@@ -306,6 +306,7 @@ typedef struct rotq_quant_options {
     rotq_dtype w_grid;         /* a GGUF block type whose own grid and scale encoding the weights take
                                   (rotq_quant_grid_for_dtype sets it); a type without one
                                   (ROTQ_DTYPE_INVALID, the default): none */
+    bool w_embeddings;         /* also the token embedding and an untied lm_head, by RTN on the same grid */
     rotq_gptq_options gptq;
     /* activations and KV cache (runtime: see rotq_fakequant) */
     rotq_act_format act;

@@ -4,7 +4,8 @@ int8 sub-scales), with RTN and GPTQ, on a random llama2.c model (with a tokenize
 - the file's decoder linears have type T, and PyPI gguf's dequantizer reads them back to exactly the
   values of the same quantization exported as float32 (`--w-grid t`):
   the blocks hold the codes the quantizer chose, bit for bit;
-- rotq's own runner gives identical logits on the block file and on the float file.
+- rotq's own runner gives identical logits on the block file and on the float file;
+- with --w-embeddings the token embedding and output matrix take the type too.
 With SmolLM2 and llama-cpp-python present: the rotated Q4_0 file (fused rotations only) runs in
 llama.cpp, whose logits agree with rotq's on the same file (llama.cpp multiplies Q4_0 by Q8_0
 activations, so within a tolerance), and a file with online rotations is not what --format writes."""
@@ -58,8 +59,8 @@ def random_model_checks(tmp):
             os.mkdir(folder)
             random_models.make_llama2c(folder, dim=dim, hidden=hidden)
         model, text = os.path.join(folder, "model.bin"), os.path.join(folder, "text.txt")
-        for meth in ([], ["--w-quant", "gptq", "--calib", text, "--nsamples", "4", "--calib-ctx", "64"]):
-            name = f"{t} {'GPTQ' if meth else 'RTN'}"
+        for meth in ([], ["--w-quant", "gptq", "--calib", text, "--nsamples", "4", "--calib-ctx", "64"], ["--w-embeddings"]):
+            name = f"{t} {'GPTQ' if '--calib' in meth else 'RTN'}{' +embeddings' if '--w-embeddings' in meth else ''}"
             blocks, floats = os.path.join(tmp, "q.gguf"), os.path.join(tmp, "f.gguf")
             rotq("quantize", model, blocks, "--format", "gguf:" + t, "--rotate", "--quiet", "--force", *meth)
             rotq("quantize", model, floats, "--rotate", "--r3", "off", "--r4", "off", "--w-grid", t.lower(), "--w-clip",
@@ -69,13 +70,16 @@ def random_model_checks(tmp):
             linears = [x for x in a.tensors if x.name.startswith("blk.") and x.name.endswith(".weight") and len(x.shape) == 2]
             check(len(linears) == 14 and all(x.tensor_type.name == t for x in linears),
                   f"{name}: the 14 decoder linears are {t} ({sorted({x.tensor_type.name for x in linears})})")
+            globals_ = {x.name: x.tensor_type.name for x in a.tensors if x.name in ("token_embd.weight", "output.weight")}
+            want_g = t if "--w-embeddings" in meth else "F32"
+            check(len(globals_) == 2 and set(globals_.values()) == {want_g}, f"{name}: token_embd and output are {want_g} ({globals_})")
             worst = 0.0
             for x in a.tensors:
                 got = gguf.quants.dequantize(x.data, x.tensor_type)
                 want = np.array(ref[x.name].data, dtype=np.float32).reshape(got.shape)
                 worst = max(worst, float(np.abs(got - want).max()))
             check(worst == 0.0, f"{name}: gguf's dequantizer gives exactly the quantized float export (max |diff| {worst:g})")
-            if not meth:
+            if meth == []:
                 info = json.loads(rotq("info", blocks, "--json").stdout)
                 want = 8.0 * sum(int(x.n_bytes) for x in a.tensors) / sum(int(x.n_elements) for x in a.tensors)
                 check(abs(info["file_bits_per_weight"] - want) < 1e-6 * want and info["file_dtypes"].get(t.lower()) == 14,
@@ -95,13 +99,13 @@ def smollm2_in_llamacpp(tmp):
         print(f"note: llama_cpp missing ({e}): the llama.cpp part is skipped")
         return
     q40, same = os.path.join(tmp, "smol-q4_0.gguf"), os.path.join(tmp, "smol-same-f32.gguf")
-    rotq("quantize", smol, q40, "--format", "gguf:Q4_0", "--rotate", "--dtype", "f32", "--quiet", "--force")
+    rotq("quantize", smol, q40, "--format", "gguf:Q4_0", "--rotate", "--w-embeddings", "--dtype", "f32", "--quiet", "--force")
     # the same quantization written as float32: what the Q4_0 blocks must decode to
-    rotq("quantize", smol, same, "--rotate", "--r3", "off", "--r4", "off", "--w-bits", "4", "--w-group", "32",
-         "--w-scale-fp16", "--w-clip", "--dtype", "f32", "--quiet", "--force")
+    rotq("quantize", smol, same, "--rotate", "--r3", "off", "--r4", "off", "--w-grid", "q4_0", "--w-embeddings",
+         "--w-clip", "--dtype", "f32", "--quiet", "--force")
     r = gguf.GGUFReader(q40)
     n_q40 = sum(x.tensor_type.name == "Q4_0" for x in r.tensors)
-    check(n_q40 == 7 * 30, f"SmolLM2: 210 linears written as Q4_0 ({n_q40})")
+    check(n_q40 == 7 * 30 + 2, f"SmolLM2: 210 linears, token_embd and output written as Q4_0 ({n_q40})")
     rec = r.fields.get("rotq.record")
     rec = bytes(rec.parts[rec.data[0]]).decode() if rec else ""
     check("r1" in rec and '"r3"' not in rec and '"r4"' not in rec,

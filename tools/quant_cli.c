@@ -15,12 +15,13 @@ const char *quant_cli_help =
     "  --r1 KIND, --r2 KIND  random-hadamard (default), hadamard, orthogonal, none, or a .safetensors file\n"
     "  --r3 on|off, --r4 on|off  online Hadamards on Q/K after RoPE and before down_proj (default on)\n"
     "  --seed N           seed of the rotations and of the calibration windows (default 0)\n"
-    "weights (lm_head and embeddings stay float):\n"
+    "weights (lm_head and embeddings stay float unless --w-embeddings):\n"
     "  --w-bits N         2..8 bits, or 16: float (the default)\n"
     "  --w-quant rtn|gptq round-to-nearest (default) or GPTQ from --calib\n"
     "  --w-group G        input columns per scale (-1: per output channel, the default)\n"
     "  --w-asym           asymmetric grid (default symmetric)\n"
     "  --w-clip / --no-w-clip  search the clip ratio minimizing sum |w-q|^2.4 per row/group (QuaRot)\n"
+    "  --w-embeddings     also the token embedding and an untied lm_head, by RTN on the same grid\n"
     "  --w-scale-fp16     round the scales to float16, the clip search included (as GGUF blocks store them)\n"
     "  --w-grid T         the weight grid of GGUF block type T (q4_0, q4_1, q5_0, q5_1, q8_0, q6_k): its bits,\n"
     "                     groups and scale encoding, weights kept as float (what a GGUF export of type T holds)\n"
@@ -91,6 +92,7 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         else if (cli_flag(a, "--w-clip")) { c->q.w_clip = true; c->clip_set = true; }
         else if (cli_flag(a, "--no-w-clip")) { c->q.w_clip = false; c->clip_set = true; }
         else if (cli_flag(a, "--w-scale-fp16")) c->q.w_scale_fp16 = true;
+        else if (cli_flag(a, "--w-embeddings")) c->q.w_embeddings = true;
         else if (cli_is(a, "--w-grid")) {
             rotq_dtype t = (v = cli_value(argc, argv, &i)) ? rotq_dtype_from_name(v) : ROTQ_DTYPE_INVALID;
             if (!v || rotq_quant_grid_for_dtype(&c->q, t) != ROTQ_OK)

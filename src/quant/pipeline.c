@@ -6,6 +6,7 @@
 
 #include "quant/quant.h"
 #include "rotate/online.h"
+#include "arch/arch.h"
 #include "core/files.h"
 #include "core/clock.h"
 
@@ -151,8 +152,41 @@ static rotq_status own_f32(rotq_tensor *t) {
     return s;
 }
 
+static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
+                                    rotq_quant_report *rep);
+
+/* With w_embeddings: the token embedding and an untied lm_head by RTN on the same grid (rows along
+ * the hidden size, as a block export stores them), after the decoder linears (whose calibration
+ * runs on the float embedding). */
+static rotq_status quantize_globals(rotq_model *m, const rotq_quant_options *o, rotq_quant_report *rep) {
+    rotq_wq_format f = rotq_wq_format_from_options(o);
+    int64_t block = rotq_dtype_grid(o->w_grid, NULL) ? rotq_dtype_block_size(o->w_grid) : 1;
+    rotq_tensor *ts[2] = {rotq_model_role(m, ROLE_EMBED, -1), rotq_model_role(m, ROLE_LM_HEAD, -1)};
+    for (int i = 0; i < 2; i++) {
+        rotq_tensor *t = ts[i];
+        if (!t || (i == 1 && t == ts[0])) continue;
+        if (t->n_dims != 2 || t->shape[1] % block)
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: %s: rows of %lld are not whole %s blocks of %lld", t->name,
+                             (long long)t->shape[t->n_dims - 1], rotq_dtype_name(o->w_grid), (long long)block);
+        ROTQ_TRY(own_f32(t));
+        rotq_qweight *codes = NULL;
+        rotq_status s = rotq_rtn_quantize((float *)t->data, t->shape[0], t->shape[1], &f, &codes);
+        if (s != ROTQ_OK) return rotq_fail_context(s, "%s", t->name);
+        rotq_tensor_set_codes(t, codes, (void (*)(void *))rotq_qweight_free);
+        rep->n_params += t->shape[0] * t->shape[1];
+    }
+    return ROTQ_OK;
+}
+
 rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
                                   rotq_quant_report *rep) {
+    rotq_status s = quantize_linears(m, o, calib, n_calib, rep);
+    if (s == ROTQ_OK && o->w_embeddings && o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) s = quantize_globals(m, o, rep);
+    return s;
+}
+
+static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
+                                    rotq_quant_report *rep) {
     memset(rep, 0, sizeof *rep);
     ROTQ_TRY(rotq_quant_options_check(o));
     if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) return ROTQ_OK;
