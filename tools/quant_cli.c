@@ -46,16 +46,6 @@ const char *quant_cli_help =
     "  --threads N        BLAS/OpenMP threads (default: all)\n"
     "  --arch-file F      register a JSON architecture first; --tokenizer F  llama2.c tokenizer.bin\n";
 
-static int parse_i64(const char *cmd, const char *opt, const char *v, int64_t lo, int64_t hi, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long x = v ? strtoll(v, &end, 10) : 0;
-    if (!v || *end || errno || x < lo || x > hi)
-        return cli_usage(cmd, "%s needs an integer from %lld to %lld", opt, (long long)lo, (long long)hi);
-    *out = x;
-    return 0;
-}
-
 static int parse_f(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out) {
     char *end;
     errno = 0;
@@ -74,7 +64,7 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
     double f = 0.0;
     if (false) {
         } else if (cli_is(a, "--w-bits")) {
-            if (parse_i64(cmd, "--w-bits", cli_value(argc, argv, &i), 2, 16, &n)) return -1;
+            if (cli_int(cmd, "--w-bits", cli_value(argc, argv, &i), 2, 16, &n)) return -1;
             if (n > 8 && n != 16) return -cli_usage(cmd, "--w-bits %lld: weights take 2..8 bits, or 16 for float", (long long)n);
             c->q.w_bits = (int32_t)n;
             if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
@@ -84,7 +74,7 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             else if (strcmp(v, "gptq") == 0) c->q.w_method = ROTQ_WQ_GPTQ;
             else return -cli_usage(cmd, "--w-quant %s: expected rtn or gptq", v);
         } else if (cli_is(a, "--w-group")) {
-            if (parse_i64(cmd, "--w-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
+            if (cli_int(cmd, "--w-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             if (n == 0) return -cli_usage(cmd, "--w-group 0: use -1 for per-channel scales");
             c->q.w_group = n;
         } else if (cli_flag(a, "--w-asym")) c->q.w_asym = true;
@@ -105,10 +95,10 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             if (parse_f(cmd, "--percdamp", cli_value(argc, argv, &i), 0, 1e3, &f)) return -1;
             c->q.gptq.percdamp = f;
         } else if (cli_is(a, "--gptq-block")) {
-            if (parse_i64(cmd, "--gptq-block", cli_value(argc, argv, &i), 1, 1 << 20, &n)) return -1;
+            if (cli_int(cmd, "--gptq-block", cli_value(argc, argv, &i), 1, 1 << 20, &n)) return -1;
             c->q.gptq.block = n;
         } else if (cli_is(a, "--a-bits")) {
-            if (parse_i64(cmd, "--a-bits", cli_value(argc, argv, &i), 2, 16, &n)) return -1;
+            if (cli_int(cmd, "--a-bits", cli_value(argc, argv, &i), 2, 16, &n)) return -1;
             c->q.act.bits = (int32_t)n;
         } else if (cli_flag(a, "--a-asym")) c->q.act.asym = true;
         else if (cli_flag(a, "--a-sym")) c->q.act.asym = false;
@@ -116,11 +106,11 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             if (parse_f(cmd, "--a-clip", cli_value(argc, argv, &i), 1e-6, 1, &f)) return -1;
             c->q.act.clip = (float)f;
         } else if (cli_is(a, "--a-group")) {
-            if (parse_i64(cmd, "--a-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
+            if (cli_int(cmd, "--a-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             c->q.act.group = n;
         } else if (cli_flag(a, "--a-lm-head")) c->q.act_lm_head = true;
         else if (cli_is(a, "--kv-bits") || cli_is(a, "--k-bits") || cli_is(a, "--v-bits")) {
-            if (parse_i64(cmd, a, cli_value(argc, argv, &i), 2, 16, &n)) return -1;
+            if (cli_int(cmd, a, cli_value(argc, argv, &i), 2, 16, &n)) return -1;
             if (a[2] != 'v' || a[3] == 'v') c->q.k.bits = (int32_t)n;
             if (a[2] != 'k' || a[3] == 'v') c->q.v.bits = (int32_t)n;
         } else if (cli_flag(a, "--kv-asym")) c->q.k.asym = c->q.v.asym = true;
@@ -129,16 +119,16 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             if (parse_f(cmd, "--kv-clip", cli_value(argc, argv, &i), 1e-6, 1, &f)) return -1;
             c->q.k.clip = c->q.v.clip = (float)f;
         } else if (cli_is(a, "--kv-group")) {
-            if (parse_i64(cmd, "--kv-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
+            if (cli_int(cmd, "--kv-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             c->q.k.group = c->q.v.group = n;
         } else if (cli_is(a, "--calib")) {
             if (!(c->calib = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--calib needs a file");
         } else if (cli_is(a, "--nsamples")) {
-            if (parse_i64(cmd, "--nsamples", cli_value(argc, argv, &i), 1, 1 << 20, &c->q.nsamples)) return -1;
+            if (cli_int(cmd, "--nsamples", cli_value(argc, argv, &i), 1, 1 << 20, &c->q.nsamples)) return -1;
         } else if (cli_is(a, "--calib-ctx")) {
-            if (parse_i64(cmd, "--calib-ctx", cli_value(argc, argv, &i), 2, 1 << 20, &c->q.calib_ctx)) return -1;
+            if (cli_int(cmd, "--calib-ctx", cli_value(argc, argv, &i), 2, 1 << 20, &c->q.calib_ctx)) return -1;
         } else if (cli_is(a, "--calib-cache-mb")) {
-            if (parse_i64(cmd, "--calib-cache-mb", cli_value(argc, argv, &i), 0, 1 << 30, &c->q.calib_cache_mb)) return -1;
+            if (cli_int(cmd, "--calib-cache-mb", cli_value(argc, argv, &i), 0, 1 << 30, &c->q.calib_cache_mb)) return -1;
         } else if (cli_is(a, "--threads")) {
             int t;
             if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &t)) return -1;
@@ -181,14 +171,14 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         } else if (cli_is(a, "--text")) {
             if (!(c->text = cli_value(argc, argv, &i))) return cli_usage(cmd, "--text needs a file");
         } else if (cli_is(a, "--ctx")) {
-            if (parse_i64(cmd, "--ctx", cli_value(argc, argv, &i), 2, 1 << 20, &c->ctx)) return 1;
+            if (cli_int(cmd, "--ctx", cli_value(argc, argv, &i), 2, 1 << 20, &c->ctx)) return 1;
             c->ctx_given = true;
         } else if (cli_is(a, "--bos")) {
             if (!(c->bos_arg = cli_value(argc, argv, &i)) ||
                 (strcmp(c->bos_arg, "none") && strcmp(c->bos_arg, "first") && strcmp(c->bos_arg, "every")))
                 return cli_usage(cmd, "--bos needs none, first or every");
         } else if (cli_is(a, "--max-windows")) {
-            if (parse_i64(cmd, "--max-windows", cli_value(argc, argv, &i), 1, INT64_MAX, &c->max_windows)) return 1;
+            if (cli_int(cmd, "--max-windows", cli_value(argc, argv, &i), 1, INT64_MAX, &c->max_windows)) return 1;
         } else if (cli_is(a, "--text-format")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--text-format needs auto, wikitext or plain");
             if (strcmp(v, "auto") == 0) c->text_format = 0;

@@ -38,20 +38,29 @@ rotq_status rotq_read_file(const char *path, uint8_t **data, uint64_t *size) {
     return ROTQ_OK;
 }
 
+/* path without trailing slashes ("out/" names out; "/" stays "/"). */
+static void strip_slashes(const char *path, char out[PATH_MAX]) {
+    snprintf(out, PATH_MAX, "%s", path);
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/') out[--n] = 0;
+}
+
+/* "dir" and "base" of a path that may not exist yet ("out/" names the folder out). */
+static void split_path(const char *path, char dir[PATH_MAX], char base[PATH_MAX]) {
+    char tmp[PATH_MAX];
+    strip_slashes(path, tmp);
+    char *slash = strrchr(tmp, '/');
+    if (!slash) { snprintf(dir, PATH_MAX, "."); snprintf(base, PATH_MAX, "%s", tmp); return; }
+    snprintf(base, PATH_MAX, "%s", slash + 1);
+    if (slash == tmp) snprintf(dir, PATH_MAX, "/");
+    else { *slash = 0; snprintf(dir, PATH_MAX, "%s", tmp); }
+}
+
 /* Resolves a path that may not exist yet: realpath of its folder + its last component. */
 static bool resolve(const char *path, char *out) {
     if (realpath(path, out)) return true;
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    size_t len = strlen(tmp);
-    while (len > 1 && tmp[len - 1] == '/') tmp[--len] = 0;
-    char *slash = strrchr(tmp, '/');
-    const char *base = slash ? slash + 1 : tmp;
-    char dir[PATH_MAX];
-    if (slash == tmp) snprintf(dir, sizeof dir, "/");
-    else if (slash) { *slash = 0; snprintf(dir, sizeof dir, "%s", tmp); }
-    else snprintf(dir, sizeof dir, ".");
-    char rdir[PATH_MAX];
+    char dir[PATH_MAX], base[PATH_MAX], rdir[PATH_MAX];
+    split_path(path, dir, base);
     if (!realpath(dir, rdir)) return false;
     if (snprintf(out, PATH_MAX, "%s/%s", strcmp(rdir, "/") ? rdir : "", base) >= PATH_MAX) return false;
     return true;
@@ -88,19 +97,6 @@ rotq_status rotq_check_cancel(const char *what) {
 
 /* ---- the output policy ----------------------------------------------------------------------- */
 
-/* "dir" and "base" of a path that may not exist yet ("out/" names the folder out). */
-static void split_path(const char *path, char dir[PATH_MAX], char base[PATH_MAX]) {
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    size_t n = strlen(tmp);
-    while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
-    char *slash = strrchr(tmp, '/');
-    if (!slash) { snprintf(dir, PATH_MAX, "."); snprintf(base, PATH_MAX, "%s", tmp); return; }
-    snprintf(base, PATH_MAX, "%s", slash + 1);
-    if (slash == tmp) snprintf(dir, PATH_MAX, "/");
-    else { *slash = 0; snprintf(dir, PATH_MAX, "%s", tmp); }
-}
-
 static const char *kind_of(mode_t m) {
     return S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "not a regular file";
 }
@@ -108,9 +104,7 @@ static const char *kind_of(mode_t m) {
 rotq_status rotq_output_target_ok(const char *path, rotq_output_kind kind) {
     if (!path || !*path) return rotq_fail(ROTQ_ERR_ARG, "empty output path");
     char clean[PATH_MAX];
-    snprintf(clean, sizeof clean, "%s", path);
-    size_t n = strlen(clean);
-    while (n > 1 && clean[n - 1] == '/') clean[--n] = 0;
+    strip_slashes(path, clean);
     struct stat st;
     if (lstat(clean, &st) != 0) return ROTQ_OK; /* new: the folder check comes with the write */
     if (S_ISLNK(st.st_mode)) {
@@ -211,9 +205,7 @@ rotq_status rotq_tmp_create(const char *path, bool folder, char tmp[PATH_MAX], i
     split_path(path, dir, base);
     sweep_stale(dir, base);
     char clean[PATH_MAX];
-    snprintf(clean, sizeof clean, "%s", path);
-    size_t n = strlen(clean);
-    while (n > 1 && clean[n - 1] == '/') clean[--n] = 0;
+    strip_slashes(path, clean);
     if (snprintf(tmp, PATH_MAX, "%s.tmp-%ld-XXXXXX", clean, (long)getpid()) >= PATH_MAX)
         return rotq_fail(ROTQ_ERR_ARG, "%s: path too long", path);
     *fd = -1;
@@ -252,10 +244,15 @@ rotq_status rotq_write_file_atomic(const char *path, const void *data, uint64_t 
         unlink(tmp);
         return rotq_fail(ROTQ_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
     }
-    if (rotq_cancel_requested() || rename(tmp, path) != 0) {
+    rotq_status c = rotq_check_cancel(path);
+    if (c != ROTQ_OK) {
+        unlink(tmp);
+        return c;
+    }
+    if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return rotq_cancel_requested() ? rotq_check_cancel(path) : rotq_fail(ROTQ_ERR_IO, "%s: cannot rename temporary file into place: %s", path, strerror(e));
+        return rotq_fail(ROTQ_ERR_IO, "%s: cannot rename temporary file into place: %s", path, strerror(e));
     }
     return ROTQ_OK;
 }

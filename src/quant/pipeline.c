@@ -155,19 +155,26 @@ static rotq_status own_f32(rotq_tensor *t) {
 static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
                                     rotq_quant_report *rep);
 
+/* Said before any work: a block format (o->w_grid) needs rows of whole blocks. */
+static rotq_status check_whole_blocks(const rotq_tensor *t, const rotq_quant_options *o) {
+    int64_t block = rotq_dtype_grid(o->w_grid, NULL) ? rotq_dtype_block_size(o->w_grid) : 1;
+    if (t->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "quant: %s is not a matrix", t->name);
+    if (t->shape[1] % block)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: %s has %lld input columns, not whole %s blocks of %lld (per-tensor types are not written yet: choose a type with blocks of 32)",
+                         t->name, (long long)t->shape[1], rotq_dtype_name(o->w_grid), (long long)block);
+    return ROTQ_OK;
+}
+
 /* With w_embeddings: the token embedding and an untied lm_head by RTN on the same grid (rows along
  * the hidden size, as a block export stores them), after the decoder linears (whose calibration
  * runs on the float embedding). */
 static rotq_status quantize_globals(rotq_model *m, const rotq_quant_options *o, rotq_quant_report *rep) {
     rotq_wq_format f = rotq_wq_format_from_options(o);
-    int64_t block = rotq_dtype_grid(o->w_grid, NULL) ? rotq_dtype_block_size(o->w_grid) : 1;
     rotq_tensor *ts[2] = {rotq_model_role(m, ROLE_EMBED, -1), rotq_model_role(m, ROLE_LM_HEAD, -1)};
     for (int i = 0; i < 2; i++) {
         rotq_tensor *t = ts[i];
         if (!t || (i == 1 && t == ts[0])) continue;
-        if (t->n_dims != 2 || t->shape[1] % block)
-            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: %s: rows of %lld are not whole %s blocks of %lld", t->name,
-                             (long long)t->shape[t->n_dims - 1], rotq_dtype_name(o->w_grid), (long long)block);
+        ROTQ_TRY(check_whole_blocks(t, o));
         ROTQ_TRY(own_f32(t));
         rotq_qweight *codes = NULL;
         rotq_status s = rotq_rtn_quantize((float *)t->data, t->shape[0], t->shape[1], &f, &codes);
@@ -197,13 +204,8 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
         rotq_role roles[8];
         rotq_tensor *ts[8];
         int n = rotq_quant_layer_linears(m, l, roles, ts);
-        int64_t block = rotq_dtype_grid(o->w_grid, NULL) ? rotq_dtype_block_size(o->w_grid) : 1;
         for (int i = 0; i < n; i++) {
-            if (ts[i]->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "quant: %s is not a matrix", ts[i]->name);
-            /* said before any work: a block format needs rows of whole blocks */
-            if (ts[i]->shape[1] % block)
-                return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: %s has %lld input columns, not whole %s blocks of %lld (per-tensor types are not written yet: choose a type with blocks of 32)",
-                                 ts[i]->name, (long long)ts[i]->shape[1], rotq_dtype_name(o->w_grid), (long long)block);
+            ROTQ_TRY(check_whole_blocks(ts[i], o));
             ROTQ_TRY(own_f32(ts[i]));
         }
     }

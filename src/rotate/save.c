@@ -24,10 +24,9 @@ rotq_status rotq_rotate_save(rotq_model *m, const rotq_rotate_options *ropts, co
     rotq_save_options o = sopts ? *sopts : rotq_save_defaults();
     rotq_format fmt = ROTQ_FORMAT_AUTO;
     ROTQ_TRY(rotq_save_check(m, path, &o, &fmt));
-    if (fmt != ROTQ_FORMAT_HF) {
+    if (fmt != ROTQ_FORMAT_HF) { /* checked above: rotq_model_save would check (and warn) again */
         ROTQ_TRY(rotq_rotate_model(m, ropts));
-        o.format = fmt;
-        return rotq_model_save(m, path, &o);
+        return rotq_save_gguf(m, path, o.dtype);
     }
     stream_sink k = {.path = path, .dtype = o.dtype, .shard_bytes = o.shard_bytes};
     rotq_status s = rotq_rotate_model_streamed(m, ropts, sink_tensor, &k);
