@@ -10,14 +10,15 @@ R = os.environ.get("ROTQ", os.path.join(ROOT, "build", "rotq")); S = os.path.joi
 W = int(sys.argv[1]) if len(sys.argv) > 1 else 40
 d = sys.argv[2] if len(sys.argv) > 2 else "/tmp/rotq-q4_0-cmp"
 os.makedirs(d, exist_ok=True)
+F32_GLOBALS = ["--embedding-type", "f32", "--output-type", "f32"]  # linears only, as the llama.cpp file here
 def run(*a): subprocess.run([R, *a, "--force"], check=True, capture_output=True)
 run("convert", S, f"{d}/f32.gguf", "--dtype", "f32")
 p = llama_cpp.llama_model_quantize_default_params()
 p.ftype = 2  # LLAMA_FTYPE_MOSTLY_Q4_0
 p.token_embedding_type = 0; p.output_tensor_type = 0  # GGML_TYPE_F32
 assert llama_cpp.llama_model_quantize(f"{d}/f32.gguf".encode(), f"{d}/llamacpp-q4_0.gguf".encode(), ctypes.byref(p)) == 0
-run("quantize", S, f"{d}/rotq-rtn-norot.gguf", "--format", "gguf:Q4_0", "--dtype", "f32", "--quiet")
-run("quantize", S, f"{d}/rotq-rtn-rot.gguf", "--format", "gguf:Q4_0", "--rotate", "--dtype", "f32", "--quiet")
+run("quantize", S, f"{d}/rotq-rtn-norot.gguf", "--format", "gguf:Q4_0", *F32_GLOBALS, "--dtype", "f32", "--quiet")
+run("quantize", S, f"{d}/rotq-rtn-rot.gguf", "--format", "gguf:Q4_0", *F32_GLOBALS, "--rotate", "--dtype", "f32", "--quiet")
 text = wikitext_rows(os.path.join(ROOT, "..", "shared", "data", "wikitext-2-raw", "wiki.test.raw"))
 for name in ["f32", "llamacpp-q4_0", "rotq-rtn-norot", "rotq-rtn-rot"]:
     path = f"{d}/{name}.gguf"

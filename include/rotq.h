@@ -166,6 +166,8 @@ typedef struct rotq_model_layout {
 } rotq_model_layout;
 ROTQ_API rotq_status rotq_model_layout_get(const rotq_model *m, rotq_model_layout *out);
 ROTQ_API int64_t rotq_model_n_tensors(const rotq_model *m);
+/* How m's weights were quantized (set by rotq_quant_model, read back from GGUF rotq.quantization), or "". */
+ROTQ_API const char *rotq_model_quantization(const rotq_model *m);
 
 typedef struct rotq_tensor_info {
     const char *name;         /* canonical (HF) name */
@@ -290,10 +292,28 @@ typedef struct rotq_gptq_options {
     bool act_order;    /* columns by decreasing H_ii */
     bool static_groups;/* group scales from the weights before any update (GPTQ --static-groups) */
     int64_t block;     /* lazy-update block (128) */
+    bool weighted_scales; /* the clip search before GPTQ weights each column's error by H_ii (as
+                             llama.cpp's importance matrix weights its scale search) */
 } rotq_gptq_options;
 ROTQ_API rotq_gptq_options rotq_gptq_defaults(void);
 
 typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ } rotq_wq_method;
+
+/* Per-tensor GGUF block types: a mixture as llama.cpp's quantizer names them (Q4_K_M: Q4_K with
+ * Q6_K for half the value and down projections and the output, ...), its rules restated as data,
+ * with llama.cpp's fallback for rows that are not whole blocks (Q4_K → Q5_0, Q6_K → Q8_0, ...). */
+#define ROTQ_MAX_TYPE_RULES 32
+typedef struct rotq_type_rule {
+    char pattern[128];         /* a regular expression over GGUF tensor names (blk.3.attn_v.weight) */
+    rotq_dtype type;           /* a block type, or f32/f16: kept float */
+} rotq_type_rule;
+typedef struct rotq_type_plan {
+    char mixture[16];          /* "": none; else a name rotq_quant_set_mixture takes */
+    bool pure;                 /* every matrix the mixture's base type (llama.cpp --pure) */
+    rotq_dtype embed_type, output_type; /* ROTQ_DTYPE_INVALID: the mixture's choice */
+    int32_t n_rules;           /* user rules, first match wins, before the mixture (llama.cpp --tensor-type) */
+    rotq_type_rule rules[ROTQ_MAX_TYPE_RULES];
+} rotq_type_plan;
 
 typedef struct rotq_quant_options {
     /* weights */
@@ -303,10 +323,9 @@ typedef struct rotq_quant_options {
     int64_t w_group;           /* <= 0: per output channel */
     bool w_clip;               /* MSE clip search */
     bool w_scale_fp16;         /* scales rounded to float16, as GGUF blocks store them */
-    rotq_dtype w_grid;         /* a GGUF block type whose own grid and scale encoding the weights take
-                                  (rotq_quant_grid_for_dtype sets it); a type without one
-                                  (ROTQ_DTYPE_INVALID, the default): none */
-    bool w_embeddings;         /* also the token embedding and an untied lm_head, by RTN on the same grid */
+    rotq_type_plan w_types;    /* with a mixture or rules: each matrix on its block type's own grid (bits,
+                                  groups, scale and min encoding), the embedding and output included when
+                                  the plan gives them a type; w_bits, w_asym, w_group are then unused */
     rotq_gptq_options gptq;
     /* activations and KV cache (runtime: see rotq_fakequant) */
     rotq_act_format act;
@@ -333,14 +352,27 @@ typedef struct rotq_quant_report {
 
 /* Defaults: nothing quantized; GPTQ knobs as the reference; 128 × 2048 calibration, seed 0. */
 ROTQ_API rotq_quant_options rotq_quant_defaults(void);
-/* Quantized GGUF export (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q6_K so far): rotq_quant_grid_for_dtype sets
- * o's weight grid to block type t's own (its bits, groups, zero and scale encoding: float16 scales;
- * Q4_1/Q5_1's min as −d·z with d of 7/6 mantissa bits; Q6_K's int8 sub-scales), so RTN/GPTQ choose the
- * codes the file will hold; after rotq_quant_model, rotq_model_pack_weights turns every weight with
- * codes into t's blocks (checking they decode to exactly the quantized values). Such a model is
- * then saved as GGUF (the other tensors keep their float type). */
-ROTQ_API rotq_status rotq_quant_grid_for_dtype(rotq_quant_options *o, rotq_dtype t);
-ROTQ_API rotq_status rotq_model_pack_weights(rotq_model *m, rotq_dtype t, int64_t *n_packed);
+/* The GGUF block types rotq writes. */
+#define ROTQ_BLOCK_TYPES_WRITTEN "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K"
+/* Quantized GGUF export. rotq_quant_set_mixture names the per-tensor types (Q4_0, Q4_1, Q5_0, Q5_1,
+ * Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K) and
+ * rotq_quant_add_type_rule adds overrides; RTN or GPTQ then run on each tensor's own block grid, so they
+ * choose the codes the file will hold. After rotq_quant_model, rotq_model_pack_weights turns every
+ * weight with codes on a block grid into its blocks (checking they decode to exactly the quantized
+ * values); the model is then saved as GGUF (other tensors keep their float type). */
+ROTQ_API rotq_status rotq_quant_set_mixture(rotq_quant_options *o, const char *name);
+ROTQ_API rotq_status rotq_quant_add_type_rule(rotq_quant_options *o, const char *pattern, rotq_dtype t);
+/* The mixture names, comma-separated (the length needed is returned, as snprintf). */
+ROTQ_API size_t rotq_mixture_names(char *out, size_t size);
+/* The block type each of m's tensors takes under o (types[m's tensor count], in the order
+ * rotq_model_tensor_info numbers them); ROTQ_DTYPE_INVALID: not quantized. */
+ROTQ_API rotq_status rotq_quant_tensor_types(const rotq_model *m, const rotq_quant_options *o, rotq_dtype *types);
+ROTQ_API bool rotq_quant_has_types(const rotq_quant_options *o);
+/* Whether o quantizes any weights (a type plan, or RTN/GPTQ below 16 bits). */
+ROTQ_API bool rotq_quant_has_weights(const rotq_quant_options *o);
+/* Whether t is a GGUF block type rotq writes (ROTQ_BLOCK_TYPES_WRITTEN). */
+ROTQ_API bool rotq_dtype_block_written(rotq_dtype t);
+ROTQ_API rotq_status rotq_model_pack_weights(rotq_model *m, int64_t *n_packed);
 /* Applies a named preset (w4a16, w4a8, w4a8kv8, w8a8, w4a4kv4) over o; ROTQ_ERR_ARG when unknown. */
 ROTQ_API rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);
 ROTQ_API rotq_status rotq_quant_options_check(const rotq_quant_options *o);

@@ -98,7 +98,7 @@ def make_opt(out_dir, seed=0, tied=True, dims=None, activation="relu"):
     return out_dir
 
 
-def make_llama2c(folder, seed=0, dim=64, hidden=96):
+def make_llama2c(folder, seed=0, dim=64, hidden=96, layers=2, heads=4, kv_heads=2):
     """A random llama2.c checkpoint with a byte-fallback tokenizer (printable ASCII pieces and
     <0xXX> bytes), for when ../shared's tinystories model is absent."""
     import struct
@@ -110,7 +110,7 @@ def make_llama2c(folder, seed=0, dim=64, hidden=96):
         f.write(struct.pack("<i", 16))
         for i, p in enumerate(pieces):
             f.write(struct.pack("<fi", -float(i), len(p)) + p)
-    L, nh, nkv, V, seq = 2, 4, 2, len(pieces), 256
+    L, nh, nkv, V, seq = layers, heads, kv_heads, len(pieces), 256
     hd = dim // nh
     w = lambda *s: (rng.standard_normal(s) / np.sqrt(s[-1])).astype(np.float32)
     norm = lambda *s: (1 + 0.2 * rng.standard_normal(s)).astype(np.float32)

@@ -400,7 +400,7 @@ static void check_walk(int64_t cache_mb) {
     CHECK(rotq_runner_add_transform(r, &(rotq_transform){.name = "test hooks", .kind = ROTQ_TF_OTHER, .hooks = hooks}) == ROTQ_OK, "%s", rotq_last_error());
     rotq_quant_report rep;
     memset(&rep, 0, sizeof rep);
-    CHECK(rotq_gptq_model(m, r, windows, NS, TW, &o, &rep) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_gptq_model(m, r, windows, NS, TW, &o, NULL, &rep) == ROTQ_OK, "%s", rotq_last_error());
     CHECK(rep.n_linears == L * 7 && rep.n_params == L * (NH * HD * D + 2 * NKV * HD * D + D * NH * HD + 3 * D * FF),
           "report: %lld linears, %lld weights", (long long)rep.n_linears, (long long)rep.n_params);
     rotq_runner_free(r);

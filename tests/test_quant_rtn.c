@@ -253,7 +253,7 @@ static void check_block_scales(void) {
     rotq_wq_format k6 = rotq_wq_format_make(6, false, 16, true);
     k6.super_groups = 16;
     k6.super_max = 127;
-    rotq_wq_super_scales(&k6, s, 32);
+    rotq_wq_super_scales(&k6, s, NULL, 32);
     for (int b = 0; b < 2; b++) {
         double mx = 0, d;
         for (int g = 0; g < 16; g++) mx = fmax(mx, s[16 * b + g]);
@@ -272,6 +272,98 @@ static void check_block_scales(void) {
     if (q) rotq_qweight_dequantize(q, back);
     CHECK(q && memcmp(back, w, sizeof back) == 0, "the codes decode to the quantized weights");
     rotq_qweight_free(q);
+}
+
+/* The K-quants' grid with float mins (Q4_K: 8 groups of 32 per super-block, 6-bit sc and m; Q2_K:
+ * 16 of 16, 4-bit): every group scale is d·sc and min dmin·m with float16 d, dmin per super-block,
+ * integer sc in 1..top and m in 0..top; the codes are the nearest grid points; the floats left are
+ * s·u − mn. */
+static void check_min_grid(rotq_dtype dt, int bits, int group, int top) {
+    enum { R = 6, C = 512 };
+    static float w[R * C], back[R * C];
+    for (int i = 0; i < R * C; i++) w[i] = (float)(nrand() * 0.02 + (i % 7 == 0 ? 0.03 : 0.0));
+    static float orig[R * C];
+    memcpy(orig, w, sizeof w);
+    rotq_wq_format f = rotq_wq_format_make(bits, true, group, true);
+    f.super_groups = 256 / group;
+    f.super_max = f.min_max = top;
+    rotq_qweight *q = NULL;
+    CHECK(rotq_rtn_quantize(w, R, C, &f, &q) == ROTQ_OK && q && q->mn, "rtn on the %d-bit min grid: %s", bits, rotq_last_error());
+    if (!q) return;
+    int64_t ng = C / group, maxq = (1 << bits) - 1;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t b = 0; b < ng / f.super_groups; b++) {
+            double smax = 0, mmax = 0;
+            for (int g = 0; g < f.super_groups; g++) {
+                smax = fmax(smax, q->scale[r * ng + b * f.super_groups + g]);
+                mmax = fmax(mmax, q->mn[r * ng + b * f.super_groups + g]);
+            }
+            double d = smax / top, dm = mmax / top;
+            CHECK((double)rotq_f16_to_f32(rotq_f32_to_f16((float)d)) == d && (double)rotq_f16_to_f32(rotq_f32_to_f16((float)dm)) == dm,
+                  "row %lld block %lld: d %.9g, dmin %.9g are float16", (long long)r, (long long)b, d, dm);
+            for (int g = 0; g < f.super_groups; g++) {
+                int64_t gi = r * ng + b * f.super_groups + g;
+                double sc = q->scale[gi] / d, m = dm > 0 ? q->mn[gi] / dm : 0;
+                CHECK(sc == nearbyint(sc) && sc >= 1 && sc <= top && m == nearbyint(m) && m >= 0 && m <= top && q->zero[gi] == 0,
+                      "group %lld: sc %.9g, m %.9g on the grid", (long long)gi, sc, m);
+            }
+        }
+    rotq_qweight_dequantize(q, back);
+    CHECK(memcmp(back, w, sizeof w) == 0, "the codes decode to the weights left");
+    int worse = 0;
+    for (int64_t i = 0; i < R * C; i++) {
+        int64_t gi = (i / C) * ng + (i % C) / group;
+        double s = q->scale[gi], mn = q->mn[gi], x = orig[i], e = fabs(s * q->u[i] - mn - x);
+        CHECK(q->u[i] <= maxq, "code %d of %d bits", q->u[i], bits);
+        for (int du = -1; du <= 1; du += 2) {
+            int64_t u = (int64_t)q->u[i] + du;
+            if (u >= 0 && u <= maxq && fabs(s * (double)u - mn - x) < e - 1e-12) worse++;
+        }
+    }
+    CHECK(worse == 0, "%d codes are not the nearest grid point", worse);
+    /* packed into the type's blocks, they decode (rotq's dequantizer, llama.cpp's layout) to the same floats */
+    static uint8_t blocks[R * C];
+    static float dec[R * C];
+    rotq_status st = ROTQ_OK;
+    uint64_t row_bytes = rotq_dtype_nbytes(dt, C);
+    for (int64_t r = 0; r < R && st == ROTQ_OK; r++) {
+        st = rotq_block_pack(dt, q->u + r * C, q->scale + r * ng, q->zero + r * ng, q->mn + r * ng, C, blocks + r * row_bytes);
+        if (st == ROTQ_OK) st = rotq_dequantize(dt, blocks + r * row_bytes, dec + r * C, C);
+    }
+    CHECK(st == ROTQ_OK && memcmp(dec, w, sizeof dec) == 0, "%s blocks decode to the quantized weights (%s)", rotq_dtype_name(dt),
+          rotq_last_error());
+    rotq_qweight_free(q);
+}
+
+/* The clip search weighted by column importance: with all-ones weights it chooses what the plain one
+ * does; with uneven weights its weighted error is no larger than the plain choice's (it minimizes
+ * that objective over the same candidates), and strictly smaller here for the symmetric grid. */
+static double weighted_err(const double *x, const double *w, int n, const rotq_wq_format *f, double s, double z) {
+    double e = 0;
+    int32_t maxq = rotq_wq_maxq(f);
+    for (int i = 0; i < n; i++) e += w[i] * pow(fabs(rotq_wq_qdq(x[i], s, z, maxq, f->asym) - x[i]), 2.4);
+    return e;
+}
+
+static void check_weighted_scales(void) {
+    enum { N = 64 };
+    double x[N], ones[N], w[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = nrand() * (i == 5 ? 6 : 1);
+        ones[i] = 1.0;
+        w[i] = i == 5 ? 1e-4 : 1.0 + (i % 3); /* the outlier hardly matters: clipping it pays */
+    }
+    for (int asym = 0; asym < 2; asym++) {
+        rotq_wq_format f = rotq_wq_format_make(4, asym, -1, true);
+        double s0, z0, s1, z1, s2, z2;
+        rotq_wq_params(x, N, &f, &s0, &z0);
+        rotq_wq_params_weighted(x, ones, N, &f, &s1, &z1);
+        rotq_wq_params_weighted(x, w, N, &f, &s2, &z2);
+        CHECK(s0 == s1 && z0 == z1, "all-ones weights change the choice (%.9g vs %.9g)", s0, s1);
+        double e0 = weighted_err(x, w, N, &f, s0, z0), e2 = weighted_err(x, w, N, &f, s2, z2);
+        CHECK(asym ? e2 <= e0 : e2 < e0, "%s: the weighted search's weighted error %.6g is not below the plain choice's %.6g",
+              asym ? "asym" : "sym", e2, e0);
+    }
 }
 
 int main(void) {
@@ -295,5 +387,9 @@ int main(void) {
     check_distinct_levels();
     check_edges();
     check_clip_helps();
+    check_min_grid(ROTQ_Q4_K, 4, 32, 63);
+    check_min_grid(ROTQ_Q5_K, 5, 32, 63);
+    check_min_grid(ROTQ_Q2_K, 2, 16, 15);
+    check_weighted_scales();
     return tu_finish("test_quant_rtn");
 }

@@ -16,10 +16,19 @@ static const char *test_help =
     "\n"
     "Runs one quantizer on a raw little-endian float32 matrix [R, C] (row-major) and writes the\n"
     "dequantized result the same way — the hook for tests that compare rotq with a reference.\n"
-    "  rtn    weights: --bits N [--asym] [--group G] [--mse] (clip search)\n"
+    "  rtn    weights: --bits N [--asym] [--group G] [--mse] (clip search), or --grid T: GGUF block type T's\n"
+    "         own grid (gptq too)\n"
     "  gptq   weights with Hessian --hessian H.f64 (raw float64 [C, C]): --bits N [--asym] [--group G]\n"
     "         [--mse] [--act-order] [--static-groups] [--block B] [--percdamp F]; prints the loss\n"
     "  act    per-row activations: --bits N [--asym] [--clip R] [--group G]\n";
+
+/* the scalar format, or a block type's own grid (as a GGUF export quantizes) */
+static rotq_wq_format make_format(long long bits, bool asym, long long group, bool clip, rotq_dtype grid) {
+    if (grid == ROTQ_DTYPE_INVALID) return rotq_wq_format_make((int32_t)bits, asym, group, clip);
+    rotq_quant_options o = rotq_quant_defaults();
+    o.w_clip = clip;
+    return rotq_wq_format_for_dtype(&o, grid);
+}
 
 static int read_raw(const char *cmd, const char *path, uint64_t want, void **out) {
     uint8_t *data;
@@ -40,6 +49,7 @@ int main(int argc, char **argv) {
     const char *mode = argv[1], *in = NULL, *out = NULL, *hpath = NULL;
     long long rows = 0, cols = 0, bits = 4, group = -1, block = 128;
     bool asym = false, clip = false, act_order = false, static_groups = false;
+    rotq_dtype grid = ROTQ_DTYPE_INVALID;
     double clip_ratio = 1.0, percdamp = 0.01;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -51,6 +61,10 @@ int main(int argc, char **argv) {
         else if (cli_is(a, "--act-order")) act_order = true;
         else if (cli_is(a, "--static-groups")) static_groups = true;
         else if (cli_is(a, "--mse")) clip = true;
+        else if (cli_is(a, "--grid")) {
+            if (!(v = cli_value(argc, argv, &i)) || !rotq_dtype_block_written(grid = rotq_dtype_from_name(v)))
+                return cli_error(cmd, "--grid needs a GGUF block type rotq writes");
+        }
         else if (cli_is(a, "--clip")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--clip needs a ratio");
             clip_ratio = strtod(v, &end);
@@ -79,13 +93,13 @@ int main(int argc, char **argv) {
     rotq_status s;
     double loss = 0.0;
     if (strcmp(mode, "rtn") == 0) {
-        rotq_wq_format f = rotq_wq_format_make((int32_t)bits, asym, group, clip);
+        rotq_wq_format f = make_format(bits, asym, group, clip, grid);
         s = rotq_rtn_quantize(x, rows, cols, &f, NULL);
     } else if (strcmp(mode, "gptq") == 0) {
         double *H = NULL;
         if (!hpath) { free(x); return cli_error(cmd, "gptq needs --hessian H.f64"); }
         if (read_raw(cmd, hpath, (uint64_t)(cols * cols) * sizeof(double), (void **)&H)) { free(x); return 1; }
-        rotq_wq_format f = rotq_wq_format_make((int32_t)bits, asym, group, clip);
+        rotq_wq_format f = make_format(bits, asym, group, clip, grid);
         rotq_gptq_options o = rotq_gptq_defaults();
         o.act_order = act_order;
         o.static_groups = static_groups;

@@ -51,6 +51,7 @@ static void print_text(const char *path, const rotq_model *m, const rotq_hparams
     for (int d = 0; d < ROTQ_DTYPE_COUNT; d++)
         if (file_dtype_count[d]) printf("%s x%lld  ", rotq_dtype_name((rotq_dtype)d), (long long)file_dtype_count[d]);
     printf("(in the file, %.2f bits per weight)\n", bpw);
+    if (rotq_model_quantization(m)[0]) printf("quantization   %s\n", rotq_model_quantization(m));
     printf("rotation sites\n");
     for (int s = 0; s < n_sites; s++)
         printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n, how[s]);
@@ -138,6 +139,7 @@ int cmd_info(int argc, char **argv) {
     json_object_set_new(j, "dtypes", dts);
     json_object_set_new(j, "file_dtypes", fdts);
     json_object_set_new(j, "file_bits_per_weight", json_real(numel > 0 ? file_bits / numel : 0.0));
+    json_object_set_new(j, "quantization", json_string(rotq_model_quantization(m)));
     json_t *js = json_array();
     char how[n_sites][192];
     for (int s = 0; s < n_sites; s++) {

@@ -18,38 +18,81 @@ static const char *help_head =
     "quantized and dequantized back to float (the grid values, exactly, in float32 by default), and\n"
     "the rotation record when rotated. Activation and KV-cache quantization happen at run time and\n"
     "are not stored: evaluate OUT with rotq eval OUT --a-bits 4 --kv-bits 4 ... (no weight options).\n"
-    "  --format gguf:T   write the decoder linears as GGUF blocks of type T (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,\n"
-    "                    Q6_K), quantized on T's own grid (T's bits, groups, zero and scale encoding) by RTN or\n"
-    "                    GPTQ, so the file holds the codes the quantizer chose; other tensors stay float\n"
-    "                    (--dtype f16 halves them). OUT is GGUF and llama.cpp runs it unchanged (with\n"
-    "                    --format turns the online R3/R4 off: stock llama.cpp has none)\n"
+    "  --format gguf:MIX write the matrices as GGUF blocks, per tensor as llama.cpp's quantizer mixes them\n"
+    "                    (MIX: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S,\n"
+    "                    Q4_K_M, Q5_K_S, Q5_K_M, Q6_K; or Q3_K, Q4_K, Q5_K alone), each tensor quantized on its\n"
+    "                    type's own grid (bits, groups, zero, scale and min encoding) by RTN or GPTQ, so the\n"
+    "                    file holds the codes the quantizer chose; rows that are not whole blocks fall back as\n"
+    "                    llama.cpp's do (Q4_K -> Q5_0, Q6_K -> Q8_0, ...); norms stay float (--dtype).\n"
+    "                    OUT is GGUF and llama.cpp runs it unchanged (--format turns the online R3/R4 off:\n"
+    "                    stock llama.cpp has none). See --pure, --tensor-type, --embedding-type, --output-type\n"
+    "  --plan            print every matrix's type and bytes and the file's size under the plan (after\n"
+    "                    --rotate, which unties a tied embedding), and write nothing (OUT may be omitted)\n"
     "  --force           replace an existing OUT (a GGUF file, or an HF folder holding config.json)\n";
+
+/* quantize --plan: each matrix's type under the plan, and the file size the tensors make (a float
+ * tensor at the output dtype; header and metadata not counted). */
+static int print_plan(const char *cmd, const rotq_model *m, const quant_cli *c, rotq_dtype out_dtype) {
+    int64_t n = rotq_model_n_tensors(m);
+    rotq_dtype *types = calloc((size_t)(n ? n : 1), sizeof *types);
+    if (!types) return cli_error(cmd, "out of memory");
+    rotq_status s = rotq_quant_tensor_types(m, &c->q, types);
+    if (s != ROTQ_OK) { free(types); return cli_lib_error(cmd, s); }
+    double total = 0.0, quant = 0.0, by_type[ROTQ_DTYPE_COUNT] = {0};
+    int64_t count[ROTQ_DTYPE_COUNT] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        rotq_tensor_info ti;
+        if (rotq_model_tensor_info(m, i, &ti) != ROTQ_OK) continue;
+        int64_t el = 1;
+        for (int d = 0; d < ti.n_dims; d++) el *= ti.shape[d];
+        rotq_dtype t = types[i] != ROTQ_DTYPE_INVALID ? types[i] : out_dtype;
+        double bytes = (double)el * rotq_dtype_bits_per_weight(t) / 8.0;
+        total += bytes;
+        by_type[t] += bytes;
+        count[t]++;
+        if (types[i] != ROTQ_DTYPE_INVALID) {
+            quant += bytes;
+            printf("%-48s %-6s [%lld, %lld] %10.0f bytes\n", ti.name, rotq_dtype_name(t), (long long)ti.shape[0],
+                   (long long)(ti.n_dims > 1 ? ti.shape[1] : 1), bytes);
+        }
+    }
+    for (int t = 0; t < ROTQ_DTYPE_COUNT; t++)
+        if (count[t]) printf("%-6s %4lld tensors %12.0f bytes\n", rotq_dtype_name((rotq_dtype)t), (long long)count[t], by_type[t]);
+    printf("tensors %.0f bytes (%.2f MiB), of which quantized matrices %.0f bytes\n", total, total / 1048576.0, quant);
+    free(types);
+    return 0;
+}
 
 int cmd_quantize(int argc, char **argv) {
     const char *cmd = "quantize";
     if (cli_wants_help(argc, argv)) { fputs(help_head, stdout); fputs(quant_cli_help, stdout); return 0; }
     quant_cli c;
     if (quant_cli_parse(cmd, argc, argv, &c)) return 1;
-    if (c.n_positional != 2) { fputs(help_head, stderr); return 2; }
-    const char *in = c.positional[0], *out = c.positional[1];
-    if (c.q.w_method == ROTQ_WQ_NONE || c.q.w_bits >= 16)
-        return cli_usage(cmd, "nothing to quantize: give --w-bits N or a --preset (rotq rotate rotates alone)");
+    if (c.n_positional != 2 && !(c.plan_only && c.n_positional == 1)) { fputs(help_head, stderr); return 2; }
+    if (c.plan_only && !c.typed) return cli_usage(cmd, "--plan needs a GGUF mixture (--format gguf:MIX or --w-grid MIX)");
+    const char *in = c.positional[0], *out = c.n_positional == 2 ? c.positional[1] : NULL;
+    if (!rotq_quant_has_weights(&c.q))
+        return cli_usage(cmd, "nothing to quantize: give --w-bits N, a --preset or --format gguf:MIX (rotq rotate rotates alone)");
     if (rotq_quant_has_runtime(&c.q) && !c.quiet)
         fprintf(stderr, "quantize: note: activation/KV settings are applied at run time and are not stored; pass them "
                         "to rotq eval\n");
     rotq_format out_fmt = c.out_format == 1 ? ROTQ_FORMAT_HF : c.out_format == 2 ? ROTQ_FORMAT_GGUF : ROTQ_FORMAT_AUTO;
-    if (cli_check_output(cmd, in, out, cli_model_output_kind(out, out_fmt), c.force)) return 1;
+    if (out && !c.plan_only && cli_check_output(cmd, in, out, cli_model_output_kind(out, out_fmt), c.force)) return 1;
     rotq_status s;
     double t0 = cli_now_s();
     rotq_model *m;
     if (cli_load(cmd, in, c.arch_file, c.tokenizer, &m)) return 1;
     rotq_tokenizer *tok = NULL;
     int rc = 1;
-    if (c.q.w_method == ROTQ_WQ_GPTQ && (s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    if (!c.plan_only && c.q.w_method == ROTQ_WQ_GPTQ && (s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     if (c.rotate) {
         rotq_rotate_options ro = c.ro;
         ro.verbose = !c.quiet;
         if ((s = rotq_rotate_model(m, &ro)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    }
+    if (c.plan_only) {
+        rc = print_plan(cmd, m, &c, c.out_dtype >= 0 ? (rotq_dtype)c.out_dtype : ROTQ_F32);
+        goto done;
     }
     rotq_quant_report rep;
     int64_t calib_tokens = 0;
@@ -60,10 +103,10 @@ int cmd_quantize(int argc, char **argv) {
     if (c.out_format == 2) so.format = ROTQ_FORMAT_GGUF;
     if (c.out_dtype >= 0) so.dtype = (rotq_dtype)c.out_dtype;
     so.overwrite = c.force;
-    if (c.pack_dtype >= 0) {
+    if (c.pack) {
         int64_t packed = 0;
-        if ((s = rotq_model_pack_weights(m, (rotq_dtype)c.pack_dtype, &packed)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
-        if (!c.quiet) fprintf(stderr, "quantize: %lld linears packed as %s blocks\n", (long long)packed, rotq_dtype_name((rotq_dtype)c.pack_dtype));
+        if ((s = rotq_model_pack_weights(m, &packed)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+        if (!c.quiet) fprintf(stderr, "quantize: %lld matrices packed as GGUF blocks (%s)\n", (long long)packed, c.q.w_types.mixture);
     }
     if ((s = rotq_model_save(m, out, &so)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     char qdesc[512], rdesc[256];

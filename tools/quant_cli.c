@@ -15,17 +15,21 @@ const char *quant_cli_help =
     "  --r1 KIND, --r2 KIND  random-hadamard (default), hadamard, orthogonal, none, or a .safetensors file\n"
     "  --r3 on|off, --r4 on|off  online Hadamards on Q/K after RoPE and before down_proj (default on)\n"
     "  --seed N           seed of the rotations and of the calibration windows (default 0)\n"
-    "weights (lm_head and embeddings stay float unless --w-embeddings):\n"
+    "weights (lm_head and embeddings stay float unless a GGUF mixture gives them a type):\n"
     "  --w-bits N         2..8 bits, or 16: float (the default)\n"
     "  --w-quant rtn|gptq round-to-nearest (default) or GPTQ from --calib\n"
     "  --w-group G        input columns per scale (-1: per output channel, the default)\n"
     "  --w-asym           asymmetric grid (default symmetric)\n"
     "  --w-clip / --no-w-clip  search the clip ratio minimizing sum |w-q|^2.4 per row/group (QuaRot)\n"
-    "  --w-embeddings     also the token embedding and an untied lm_head, by RTN on the same grid\n"
     "  --w-scale-fp16     round the scales to float16, the clip search included (as GGUF blocks store them)\n"
-    "  --w-grid T         the weight grid of GGUF block type T (q4_0, q4_1, q5_0, q5_1, q8_0, q6_k): its bits,\n"
-    "                     groups and scale encoding, weights kept as float (what a GGUF export of type T holds)\n"
+    "  --w-grid MIX       per-tensor GGUF block types of mixture MIX (as quantize writes gguf:MIX), each on its\n"
+    "                     type's own grid, weights kept as float (exactly what that GGUF export holds)\n"
+    "  --pure             every matrix the mixture's base type (no per-tensor mixture rules)\n"
+    "  --tensor-type RE=T tensors whose GGUF name matches regex RE take type T (repeatable, first match\n"
+    "                     wins, before the mixture; T f32/f16 keeps them float)\n"
+    "  --embedding-type T, --output-type T  the token embedding's and the output matrix's type\n"
     "  --act-order        GPTQ: columns by decreasing Hessian diagonal (static groups with --w-group)\n"
+    "  --weighted-scales  GPTQ: the clip search weights each input column's error by the Hessian diagonal\n"
     "  --static-groups / --no-static-groups  GPTQ group scales from the unmodified weights\n"
     "  --percdamp F       GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
     "  --gptq-block N     GPTQ lazy-update block (default 128)\n"
@@ -57,6 +61,12 @@ static int parse_f(const char *cmd, const char *opt, const char *v, double lo, d
 
 /* A weight, activation, KV-cache or calibration option at argv[*i]: 1 when consumed (into c->q),
  * 0 when argv[*i] is another option, -1 after printing why its value is bad. */
+static int mixture_usage(const char *cmd, const char *flag, const char *v) {
+    char names[512];
+    rotq_mixture_names(names, sizeof names);
+    return cli_usage(cmd, "%s %s: not a GGUF mixture or type rotq writes (%s)", flag, v, names);
+}
+
 static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_cli *c) {
     int i = *ip;
     const char *a = argv[i], *v;
@@ -82,13 +92,32 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         else if (cli_flag(a, "--w-clip")) { c->q.w_clip = true; c->clip_set = true; }
         else if (cli_flag(a, "--no-w-clip")) { c->q.w_clip = false; c->clip_set = true; }
         else if (cli_flag(a, "--w-scale-fp16")) c->q.w_scale_fp16 = true;
-        else if (cli_flag(a, "--w-embeddings")) c->q.w_embeddings = true;
         else if (cli_is(a, "--w-grid")) {
+            if (!(v = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--w-grid needs a GGUF mixture or type (Q4_K_M, Q4_0, ...)");
+            if (rotq_quant_set_mixture(&c->q, v) != ROTQ_OK) return -mixture_usage(cmd, "--w-grid", v);
+            c->typed = true;
+        } else if (cli_flag(a, "--pure")) c->q.w_types.pure = true;
+        else if (cli_flag(a, "--plan") && strcmp(cmd, "quantize") == 0) c->plan_only = true;
+        else if (cli_is(a, "--tensor-type")) {
+            const char *eq = (v = cli_value(argc, argv, &i)) ? strrchr(v, '=') : NULL;
+            if (!eq || eq == v) return -cli_usage(cmd, "--tensor-type needs REGEX=TYPE (e.g. 'attn_v\\.weight$=q6_k')");
+            char pat[sizeof c->q.w_types.rules[0].pattern];
+            if ((size_t)(eq - v) >= sizeof pat) return -cli_usage(cmd, "--tensor-type %s: the pattern is too long", v);
+            memcpy(pat, v, (size_t)(eq - v));
+            pat[eq - v] = 0;
+            rotq_status st = rotq_quant_add_type_rule(&c->q, pat, rotq_dtype_from_name(eq + 1));
+            if (st != ROTQ_OK) return -cli_lib_error(cmd, st);
+            c->typed = true;
+        } else if (cli_is(a, "--embedding-type") || cli_is(a, "--output-type")) {
             rotq_dtype t = (v = cli_value(argc, argv, &i)) ? rotq_dtype_from_name(v) : ROTQ_DTYPE_INVALID;
-            if (!v || rotq_quant_grid_for_dtype(&c->q, t) != ROTQ_OK)
-                return -cli_usage(cmd, "--w-grid needs q4_0, q4_1, q5_0, q5_1, q8_0 or q6_k");
+            if (!rotq_dtype_block_written(t) && t != ROTQ_F32 && t != ROTQ_F16) return -cli_usage(cmd, "%s %s: expected a GGUF block type rotq writes (%s) or f32/f16", a, v ? v : "",
+                                                            ROTQ_BLOCK_TYPES_WRITTEN);
+            if (cli_is(a, "--embedding-type")) c->q.w_types.embed_type = t;
+            else c->q.w_types.output_type = t;
+            c->typed = true;
         }
         else if (cli_flag(a, "--act-order")) c->q.gptq.act_order = true;
+        else if (cli_flag(a, "--weighted-scales")) c->q.gptq.weighted_scales = true;
         else if (cli_flag(a, "--static-groups")) { c->q.gptq.static_groups = true; c->static_groups_set = true; }
         else if (cli_flag(a, "--no-static-groups")) { c->q.gptq.static_groups = false; c->static_groups_set = true; }
         else if (cli_is(a, "--percdamp")) {
@@ -146,7 +175,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
     c->ro = rotq_rotate_options_default();
     c->ctx = 2048;
     c->out_dtype = -1;
-    c->pack_dtype = -1;
+    c->pack = c->typed = false;
     c->baseline = "original";
     /* the preset first, so that every other option overrides it wherever it stands */
     for (int i = 1; i < argc; i++)
@@ -206,12 +235,10 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
             if (!(c->tokenizer = cli_value(argc, argv, &i))) return cli_usage(cmd, "--tokenizer needs a file");
         } else if (cli_is(a, "--format") && strcmp(cmd, "quantize") == 0) {
             if (!(v = cli_value(argc, argv, &i)) || strncmp(v, "gguf:", 5) != 0)
-                return cli_usage(cmd, "--format needs gguf:Q4_0, gguf:Q4_1, gguf:Q5_0, gguf:Q5_1, gguf:Q8_0 or gguf:Q6_K");
-            rotq_dtype t = rotq_dtype_from_name(v + 5); /* any case */
-            rotq_quant_options probe = c->q;
-            if (rotq_quant_grid_for_dtype(&probe, t) != ROTQ_OK)
-                return cli_usage(cmd, "--format %s: rotq writes gguf:Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q6_K so far", v);
-            c->pack_dtype = t;
+                return cli_usage(cmd, "--format needs gguf:MIX, a GGUF mixture or type (gguf:Q4_K_M, gguf:Q4_0, ...)");
+            if (rotq_quant_set_mixture(&c->q, v + 5) != ROTQ_OK) return mixture_usage(cmd, "--format", v);
+            c->pack = true;
+            c->typed = true;
             c->out_format = 2;
         } else if (cli_is(a, "--to")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--to needs hf or gguf");
@@ -231,17 +258,18 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
             return cli_usage(cmd, "unexpected argument %s", a);
         }
     }
-    /* --format fixes the weight grid to the block type's own (after any preset or --w-* option) */
-    if (c->pack_dtype >= 0) {
-        if (c->out_format == 1) return cli_usage(cmd, "--format gguf:... writes a GGUF file, not --to hf");
-        rotq_quant_grid_for_dtype(&c->q, (rotq_dtype)c->pack_dtype);
-        c->ro.r3 = c->ro.r4 = false; /* stock llama.cpp runs fused rotations only */
+    /* a type plan puts each tensor on its block type's own grid (over any preset or --w-bits) */
+    if (c->typed) {
+        if (c->out_format == 1 && c->pack) return cli_usage(cmd, "--format gguf:... writes a GGUF file, not --to hf");
+        if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
         if (!c->clip_set) c->q.w_clip = true;
     }
+    if (c->pack) c->ro.r3 = c->ro.r4 = false; /* stock llama.cpp runs fused rotations only */
+    if (c->q.w_types.pure && !c->q.w_types.mixture[0]) return cli_usage(cmd, "--pure needs a mixture (--format gguf:MIX or --w-grid MIX)");
     if (c->q.gptq.act_order && c->q.w_group > 0 && !c->static_groups_set) c->q.gptq.static_groups = true;
-    if (c->q.w_method == ROTQ_WQ_GPTQ && c->q.w_bits >= 16)
-        return cli_usage(cmd, "--w-quant gptq needs --w-bits (or a --preset)");
-    if (c->q.w_method == ROTQ_WQ_GPTQ && c->q.w_bits < 16 && !c->calib)
+    if (c->q.w_method == ROTQ_WQ_GPTQ && !rotq_quant_has_weights(&c->q))
+        return cli_usage(cmd, "--w-quant gptq needs --w-bits (or a --preset, or a GGUF mixture)");
+    if (c->q.w_method == ROTQ_WQ_GPTQ && !c->calib)
         return cli_usage(cmd, "GPTQ needs calibration text: --calib FILE");
     rotq_status s = rotq_quant_options_check(&c->q);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
@@ -287,7 +315,7 @@ int quant_cli_quantize(const char *cmd, rotq_model *m, const quant_cli *c, const
     *calib_tokens_in_text = 0;
     rotq_quant_options q = c->q;
     q.verbose = !c->quiet;
-    if (q.w_method == ROTQ_WQ_GPTQ && q.w_bits < 16) {
+    if (q.w_method == ROTQ_WQ_GPTQ && rotq_quant_has_weights(&q)) {
         uint64_t bytes;
         bool wt;
         if (quant_cli_tokenize_file(cmd, tok, c->calib, 0, &calib, &n_calib, &bytes, &wt)) return 1;

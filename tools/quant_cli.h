@@ -24,7 +24,9 @@ typedef struct quant_cli {
     int out_format;           /* 0 auto, 1 hf, 2 gguf */
     int out_dtype;            /* rotq_dtype or -1 */
     bool clip_set;            /* --w-clip / --no-w-clip given */
-    int pack_dtype;           /* --format gguf:TYPE: the block type the weights are packed into, or -1 */
+    bool pack;                /* --format gguf:MIX: weights packed into their GGUF block types */
+    bool typed;               /* a per-tensor type plan (--format, --w-grid, --tensor-type, ...) */
+    bool plan_only;           /* quantize --plan: print each matrix's type and the sizes, write nothing */
     const char *positional[2];
     int n_positional;
 } quant_cli;

@@ -187,7 +187,7 @@ typedef void (*block_fn)(const uint8_t *block, float *y);
 /* The inverse for the formats rotq writes: a block's unsigned codes u (zero at 2^(bits-1), as the
  * symmetric weight grid numbers them) and its group scales (one per `group` elements) into the
  * block; false when the scales are not what the format can store (checked, never rounded here). */
-typedef bool (*pack_fn)(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *block);
+typedef bool (*pack_fn)(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *block);
 
 static bool half_of(double s, uint16_t *h) {
     *h = rotq_f32_to_f16((float)s);
@@ -199,7 +199,8 @@ static void put_half(uint8_t *b, uint16_t h) {
     b[1] = (uint8_t)(h >> 8);
 }
 
-static bool pack_q4_0(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+static bool pack_q4_0(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)mins;
     (void)zeros;
     uint16_t d;
     if (!half_of(scales[0], &d)) return false;
@@ -208,7 +209,8 @@ static bool pack_q4_0(const uint8_t *u, const double *scales, const int32_t *zer
     return true;
 }
 
-static bool pack_q5_0(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+static bool pack_q5_0(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)mins;
     (void)zeros;
     uint16_t d;
     if (!half_of(scales[0], &d)) return false;
@@ -220,7 +222,8 @@ static bool pack_q5_0(const uint8_t *u, const double *scales, const int32_t *zer
     return true;
 }
 
-static bool pack_q8_0(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+static bool pack_q8_0(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)mins;
     (void)zeros;
     uint16_t d;
     if (!half_of(scales[0], &d)) return false;
@@ -235,7 +238,8 @@ static bool min_of(double d, int32_t z, uint16_t *dh, uint16_t *mh) {
     return half_of(d, dh) && half_of(-d * (double)z, mh);
 }
 
-static bool pack_q4_1(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+static bool pack_q4_1(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)mins;
     uint16_t d, m;
     if (!min_of(scales[0], zeros[0], &d, &m)) return false;
     put_half(b, d);
@@ -244,7 +248,8 @@ static bool pack_q4_1(const uint8_t *u, const double *scales, const int32_t *zer
     return true;
 }
 
-static bool pack_q5_1(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
+static bool pack_q5_1(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)mins;
     uint16_t d, m;
     if (!min_of(scales[0], zeros[0], &d, &m)) return false;
     put_half(b, d);
@@ -256,22 +261,32 @@ static bool pack_q5_1(const uint8_t *u, const double *scales, const int32_t *zer
     return true;
 }
 
-/* Q6_K (the layout deq_q6_k reads): 16 groups of 16 whose scales are d·sc, sc int8, d float16; the
- * quantizer makes the largest sc 127 (rotq_wq_super_scales), so d is the largest scale / 127. */
-static bool pack_q6_k(const uint8_t *u, const double *scales, const int32_t *zeros, uint8_t *b) {
-    (void)zeros;
-    double smax = 0.0;
-    for (int g = 0; g < 16; g++) smax = scales[g] > smax ? scales[g] : smax;
-    uint16_t dh;
-    double d = smax / 127.0;
-    if (!(d > 0) || !half_of(d, &dh)) return false;
-    d = rotq_f16_to_f32(dh);
-    for (int g = 0; g < 16; g++) {
-        double sc = scales[g] / d;
-        if (sc != nearbyint(sc) || sc < -128 || sc > 127 || d * sc != scales[g]) return false;
-        b[192 + g] = (uint8_t)(int8_t)sc;
+/* The K-quants store group scales as d·sc (and mins as dmin·m) with one float16 d (dmin) per block;
+ * the quantizer makes the largest sc exactly `top` (rotq_wq_super_scales), so d = largest / top. The
+ * integers go to sc[]; false unless every value is d times an integer in [lo, top]. A block whose
+ * values are all 0 (mins only) stores d = 0. */
+static bool super_ints(const double *v, int n, int lo, int top, uint16_t *dh, int *sc) {
+    double vmax = 0.0;
+    for (int g = 0; g < n; g++) vmax = v[g] > vmax ? v[g] : vmax;
+    double d = vmax / top;
+    if (!half_of(d, dh)) return false;
+    for (int g = 0; g < n; g++) {
+        double k = d > 0 ? v[g] / d : 0.0;
+        if (k != nearbyint(k) || k < lo || k > top || d * k != v[g]) return false;
+        sc[g] = (int)k;
     }
+    return true;
+}
+
+/* Q6_K (the layout deq_q6_k reads): 16 groups of 16, scales d·sc, sc int8 (the quantizer uses 1..127). */
+static bool pack_q6_k(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)zeros;
+    (void)mins;
+    uint16_t dh;
+    int sc[16];
+    if (!super_ints(scales, 16, 1, 127, &dh, sc)) return false;
     memset(b, 0, 192);
+    for (int g = 0; g < 16; g++) b[192 + g] = (uint8_t)(int8_t)sc[g];
     for (int e = 0; e < 256; e++) {
         int c = e / 128, r = e % 128;
         b[64 * c + (r % 64)] |= (uint8_t)((u[e] & 0x0F) << (4 * (r / 64)));
@@ -281,18 +296,101 @@ static bool pack_q6_k(const uint8_t *u, const double *scales, const int32_t *zer
     return true;
 }
 
+/* Q3_K (deq_q3_k's layout): 16 groups of 16, codes u = q + 4 (3 bits: 2 in qs, the high one in hmask),
+ * scales d·sc with sc stored as sc + 32 in 6 bits (the quantizer uses 1..31). */
+static bool pack_q3_k(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)zeros;
+    (void)mins;
+    uint16_t dh;
+    int sc[16];
+    if (!super_ints(scales, 16, 1, 31, &dh, sc)) return false;
+    memset(b, 0, 110);
+    uint8_t *hmask = b, *qs = b + 32, *scb = b + 96;
+    for (int i = 0; i < 16; i++) {
+        int v = sc[i] + 32;
+        scb[i % 8] |= (uint8_t)((v & 0x0F) << (i < 8 ? 0 : 4));
+        scb[8 + i % 4] |= (uint8_t)(((v >> 4) & 3) << (2 * (i / 4)));
+    }
+    for (int e = 0; e < 256; e++) {
+        int c = e / 128, s = (e % 128) / 32, j = e % 32;
+        qs[32 * c + j] |= (uint8_t)((u[e] & 3) << (2 * s));
+        if (u[e] & 4) hmask[j] |= (uint8_t)(1u << (e / 32));
+    }
+    put_half(b + 108, dh);
+    return true;
+}
+
+/* Q2_K (deq_q2_k's layout): 16 groups of 16, 2-bit codes, a byte per group holding sc (low nibble)
+ * and m (high nibble), float16 d and dmin. */
+static bool pack_q2_k(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)zeros;
+    uint16_t dh, mh;
+    int sc[16], mn[16];
+    if (!super_ints(scales, 16, 1, 15, &dh, sc) || !super_ints(mins, 16, 0, 15, &mh, mn)) return false;
+    memset(b, 0, 84);
+    for (int g = 0; g < 16; g++) b[g] = (uint8_t)(sc[g] | mn[g] << 4);
+    for (int e = 0; e < 256; e++) {
+        int c = e / 128, s = (e % 128) / 32, j = e % 32;
+        b[16 + 32 * c + j] |= (uint8_t)((u[e] & 3) << (2 * s));
+    }
+    put_half(b + 80, dh);
+    put_half(b + 82, mh);
+    return true;
+}
+
+/* The 12 bytes of Q4_K/Q5_K scales and mins (the inverse of k_scale_min). */
+static void k_scale_min_put(const int sc[8], const int mn[8], uint8_t *s) {
+    for (int k = 0; k < 4; k++) {
+        s[k] = (uint8_t)(sc[k] | (sc[4 + k] >> 4) << 6);
+        s[4 + k] = (uint8_t)(mn[k] | (mn[4 + k] >> 4) << 6);
+        s[8 + k] = (uint8_t)((sc[4 + k] & 0x0F) | (mn[4 + k] & 0x0F) << 4);
+    }
+}
+
+/* Q4_K/Q5_K (deq_q4_k/deq_q5_k): 8 groups of 32, 6-bit sc and m, float16 d and dmin; Q5_K's fifth
+ * code bit of element 32g + j is bit g of qh[j]. */
+static bool pack_k_min(const uint8_t *u, const double *scales, const double *mins, uint8_t *b, bool five) {
+    uint16_t dh, mh;
+    int sc[8], mn[8];
+    if (!super_ints(scales, 8, 1, 63, &dh, sc) || !super_ints(mins, 8, 0, 63, &mh, mn)) return false;
+    put_half(b, dh);
+    put_half(b + 2, mh);
+    k_scale_min_put(sc, mn, b + 4);
+    uint8_t *qh = b + 16, *qs = b + (five ? 48 : 16);
+    if (five) memset(qh, 0, 32);
+    memset(qs, 0, 128);
+    for (int g = 0; g < 8; g++)
+        for (int j = 0; j < 32; j++) {
+            uint8_t v = u[32 * g + j];
+            qs[32 * (g / 2) + j] |= (uint8_t)((v & 0x0F) << (4 * (g % 2)));
+            if (five && (v & 0x10)) qh[j] |= (uint8_t)(1u << g);
+        }
+    return true;
+}
+
+static bool pack_q4_k(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)zeros;
+    return pack_k_min(u, scales, mins, b, false);
+}
+
+static bool pack_q5_k(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
+    (void)zeros;
+    return pack_k_min(u, scales, mins, b, true);
+}
+
 /* One row per element type: its name, block geometry, and how a block becomes float32. */
 typedef struct dtype_info {
     const char *name;
     int64_t block_elems;
     uint64_t block_bytes;
     block_fn dequantize;      /* block formats (NULL for the plain ones, converted elementwise) */
-    /* the block formats rotq writes: symmetric codes of code_bits, one scale per `group` elements,
-     * stored as float16 (super_max 0) or as d·sc with one float16 d per block and |sc| <= super_max */
+    /* the block formats rotq writes: codes of code_bits, one scale per `group` elements, stored as
+     * float16 (super_max 0) or as d·sc with one float16 d per block and 1 <= sc <= super_max */
     pack_fn pack;
     int32_t code_bits, group, super_max;
     bool asym;                /* Q4_1/Q5_1: a float16 min, i.e. asymmetric codes ... */
     int32_t scale_mant_bits;  /* ... with scales of this many mantissa bits, so min = −d·z is a float16 */
+    int32_t min_max;          /* Q2_K/Q4_K/Q5_K: unsigned codes, group mins dmin·m with m <= min_max */
 } dtype_info;
 
 /* Block layouts as stored in GGUF files. Q8_1 is ggml's runtime-only type (two halves + 32 int8). */
@@ -305,10 +403,10 @@ static const dtype_info DTYPES[ROTQ_DTYPE_COUNT] = {
     [ROTQ_Q5_1] = {"q5_1", 32, 2 + 2 + 4 + 16, deq_q5_1, pack_q5_1, 5, 32, 0, true, 6},
     [ROTQ_Q8_0] = {"q8_0", 32, 2 + 32, deq_q8_0, pack_q8_0, 8, 32, 0},
     [ROTQ_Q8_1] = {"q8_1", 32, 2 + 2 + 32},
-    [ROTQ_Q2_K] = {"q2_k", 256, 16 + 64 + 2 + 2, deq_q2_k},
-    [ROTQ_Q3_K] = {"q3_k", 256, 32 + 64 + 12 + 2, deq_q3_k},
-    [ROTQ_Q4_K] = {"q4_k", 256, 2 + 2 + 12 + 128, deq_q4_k},
-    [ROTQ_Q5_K] = {"q5_k", 256, 2 + 2 + 12 + 32 + 128, deq_q5_k},
+    [ROTQ_Q2_K] = {"q2_k", 256, 16 + 64 + 2 + 2, deq_q2_k, pack_q2_k, 2, 16, 15, true, 0, 15},
+    [ROTQ_Q3_K] = {"q3_k", 256, 32 + 64 + 12 + 2, deq_q3_k, pack_q3_k, 3, 16, 31},
+    [ROTQ_Q4_K] = {"q4_k", 256, 2 + 2 + 12 + 128, deq_q4_k, pack_q4_k, 4, 32, 63, true, 0, 63},
+    [ROTQ_Q5_K] = {"q5_k", 256, 2 + 2 + 12 + 32 + 128, deq_q5_k, pack_q5_k, 5, 32, 63, true, 0, 63},
     [ROTQ_Q6_K] = {"q6_k", 256, 128 + 64 + 16 + 2, deq_q6_k, pack_q6_k, 6, 16, 127},
     [ROTQ_Q8_K] = {"q8_k", 256, 4 + 256 + 32, deq_q8_k},
     [ROTQ_I8] = {"i8", 1, 1},
@@ -367,13 +465,16 @@ bool rotq_dtype_grid(rotq_dtype dt, rotq_block_grid *g) {
     const dtype_info *d = info(dt);
     if (!d || !d->pack) return false;
     if (g) *g = (rotq_block_grid){.bits = d->code_bits, .group = d->group, .super_groups = d->super_max ? d->block_elems / d->group : 0,
-                                  .super_max = d->super_max, .asym = d->asym, .scale_mant_bits = d->scale_mant_bits};
+                                  .super_max = d->super_max, .asym = d->asym, .scale_mant_bits = d->scale_mant_bits,
+                                  .min_max = d->min_max};
     return true;
 }
 
-rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, const int32_t *zeros, int64_t n, void *dst) {
+rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins,
+                            int64_t n, void *dst) {
     const dtype_info *d = info(dt);
-    if (!d || !d->pack) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q6_K blocks, not %s", rotq_dtype_name(dt));
+    if (!d || !d->pack) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes %s blocks, not %s", ROTQ_BLOCK_TYPES_WRITTEN, rotq_dtype_name(dt));
+    if (d->min_max && !mins) return rotq_fail(ROTQ_ERR_ARG, "%s: blocks with group mins need the mins", d->name);
     if (n % d->block_elems) return rotq_fail(ROTQ_ERR_ARG, "%s: %lld values are not whole blocks of %lld", d->name, (long long)n, (long long)d->block_elems);
     uint8_t *out = dst;
     int64_t groups_per_block = d->block_elems / d->group;
@@ -381,9 +482,11 @@ rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scale
         for (int64_t j = 0; j < d->block_elems; j++)
             if (u[b * d->block_elems + j] >> d->code_bits)
                 return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: code %d needs more than %d bits", d->name, (long long)b, u[b * d->block_elems + j], d->code_bits);
-        if (!d->pack(u + b * d->block_elems, scales + b * groups_per_block, zeros + b * groups_per_block, out + (uint64_t)b * d->block_bytes))
-            return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: its scales (first %.9g) are not what the format stores (float16%s); quantize on its grid",
-                             d->name, (long long)b, scales[b * groups_per_block], d->super_max ? " times a small integer" : "");
+        if (!d->pack(u + b * d->block_elems, scales + b * groups_per_block, zeros + b * groups_per_block,
+                     mins ? mins + b * groups_per_block : NULL, out + (uint64_t)b * d->block_bytes))
+            return rotq_fail(ROTQ_ERR_ARG, "%s block %lld: its scales (first %.9g)%s are not what the format stores (float16%s); quantize on its grid",
+                             d->name, (long long)b, scales[b * groups_per_block], d->min_max ? " or mins" : "",
+                             d->super_max ? " times a small integer" : "");
     }
     return ROTQ_OK;
 }

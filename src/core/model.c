@@ -218,6 +218,7 @@ rotq_status rotq_model_map_file(rotq_model *m, const char *path, const uint8_t *
 }
 
 int64_t rotq_model_n_tensors(const rotq_model *m) { return m->n_tensors; }
+const char *rotq_model_quantization(const rotq_model *m) { return m->quant_desc; }
 
 rotq_status rotq_model_hparams(const rotq_model *m, rotq_hparams *out) {
     *out = m->hp;

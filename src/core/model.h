@@ -110,6 +110,7 @@ struct rotq_model {
     rotq_blob blobs[ROTQ_MAX_BLOBS];
     int32_t n_blobs;
     rotq_rotation_record rot;
+    char quant_desc[1024];          /* how the weights were quantized (GGUF: rotq.quantization), or "" */
 };
 
 /* ---- model construction (used by the format readers) ---- */
@@ -172,18 +173,22 @@ uint16_t rotq_f32_to_bf16(float f);              /* round to nearest even, NaN k
 
 /* Dequantizes n elements of a (possibly block-quantized) buffer to float32. src/io/gguf_quant.c */
 rotq_status rotq_dequantize(rotq_dtype dt, const void *src, float *dst, int64_t n);
-/* The grid of a block format rotq writes (Q4_0, Q5_0, Q8_0, Q6_K): symmetric codes of `bits`, one
- * scale per `group` elements, stored as float16 (super_groups 0) or, per block of super_groups
- * groups, as d·sc with d float16 and integer |sc| <= super_max. false for any other type. */
+/* The grid of a block format rotq writes: codes of `bits`, one scale per `group` elements, stored as
+ * float16 (super_groups 0) or, per block of super_groups groups, as d·sc with d float16 and integer
+ * 1 <= sc <= super_max (the K-quants). false for any other type. */
 typedef struct rotq_block_grid {
     int32_t bits, group, super_groups, super_max;
     bool asym;               /* Q4_1/Q5_1: codes with a zero, min = −d·z stored as float16 ... */
     int32_t scale_mant_bits; /* ... which holds when d has at most this many mantissa bits */
+    int32_t min_max;         /* > 0 (Q2_K, Q4_K, Q5_K): y = s·u − mn with unsigned codes u and a group
+                                min mn = dmin·m, integer 0 <= m <= min_max, one float16 dmin per block */
 } rotq_block_grid;
 bool rotq_dtype_grid(rotq_dtype dt, rotq_block_grid *g);
-/* n codes u (unsigned; zero at 2^(bits-1), or zeros[g] for asymmetric grids) with their group scales, packed into dt's blocks;
- * ROTQ_ERR_ARG when a scale or code is not what the format stores. */
-rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, const int32_t *zeros, int64_t n, void *dst);
+/* n codes u (unsigned; zero at 2^(bits-1), or zeros[g] for asymmetric grids) with their group scales
+ * (and group mins for min_max grids; NULL otherwise), packed into dt's blocks; ROTQ_ERR_ARG when a
+ * scale, min or code is not what the format stores. */
+rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins,
+                            int64_t n, void *dst);
 
 /* ---- files ---- */
 /* Checks that `out` does not name the same file/folder as `in` (both may not exist yet). */

@@ -302,6 +302,7 @@ static rotq_status write_metadata(const rotq_model *m, const char *path, const o
     char *record = rotq_record_to_string(&m->rot); /* online rotations for rotq's own runner */
     if (record) kv_string(w, "rotq.record", record);
     free(record);
+    if (m->quant_desc[0]) kv_string(w, "rotq.quantization", m->quant_desc);
     if (w->buf.oom) return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory building the header", path);
     return ROTQ_OK;
 }

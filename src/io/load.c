@@ -34,6 +34,8 @@ static rotq_status detect(const char *path, rotq_format *fmt) {
 static rotq_status read_record(rotq_model *m) {
     if (m->hf_config && json_object_get(m->hf_config, "rotq"))
         return rotq_record_from_json(json_object_get(m->hf_config, "rotq"), m->source_path, &m->rot);
+    const rotq_meta *q = rotq_model_meta(m, "rotq.quantization"); /* how a GGUF export's weights were made */
+    if (q && q->type == ROTQ_META_STRING) snprintf(m->quant_desc, sizeof m->quant_desc, "%s", q->str);
     const rotq_meta *kv = rotq_model_meta(m, "rotq.record");
     if (kv && kv->type == ROTQ_META_STRING) return rotq_record_from_string(kv->str, m->source_path, &m->rot);
     if (kv) return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotq.record is not a string", m->source_path);

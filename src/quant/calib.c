@@ -65,7 +65,7 @@ typedef struct walk {
     rotq_model *m;
     rotq_runner *r;
     const rotq_quant_options *o;
-    rotq_wq_format fmt;
+    const rotq_dtype *types;      /* per-tensor block types, or NULL: o's scalar format for all */
     int64_t ns, T, d, qd, kvd, ff, half;
     float *X;                     /* [ns, T, d] residual stream */
     float *store[ROTQ_LAYER_STEPS]; /* [ns, T, cols] a step's output kept to resume from, or NULL (recomputed) */
@@ -107,11 +107,12 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group
     if (s != ROTQ_OK) return rotq_fail_context(s, "layer %d, %s input", l, rotq_role_name(roles[0]));
     for (int i = 0; i < n_roles && s == ROTQ_OK; i++) {
         rotq_tensor *t = rotq_model_role(c->m, roles[i], l);
-        if (!t) continue;
+        rotq_wq_format fmt;
+        if (!t || !rotq_wq_format_for_tensor(c->o, c->types, t - c->m->tensors, &fmt)) continue;
         int64_t rows = rotq_tensor_numel(t) / n;
         double loss = 0.0;
         rotq_qweight *codes = NULL;
-        s = rotq_gptq_quantize((float *)t->data, rows, n, &hinv, &c->fmt, &c->o->gptq, &loss, &codes);
+        s = rotq_gptq_quantize((float *)t->data, rows, n, &hinv, &fmt, &c->o->gptq, &loss, &codes);
         if (s != ROTQ_OK) { s = rotq_fail_context(s, "%s", t->name); break; }
         rotq_tensor_set_codes(t, codes, (void (*)(void *))rotq_qweight_free);
         c->rep->n_linears++;
@@ -163,8 +164,49 @@ static rotq_status walk_layer(walk *c, int32_t l) {
     return ROTQ_OK;
 }
 
+/* The output matrix by GPTQ too, when the plan gives an untied one a type: its Hessian from the
+ * final-normed states of the quantized network over the same windows. A tied one also serves as
+ * the embedding, whose rows GPTQ's input statistics say nothing about: RTN does it later. */
+static rotq_status quantize_head(walk *c) {
+    rotq_model *m = c->m;
+    rotq_tensor *head = rotq_model_role(m, ROLE_LM_HEAD, -1), *embed = rotq_model_role(m, ROLE_EMBED, -1);
+    rotq_wq_format fmt;
+    if (!c->types || !head || head == embed || !rotq_wq_format_for_tensor(c->o, c->types, head - m->tensors, &fmt)) return ROTQ_OK;
+    if (head->dtype != ROTQ_F32 || !head->owned) return rotq_fail(ROTQ_ERR_ARG, "calib: %s is not an owned float32 tensor", head->name);
+    int64_t T = c->T, d = c->d;
+    memset(c->H, 0, (size_t)(d * d) * sizeof(double));
+    for (int64_t w = 0; w < c->ns; w++) {
+        rotq_runner_norm(c->r, c->io.xn, c->X + w * T * d, c->r->final_norm, c->r->final_norm_b, T);
+        ROTQ_TRY(rotq_runner_linear_input(c->r, -1, ROLE_LM_HEAD, c->io.xn, T, d));
+        gram_add(c, c->io.xn, d);
+    }
+    double t0 = rotq_now_s(), scale = 2.0 / (double)(c->ns * T);
+    double *H = c->H;
+    for (int64_t i = 0; i < d; i++) {
+        for (int64_t j = i; j < d; j++) H[i * d + j] *= scale;
+        for (int64_t j = 0; j < i; j++) H[i * d + j] = H[j * d + i];
+    }
+    rotq_gptq_hinv hinv;
+    rotq_status s = rotq_gptq_prepare(H, d, &c->o->gptq, &hinv);
+    if (s != ROTQ_OK) return rotq_fail_context(s, "%s input", head->name);
+    double loss = 0.0;
+    rotq_qweight *codes = NULL;
+    s = rotq_gptq_quantize((float *)head->data, head->shape[0], d, &hinv, &fmt, &c->o->gptq, &loss, &codes);
+    if (s == ROTQ_OK) {
+        rotq_tensor_set_codes(head, codes, (void (*)(void *))rotq_qweight_free);
+        c->rep->n_params += head->shape[0] * d;
+        c->rep->gptq_loss += loss;
+        c->rep->n_dead += hinv.n_dead;
+    } else {
+        s = rotq_fail_context(s, "%s", head->name);
+    }
+    rotq_gptq_hinv_free(&hinv);
+    c->t_quant += rotq_now_s() - t0;
+    return s;
+}
+
 rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *windows, int64_t ns, int64_t T,
-                            const rotq_quant_options *o, rotq_quant_report *rep) {
+                            const rotq_quant_options *o, const rotq_dtype *types, rotq_quant_report *rep) {
     ROTQ_TRY(rotq_runner_check_ready(r));
     const rotq_hparams *hp = &r->hp;
     walk c;
@@ -173,8 +215,11 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     c.r = r;
     c.o = o;
     c.rep = rep;
-    c.fmt = rotq_wq_format_from_options(o);
-    ROTQ_TRY(rotq_wq_format_check(&c.fmt));
+    c.types = types;
+    for (int64_t i = 0; i < m->n_tensors; i++) {
+        rotq_wq_format f;
+        if (rotq_wq_format_for_tensor(o, types, i, &f)) ROTQ_TRY(rotq_wq_format_check(&f));
+    }
     c.ns = ns;
     c.T = T;
     c.d = hp->hidden;
@@ -234,6 +279,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
             rotq_log(ROTQ_LOG_INFO, "gptq: layer %d/%lld  %.1f s (quantize %.1f s)  loss %.4g\n", l + 1, (long long)hp->n_layers,
                     rotq_now_s() - t0, c.t_quant - q0, rep->gptq_loss - loss0);
     }
+    if ((s = quantize_head(&c)) != ROTQ_OK) goto done;
     rep->quant_seconds += c.t_quant;
     rep->calib_seconds += rotq_now_s() - t_start - c.t_quant;
     rep->calib_tokens = ns * T;

@@ -13,7 +13,7 @@
 #include "quant/quant.h"
 
 rotq_gptq_options rotq_gptq_defaults(void) {
-    return (rotq_gptq_options){.percdamp = 0.01, .act_order = false, .static_groups = false, .block = 128};
+    return (rotq_gptq_options){.percdamp = 0.01, .act_order = false, .static_groups = false, .block = 128, .weighted_scales = false};
 }
 
 void rotq_gptq_hinv_free(rotq_gptq_hinv *h) {
@@ -21,6 +21,7 @@ void rotq_gptq_hinv_free(rotq_gptq_hinv *h) {
     free(h->U);
     free(h->perm);
     free(h->dead);
+    free(h->hdiag);
     memset(h, 0, sizeof *h);
 }
 
@@ -47,14 +48,16 @@ rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, 
     out->U = malloc((size_t)(n * n) * sizeof(double));
     out->perm = malloc((size_t)n * sizeof(int64_t));
     out->dead = calloc((size_t)n, sizeof(bool));
+    out->hdiag = malloc((size_t)n * sizeof(double));
     double *diag = malloc((size_t)n * sizeof(double));
-    if (!out->U || !out->perm || !out->dead || !diag) {
+    if (!out->U || !out->perm || !out->dead || !out->hdiag || !diag) {
         free(diag);
         rotq_gptq_hinv_free(out);
         return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld Hessian", (long long)n, (long long)n);
     }
     /* a column no calibration token ever touched: H_ii = 1 keeps H invertible, its weights go to 0 */
     for (int64_t i = 0; i < n; i++) {
+        out->hdiag[i] = H[i * n + i];
         if (H[i * n + i] == 0.0) {
             out->dead[i] = true;
             out->n_dead++;
@@ -121,19 +124,21 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                              (long long)(i / cols), (long long)(i % cols), (double)w[i]);
     int64_t group = f->group > 0 && f->group < cols ? f->group : 0;
     int64_t n_groups = group ? (cols + group - 1) / group : 1;
-    /* a super-block format ties each row's group scales together: they are all chosen up front */
-    bool static_groups = group && (o->static_groups || f->super_groups > 0);
+    /* a super-block format ties each row's group scales together: they are all chosen up front; so
+     * are a block type's (its codes must come back, act-order or not, to be packed) */
+    bool static_groups = group && (o->static_groups || f->super_groups > 0 || f->dtype != ROTQ_DTYPE_INVALID);
     int64_t B = o->block < cols ? o->block : cols;
     int32_t maxq = rotq_wq_maxq(f);
     const double *U = h->U;
     const int64_t *perm = h->perm;
+    const double *hw = o->weighted_scales ? h->hdiag : NULL; /* clip search weighted by H's diagonal */
 
     /* W in processing order; per-row scales as the reference takes them: per channel from the
      * weights as given, static groups after dead columns are zeroed, dynamic groups on the fly */
     double *W = malloc((size_t)(rows * cols) * sizeof(double));
     double *Err = malloc((size_t)(rows * B) * sizeof(double));
     double *S = calloc((size_t)(rows * n_groups), sizeof(double));
-    double *Z = calloc((size_t)(rows * n_groups), sizeof(double));
+    double *Z = calloc((size_t)(rows * n_groups), sizeof(double)); /* zero, or the group min (f->min_max) */
     double *row_loss = calloc((size_t)rows, sizeof(double));
     /* codes in processing order; a dynamic group under act-order spans scattered columns: no codes */
     bool act_order = false;
@@ -153,15 +158,15 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
             for (int64_t r = 0; r < rows; r++) {
                 if (!orig) continue;
                 for (int64_t c = 0; c < cols; c++) orig[c] = w[r * cols + c];
-                if (!group) rotq_wq_params(orig, cols, f, &S[r], &Z[r]);
+                if (!group) rotq_wq_params_weighted(orig, hw, cols, f, &S[r], &Z[r]);
                 for (int64_t c = 0; c < cols; c++)
                     if (h->dead[c]) orig[c] = 0.0;
                 if (static_groups) {
                     for (int64_t g = 0; g < n_groups; g++) {
                         int64_t g0 = g * group, n = cols - g0 < group ? cols - g0 : group;
-                        rotq_wq_params(orig + g0, n, f, &S[r * n_groups + g], &Z[r * n_groups + g]);
+                        rotq_wq_params_weighted(orig + g0, hw ? hw + g0 : NULL, n, f, &S[r * n_groups + g], &Z[r * n_groups + g]);
                     }
-                    rotq_wq_super_scales(f, S + r * n_groups, n_groups);
+                    rotq_wq_super_scales(f, S + r * n_groups, f->min_max > 0 ? Z + r * n_groups : NULL, n_groups);
                 }
                 for (int64_t c = 0; c < cols; c++) W[r * cols + c] = orig[perm[c]];
             }
@@ -212,8 +217,15 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                         z = *gz;
                     }
                     double x = wr[i], d = U[i * cols + i];
-                    uint8_t u = rotq_wq_encode(x, s, z, maxq, f->asym);
-                    double q = rotq_wq_decode(u, s, rotq_wq_zero_code(z, maxq, f->asym));
+                    uint8_t u;
+                    double q;
+                    if (f->min_max > 0) {
+                        u = rotq_wq_encode_min(x, s, z, maxq);
+                        q = rotq_wq_decode_min(u, s, z);
+                    } else {
+                        u = rotq_wq_encode(x, s, z, maxq, f->asym);
+                        q = rotq_wq_decode(u, s, rotq_wq_zero_code(z, maxq, f->asym));
+                    }
                     if (Q) Q[r * cols + i] = u;
                     double e = (x - q) / d;
                     rl += e * e;
@@ -252,7 +264,8 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
             for (int64_t c = 0; c < cols; c++) qw->u[r * cols + perm[c]] = Q[r * cols + c];
             for (int64_t g = 0; g < n_groups; g++) {
                 qw->scale[r * n_groups + g] = S[r * n_groups + g];
-                qw->zero[r * n_groups + g] = rotq_wq_zero_code(Z[r * n_groups + g], maxq, f->asym);
+                if (qw->mn) qw->mn[r * n_groups + g] = Z[r * n_groups + g];
+                qw->zero[r * n_groups + g] = qw->mn ? 0 : rotq_wq_zero_code(Z[r * n_groups + g], maxq, f->asym);
             }
         }
         if (st == ROTQ_OK) *codes = qw;

@@ -1,24 +1,12 @@
-/* Weights as GGUF blocks (issue 14, first formats): a quantizer run on a block format's own grid
- * (rotq_quant_grid_for_dtype: its bits, its groups along the input, symmetric codes, its scale
- * encoding: float16, or Q6_K's float16 d times int8 sub-scales) leaves codes whose decoded values are the block format's values exactly; packing them
- * writes the codes GPTQ (or RTN) chose, bit for bit. */
+/* Weights as GGUF blocks: a quantizer run on a block type's own grid (rotq_wq_format_for_dtype: its
+ * bits, its groups along the input, its zero, its scale and min encoding: float16, or the K-quants'
+ * float16 d and dmin times small integers) leaves codes whose decoded values are the block type's
+ * values exactly; packing them writes the codes GPTQ (or RTN) chose, bit for bit. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/model.h"
 #include "quant/quant.h"
-
-rotq_status rotq_quant_grid_for_dtype(rotq_quant_options *o, rotq_dtype t) {
-    rotq_block_grid g;
-    if (!rotq_dtype_grid(t, &g))
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q6_K blocks so far, not %s", rotq_dtype_name(t));
-    o->w_bits = g.bits;
-    o->w_asym = g.asym;
-    o->w_group = g.group;
-    o->w_grid = t;
-    if (o->w_method == ROTQ_WQ_NONE) o->w_method = ROTQ_WQ_RTN;
-    return ROTQ_OK;
-}
 
 /* One tensor: checks that its codes sit on t's grid, packs them, and checks that the blocks decode
  * to the values the tensor holds now (what the quantizer simulated) before replacing them. */
@@ -31,6 +19,9 @@ static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, const rotq_block_gr
                          x->name, q->bits, q->asym ? "asym" : "sym", (long long)q->group, (long long)q->cols, rotq_dtype_name(t), bits, grid->asym ? "asym" : "sym",
                          grid->group, (long long)block);
     int64_t rows = q->rows, cols = q->cols, nb = cols / block, ng = cols / grid->group;
+    if ((grid->min_max > 0) != (q->mn != NULL))
+        return rotq_fail(ROTQ_ERR_ARG, "%s: %s, the %s grid %s", x->name, q->mn ? "quantized with group mins" : "quantized without group mins",
+                         rotq_dtype_name(t), grid->min_max > 0 ? "has them" : "has none");
     for (int64_t g = 0; !grid->asym && g < rows * ng; g++)
         if (q->zero[g] != 1 << (bits - 1))
             return rotq_fail(ROTQ_ERR_ARG, "%s: group %lld has zero code %d, not %d", x->name, (long long)g, q->zero[g], 1 << (bits - 1));
@@ -40,7 +31,8 @@ static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, const rotq_block_gr
     rotq_status s = blocks && check && now ? ROTQ_OK : rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory packing", x->name);
     rotq_tensor row_view = *x;
     for (int64_t r = 0; s == ROTQ_OK && r < rows; r++) {
-        s = rotq_block_pack(t, q->u + r * cols, q->scale + r * ng, q->zero + r * ng, cols, blocks + (uint64_t)r * row_bytes);
+        s = rotq_block_pack(t, q->u + r * cols, q->scale + r * ng, q->zero + r * ng, q->mn ? q->mn + r * ng : NULL, cols,
+                            blocks + (uint64_t)r * row_bytes);
         if (s == ROTQ_OK) s = rotq_dequantize(t, blocks + (uint64_t)r * row_bytes, check, cols);
         row_view.data = (uint8_t *)x->data + (uint64_t)r * (x->nbytes / (uint64_t)rows);
         row_view.nbytes = x->nbytes / (uint64_t)rows;
@@ -65,15 +57,14 @@ static rotq_status pack_tensor(rotq_tensor *x, rotq_dtype t, const rotq_block_gr
     return ROTQ_OK;
 }
 
-rotq_status rotq_model_pack_weights(rotq_model *m, rotq_dtype t, int64_t *n_packed) {
-    rotq_block_grid grid;
-    if (!rotq_dtype_grid(t, &grid))
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "rotq writes Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q6_K blocks so far, not %s", rotq_dtype_name(t));
+rotq_status rotq_model_pack_weights(rotq_model *m, int64_t *n_packed) {
     int64_t n = 0;
     for (int64_t i = 0; i < m->n_tensors; i++) {
         rotq_tensor *x = &m->tensors[i];
-        if (!x->codes) continue;
-        ROTQ_TRY(pack_tensor(x, t, &grid));
+        const rotq_qweight *q = x->codes;
+        rotq_block_grid grid;
+        if (!q || !rotq_dtype_grid(q->dtype, &grid)) continue; /* no codes, or not on a block grid: stays float */
+        ROTQ_TRY(pack_tensor(x, q->dtype, &grid));
         n++;
     }
     if (n_packed) *n_packed = n;

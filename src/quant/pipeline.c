@@ -16,7 +16,7 @@ rotq_quant_options rotq_quant_defaults(void) {
     o.w_method = ROTQ_WQ_NONE;
     o.w_bits = 16;
     o.w_group = -1;
-    o.w_grid = ROTQ_DTYPE_INVALID;
+    o.w_types.embed_type = o.w_types.output_type = ROTQ_DTYPE_INVALID;
     o.gptq = rotq_gptq_defaults();
     o.act = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
     o.k = o.v = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
@@ -51,30 +51,43 @@ rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
 rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o) {
     rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
     f.scale_fp16 = o->w_scale_fp16;
-    rotq_block_grid g;
-    if (rotq_dtype_grid(o->w_grid, &g)) {
-        f.super_groups = g.super_groups;
-        f.super_max = g.super_max;
-        f.scale_mant_bits = g.scale_mant_bits;
-        f.scale_fp16 = g.super_groups == 0; /* a super-block format rounds d, not the group scales */
-    }
     return f;
 }
 
+rotq_wq_format rotq_wq_format_for_dtype(const rotq_quant_options *o, rotq_dtype t) {
+    rotq_block_grid g;
+    if (!rotq_dtype_grid(t, &g)) return rotq_wq_format_from_options(o);
+    rotq_wq_format f = rotq_wq_format_make(g.bits, g.asym, g.group, o->w_clip);
+    f.super_groups = g.super_groups;
+    f.super_max = g.super_max;
+    f.scale_mant_bits = g.scale_mant_bits;
+    f.min_max = g.min_max;
+    f.scale_fp16 = g.super_groups == 0; /* a super-block format rounds d, not the group scales */
+    f.signed_scale = !g.asym && g.super_groups == 0; /* a float16 d of either sign */
+    f.dtype = t;
+    return f;
+}
+
+bool rotq_wq_format_for_tensor(const rotq_quant_options *o, const rotq_dtype *types, int64_t i, rotq_wq_format *f) {
+    if (types) {
+        if (types[i] == ROTQ_DTYPE_INVALID) return false;
+        *f = rotq_wq_format_for_dtype(o, types[i]);
+        return true;
+    }
+    *f = rotq_wq_format_from_options(o);
+    return o->w_method != ROTQ_WQ_NONE && o->w_bits < 16;
+}
+
 rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
-    if (o->w_method != ROTQ_WQ_NONE && (o->w_bits < 2 || (o->w_bits > 8 && o->w_bits != 16)))
+    bool typed = rotq_quant_has_types(o);
+    if (!typed && o->w_method != ROTQ_WQ_NONE && (o->w_bits < 2 || (o->w_bits > 8 && o->w_bits != 16)))
         return rotq_fail(ROTQ_ERR_ARG, "quant: %d-bit weights (2..8 bits, or 16 for float)", o->w_bits);
-    rotq_block_grid grid;
-    if (rotq_dtype_grid(o->w_grid, &grid) && o->w_method != ROTQ_WQ_NONE &&
-        (grid.bits != o->w_bits || o->w_asym != grid.asym || o->w_group != grid.group))
-        return rotq_fail(ROTQ_ERR_ARG, "quant: the weights are to take the %s grid but are set to %d-bit %s groups of %lld (use rotq_quant_grid_for_dtype)",
-                         rotq_dtype_name(o->w_grid), o->w_bits, o->w_asym ? "asym" : "sym", (long long)o->w_group);
-    if (o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) {
+    if (!typed && o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) {
         rotq_wq_format f = rotq_wq_format_from_options(o);
         ROTQ_TRY(rotq_wq_format_check(&f));
         if (o->w_group == 0) return rotq_fail(ROTQ_ERR_ARG, "quant: weight group 0 (use -1 for per channel)");
     }
-    if (o->w_method == ROTQ_WQ_GPTQ && o->w_bits < 16) {
+    if (o->w_method == ROTQ_WQ_GPTQ && (typed || o->w_bits < 16)) {
         if (o->nsamples <= 0 || o->calib_ctx <= 1)
             return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ needs calibration windows (got %lld of %lld tokens)",
                              (long long)o->nsamples, (long long)o->calib_ctx);
@@ -100,7 +113,18 @@ size_t rotq_act_format_describe(char *out, size_t size, const char *name, const 
 void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
     size_t n = 0;
 #define ROOM (n < size ? size - n : 0)
-    if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) {
+    if (rotq_quant_has_types(o)) {
+        const rotq_type_plan *p = &o->w_types;
+        n += (size_t)snprintf(out + n, ROOM, "W %s on each GGUF type's grid: %s%s%s", o->w_method == ROTQ_WQ_GPTQ ? "GPTQ" : "RTN",
+                              p->mixture[0] ? p->mixture : "rules only", p->pure ? " pure" : "", o->w_clip ? ", clip-search" : "");
+        if (p->embed_type != ROTQ_DTYPE_INVALID) n += (size_t)snprintf(out + n, ROOM, ", token_embd %s", rotq_dtype_name(p->embed_type));
+        if (p->output_type != ROTQ_DTYPE_INVALID) n += (size_t)snprintf(out + n, ROOM, ", output %s", rotq_dtype_name(p->output_type));
+        for (int32_t i = 0; i < p->n_rules; i++)
+            n += (size_t)snprintf(out + n, ROOM, ", %s=%s", p->rules[i].pattern, rotq_dtype_name(p->rules[i].type));
+        if (o->w_method == ROTQ_WQ_GPTQ)
+            n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
+                                  o->gptq.act_order ? ", act-order" : "", o->gptq.weighted_scales ? ", H-weighted clip search" : "");
+    } else if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) {
         n += (size_t)snprintf(out + n, ROOM, "W float");
     } else {
         char grp[48];
@@ -109,9 +133,10 @@ void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
         n += (size_t)snprintf(out + n, ROOM, "W%d %s %s %s%s", o->w_bits, o->w_method == ROTQ_WQ_GPTQ ? "GPTQ" : "RTN",
                               o->w_asym ? "asym" : "sym", grp, o->w_clip ? " clip-search" : "");
         if (o->w_method == ROTQ_WQ_GPTQ)
-            n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
+            n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
                                   o->gptq.act_order ? ", act-order" : "",
-                                  o->gptq.static_groups && o->w_group > 0 ? ", static groups" : "");
+                                  o->gptq.static_groups && o->w_group > 0 ? ", static groups" : "",
+                                  o->gptq.weighted_scales ? ", H-weighted clip search" : "");
     }
     n += (size_t)snprintf(out + n, ROOM, " / ");
     n += rotq_act_format_describe(out + n, ROOM, "A", &o->act, "per-token", -1);
@@ -152,29 +177,15 @@ static rotq_status own_f32(rotq_tensor *t) {
     return s;
 }
 
-static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
-                                    rotq_quant_report *rep);
-
-/* Said before any work: a block format (o->w_grid) needs rows of whole blocks. */
-static rotq_status check_whole_blocks(const rotq_tensor *t, const rotq_quant_options *o) {
-    int64_t block = rotq_dtype_grid(o->w_grid, NULL) ? rotq_dtype_block_size(o->w_grid) : 1;
-    if (t->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "quant: %s is not a matrix", t->name);
-    if (t->shape[1] % block)
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: %s has %lld input columns, not whole %s blocks of %lld (per-tensor types are not written yet: choose a type with blocks of 32)",
-                         t->name, (long long)t->shape[1], rotq_dtype_name(o->w_grid), (long long)block);
-    return ROTQ_OK;
-}
-
-/* With w_embeddings: the token embedding and an untied lm_head by RTN on the same grid (rows along
- * the hidden size, as a block export stores them), after the decoder linears (whose calibration
- * runs on the float embedding). */
-static rotq_status quantize_globals(rotq_model *m, const rotq_quant_options *o, rotq_quant_report *rep) {
-    rotq_wq_format f = rotq_wq_format_from_options(o);
+/* With a type plan: the token embedding and an untied lm_head the plan gives a block type, by RTN on
+ * that grid (rows along the hidden size, as GGUF stores them), after the decoder linears (whose
+ * calibration runs on the float embedding); an lm_head GPTQ already did keeps its codes. */
+static rotq_status quantize_globals(rotq_model *m, const rotq_quant_options *o, const rotq_dtype *types, rotq_quant_report *rep) {
     rotq_tensor *ts[2] = {rotq_model_role(m, ROLE_EMBED, -1), rotq_model_role(m, ROLE_LM_HEAD, -1)};
     for (int i = 0; i < 2; i++) {
         rotq_tensor *t = ts[i];
-        if (!t || (i == 1 && t == ts[0])) continue;
-        ROTQ_TRY(check_whole_blocks(t, o));
+        rotq_wq_format f;
+        if (!t || (i == 1 && t == ts[0]) || t->codes || !rotq_wq_format_for_tensor(o, types, t - m->tensors, &f)) continue;
         ROTQ_TRY(own_f32(t));
         rotq_qweight *codes = NULL;
         rotq_status s = rotq_rtn_quantize((float *)t->data, t->shape[0], t->shape[1], &f, &codes);
@@ -185,19 +196,53 @@ static rotq_status quantize_globals(rotq_model *m, const rotq_quant_options *o, 
     return ROTQ_OK;
 }
 
+/* Said before any work: every tensor's rows are whole blocks of its type (the plan falls back so
+ * they are; a scalar format's groups need no whole blocks). */
+static rotq_status check_whole_blocks(const rotq_tensor *t, rotq_dtype ty) {
+    if (t->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "quant: %s is not a matrix", t->name);
+    int64_t block = rotq_dtype_grid(ty, NULL) ? rotq_dtype_block_size(ty) : 1;
+    if (t->shape[1] % block)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: %s has %lld input columns, not whole %s blocks of %lld", t->name,
+                         (long long)t->shape[1], rotq_dtype_name(ty), (long long)block);
+    return ROTQ_OK;
+}
+
+static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, const rotq_dtype *types, const int32_t *calib,
+                                    int64_t n_calib, rotq_quant_report *rep);
+
 rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
                                   rotq_quant_report *rep) {
-    rotq_status s = quantize_linears(m, o, calib, n_calib, rep);
-    if (s == ROTQ_OK && o->w_embeddings && o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) s = quantize_globals(m, o, rep);
+    memset(rep, 0, sizeof *rep);
+    ROTQ_TRY(rotq_quant_options_check(o));
+    if (o->w_method == ROTQ_WQ_NONE) return ROTQ_OK;
+    if (!m->arch) return rotq_fail(ROTQ_ERR_ARG, "quant: the model has no architecture bound");
+    rotq_dtype *types = NULL;
+    if (rotq_quant_has_types(o)) {
+        types = malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *types);
+        if (!types) return rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory");
+        rotq_status s = rotq_quant_tensor_types(m, o, types);
+        if (s != ROTQ_OK) { free(types); return s; }
+    } else if (o->w_bits >= 16) {
+        return ROTQ_OK;
+    }
+    rotq_status s = quantize_linears(m, o, types, calib, n_calib, rep);
+    if (s == ROTQ_OK && types) s = quantize_globals(m, o, types, rep);
+    free(types);
+    if (s == ROTQ_OK) {
+        /* what a written file records of its making */
+        size_t n = 0, size = sizeof m->quant_desc;
+        char *d = m->quant_desc;
+        rotq_quant_describe(o, d, size);
+        n = strlen(d);
+        if (o->w_method == ROTQ_WQ_GPTQ && n < size)
+            snprintf(d + n, size - n, "; GPTQ calibration %lld windows of %lld tokens, seed %llu", (long long)o->nsamples,
+                     (long long)o->calib_ctx, (unsigned long long)o->seed);
+    }
     return s;
 }
 
-static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
-                                    rotq_quant_report *rep) {
-    memset(rep, 0, sizeof *rep);
-    ROTQ_TRY(rotq_quant_options_check(o));
-    if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) return ROTQ_OK;
-    if (!m->arch) return rotq_fail(ROTQ_ERR_ARG, "quant: the model has no architecture bound");
+static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, const rotq_dtype *types, const int32_t *calib,
+                                    int64_t n_calib, rotq_quant_report *rep) {
     rotq_model_drop_codes(m);
     int64_t L = m->hp.n_layers;
     for (int32_t l = 0; l < L; l++) {
@@ -205,14 +250,15 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
         rotq_tensor *ts[8];
         int n = rotq_quant_layer_linears(m, l, roles, ts);
         for (int i = 0; i < n; i++) {
-            ROTQ_TRY(check_whole_blocks(ts[i], o));
+            rotq_wq_format f;
+            if (!rotq_wq_format_for_tensor(o, types, ts[i] - m->tensors, &f)) continue;
+            ROTQ_TRY(check_whole_blocks(ts[i], f.dtype));
             ROTQ_TRY(own_f32(ts[i]));
         }
     }
 
     if (o->w_method == ROTQ_WQ_RTN) {
         double t0 = rotq_now_s();
-        rotq_wq_format f = rotq_wq_format_from_options(o);
         for (int32_t l = 0; l < L; l++) {
             rotq_role roles[8];
             rotq_tensor *ts[8];
@@ -221,6 +267,8 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
             if (o->verbose && l)
                 rotq_log(ROTQ_LOG_INFO, "rtn: layer %d/%lld  %.1f s so far%s", l, (long long)L, rotq_now_s() - t0, o->w_clip ? " (clip search)" : "");
             for (int i = 0; i < n; i++) {
+                rotq_wq_format f;
+                if (!rotq_wq_format_for_tensor(o, types, ts[i] - m->tensors, &f)) continue;
                 rotq_qweight *codes = NULL;
                 rotq_status s = rotq_rtn_quantize((float *)ts[i]->data, ts[i]->shape[0], ts[i]->shape[1], &f, &codes);
                 if (s != ROTQ_OK) return rotq_fail_context(s, "%s", ts[i]->name);
@@ -233,7 +281,11 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
         return ROTQ_OK;
     }
 
-    /* GPTQ */
+    /* GPTQ (an untied output matrix with a type too: it becomes float32 before the runner borrows it) */
+    rotq_tensor *head = rotq_model_role(m, ROLE_LM_HEAD, -1);
+    rotq_wq_format hf;
+    if (types && head && head != rotq_model_role(m, ROLE_EMBED, -1) && rotq_wq_format_for_tensor(o, types, head - m->tensors, &hf))
+        ROTQ_TRY(own_f32(head));
     int64_t ctx = o->calib_ctx;
     if (m->hp.max_pos > 0 && ctx > m->hp.max_pos) ctx = m->hp.max_pos;
     if (!calib) return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ needs calibration tokens");
@@ -242,7 +294,7 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
     rotq_runner *r = NULL;
     rotq_status s = rotq_runner_new(m, o->threads, &r);
     if (s == ROTQ_OK) s = rotq_online_attach(r);
-    if (s == ROTQ_OK) s = rotq_gptq_model(m, r, windows, o->nsamples, ctx, o, rep);
+    if (s == ROTQ_OK) s = rotq_gptq_model(m, r, windows, o->nsamples, ctx, o, types, rep);
     rotq_runner_free(r);
     free(windows);
     return s;

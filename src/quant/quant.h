@@ -35,14 +35,24 @@ typedef struct rotq_wq_format {
     int32_t scale_mant_bits;         /* > 0 (with scale_fp16): scales keep this many mantissa bits */
     int32_t super_groups, super_max; /* > 0: every super_groups groups share a float16 d and the group
                                         scales become d·sc, integer sc <= super_max (Q6_K: 16, 127) */
+    int32_t min_max;  /* > 0 (asym, with super_groups): float group mins, w = s·u − mn, mn >= 0 stored as
+                         dmin·m with integer m <= min_max and a float16 dmin per super-block (Q4_K: 63) */
+    bool signed_scale;/* symmetric grids whose stored scale may be negative (Q4_0, Q5_0, Q8_0): the extra
+                         level −(maxq+1) goes to the side of the largest magnitude */
+    rotq_dtype dtype; /* the block type whose grid this is (its codes pack into it), or ROTQ_DTYPE_INVALID */
 } rotq_wq_format;
 
-/* The weight format of quantization options (bits, grid, group, clip search, and a block type's
- * own scale encoding when o->w_grid names one). */
+/* The weight format of quantization options (bits, grid, group, clip search). */
 rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o);
+/* Block type t's own grid (bits, groups, zero, scale and min encoding), o's clip search. */
+rotq_wq_format rotq_wq_format_for_dtype(const rotq_quant_options *o, rotq_dtype t);
+/* The format tensor i of m takes: types[i]'s grid when a plan gives it one (types may be NULL), else
+ * o's scalar format; false when the tensor stays float. */
+bool rotq_wq_format_for_tensor(const rotq_quant_options *o, const rotq_dtype *types, int64_t i, rotq_wq_format *f);
 /* The super-block step of formats with super_groups: the ng group scales of one row (already
- * chosen, e.g. by the clip search) become d·round(s/d), d = float16(max s / super_max) per block. */
-void rotq_wq_super_scales(const rotq_wq_format *f, double *s, int64_t ng);
+ * chosen, e.g. by the clip search) become d·round(s/d), d = float16(max s / super_max) per block;
+ * with min_max the mins mn likewise on their own dmin (mn may be NULL otherwise). */
+void rotq_wq_super_scales(const rotq_wq_format *f, double *s, double *mn, int64_t ng);
 
 /* bits-bit weight format with the reference search constants. */
 rotq_wq_format rotq_wq_format_make(int32_t bits, bool asym, int64_t group, bool mse);
@@ -50,8 +60,12 @@ rotq_status rotq_wq_format_check(const rotq_wq_format *f);
 /* Largest integer of the grid: 2^(b-1)-1 symmetric, 2^b-1 asymmetric. */
 int32_t rotq_wq_maxq(const rotq_wq_format *f);
 
-/* Scale and zero for the n values x[0..n) (GPTQ's find_params on one row or group). */
+/* Scale and zero for the n values x[0..n) (GPTQ's find_params on one row or group). With
+ * f->min_max, *zero receives the group min mn instead (w = s·u − mn). */
 void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double *scale, double *zero);
+/* The same with the clip search's error weighted per value by w[0..n) (NULL: unweighted), e.g. by
+ * the Hessian diagonal, as llama.cpp weights its scale search by an importance matrix. */
+void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const rotq_wq_format *f, double *scale, double *zero);
 /* The weight grid's encoding: the code of x on a grid of (scale, zero), and the value of a code.
  * Codes are unsigned for both grids: symmetric ones store q + 2^(b-1) with zero code 2^(b-1)
  * (rotq_wq_zero_code), asymmetric ones q itself with the grid's zero, so one layout serves both (as
@@ -68,20 +82,30 @@ static inline uint8_t rotq_wq_encode(double x, double scale, double zero, int32_
 }
 static inline int32_t rotq_wq_zero_code(double zero, int32_t maxq, bool asym) { return asym ? (int32_t)zero : maxq + 1; }
 static inline double rotq_wq_decode(uint8_t u, double scale, int32_t zero_code) { return scale * ((double)u - zero_code); }
+/* The grid with float mins (f->min_max): u = round((x + mn)/s) in [0, maxq], w = s·u − mn. */
+static inline uint8_t rotq_wq_encode_min(double x, double scale, double mn, int32_t maxq) {
+    double q = nearbyint((x + mn) / scale);
+    q = q < 0 ? 0 : q > maxq ? maxq : q;
+    return (uint8_t)q;
+}
+static inline double rotq_wq_decode_min(uint8_t u, double scale, double mn) { return scale * (double)u - mn; }
 /* round trip of one value through the grid */
 static inline double rotq_wq_qdq(double x, double scale, double zero, int32_t maxq, bool asym) {
     return rotq_wq_decode(rotq_wq_encode(x, scale, zero, maxq, asym), scale, rotq_wq_zero_code(zero, maxq, asym));
 }
 
-/* A weight matrix as its quantizer left it: w[r][c] = scale[r][g]·(u[r][c] − zero[r][g]) with
- * g = c / group. What fake quantization decodes, integer products multiply and exports pack. */
+/* A weight matrix as its quantizer left it: w[r][c] = scale[r][g]·(u[r][c] − zero[r][g]) − mn[r][g]
+ * with g = c / group (mn only for grids with float mins, else NULL and 0). What fake quantization
+ * decodes, integer products multiply and exports pack. */
 typedef struct rotq_qweight {
     int64_t rows, cols, group;   /* group: input columns per scale (cols: one scale per row) */
     int32_t bits;
     bool asym;
     uint8_t *u;                  /* [rows, cols] codes */
     double *scale;               /* [rows, cols / group (rounded up)] */
-    int32_t *zero;               /* [rows, ...] the code of 0 */
+    int32_t *zero;               /* [rows, ...] the code of 0 (0 with float mins) */
+    double *mn;                  /* [rows, ...] float group mins (f->min_max), or NULL */
+    rotq_dtype dtype;            /* the block type whose grid the codes are on, or ROTQ_DTYPE_INVALID */
 } rotq_qweight;
 
 rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const rotq_wq_format *f, rotq_qweight **out);
@@ -104,6 +128,7 @@ typedef struct rotq_gptq_hinv {
     double *U;         /* [n, n] upper Cholesky factor of (H + damp·I)⁻¹, columns in `perm` order */
     int64_t *perm;     /* processing order of the columns (identity without act-order) */
     bool *dead;        /* columns whose Hessian diagonal was 0: weights there are zeroed */
+    double *hdiag;     /* [n] H's diagonal as given (original column order; 0 for dead columns) */
     int64_t n_dead;
     double damp;       /* added to the diagonal */
 } rotq_gptq_hinv;
@@ -200,9 +225,10 @@ rotq_status rotq_calib_windows(const int32_t *ids, int64_t n, int64_t nsamples, 
 
 
 /* The GPTQ pass alone over windows [ns, ctx] (calib.c). r: a runner over m whose hooks are the
- * online rotations; every quantized linear must be an owned float32 tensor that r borrows. */
+ * online rotations; every quantized linear must be an owned float32 tensor that r borrows. types:
+ * per-tensor block types (rotq_quant_tensor_types) or NULL for o's scalar format everywhere. */
 rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *windows, int64_t ns, int64_t ctx,
-                            const rotq_quant_options *o, rotq_quant_report *rep);
+                            const rotq_quant_options *o, const rotq_dtype *types, rotq_quant_report *rep);
 
 /* The decoder linears of layer l as (role, tensor) pairs; returns how many (<= 7). */
 int rotq_quant_layer_linears(const rotq_model *m, int32_t l, rotq_role *roles, rotq_tensor **tensors);

@@ -9,7 +9,7 @@
 
 rotq_wq_format rotq_wq_format_make(int32_t bits, bool asym, int64_t group, bool mse) {
     return (rotq_wq_format){.bits = bits, .asym = asym, .group = group, .mse = mse, .norm = 2.4, .grid = 100,
-                            .maxshrink = 0.8};
+                            .maxshrink = 0.8, .dtype = ROTQ_DTYPE_INVALID};
 }
 
 rotq_status rotq_wq_format_check(const rotq_wq_format *f) {
@@ -18,6 +18,8 @@ rotq_status rotq_wq_format_check(const rotq_wq_format *f) {
     if (f->mse && (!(f->norm > 0) || f->grid < 1 || !(f->maxshrink > 0 && f->maxshrink <= 1)))
         return rotq_fail(ROTQ_ERR_ARG, "quant: clip search needs norm > 0, grid >= 1, 0 < maxshrink <= 1 (got %g, %d, %g)",
                          f->norm, f->grid, f->maxshrink);
+    if (f->min_max > 0 && (!f->asym || f->super_groups <= 0))
+        return rotq_fail(ROTQ_ERR_ARG, "quant: float group mins need an asymmetric super-block grid");
     return ROTQ_OK;
 }
 
@@ -84,14 +86,27 @@ static double grid_error_24(const double *x, int64_t n, double scale, double klo
     return err;
 }
 
-/* the same for any norm, through pow() */
-static double grid_error(const double *x, int64_t n, double scale, double klo, double khi, double norm) {
-    if (norm == 2.4) return grid_error_24(x, n, scale, klo, khi);
+/* Σ w_i |qdq(x_i) - x_i|^2.4: each column weighted by its importance (the Hessian diagonal) */
+QUANT_KERNEL
+static double grid_error_24w(const double *x, const double *w, int64_t n, double scale, double klo, double khi) {
+    double err = 0.0;
+#pragma omp simd reduction(+ : err)
+    for (int64_t i = 0; i < n; i++) {
+        double q = round_even(x[i] / scale);
+        q = q < klo ? klo : q > khi ? khi : q;
+        err += w[i] * pow_2_4(fabs(scale * q - x[i]));
+    }
+    return err;
+}
+
+/* the same for any norm, through pow(); w (may be NULL) weights the columns */
+static double grid_error(const double *x, const double *w, int64_t n, double scale, double klo, double khi, double norm) {
+    if (norm == 2.4) return w ? grid_error_24w(x, w, n, scale, klo, khi) : grid_error_24(x, n, scale, klo, khi);
     double err = 0.0;
     for (int64_t i = 0; i < n; i++) {
         double q = nearbyint(x[i] / scale);
         q = q < klo ? klo : q > khi ? khi : q;
-        err += pow(fabs(scale * q - x[i]), norm);
+        err += (w ? w[i] : 1.0) * pow(fabs(scale * q - x[i]), norm);
     }
     return err;
 }
@@ -115,17 +130,49 @@ static double to_fp16(double s) { return to_fp16_bits(s, 0); }
 /* grid_error in chunks, stopping once the sum reaches `bound`: a candidate already no better than
  * the best one cannot win (the terms are >= 0), so the search's choice is unchanged and the
  * shrink factors past the optimum cost a fraction of a row (the clip search ran 2x faster). */
-static double grid_error_bounded(const double *x, int64_t n, double scale, double klo, double khi, double norm, double bound) {
+static double grid_error_bounded(const double *x, const double *w, int64_t n, double scale, double klo, double khi, double norm,
+                                 double bound) {
     enum { CHUNK = 128 };
     double err = 0.0;
     for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
-        err += grid_error(x + i0, n - i0 < CHUNK ? n - i0 : CHUNK, scale, klo, khi, norm);
+        err += grid_error(x + i0, w ? w + i0 : NULL, n - i0 < CHUNK ? n - i0 : CHUNK, scale, klo, khi, norm);
         if (err >= bound) break;
     }
     return err;
 }
 
+/* The grid with float mins: the range [lo, hi] ∋ 0 shrunk by p = 1, 0.99, ... (as the integer
+ * grids' clip search), s = (hi − lo)/maxq, mn = −lo; the error of x on it is that of x + mn on the
+ * plain grid [0, maxq]. */
+static void params_min(const double *x, const double *w, int64_t n, const rotq_wq_format *f, double lo, double hi, double *scale,
+                       double *mn) {
+    int32_t maxq = rotq_wq_maxq(f);
+    if (lo == 0.0 && hi == 0.0) hi = 1.0;
+    double s = (hi - lo) / maxq, m = -lo;
+    if (f->mse) {
+        enum { CHUNK = 256 };
+        double shifted[CHUNK], best = INFINITY;
+        int32_t steps = (int32_t)(f->maxshrink * f->grid);
+        for (int32_t i = 0; i < steps; i++) {
+            double p = 1.0 - (double)i / f->grid;
+            double s1 = fmax(p * (hi - lo), 1e-12) / maxq, m1 = -p * lo, err = 0.0;
+            for (int64_t c0 = 0; c0 < n && err < best; c0 += CHUNK) {
+                int64_t k = n - c0 < CHUNK ? n - c0 : CHUNK;
+                for (int64_t c = 0; c < k; c++) shifted[c] = x[c0 + c] + m1;
+                err += grid_error_bounded(shifted, w ? w + c0 : NULL, k, s1, 0.0, maxq, f->norm, best - err);
+            }
+            if (err < best) { best = err; s = s1; m = m1; }
+        }
+    }
+    *scale = s;
+    *mn = m;
+}
+
 void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double *scale, double *zero) {
+    rotq_wq_params_weighted(x, NULL, n, f, scale, zero);
+}
+
+void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const rotq_wq_format *f, double *scale, double *zero) {
     /* the range always holds 0, so a row of one sign still represents 0 exactly */
     double xmin = 0.0, xmax = 0.0;
     for (int64_t i = 0; i < n; i++) {
@@ -133,13 +180,25 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
         if (v < xmin) xmin = v;
         if (v > xmax) xmax = v;
     }
+    if (f->min_max > 0) {
+        params_min(x, w, n, f, xmin, xmax, scale, zero);
+        return;
+    }
     int32_t maxq = rotq_wq_maxq(f);
     double s, z;
+    /* a signed scale (Q4_0's float16 d may be negative) puts the grid's extra level −(maxq+1) on the
+     * side of the largest magnitude: steps of max/(maxq+1) instead of max/maxq, as llama.cpp does */
+    double sign = 1.0, levels = maxq;
+    if (!f->asym && f->signed_scale) {
+        sign = xmax > -xmin ? -1.0 : 1.0;
+        levels = maxq + 1;
+    }
     if (!f->asym) {
         xmax = fmax(-xmin, xmax);
         if (xmax < 1e-5) xmax = 1e-5;
-        s = xmax / maxq;
+        s = xmax / levels;
         if (f->scale_fp16) s = to_fp16(s);
+        s *= sign;
         z = 0.0;
     } else {
         if (xmin == 0.0 && xmax == 0.0) { xmin = -1.0; xmax = 1.0; }
@@ -155,8 +214,9 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
             double p = 1.0 - (double)i / f->grid;
             double s1, z1;
             if (!f->asym) {
-                s1 = p * xmax / maxq;
+                s1 = p * xmax / levels;
                 if (f->scale_fp16) s1 = to_fp16(s1);
+                s1 *= sign;
                 z1 = 0.0;
             } else {
                 double lo = p * xmin, hi = p * xmax;
@@ -165,8 +225,8 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
                 z1 = nearbyint(-lo / s1);
             }
             /* round(x/s) + z clamped to [0, maxq], minus z, is round(x/s) clamped to [-z, maxq - z] */
-            double err = f->asym ? grid_error_bounded(x, n, s1, -z1, maxq - z1, f->norm, best)
-                                 : grid_error_bounded(x, n, s1, -(double)maxq - 1.0, maxq, f->norm, best);
+            double err = f->asym ? grid_error_bounded(x, w, n, s1, -z1, maxq - z1, f->norm, best)
+                                 : grid_error_bounded(x, w, n, s1, -(double)maxq - 1.0, maxq, f->norm, best);
             if (err < best) { best = err; s = s1; z = z1; }
         }
     }
@@ -174,19 +234,25 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
     *zero = z;
 }
 
-void rotq_wq_super_scales(const rotq_wq_format *f, double *s, int64_t ng) {
+/* One super-block's values v[0..n) become d·k, d = float16(max / top), integer k in [lo, top] (the
+ * largest exactly top, so a writer finds d again as max / top); all zero stays zero (d = 0). */
+static void super_quantize(double *v, int64_t n, double lo, double top) {
+    double vmax = 0.0;
+    for (int64_t g = 0; g < n; g++) vmax = v[g] > vmax ? v[g] : vmax;
+    if (vmax == 0.0 && lo == 0.0) return;
+    double d = to_fp16(vmax / top);
+    for (int64_t g = 0; g < n; g++) {
+        double k = nearbyint(v[g] / d);
+        v[g] = d * (k < lo ? lo : k > top ? top : k);
+    }
+}
+
+void rotq_wq_super_scales(const rotq_wq_format *f, double *s, double *mn, int64_t ng) {
     if (f->super_groups <= 0) return;
     for (int64_t g0 = 0; g0 < ng; g0 += f->super_groups) {
         int64_t n = ng - g0 < f->super_groups ? ng - g0 : f->super_groups;
-        double smax = 0.0;
-        for (int64_t g = 0; g < n; g++) smax = s[g0 + g] > smax ? s[g0 + g] : smax;
-        /* the largest scale gets sc = super_max exactly, so the writer finds d again as max / super_max */
-        double d = to_fp16(smax / f->super_max);
-        for (int64_t g = 0; g < n; g++) {
-            double sc = nearbyint(s[g0 + g] / d);
-            sc = sc < 1 ? 1 : sc > f->super_max ? f->super_max : sc;
-            s[g0 + g] = d * sc;
-        }
+        super_quantize(s + g0, n, 1.0, f->super_max);
+        if (f->min_max > 0 && mn) super_quantize(mn + g0, n, 0.0, f->min_max);
     }
 }
 
@@ -198,12 +264,13 @@ rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const ro
     int64_t ng = (cols + group - 1) / group;
     rotq_qweight *q = calloc(1, sizeof *q);
     if (q) {
-        *q = (rotq_qweight){.rows = rows, .cols = cols, .group = group, .bits = f->bits, .asym = f->asym};
+        *q = (rotq_qweight){.rows = rows, .cols = cols, .group = group, .bits = f->bits, .asym = f->asym, .dtype = f->dtype};
         q->u = malloc((size_t)(rows * cols));
         q->scale = malloc((size_t)(rows * ng) * sizeof *q->scale);
         q->zero = malloc((size_t)(rows * ng) * sizeof *q->zero);
+        if (f->min_max > 0) q->mn = malloc((size_t)(rows * ng) * sizeof *q->mn);
     }
-    if (!q || !q->u || !q->scale || !q->zero) {
+    if (!q || !q->u || !q->scale || !q->zero || (f->min_max > 0 && !q->mn)) {
         rotq_qweight_free(q);
         return rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory for the codes of a %lld x %lld matrix", (long long)rows,
                          (long long)cols);
@@ -217,6 +284,7 @@ void rotq_qweight_free(rotq_qweight *q) {
     free(q->u);
     free(q->scale);
     free(q->zero);
+    free(q->mn);
     free(q);
 }
 
@@ -226,12 +294,12 @@ void rotq_qweight_dequantize(const rotq_qweight *q, float *w) {
     for (int64_t r = 0; r < q->rows; r++)
         for (int64_t c = 0; c < q->cols; c++) {
             int64_t g = r * ng + c / q->group;
-            w[r * q->cols + c] = (float)rotq_wq_decode(q->u[r * q->cols + c], q->scale[g], q->zero[g]);
+            w[r * q->cols + c] = (float)(rotq_wq_decode(q->u[r * q->cols + c], q->scale[g], q->zero[g]) - (q->mn ? q->mn[g] : 0.0));
         }
 }
 
 rotq_status rotq_qweight_int8(const rotq_qweight *q, int64_t row0, int64_t rows, int8_t *codes, float *scales) {
-    if (q->asym || q->group != q->cols || q->bits > 7)
+    if (q->asym || q->mn || q->group != q->cols || q->bits > 7)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: integer products need symmetric per-row codes of at most 7 bits "
                          "(these are %s, %s, %d bits)", q->asym ? "asymmetric" : "symmetric",
                          q->group != q->cols ? "grouped" : "per row", q->bits);
@@ -275,13 +343,15 @@ rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_w
                 int64_t n = cols - g0 < group ? cols - g0 : group, gi = r * ng + g0 / group;
                 double z;
                 rotq_wq_params(row + g0, n, f, &q->scale[gi], &z);
-                q->zero[gi] = rotq_wq_zero_code(z, maxq, f->asym);
+                if (q->mn) q->mn[gi] = z;
+                q->zero[gi] = q->mn ? 0 : rotq_wq_zero_code(z, maxq, f->asym);
             }
-            rotq_wq_super_scales(f, q->scale + r * ng, ng);
+            rotq_wq_super_scales(f, q->scale + r * ng, q->mn ? q->mn + r * ng : NULL, ng);
             for (int64_t c = 0; c < cols; c++) {
                 int64_t gi = r * ng + c / group;
                 /* the zero code is the grid's: z itself (asym) or unused (sym) */
-                q->u[r * cols + c] = rotq_wq_encode(row[c], q->scale[gi], f->asym ? (double)q->zero[gi] : 0.0, maxq, f->asym);
+                q->u[r * cols + c] = q->mn ? rotq_wq_encode_min(row[c], q->scale[gi], q->mn[gi], maxq)
+                                           : rotq_wq_encode(row[c], q->scale[gi], f->asym ? (double)q->zero[gi] : 0.0, maxq, f->asym);
             }
         }
         free(row);

@@ -251,6 +251,7 @@ static void ctx_done(rotq_rotate_ctx *ctx, rotq_status s) {
 rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts) {
     rotq_rotate_options o = opts ? *opts : rotq_rotate_options_default();
     rotq_model_drop_codes(m); /* rotation rewrites weights in place: quantizer codes no longer hold */
+    m->quant_desc[0] = 0;     /* nor what they were quantized as */
     rotq_rotate_ctx ctx = {.m = m, .opt = &o, .layer_begin = 0, .layer_end = (int32_t)m->hp.n_layers, .globals = true, .first = true};
     rotq_status s = run_ops(&ctx);
     ctx_done(&ctx, s);
@@ -266,6 +267,7 @@ static bool layerwise(rotq_op_fn fn) {
 
 rotq_status rotq_rotate_model_streamed(rotq_model *m, const rotq_rotate_options *opts, rotq_tensor_sink sink, void *user) {
     rotq_model_drop_codes(m);
+    m->quant_desc[0] = 0;
     rotq_rotate_options o = opts ? *opts : rotq_rotate_options_default();
     /* LayerNorm fusion (centring, the mean-keeping R1) works on the whole model at once */
     bool stream = m->hp.n_layers > 0 && rotq_model_norm_kind(m) != ROTQ_NORM_LAYER;

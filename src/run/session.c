@@ -42,7 +42,7 @@ rotq_session_options rotq_session_defaults(void) {
 static void choose_products(rotq_session *s, const rotq_quant_options *q, bool float_products) {
     snprintf(s->products, sizeof s->products, "float");
     if (!q || float_products) return;
-    bool w_ok = q->w_method != ROTQ_WQ_NONE && q->w_bits < 16 && !q->w_asym && q->w_group <= 0;
+    bool w_ok = q->w_method != ROTQ_WQ_NONE && !rotq_quant_has_types(q) && q->w_bits < 16 && !q->w_asym && q->w_group <= 0;
     bool a_ok = rotq_act_on(&q->act) && q->act.group <= 0;
     if (!w_ok || !a_ok) {
         snprintf(s->products, sizeof s->products,
