@@ -29,7 +29,8 @@ const char *quant_cli_help =
     "                     wins, before the mixture; T f32/f16 keeps them float)\n"
     "  --embedding-type T, --output-type T  the token embedding's and the output matrix's type\n"
     "  --act-order        GPTQ: columns by decreasing Hessian diagonal (static groups with --w-group)\n"
-    "  --weighted-scales  GPTQ: the clip search weights each input column's error by the Hessian diagonal\n"
+    "  --weighted-scales / --no-weighted-scales  GPTQ: the clip search weights each input column's error by\n"
+    "                     the Hessian diagonal (default on for GGUF mixtures, off otherwise)\n"
     "  --static-groups / --no-static-groups  GPTQ group scales from the unmodified weights\n"
     "  --percdamp F       GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
     "  --gptq-block N     GPTQ lazy-update block (default 128)\n"
@@ -117,7 +118,8 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             c->typed = true;
         }
         else if (cli_flag(a, "--act-order")) c->q.gptq.act_order = true;
-        else if (cli_flag(a, "--weighted-scales")) c->q.gptq.weighted_scales = true;
+        else if (cli_flag(a, "--weighted-scales")) { c->q.gptq.weighted_scales = true; c->weighted_set = true; }
+        else if (cli_flag(a, "--no-weighted-scales")) { c->q.gptq.weighted_scales = false; c->weighted_set = true; }
         else if (cli_flag(a, "--static-groups")) { c->q.gptq.static_groups = true; c->static_groups_set = true; }
         else if (cli_flag(a, "--no-static-groups")) { c->q.gptq.static_groups = false; c->static_groups_set = true; }
         else if (cli_is(a, "--percdamp")) {
@@ -263,6 +265,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         if (c->out_format == 1 && c->pack) return cli_usage(cmd, "--format gguf:... writes a GGUF file, not --to hf");
         if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
         if (!c->clip_set) c->q.w_clip = true;
+        if (!c->weighted_set) c->q.gptq.weighted_scales = true;
     }
     if (c->pack) c->ro.r3 = c->ro.r4 = false; /* stock llama.cpp runs fused rotations only */
     if (c->q.w_types.pure && !c->q.w_types.mixture[0]) return cli_usage(cmd, "--pure needs a mixture (--format gguf:MIX or --w-grid MIX)");

@@ -262,29 +262,29 @@ static bool pack_q5_1(const uint8_t *u, const double *scales, const int32_t *zer
 }
 
 /* The K-quants store group scales as d·sc (and mins as dmin·m) with one float16 d (dmin) per block;
- * the quantizer makes the largest sc exactly `top` (rotq_wq_super_scales), so d = largest / top. The
- * integers go to sc[]; false unless every value is d times an integer in [lo, top]. A block whose
- * values are all 0 (mins only) stores d = 0. */
-static bool super_ints(const double *v, int n, int lo, int top, uint16_t *dh, int *sc) {
+ * the quantizer makes the largest |sc| exactly `top` (rotq_wq_super_scales), so d = largest |v| / top.
+ * The integers go to sc[]; false unless every value is d times an integer k with lo <= |k| <= top
+ * (k < 0 only when is_signed). A block whose values are all 0 (mins only) stores d = 0. */
+static bool super_ints(const double *v, int n, int lo, int top, bool is_signed, uint16_t *dh, int *sc) {
     double vmax = 0.0;
-    for (int g = 0; g < n; g++) vmax = v[g] > vmax ? v[g] : vmax;
+    for (int g = 0; g < n; g++) vmax = fabs(v[g]) > vmax ? fabs(v[g]) : vmax;
     double d = vmax / top;
     if (!half_of(d, dh)) return false;
     for (int g = 0; g < n; g++) {
         double k = d > 0 ? v[g] / d : 0.0;
-        if (k != nearbyint(k) || k < lo || k > top || d * k != v[g]) return false;
+        if (k != nearbyint(k) || fabs(k) < lo || fabs(k) > top || (k < 0 && !is_signed) || d * k != v[g]) return false;
         sc[g] = (int)k;
     }
     return true;
 }
 
-/* Q6_K (the layout deq_q6_k reads): 16 groups of 16, scales d·sc, sc int8 (the quantizer uses 1..127). */
+/* Q6_K (the layout deq_q6_k reads): 16 groups of 16, scales d·sc, sc int8 (the quantizer uses ±1..127). */
 static bool pack_q6_k(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
     (void)zeros;
     (void)mins;
     uint16_t dh;
     int sc[16];
-    if (!super_ints(scales, 16, 1, 127, &dh, sc)) return false;
+    if (!super_ints(scales, 16, 1, 127, true, &dh, sc)) return false;
     memset(b, 0, 192);
     for (int g = 0; g < 16; g++) b[192 + g] = (uint8_t)(int8_t)sc[g];
     for (int e = 0; e < 256; e++) {
@@ -297,13 +297,13 @@ static bool pack_q6_k(const uint8_t *u, const double *scales, const int32_t *zer
 }
 
 /* Q3_K (deq_q3_k's layout): 16 groups of 16, codes u = q + 4 (3 bits: 2 in qs, the high one in hmask),
- * scales d·sc with sc stored as sc + 32 in 6 bits (the quantizer uses 1..31). */
+ * scales d·sc with sc stored as sc + 32 in 6 bits (the quantizer uses ±1..31). */
 static bool pack_q3_k(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
     (void)zeros;
     (void)mins;
     uint16_t dh;
     int sc[16];
-    if (!super_ints(scales, 16, 1, 31, &dh, sc)) return false;
+    if (!super_ints(scales, 16, 1, 31, true, &dh, sc)) return false;
     memset(b, 0, 110);
     uint8_t *hmask = b, *qs = b + 32, *scb = b + 96;
     for (int i = 0; i < 16; i++) {
@@ -326,7 +326,7 @@ static bool pack_q2_k(const uint8_t *u, const double *scales, const int32_t *zer
     (void)zeros;
     uint16_t dh, mh;
     int sc[16], mn[16];
-    if (!super_ints(scales, 16, 1, 15, &dh, sc) || !super_ints(mins, 16, 0, 15, &mh, mn)) return false;
+    if (!super_ints(scales, 16, 1, 15, false, &dh, sc) || !super_ints(mins, 16, 0, 15, false, &mh, mn)) return false;
     memset(b, 0, 84);
     for (int g = 0; g < 16; g++) b[g] = (uint8_t)(sc[g] | mn[g] << 4);
     for (int e = 0; e < 256; e++) {
@@ -352,7 +352,7 @@ static void k_scale_min_put(const int sc[8], const int mn[8], uint8_t *s) {
 static bool pack_k_min(const uint8_t *u, const double *scales, const double *mins, uint8_t *b, bool five) {
     uint16_t dh, mh;
     int sc[8], mn[8];
-    if (!super_ints(scales, 8, 1, 63, &dh, sc) || !super_ints(mins, 8, 0, 63, &mh, mn)) return false;
+    if (!super_ints(scales, 8, 1, 63, false, &dh, sc) || !super_ints(mins, 8, 0, 63, false, &mh, mn)) return false;
     put_half(b, dh);
     put_half(b + 2, mh);
     k_scale_min_put(sc, mn, b + 4);

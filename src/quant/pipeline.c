@@ -63,7 +63,7 @@ rotq_wq_format rotq_wq_format_for_dtype(const rotq_quant_options *o, rotq_dtype 
     f.scale_mant_bits = g.scale_mant_bits;
     f.min_max = g.min_max;
     f.scale_fp16 = g.super_groups == 0; /* a super-block format rounds d, not the group scales */
-    f.signed_scale = !g.asym && g.super_groups == 0; /* a float16 d of either sign */
+    f.signed_scale = !g.asym; /* a float16 d (Q4_0, Q5_0, Q8_0) or sub-scale (Q3_K, Q6_K) of either sign */
     f.dtype = t;
     return f;
 }

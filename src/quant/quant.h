@@ -37,8 +37,8 @@ typedef struct rotq_wq_format {
                                         scales become d·sc, integer sc <= super_max (Q6_K: 16, 127) */
     int32_t min_max;  /* > 0 (asym, with super_groups): float group mins, w = s·u − mn, mn >= 0 stored as
                          dmin·m with integer m <= min_max and a float16 dmin per super-block (Q4_K: 63) */
-    bool signed_scale;/* symmetric grids whose stored scale may be negative (Q4_0, Q5_0, Q8_0): the extra
-                         level −(maxq+1) goes to the side of the largest magnitude */
+    bool signed_scale;/* symmetric grids whose stored scale may be negative (Q4_0, Q5_0, Q8_0, Q3_K and
+                         Q6_K sub-scales): the extra level −(maxq+1) goes to the side of the largest magnitude */
     rotq_dtype dtype; /* the block type whose grid this is (its codes pack into it), or ROTQ_DTYPE_INVALID */
 } rotq_wq_format;
 

@@ -234,16 +234,18 @@ void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const 
     *zero = z;
 }
 
-/* One super-block's values v[0..n) become d·k, d = float16(max / top), integer k in [lo, top] (the
- * largest exactly top, so a writer finds d again as max / top); all zero stays zero (d = 0). */
-static void super_quantize(double *v, int64_t n, double lo, double top) {
+/* One super-block's values v[0..n) become d·k, d = float16(max |v| / top), integer k in [lo, top] (the
+ * largest magnitude exactly ±top, so a writer finds d again as max |v| / top); signed scales keep
+ * their sign with 1 <= |k| <= top; all zero stays zero (d = 0). */
+static void super_quantize(double *v, int64_t n, double lo, double top, bool is_signed) {
     double vmax = 0.0;
-    for (int64_t g = 0; g < n; g++) vmax = v[g] > vmax ? v[g] : vmax;
+    for (int64_t g = 0; g < n; g++) vmax = fabs(v[g]) > vmax ? fabs(v[g]) : vmax;
     if (vmax == 0.0 && lo == 0.0) return;
     double d = to_fp16(vmax / top);
     for (int64_t g = 0; g < n; g++) {
-        double k = nearbyint(v[g] / d);
-        v[g] = d * (k < lo ? lo : k > top ? top : k);
+        double k = nearbyint(fabs(v[g]) / d);
+        k = k < lo ? lo : k > top ? top : k;
+        v[g] = d * (is_signed && v[g] < 0 ? -k : k);
     }
 }
 
@@ -251,8 +253,8 @@ void rotq_wq_super_scales(const rotq_wq_format *f, double *s, double *mn, int64_
     if (f->super_groups <= 0) return;
     for (int64_t g0 = 0; g0 < ng; g0 += f->super_groups) {
         int64_t n = ng - g0 < f->super_groups ? ng - g0 : f->super_groups;
-        super_quantize(s + g0, n, 1.0, f->super_max);
-        if (f->min_max > 0 && mn) super_quantize(mn + g0, n, 0.0, f->min_max);
+        super_quantize(s + g0, n, 1.0, f->super_max, f->signed_scale);
+        if (f->min_max > 0 && mn) super_quantize(mn + g0, n, 0.0, f->min_max, false);
     }
 }
 
