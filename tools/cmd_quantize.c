@@ -69,7 +69,7 @@ int cmd_quantize(int argc, char **argv) {
     quant_cli c;
     if (quant_cli_parse(cmd, argc, argv, &c)) return 1;
     if (c.n_positional != 2 && !(c.plan_only && c.n_positional == 1)) { fputs(help_head, stderr); return 2; }
-    if (c.plan_only && !c.typed) return cli_usage(cmd, "--plan needs a GGUF mixture (--format gguf:MIX or --w-grid MIX)");
+    if (c.plan_only && !rotq_quant_has_types(&c.q)) return cli_usage(cmd, "--plan needs a GGUF mixture (--format gguf:MIX or --w-grid MIX)");
     const char *in = c.positional[0], *out = c.n_positional == 2 ? c.positional[1] : NULL;
     if (!rotq_quant_has_weights(&c.q))
         return cli_usage(cmd, "nothing to quantize: give --w-bits N, a --preset or --format gguf:MIX (rotq rotate rotates alone)");

@@ -96,7 +96,6 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         else if (cli_is(a, "--w-grid")) {
             if (!(v = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--w-grid needs a GGUF mixture or type (Q4_K_M, Q4_0, ...)");
             if (rotq_quant_set_mixture(&c->q, v) != ROTQ_OK) return -mixture_usage(cmd, "--w-grid", v);
-            c->typed = true;
         } else if (cli_flag(a, "--pure")) c->q.w_types.pure = true;
         else if (cli_flag(a, "--plan") && strcmp(cmd, "quantize") == 0) c->plan_only = true;
         else if (cli_is(a, "--tensor-type")) {
@@ -108,14 +107,13 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             pat[eq - v] = 0;
             rotq_status st = rotq_quant_add_type_rule(&c->q, pat, rotq_dtype_from_name(eq + 1));
             if (st != ROTQ_OK) return -cli_lib_error(cmd, st);
-            c->typed = true;
         } else if (cli_is(a, "--embedding-type") || cli_is(a, "--output-type")) {
             rotq_dtype t = (v = cli_value(argc, argv, &i)) ? rotq_dtype_from_name(v) : ROTQ_DTYPE_INVALID;
             if (!rotq_dtype_block_written(t) && t != ROTQ_F32 && t != ROTQ_F16) return -cli_usage(cmd, "%s %s: expected a GGUF block type rotq writes (%s) or f32/f16", a, v ? v : "",
                                                             ROTQ_BLOCK_TYPES_WRITTEN);
             if (cli_is(a, "--embedding-type")) c->q.w_types.embed_type = t;
             else c->q.w_types.output_type = t;
-            c->typed = true;
+            if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN; /* a type plan, as the library's setters */
         }
         else if (cli_flag(a, "--act-order")) c->q.gptq.act_order = true;
         else if (cli_flag(a, "--weighted-scales")) { c->q.gptq.weighted_scales = true; c->weighted_set = true; }
@@ -177,7 +175,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
     c->ro = rotq_rotate_options_default();
     c->ctx = 2048;
     c->out_dtype = -1;
-    c->pack = c->typed = false;
+    c->pack = false;
     c->baseline = "original";
     /* the preset first, so that every other option overrides it wherever it stands */
     for (int i = 1; i < argc; i++)
@@ -240,7 +238,6 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
                 return cli_usage(cmd, "--format needs gguf:MIX, a GGUF mixture or type (gguf:Q4_K_M, gguf:Q4_0, ...)");
             if (rotq_quant_set_mixture(&c->q, v + 5) != ROTQ_OK) return mixture_usage(cmd, "--format", v);
             c->pack = true;
-            c->typed = true;
             c->out_format = 2;
         } else if (cli_is(a, "--to")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_usage(cmd, "--to needs hf or gguf");
@@ -261,9 +258,8 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         }
     }
     /* a type plan puts each tensor on its block type's own grid (over any preset or --w-bits) */
-    if (c->typed) {
+    if (rotq_quant_has_types(&c->q)) {
         if (c->out_format == 1 && c->pack) return cli_usage(cmd, "--format gguf:... writes a GGUF file, not --to hf");
-        if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
         if (!c->clip_set) c->q.w_clip = true;
         if (!c->weighted_set) c->q.gptq.weighted_scales = true;
     }

@@ -25,7 +25,6 @@ typedef struct quant_cli {
     int out_dtype;            /* rotq_dtype or -1 */
     bool clip_set;            /* --w-clip / --no-w-clip given */
     bool pack;                /* --format gguf:MIX: weights packed into their GGUF block types */
-    bool typed;               /* a per-tensor type plan (--format, --w-grid, --tensor-type, ...) */
     bool weighted_set;        /* --weighted-scales or --no-weighted-scales given */
     bool plan_only;           /* quantize --plan: print each matrix's type and the sizes, write nothing */
     const char *positional[2];

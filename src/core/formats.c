@@ -199,13 +199,31 @@ static void put_half(uint8_t *b, uint16_t h) {
     b[1] = (uint8_t)(h >> 8);
 }
 
+/* Legacy 32-blocks: the low nibbles of codes j and j + 16 share byte j (16 bytes) ... */
+static void put_nibbles(uint8_t *qs, const uint8_t *u) {
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+}
+
+/* ... and Q5_0/Q5_1's fifth bits go to a little-endian 32-bit mask. */
+static void put_fifth_bits(uint8_t *qh, const uint8_t *u) {
+    uint32_t m = 0;
+    for (int j = 0; j < 32; j++) m |= (uint32_t)((u[j] >> 4) & 1) << j;
+    for (int k = 0; k < 4; k++) qh[k] = (uint8_t)(m >> (8 * k));
+}
+
+/* Q2_K/Q3_K's low two bits of 256 codes: element 128c + 32s + j at bits 2s of qs[32c + j] (64 bytes,
+ * zeroed by the caller). */
+static void put_2bit_planes(uint8_t *qs, const uint8_t *u) {
+    for (int e = 0; e < 256; e++) qs[32 * (e / 128) + e % 32] |= (uint8_t)((u[e] & 3) << (2 * ((e % 128) / 32)));
+}
+
 static bool pack_q4_0(const uint8_t *u, const double *scales, const int32_t *zeros, const double *mins, uint8_t *b) {
     (void)mins;
     (void)zeros;
     uint16_t d;
     if (!half_of(scales[0], &d)) return false;
     put_half(b, d);
-    for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+    put_nibbles(b + 2, u);
     return true;
 }
 
@@ -215,10 +233,8 @@ static bool pack_q5_0(const uint8_t *u, const double *scales, const int32_t *zer
     uint16_t d;
     if (!half_of(scales[0], &d)) return false;
     put_half(b, d);
-    uint32_t qh = 0;
-    for (int j = 0; j < 32; j++) qh |= (uint32_t)((u[j] >> 4) & 1) << j;
-    for (int k = 0; k < 4; k++) b[2 + k] = (uint8_t)(qh >> (8 * k));
-    for (int j = 0; j < 16; j++) b[6 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+    put_fifth_bits(b + 2, u);
+    put_nibbles(b + 6, u);
     return true;
 }
 
@@ -244,7 +260,7 @@ static bool pack_q4_1(const uint8_t *u, const double *scales, const int32_t *zer
     if (!min_of(scales[0], zeros[0], &d, &m)) return false;
     put_half(b, d);
     put_half(b + 2, m);
-    for (int j = 0; j < 16; j++) b[4 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+    put_nibbles(b + 4, u);
     return true;
 }
 
@@ -254,10 +270,8 @@ static bool pack_q5_1(const uint8_t *u, const double *scales, const int32_t *zer
     if (!min_of(scales[0], zeros[0], &d, &m)) return false;
     put_half(b, d);
     put_half(b + 2, m);
-    uint32_t qh = 0;
-    for (int j = 0; j < 32; j++) qh |= (uint32_t)((u[j] >> 4) & 1) << j;
-    for (int k = 0; k < 4; k++) b[4 + k] = (uint8_t)(qh >> (8 * k));
-    for (int j = 0; j < 16; j++) b[8 + j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+    put_fifth_bits(b + 4, u);
+    put_nibbles(b + 8, u);
     return true;
 }
 
@@ -311,11 +325,9 @@ static bool pack_q3_k(const uint8_t *u, const double *scales, const int32_t *zer
         scb[i % 8] |= (uint8_t)((v & 0x0F) << (i < 8 ? 0 : 4));
         scb[8 + i % 4] |= (uint8_t)(((v >> 4) & 3) << (2 * (i / 4)));
     }
-    for (int e = 0; e < 256; e++) {
-        int c = e / 128, s = (e % 128) / 32, j = e % 32;
-        qs[32 * c + j] |= (uint8_t)((u[e] & 3) << (2 * s));
-        if (u[e] & 4) hmask[j] |= (uint8_t)(1u << (e / 32));
-    }
+    put_2bit_planes(qs, u);
+    for (int e = 0; e < 256; e++)
+        if (u[e] & 4) hmask[e % 32] |= (uint8_t)(1u << (e / 32));
     put_half(b + 108, dh);
     return true;
 }
@@ -329,10 +341,7 @@ static bool pack_q2_k(const uint8_t *u, const double *scales, const int32_t *zer
     if (!super_ints(scales, 16, 1, 15, false, &dh, sc) || !super_ints(mins, 16, 0, 15, false, &mh, mn)) return false;
     memset(b, 0, 84);
     for (int g = 0; g < 16; g++) b[g] = (uint8_t)(sc[g] | mn[g] << 4);
-    for (int e = 0; e < 256; e++) {
-        int c = e / 128, s = (e % 128) / 32, j = e % 32;
-        b[16 + 32 * c + j] |= (uint8_t)((u[e] & 3) << (2 * s));
-    }
+    put_2bit_planes(b + 16, u);
     put_half(b + 80, dh);
     put_half(b + 82, mh);
     return true;

@@ -87,15 +87,9 @@ static void gram_add(walk *c, const float *x, int64_t n) {
         for (int64_t j = i; j < n; j++) H[i * n + j] += g[i * n + j];
 }
 
-/* 2/N scaling and the lower triangle, then GPTQ on every tensor reading this input */
-static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group) {
-    /* every tensor reading the group's input (the fused and the separate forms) */
-    rotq_role roles[4];
-    int n_roles = 0;
-    if (group == ROLE_QKV || group == ROLE_Q) roles[n_roles++] = ROLE_QKV, roles[n_roles++] = ROLE_Q, roles[n_roles++] = ROLE_K, roles[n_roles++] = ROLE_V;
-    else if (group == ROLE_GATE_UP || group == ROLE_GATE || group == ROLE_UP)
-        roles[n_roles++] = ROLE_GATE_UP, roles[n_roles++] = ROLE_GATE, roles[n_roles++] = ROLE_UP;
-    else roles[n_roles++] = group;
+/* GPTQ on the tensors of layer l (-1: global ones) playing roles[0..n_roles) that read the input
+ * whose Hessian c->H has summed: 2/N scaling and the lower triangle first. */
+static rotq_status quantize_readers(walk *c, int32_t l, int64_t n, const rotq_role *roles, int n_roles) {
     double t0 = rotq_now_s();
     double *H = c->H, scale = 2.0 / (double)(c->ns * c->T);
     for (int64_t i = 0; i < n; i++) {
@@ -104,7 +98,8 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group
     }
     rotq_gptq_hinv hinv;
     rotq_status s = rotq_gptq_prepare(H, n, &c->o->gptq, &hinv);
-    if (s != ROTQ_OK) return rotq_fail_context(s, "layer %d, %s input", l, rotq_role_name(roles[0]));
+    if (s != ROTQ_OK) return l >= 0 ? rotq_fail_context(s, "layer %d, %s input", l, rotq_role_name(roles[0]))
+                                    : rotq_fail_context(s, "%s input", rotq_role_name(roles[0]));
     for (int i = 0; i < n_roles && s == ROTQ_OK; i++) {
         rotq_tensor *t = rotq_model_role(c->m, roles[i], l);
         rotq_wq_format fmt;
@@ -115,7 +110,7 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group
         s = rotq_gptq_quantize((float *)t->data, rows, n, &hinv, &fmt, &c->o->gptq, &loss, &codes);
         if (s != ROTQ_OK) { s = rotq_fail_context(s, "%s", t->name); break; }
         rotq_tensor_set_codes(t, codes, (void (*)(void *))rotq_qweight_free);
-        c->rep->n_linears++;
+        if (l >= 0) c->rep->n_linears++; /* the decoder linears; the output matrix is counted in n_params only */
         c->rep->n_params += rows * n;
         c->rep->gptq_loss += loss;
     }
@@ -123,6 +118,17 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group
     rotq_gptq_hinv_free(&hinv);
     c->t_quant += rotq_now_s() - t0;
     return s;
+}
+
+/* GPTQ on every tensor reading a layer's group input (the fused and the separate forms) */
+static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group) {
+    rotq_role roles[4];
+    int n_roles = 0;
+    if (group == ROLE_QKV || group == ROLE_Q) roles[n_roles++] = ROLE_QKV, roles[n_roles++] = ROLE_Q, roles[n_roles++] = ROLE_K, roles[n_roles++] = ROLE_V;
+    else if (group == ROLE_GATE_UP || group == ROLE_GATE || group == ROLE_UP)
+        roles[n_roles++] = ROLE_GATE_UP, roles[n_roles++] = ROLE_GATE, roles[n_roles++] = ROLE_UP;
+    else roles[n_roles++] = group;
+    return quantize_readers(c, l, n, roles, n_roles);
 }
 
 /* Layer l, true-sequential: the layer's own steps (nn/layer.c) run window by window up to each step
@@ -164,14 +170,12 @@ static rotq_status walk_layer(walk *c, int32_t l) {
     return ROTQ_OK;
 }
 
-/* The output matrix by GPTQ too, when the plan gives an untied one a type: its Hessian from the
- * final-normed states of the quantized network over the same windows. A tied one also serves as
- * the embedding, whose rows GPTQ's input statistics say nothing about: RTN does it later. */
+/* The output matrix by GPTQ too, when the plan gives an untied one a type
+ * (rotq_quant_gptq_head): its Hessian from the final-normed states of the quantized network over the
+ * same windows. */
 static rotq_status quantize_head(walk *c) {
-    rotq_model *m = c->m;
-    rotq_tensor *head = rotq_model_role(m, ROLE_LM_HEAD, -1), *embed = rotq_model_role(m, ROLE_EMBED, -1);
-    rotq_wq_format fmt;
-    if (!c->types || !head || head == embed || !rotq_wq_format_for_tensor(c->o, c->types, head - m->tensors, &fmt)) return ROTQ_OK;
+    rotq_tensor *head = rotq_quant_gptq_head(c->m, c->o, c->types);
+    if (!head) return ROTQ_OK;
     if (head->dtype != ROTQ_F32 || !head->owned) return rotq_fail(ROTQ_ERR_ARG, "calib: %s is not an owned float32 tensor", head->name);
     int64_t T = c->T, d = c->d;
     memset(c->H, 0, (size_t)(d * d) * sizeof(double));
@@ -180,29 +184,8 @@ static rotq_status quantize_head(walk *c) {
         ROTQ_TRY(rotq_runner_linear_input(c->r, -1, ROLE_LM_HEAD, c->io.xn, T, d));
         gram_add(c, c->io.xn, d);
     }
-    double t0 = rotq_now_s(), scale = 2.0 / (double)(c->ns * T);
-    double *H = c->H;
-    for (int64_t i = 0; i < d; i++) {
-        for (int64_t j = i; j < d; j++) H[i * d + j] *= scale;
-        for (int64_t j = 0; j < i; j++) H[i * d + j] = H[j * d + i];
-    }
-    rotq_gptq_hinv hinv;
-    rotq_status s = rotq_gptq_prepare(H, d, &c->o->gptq, &hinv);
-    if (s != ROTQ_OK) return rotq_fail_context(s, "%s input", head->name);
-    double loss = 0.0;
-    rotq_qweight *codes = NULL;
-    s = rotq_gptq_quantize((float *)head->data, head->shape[0], d, &hinv, &fmt, &c->o->gptq, &loss, &codes);
-    if (s == ROTQ_OK) {
-        rotq_tensor_set_codes(head, codes, (void (*)(void *))rotq_qweight_free);
-        c->rep->n_params += head->shape[0] * d;
-        c->rep->gptq_loss += loss;
-        c->rep->n_dead += hinv.n_dead;
-    } else {
-        s = rotq_fail_context(s, "%s", head->name);
-    }
-    rotq_gptq_hinv_free(&hinv);
-    c->t_quant += rotq_now_s() - t0;
-    return s;
+    const rotq_role head_role = ROLE_LM_HEAD;
+    return quantize_readers(c, -1, d, &head_role, 1);
 }
 
 rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *windows, int64_t ns, int64_t T,
@@ -216,7 +199,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     c.o = o;
     c.rep = rep;
     c.types = types;
-    for (int64_t i = 0; i < m->n_tensors; i++) {
+    for (int64_t i = 0; i < (types ? m->n_tensors : 1); i++) { /* each tensor's format, or the one scalar format */
         rotq_wq_format f;
         if (rotq_wq_format_for_tensor(o, types, i, &f)) ROTQ_TRY(rotq_wq_format_check(&f));
     }

@@ -217,15 +217,8 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                         z = *gz;
                     }
                     double x = wr[i], d = U[i * cols + i];
-                    uint8_t u;
-                    double q;
-                    if (f->min_max > 0) {
-                        u = rotq_wq_encode_min(x, s, z, maxq);
-                        q = rotq_wq_decode_min(u, s, z);
-                    } else {
-                        u = rotq_wq_encode(x, s, z, maxq, f->asym);
-                        q = rotq_wq_decode(u, s, rotq_wq_zero_code(z, maxq, f->asym));
-                    }
+                    uint8_t u = rotq_wq_format_encode(f, x, s, z, maxq);
+                    double q = rotq_wq_format_decode(f, u, s, z, maxq);
                     if (Q) Q[r * cols + i] = u;
                     double e = (x - q) / d;
                     rl += e * e;
@@ -262,11 +255,8 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
         st = rotq_qweight_new(rows, cols, group ? group : cols, f, &qw);
         for (int64_t r = 0; st == ROTQ_OK && r < rows; r++) {
             for (int64_t c = 0; c < cols; c++) qw->u[r * cols + perm[c]] = Q[r * cols + c];
-            for (int64_t g = 0; g < n_groups; g++) {
-                qw->scale[r * n_groups + g] = S[r * n_groups + g];
-                if (qw->mn) qw->mn[r * n_groups + g] = Z[r * n_groups + g];
-                qw->zero[r * n_groups + g] = qw->mn ? 0 : rotq_wq_zero_code(Z[r * n_groups + g], maxq, f->asym);
-            }
+            for (int64_t g = 0; g < n_groups; g++)
+                rotq_qweight_set_group(qw, r * n_groups + g, S[r * n_groups + g], Z[r * n_groups + g], maxq);
         }
         if (st == ROTQ_OK) *codes = qw;
     }

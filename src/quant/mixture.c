@@ -127,6 +127,17 @@ rotq_status rotq_quant_set_mixture(rotq_quant_options *o, const char *name) {
     return ROTQ_OK;
 }
 
+/* A user rule's regular expression, compiled; ROTQ_ERR_ARG naming the pattern when it is not one. */
+static rotq_status compile_rule(const char *pattern, pcre2_code **out) {
+    int err;
+    PCRE2_SIZE off;
+    *out = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+    if (*out) return ROTQ_OK;
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(err, msg, sizeof msg);
+    return rotq_fail(ROTQ_ERR_ARG, "quant: tensor type pattern %s: %s at offset %zu", pattern, (const char *)msg, (size_t)off);
+}
+
 rotq_status rotq_quant_add_type_rule(rotq_quant_options *o, const char *pattern, rotq_dtype t) {
     rotq_type_plan *p = &o->w_types;
     if (p->n_rules >= ROTQ_MAX_TYPE_RULES) return rotq_fail(ROTQ_ERR_ARG, "quant: more than %d tensor type rules", ROTQ_MAX_TYPE_RULES);
@@ -135,14 +146,8 @@ rotq_status rotq_quant_add_type_rule(rotq_quant_options *o, const char *pattern,
     if (!rotq_dtype_grid(t, NULL) && t != ROTQ_F32 && t != ROTQ_F16)
         return rotq_fail(ROTQ_ERR_ARG, "quant: tensor type %s for %s: rotq writes %s, or f32/f16 (kept float)", rotq_dtype_name(t), pattern,
                          ROTQ_BLOCK_TYPES_WRITTEN);
-    int err;
-    PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
-    if (!re) {
-        PCRE2_UCHAR msg[160];
-        pcre2_get_error_message(err, msg, sizeof msg);
-        return rotq_fail(ROTQ_ERR_ARG, "quant: tensor type pattern %s: %s at offset %zu", pattern, (const char *)msg, (size_t)off);
-    }
+    pcre2_code *re;
+    ROTQ_TRY(compile_rule(pattern, &re));
     pcre2_code_free(re);
     snprintf(p->rules[p->n_rules].pattern, sizeof p->rules[0].pattern, "%s", pattern);
     p->rules[p->n_rules].type = t;
@@ -170,26 +175,21 @@ static void gguf_name(const rotq_model *m, const rotq_tensor *t, char *out, size
     else snprintf(out, size, "%s", t->name);
 }
 
-static bool rule_matches(const char *pattern, const char *name) {
-    int err;
-    PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
-    if (!re) return false;
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    int rc = md ? pcre2_match(re, (PCRE2_SPTR)name, strlen(name), 0, 0, md, NULL) : -1;
-    pcre2_match_data_free(md);
-    pcre2_code_free(re);
-    return rc >= 0;
-}
-
 rotq_status rotq_quant_tensor_types(const rotq_model *m, const rotq_quant_options *o, rotq_dtype *types) {
     const rotq_type_plan *p = &o->w_types;
     const mixture *x = p->mixture[0] ? find_mixture(p->mixture) : NULL;
     if (p->mixture[0] && !x) return rotq_fail(ROTQ_ERR_ARG, "quant: unknown GGUF mixture %s", p->mixture);
+    if (p->n_rules < 0 || p->n_rules > ROTQ_MAX_TYPE_RULES)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: %d tensor type rules (at most %d)", p->n_rules, ROTQ_MAX_TYPE_RULES);
+    /* the user's rules, compiled once for every tensor name */
+    pcre2_code *re[ROTQ_MAX_TYPE_RULES] = {0};
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    rotq_status st = md ? ROTQ_OK : rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory for the tensor type rules");
+    for (int32_t r = 0; r < p->n_rules && st == ROTQ_OK; r++) st = compile_rule(p->rules[r].pattern, &re[r]);
     const rotq_tensor *embed = rotq_model_role(m, ROLE_EMBED, -1), *head = rotq_model_role(m, ROLE_LM_HEAD, -1);
     bool tied = embed && (!head || head == embed);
     int64_t n = m->hp.n_layers, gqa = m->hp.n_kv_heads > 0 ? m->hp.n_heads / m->hp.n_kv_heads : 1;
-    for (int64_t i = 0; i < m->n_tensors; i++) {
+    for (int64_t i = 0; i < m->n_tensors && st == ROTQ_OK; i++) {
         const rotq_tensor *t = &m->tensors[i];
         types[i] = ROTQ_DTYPE_INVALID;
         if (t->role < 0 || !is_matrix_role((rotq_role)t->role) || t->n_dims != 2) continue;
@@ -203,7 +203,7 @@ rotq_status rotq_quant_tensor_types(const rotq_model *m, const rotq_quant_option
         char name[ROTQ_NAME_MAX];
         gguf_name(m, t, name, sizeof name);
         for (int32_t r = 0; r < p->n_rules && ty == ROTQ_DTYPE_INVALID; r++)
-            if (rule_matches(p->rules[r].pattern, name)) ty = p->rules[r].type;
+            if (pcre2_match(re[r], (PCRE2_SPTR)name, strlen(name), 0, 0, md, NULL) >= 0) ty = p->rules[r].type;
         if (ty == ROTQ_DTYPE_INVALID && x) {
             ty = x->base;
             if (p->pure) {
@@ -220,5 +220,7 @@ rotq_status rotq_quant_tensor_types(const rotq_model *m, const rotq_quant_option
         if (rotq_dtype_grid(ty, NULL)) ty = fallback(ty, cols);
         types[i] = rotq_dtype_grid(ty, NULL) ? ty : ROTQ_DTYPE_INVALID; /* f32/f16: kept float */
     }
-    return ROTQ_OK;
+    for (int32_t r = 0; r < p->n_rules; r++) pcre2_code_free(re[r]);
+    pcre2_match_data_free(md);
+    return st;
 }

@@ -196,6 +196,14 @@ static rotq_status quantize_globals(rotq_model *m, const rotq_quant_options *o, 
     return ROTQ_OK;
 }
 
+rotq_tensor *rotq_quant_gptq_head(const rotq_model *m, const rotq_quant_options *o, const rotq_dtype *types) {
+    rotq_tensor *head = rotq_model_role(m, ROLE_LM_HEAD, -1);
+    rotq_wq_format f;
+    if (!types || !head || head == rotq_model_role(m, ROLE_EMBED, -1) || !rotq_wq_format_for_tensor(o, types, head - m->tensors, &f))
+        return NULL;
+    return head;
+}
+
 /* Said before any work: every tensor's rows are whole blocks of its type (the plan falls back so
  * they are; a scalar format's groups need no whole blocks). */
 static rotq_status check_whole_blocks(const rotq_tensor *t, rotq_dtype ty) {
@@ -282,10 +290,8 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
     }
 
     /* GPTQ (an untied output matrix with a type too: it becomes float32 before the runner borrows it) */
-    rotq_tensor *head = rotq_model_role(m, ROLE_LM_HEAD, -1);
-    rotq_wq_format hf;
-    if (types && head && head != rotq_model_role(m, ROLE_EMBED, -1) && rotq_wq_format_for_tensor(o, types, head - m->tensors, &hf))
-        ROTQ_TRY(own_f32(head));
+    rotq_tensor *head = rotq_quant_gptq_head(m, o, types);
+    if (head) ROTQ_TRY(own_f32(head));
     int64_t ctx = o->calib_ctx;
     if (m->hp.max_pos > 0 && ctx > m->hp.max_pos) ctx = m->hp.max_pos;
     if (!calib) return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ needs calibration tokens");

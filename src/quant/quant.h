@@ -89,6 +89,13 @@ static inline uint8_t rotq_wq_encode_min(double x, double scale, double mn, int3
     return (uint8_t)q;
 }
 static inline double rotq_wq_decode_min(uint8_t u, double scale, double mn) { return scale * (double)u - mn; }
+/* Either kind of group grid, as f is: z is the zero (integer grids) or the group min (f->min_max). */
+static inline uint8_t rotq_wq_format_encode(const rotq_wq_format *f, double x, double scale, double z, int32_t maxq) {
+    return f->min_max > 0 ? rotq_wq_encode_min(x, scale, z, maxq) : rotq_wq_encode(x, scale, z, maxq, f->asym);
+}
+static inline double rotq_wq_format_decode(const rotq_wq_format *f, uint8_t u, double scale, double z, int32_t maxq) {
+    return f->min_max > 0 ? rotq_wq_decode_min(u, scale, z) : rotq_wq_decode(u, scale, rotq_wq_zero_code(z, maxq, f->asym));
+}
 /* round trip of one value through the grid */
 static inline double rotq_wq_qdq(double x, double scale, double zero, int32_t maxq, bool asym) {
     return rotq_wq_decode(rotq_wq_encode(x, scale, zero, maxq, asym), scale, rotq_wq_zero_code(zero, maxq, asym));
@@ -109,6 +116,12 @@ typedef struct rotq_qweight {
 } rotq_qweight;
 
 rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const rotq_wq_format *f, rotq_qweight **out);
+/* Stores group g's scale and z (the zero, or the group min when q has mins) as q keeps them. */
+static inline void rotq_qweight_set_group(rotq_qweight *q, int64_t g, double scale, double z, int32_t maxq) {
+    q->scale[g] = scale;
+    if (q->mn) q->mn[g] = z;
+    q->zero[g] = q->mn ? 0 : rotq_wq_zero_code(z, maxq, q->asym);
+}
 void rotq_qweight_free(rotq_qweight *q);
 /* w [rows, cols] = the decoded codes, rounded once to float: exactly what the quantizer leaves. */
 void rotq_qweight_dequantize(const rotq_qweight *q, float *w);
@@ -229,6 +242,10 @@ rotq_status rotq_calib_windows(const int32_t *ids, int64_t n, int64_t nsamples, 
  * per-tensor block types (rotq_quant_tensor_types) or NULL for o's scalar format everywhere. */
 rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *windows, int64_t ns, int64_t ctx,
                             const rotq_quant_options *o, const rotq_dtype *types, rotq_quant_report *rep);
+
+/* The output matrix when GPTQ quantizes it too: untied (a tied one also serves as the embedding, whose
+ * rows GPTQ's input statistics say nothing about: RTN does it) and given a type by the plan types. */
+rotq_tensor *rotq_quant_gptq_head(const rotq_model *m, const rotq_quant_options *o, const rotq_dtype *types);
 
 /* The decoder linears of layer l as (role, tensor) pairs; returns how many (<= 7). */
 int rotq_quant_layer_linears(const rotq_model *m, int32_t l, rotq_role *roles, rotq_tensor **tensors);

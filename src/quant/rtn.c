@@ -343,17 +343,15 @@ rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_w
             /* every group's scale first (a super-block format then ties them together), then the codes */
             for (int64_t g0 = 0; g0 < cols; g0 += group) {
                 int64_t n = cols - g0 < group ? cols - g0 : group, gi = r * ng + g0 / group;
-                double z;
-                rotq_wq_params(row + g0, n, f, &q->scale[gi], &z);
-                if (q->mn) q->mn[gi] = z;
-                q->zero[gi] = q->mn ? 0 : rotq_wq_zero_code(z, maxq, f->asym);
+                double sc, z;
+                rotq_wq_params(row + g0, n, f, &sc, &z);
+                rotq_qweight_set_group(q, gi, sc, z, maxq);
             }
             rotq_wq_super_scales(f, q->scale + r * ng, q->mn ? q->mn + r * ng : NULL, ng);
             for (int64_t c = 0; c < cols; c++) {
                 int64_t gi = r * ng + c / group;
-                /* the zero code is the grid's: z itself (asym) or unused (sym) */
-                q->u[r * cols + c] = q->mn ? rotq_wq_encode_min(row[c], q->scale[gi], q->mn[gi], maxq)
-                                           : rotq_wq_encode(row[c], q->scale[gi], f->asym ? (double)q->zero[gi] : 0.0, maxq, f->asym);
+                /* z as stored: the group min, or the zero code (asym: z itself; sym: unused) */
+                q->u[r * cols + c] = rotq_wq_format_encode(f, row[c], q->scale[gi], q->mn ? q->mn[gi] : (double)q->zero[gi], maxq);
             }
         }
         free(row);
