@@ -280,11 +280,20 @@ ROTQ_API int64_t rotq_hadamard_unknown_orders(int64_t max, int64_t *out, int64_t
  * scale = (max-min) / (2^b-1) and zero = round(-min/scale); rounding half-to-even. */
 
 /* Activations (per token, dynamic, at every linear input) and the KV cache (per head). */
+/* Where a symmetric b-bit grid puts its range t (a weight row's or group's max |w| after the clip
+ * search's shrink, an activation row's max |x| × clip): the conventions of the field differ by one level, and GPTQ feels it.
+ *   MAXQ   scale t/(2^(b-1)-1): ±t on ±7 at 4 bits, −8 unused at the range (QuaRot, GPTQ)
+ *   FULL   scale t/2^(b-1): −t on −8, +t clipped to +7 (Brevitas' int quantizers, narrow_range off)
+ *   SIGNED scale ±t/2^(b-1), its sign putting the largest magnitude on −8 exactly (llama.cpp's
+ *          Q4_0 d, Q3_K and Q6_K sub-scales) */
+typedef enum rotq_sym_range { ROTQ_SYM_MAXQ = 0, ROTQ_SYM_FULL, ROTQ_SYM_SIGNED } rotq_sym_range;
+
 typedef struct rotq_act_format {
     int32_t bits;     /* 2..8; 0 or >= 16: off */
     bool asym;
     float clip;       /* range × clip, in (0, 1] */
     int64_t group;    /* columns per scale within a row; <= 0: the whole row (per token) */
+    rotq_sym_range range; /* symmetric grids' range convention (MAXQ: QuaRot's ActQuantizer) */
 } rotq_act_format;
 
 typedef struct rotq_gptq_options {
@@ -292,12 +301,22 @@ typedef struct rotq_gptq_options {
     bool act_order;    /* columns by decreasing H_ii */
     bool static_groups;/* group scales from the weights before any update (GPTQ --static-groups) */
     int64_t block;     /* lazy-update block (128) */
+    double qronos_damp;/* Qronos: damping × H's largest eigenvalue (1e-6, as its authors) */
+    double gptaq_alpha;/* GPTAQ: how far toward the least-squares target, w + α(w* − w), in [0, 1] (1) */
     bool weighted_scales; /* the clip search before GPTQ weights each column's error by H_ii (as
                              llama.cpp's importance matrix weights its scale search) */
 } rotq_gptq_options;
 ROTQ_API rotq_gptq_options rotq_gptq_defaults(void);
 
-typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ } rotq_wq_method;
+/* Weight quantizers: round to nearest; GPTQ (each layer fitted to its own float inputs); GPTAQ and
+ * Qronos (each layer fitted on the inputs the quantized network gives it, activations and KV cache
+ * quantized as the options say, to the float network's output: calibration carries both streams). */
+typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ, ROTQ_WQ_GPTAQ, ROTQ_WQ_QRONOS } rotq_wq_method;
+/* "rtn", "gptq", "gptaq", "qronos" ("none"). */
+ROTQ_API const char *rotq_wq_method_name(rotq_wq_method m);
+/* True for the methods that need calibration text (GPTQ, GPTAQ, Qronos). */
+ROTQ_API bool rotq_wq_calibrated(rotq_wq_method m);
+
 
 /* Per-tensor GGUF block types: a mixture as llama.cpp's quantizer names them (Q4_K_M: Q4_K with
  * Q6_K for half the value and down projections and the output, ...), its rules restated as data,
@@ -322,7 +341,9 @@ typedef struct rotq_quant_options {
     bool w_asym;
     int64_t w_group;           /* <= 0: per output channel */
     bool w_clip;               /* MSE clip search */
+    double w_clip_norm;        /* the search's error Σ|w − q|^p: 2.4 (QuaRot's, default), 2 (L2) */
     bool w_scale_fp16;         /* scales rounded to float16, as GGUF blocks store them */
+    rotq_sym_range w_sym_range;/* symmetric grids' range convention (MAXQ, QuaRot's) */
     rotq_type_plan w_types;    /* with a mixture or rules: each matrix on its block type's own grid (bits,
                                   groups, scale and min encoding), the embedding and output included when
                                   the plan gives them a type; w_bits, w_asym, w_group are then unused */
@@ -336,6 +357,8 @@ typedef struct rotq_quant_options {
     int64_t calib_ctx;         /* tokens per window */
     uint64_t seed;
     int64_t calib_cache_mb;    /* memory for stage outputs kept instead of recomputed (4096) */
+    bool calib_float_acts;     /* GPTAQ/Qronos: the quantized stream keeps activations and KV float (only
+                                  the weights quantized so far differ), as Brevitas' default */
     int threads;               /* 0: all */
     bool verbose;              /* per-layer progress on stderr */
 } rotq_quant_options;

@@ -321,6 +321,8 @@ typedef struct hook_state {
     bool capture;
     double H[L][4][FF * FF]; /* per layer: qkv, o, gate/up, down inputs */
     int64_t tokens;
+    float *raw[L][4];        /* when set: every input row appended, in order (the asymmetric walk) */
+    int64_t n_raw[L][4];
 } hook_state;
 
 static rotq_status h_down(void *ctx, int32_t layer, float *x, int64_t rows, int64_t cols) {
@@ -348,6 +350,11 @@ static rotq_status h_linear(void *ctx, int32_t layer, rotq_role role, float *x, 
     hook_state *s = ctx;
     if (!s->capture || layer < 0) return ROTQ_OK;
     int g = role == ROLE_Q ? 0 : role == ROLE_O ? 1 : role == ROLE_GATE ? 2 : 3;
+    if (s->raw[layer][g]) {
+        memcpy(s->raw[layer][g] + s->n_raw[layer][g] * cols, x, (size_t)(rows * cols) * sizeof(float));
+        s->n_raw[layer][g] += rows;
+        return ROTQ_OK;
+    }
     for (int64_t t = 0; t < rows; t++)
         for (int64_t i = 0; i < cols; i++)
             for (int64_t j = 0; j < cols; j++) s->H[layer][g][i * cols + j] += (double)x[t * cols + i] * x[t * cols + j];
@@ -400,7 +407,7 @@ static void check_walk(int64_t cache_mb) {
     CHECK(rotq_runner_add_transform(r, &(rotq_transform){.name = "test hooks", .kind = ROTQ_TF_OTHER, .hooks = hooks}) == ROTQ_OK, "%s", rotq_last_error());
     rotq_quant_report rep;
     memset(&rep, 0, sizeof rep);
-    CHECK(rotq_gptq_model(m, r, windows, NS, TW, &o, NULL, &rep) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_gptq_model(m, r, NULL, windows, NS, TW, &o, NULL, &rep) == ROTQ_OK, "%s", rotq_last_error());
     CHECK(rep.n_linears == L * 7 && rep.n_params == L * (NH * HD * D + 2 * NKV * HD * D + D * NH * HD + 3 * D * FF),
           "report: %lld linears, %lld weights", (long long)rep.n_linears, (long long)rep.n_params);
     rotq_runner_free(r);
@@ -441,6 +448,93 @@ static void check_walk(int64_t cache_mb) {
     rotq_model_free(m);
 }
 
+/* GPTAQ and Qronos through the two-stream walk equal rotq_gptq_prepare_asym on the inputs a plain
+ * forward gives: X from the float model, X̃ from the final quantized one (each layer's earlier
+ * groups already quantized when a later group's input is formed, so the final model's inputs are
+ * the walk's), H = 2X̃ᵀX̃/N and G = 2XᵀX̃/N formed here in double. */
+static void check_walk_asym(rotq_wq_method method) {
+    rotq_model *m = make_model(), *mf = make_model();
+    static hook_state hs;
+    memset(&hs, 0, sizeof hs);
+    for (int i = 0; i < FF; i++) hs.R[i * FF + (i * 7) % FF] = (i % 3) ? 1.0 : -1.0; /* a signed permutation */
+    rotq_hooks hooks = {.ctx = &hs, .linear_input = h_linear, .qk_rope = h_qk, .down_input = h_down};
+    rotq_transform tf = {.name = "test hooks", .kind = ROTQ_TF_OTHER, .hooks = hooks};
+    int32_t windows[NS * TW];
+    for (int i = 0; i < NS * TW; i++) windows[i] = (int32_t)(urand() * V);
+
+    rotq_quant_options o = rotq_quant_defaults();
+    o.w_method = method;
+    o.w_bits = 4;
+    o.w_clip = true;
+    o.threads = 1;
+    rotq_runner *r, *rf;
+    CHECK(rotq_runner_new(m, 1, &r) == ROTQ_OK && rotq_runner_add_transform(r, &tf) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_runner_new(m, 1, &rf) == ROTQ_OK && rotq_runner_add_transform(rf, &tf) == ROTQ_OK, "%s", rotq_last_error());
+    rotq_quant_report rep;
+    memset(&rep, 0, sizeof rep);
+    CHECK(rotq_gptq_model(m, r, NULL, windows, NS, TW, &o, NULL, &rep) == ROTQ_ERR_ARG, "%s without a float stream must fail",
+          rotq_wq_method_name(method));
+    CHECK(rotq_gptq_model(m, r, rf, windows, NS, TW, &o, NULL, &rep) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rep.n_linears == L * 7, "report: %lld linears", (long long)rep.n_linears);
+    rotq_runner_free(r);
+    rotq_runner_free(rf);
+
+    /* the inputs of both models, row by row */
+    float *Xq[L][4], *Xf[L][4];
+    for (int pass = 0; pass < 2; pass++) {
+        for (int l = 0; l < L; l++)
+            for (int g = 0; g < 4; g++) {
+                hs.raw[l][g] = malloc(sizeof(float) * (size_t)(NS * TW * FF));
+                hs.n_raw[l][g] = 0;
+                (pass ? Xf : Xq)[l][g] = hs.raw[l][g];
+            }
+        hs.capture = true;
+        CHECK(rotq_runner_new(pass ? mf : m, 1, &r) == ROTQ_OK && rotq_runner_add_transform(r, &tf) == ROTQ_OK, "%s", rotq_last_error());
+        float hidden[TW * D];
+        for (int w = 0; w < NS; w++) CHECK(rotq_nn_forward(r, windows + w * TW, TW, NULL, hidden) == ROTQ_OK, "%s", rotq_last_error());
+        rotq_runner_free(r);
+        hs.capture = false;
+    }
+    rotq_wq_format f = rotq_wq_format_make(4, false, -1, true);
+    int64_t N = NS * TW;
+    for (int l = 0; l < L; l++) {
+        rotq_role roles[8];
+        rotq_tensor *ts[8];
+        int nlin = rotq_quant_layer_linears(m, l, roles, ts);
+        for (int i = 0; i < nlin; i++) {
+            int g = roles[i] == ROLE_Q || roles[i] == ROLE_K || roles[i] == ROLE_V ? 0 : roles[i] == ROLE_O ? 1
+                  : roles[i] == ROLE_GATE || roles[i] == ROLE_UP ? 2 : 3;
+            int64_t n = g == 3 ? FF : g == 1 ? NH * HD : D;
+            CHECK(hs.n_raw[l][g] == N, "layer %d group %d: %lld rows captured", l, g, (long long)hs.n_raw[l][g]);
+            double *H = calloc((size_t)(n * n), sizeof(double)), *G = calloc((size_t)(n * n), sizeof(double));
+            for (int64_t t = 0; t < N; t++)
+                for (int64_t a = 0; a < n; a++)
+                    for (int64_t b = 0; b < n; b++) {
+                        H[a * n + b] += 2.0 * Xq[l][g][t * n + a] * Xq[l][g][t * n + b] / (double)N;
+                        G[a * n + b] += 2.0 * Xf[l][g][t * n + a] * Xq[l][g][t * n + b] / (double)N;
+                    }
+            rotq_tensor *t = rotq_model_role(m, roles[i], l), *t0 = rotq_model_role(mf, roles[i], l);
+            int64_t rows = rotq_tensor_numel(t) / n;
+            float *want = malloc(sizeof(float) * (size_t)(rows * n));
+            memcpy(want, t0->data, sizeof(float) * (size_t)(rows * n));
+            rotq_gptq_hinv h;
+            CHECK(rotq_gptq_prepare_asym(H, G, n, &o.gptq, method, &h) == ROTQ_OK, "%s", rotq_last_error());
+            CHECK(rotq_gptq_quantize(want, rows, n, &h, &f, &o.gptq, NULL, NULL) == ROTQ_OK, "%s", rotq_last_error());
+            rotq_gptq_hinv_free(&h);
+            int rows_off = 0;
+            for (int64_t rr = 0; rr < rows; rr++) rows_off += max_abs_diff((const float *)t->data + rr * n, want + rr * n, n) > 1e-5;
+            CHECK(rows_off <= rows / 50, "%s: layer %d %s: %d of %lld rows differ from the fit on a plain forward's inputs",
+                  rotq_wq_method_name(method), l, rotq_role_name(roles[i]), rows_off, (long long)rows);
+            CHECK(max_abs_diff(t->data, t0->data, rows * n) > 1e-3, "layer %d %s was not quantized", l, rotq_role_name(roles[i]));
+            free(H); free(G); free(want);
+        }
+    }
+    for (int l = 0; l < L; l++)
+        for (int g = 0; g < 4; g++) { free(Xq[l][g]); free(Xf[l][g]); hs.raw[l][g] = NULL; }
+    rotq_model_free(m);
+    rotq_model_free(mf);
+}
+
 int main(void) {
     check_reference(9, 40, 4, false, -1, false, false, false, 128);
     check_reference(9, 40, 4, true, -1, true, false, false, 128);
@@ -456,5 +550,7 @@ int main(void) {
     check_errors();
     check_walk(0);    /* every stage recomputed */
     check_walk(4096); /* attention and down_proj inputs kept */
+    check_walk_asym(ROTQ_WQ_GPTAQ);
+    check_walk_asym(ROTQ_WQ_QRONOS);
     return tu_finish("test_quant_gptq");
 }

@@ -117,7 +117,7 @@ static void calib_desc(const eval_state *e, char *out, size_t size) {
     const rotq_quant_options *q = &e->c.q;
     int64_t cctx = q->calib_ctx;
     if (e->hp.max_pos > 0 && cctx > e->hp.max_pos) cctx = e->hp.max_pos;
-    if (q->w_method == ROTQ_WQ_GPTQ && rotq_quant_has_weights(q))
+    if (rotq_wq_calibrated(q->w_method) && rotq_quant_has_weights(q))
         snprintf(out, size, "%s: %lld random windows x %lld tokens (of %lld), seed %llu, no BOS", e->c.calib,
                  (long long)q->nsamples, (long long)cctx, (long long)e->calib_text_tokens, (unsigned long long)q->seed);
     else
@@ -126,7 +126,7 @@ static void calib_desc(const eval_state *e, char *out, size_t size) {
 
 static void report_json(const eval_state *e, const char *dtype, const char *rdesc, const char *qdesc, const char *cdesc) {
     const quant_cli *c = &e->c;
-    bool gptq = c->q.w_method == ROTQ_WQ_GPTQ && rotq_quant_has_weights(&c->q);
+    bool gptq = rotq_wq_calibrated(c->q.w_method) && rotq_quant_has_weights(&c->q);
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:I}", "model", e->path, "architecture", e->hp.arch,
                           "dtype", dtype, "text", c->text, "text_format", e->wikitext ? "wikitext" : "plain", "text_bytes",
                           (json_int_t)e->text_bytes, "text_tokens", (json_int_t)e->n_ids, "tokenizer",
@@ -186,7 +186,7 @@ static void report_text(const eval_state *e, const char *dtype, const char *rdes
     if (rotq_quant_has_weights(&c->q))
         printf("weights      %lld linears, %lld weights in %.1f s (calibration forward %.1f s, %s %.1f s)%s\n",
                (long long)rep->n_linears, (long long)rep->n_params, e->t_quant, rep->calib_seconds,
-               c->q.w_method == ROTQ_WQ_GPTQ ? "GPTQ" : "RTN", rep->quant_seconds,
+               rotq_wq_method_name(c->q.w_method), rep->quant_seconds,
                rep->n_dead ? " — dead Hessian columns zeroed" : "");
     if (strcmp(c->baseline, "none") != 0 && e->base_cached)
         printf("baseline     perplexity %.4f  (%s float model; from the baseline cache: computed %s in %.1f s, same "

@@ -84,7 +84,7 @@ int cmd_quantize(int argc, char **argv) {
     if (cli_load(cmd, in, c.arch_file, c.tokenizer, &m)) return 1;
     rotq_tokenizer *tok = NULL;
     int rc = 1;
-    if (!c.plan_only && c.q.w_method == ROTQ_WQ_GPTQ && (s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    if (!c.plan_only && rotq_wq_calibrated(c.q.w_method) && (s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     if (c.rotate) {
         rotq_rotate_options ro = c.ro;
         ro.verbose = !c.quiet;
@@ -126,7 +126,7 @@ int cmd_quantize(int argc, char **argv) {
     } else {
         fprintf(stderr, "rotq quantize: %s; rotation %s; %lld linears (calibration forward %.1f s, %s %.1f s); wrote %s "
                 "in %.1f s\n", qdesc, rdesc, (long long)rep.n_linears, rep.calib_seconds,
-                c.q.w_method == ROTQ_WQ_GPTQ ? "GPTQ" : "RTN", rep.quant_seconds, out, secs);
+                rotq_wq_method_name(c.q.w_method), rep.quant_seconds, out, secs);
     }
     rc = 0;
 done:

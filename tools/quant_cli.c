@@ -17,11 +17,21 @@ const char *quant_cli_help =
     "  --seed N           seed of the rotations and of the calibration windows (default 0)\n"
     "weights (lm_head and embeddings stay float unless a GGUF mixture gives them a type):\n"
     "  --w-bits N         2..8 bits, or 16: float (the default)\n"
-    "  --w-quant rtn|gptq round-to-nearest (default) or GPTQ from --calib\n"
+    "  --w-quant M        rtn (default); gptq: each layer fitted to its own float inputs (--calib);\n"
+    "                     gptaq, qronos: each layer fitted, on the inputs the quantized network gives it (activations\n"
+    "                     and KV quantized as set here), to the float network's output (two calibration streams)\n"
+    "  --calib-acts quant|float  GPTAQ/Qronos: the quantized stream's activations and KV quantized as set\n"
+    "                     here (quant, the default) or float, only its weights quantized (Brevitas' default)\n"
+    "  --qronos-damp F    Qronos: damping as a fraction of the Hessian's largest eigenvalue (default 1e-6)\n"
+    "  --gptaq-alpha A    GPTAQ: move each row a fraction A of the way to its least-squares target (default 1)\n"
     "  --w-group G        input columns per scale (-1: per output channel, the default)\n"
     "  --w-asym           asymmetric grid (default symmetric)\n"
     "  --w-clip / --no-w-clip  search the clip ratio minimizing sum |w-q|^2.4 per row/group (QuaRot)\n"
+    "  --w-clip-norm P    the clip search's error sum |w-q|^P (default 2.4 as QuaRot; 2: L2)\n"
     "  --w-scale-fp16     round the scales to float16, the clip search included (as GGUF blocks store them)\n"
+    "  --w-range maxq|full|signed  where a symmetric grid puts a row's range t: scale t/7 at 4 bits (maxq,\n"
+    "                     QuaRot, the default), t/8 with +t clipped to +7 (full, Brevitas), or t/8 with the\n"
+    "                     scale's sign putting the largest magnitude on -8 (signed, llama.cpp's Q4_0)\n"
     "  --w-grid MIX       per-tensor GGUF block types of mixture MIX (as quantize writes gguf:MIX), each on its\n"
     "                     type's own grid, weights kept as float (exactly what that GGUF export holds)\n"
     "  --pure             every matrix the mixture's base type (no per-tensor mixture rules)\n"
@@ -37,10 +47,11 @@ const char *quant_cli_help =
     "activations (per token, dynamic, at every linear input; R4 before down_proj's):\n"
     "  --a-bits N         2..8 (16: float)   --a-asym   --a-clip R (range x R, default 1)\n"
     "  --a-group G        columns per scale within a token (default: the whole row)\n"
+    "  --a-range maxq|full|signed  symmetric activation grids' range, as --w-range (default maxq: QuaRot)\n"
     "  --a-lm-head        quantize lm_head's input too (default float)\n"
     "KV cache (K after RoPE and R3, V after v_proj; Q stays float):\n"
     "  --kv-bits N        both K and V (--k-bits/--v-bits separately)\n"
-    "  --kv-asym / --kv-sym  --kv-clip R  --kv-group G (default head_dim: per head)\n"
+    "  --kv-asym / --kv-sym  --kv-clip R  --kv-group G (default head_dim: per head)  --kv-range (with --kv-sym)\n"
     "presets (applied first, other options override): --preset w4a16|w4a8|w4a8kv8|w8a8|w4a4|w4a4kv4\n"
     "  weights sym per-channel clip-search; activations sym per-token, clip 0.9 at 4 bits;\n"
     "  KV asym per-head, clip 0.95 at 4 bits (QuaRot's paper settings)\n"
@@ -50,6 +61,14 @@ const char *quant_cli_help =
     "  --calib-cache-mb N memory for layer activations kept rather than recomputed (default 4096)\n"
     "  --threads N        BLAS/OpenMP threads (default: all)\n"
     "  --arch-file F      register a JSON architecture first; --tokenizer F  llama2.c tokenizer.bin\n";
+
+static int parse_range(const char *cmd, const char *opt, const char *v, rotq_sym_range *out) {
+    if (v && strcmp(v, "maxq") == 0) *out = ROTQ_SYM_MAXQ;
+    else if (v && strcmp(v, "full") == 0) *out = ROTQ_SYM_FULL;
+    else if (v && strcmp(v, "signed") == 0) *out = ROTQ_SYM_SIGNED;
+    else return cli_usage(cmd, "%s %s: expected maxq, full or signed", opt, v ? v : "(nothing)");
+    return 0;
+}
 
 static int parse_f(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out) {
     char *end;
@@ -80,10 +99,23 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             c->q.w_bits = (int32_t)n;
             if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
         } else if (cli_is(a, "--w-quant")) {
-            if (!(v = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--w-quant needs rtn or gptq");
+            if (!(v = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--w-quant needs rtn, gptq, gptaq or qronos");
             if (strcmp(v, "rtn") == 0) c->q.w_method = ROTQ_WQ_RTN;
             else if (strcmp(v, "gptq") == 0) c->q.w_method = ROTQ_WQ_GPTQ;
-            else return -cli_usage(cmd, "--w-quant %s: expected rtn or gptq", v);
+            else if (strcmp(v, "gptaq") == 0) c->q.w_method = ROTQ_WQ_GPTAQ;
+            else if (strcmp(v, "qronos") == 0) c->q.w_method = ROTQ_WQ_QRONOS;
+            else return -cli_usage(cmd, "--w-quant %s: expected rtn, gptq, gptaq or qronos", v);
+        } else if (cli_is(a, "--calib-acts")) {
+            v = cli_value(argc, argv, &i);
+            if (v && strcmp(v, "quant") == 0) c->q.calib_float_acts = false;
+            else if (v && strcmp(v, "float") == 0) c->q.calib_float_acts = true;
+            else return -cli_usage(cmd, "--calib-acts %s: expected quant or float", v ? v : "(nothing)");
+        } else if (cli_is(a, "--gptaq-alpha")) {
+            if (parse_f(cmd, "--gptaq-alpha", cli_value(argc, argv, &i), 0, 1, &f)) return -1;
+            c->q.gptq.gptaq_alpha = f;
+        } else if (cli_is(a, "--qronos-damp")) {
+            if (parse_f(cmd, "--qronos-damp", cli_value(argc, argv, &i), 0, 1, &f)) return -1;
+            c->q.gptq.qronos_damp = f;
         } else if (cli_is(a, "--w-group")) {
             if (cli_int(cmd, "--w-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             if (n == 0) return -cli_usage(cmd, "--w-group 0: use -1 for per-channel scales");
@@ -93,6 +125,15 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         else if (cli_flag(a, "--w-clip")) { c->q.w_clip = true; c->clip_set = true; }
         else if (cli_flag(a, "--no-w-clip")) { c->q.w_clip = false; c->clip_set = true; }
         else if (cli_flag(a, "--w-scale-fp16")) c->q.w_scale_fp16 = true;
+        else if (cli_is(a, "--w-clip-norm")) {
+            if (parse_f(cmd, "--w-clip-norm", cli_value(argc, argv, &i), 0.5, 8, &f)) return -1;
+            c->q.w_clip_norm = f;
+            c->q.w_clip = true;
+            c->clip_set = true;
+        }
+        else if (cli_is(a, "--w-range")) {
+            if (parse_range(cmd, a, cli_value(argc, argv, &i), &c->q.w_sym_range)) return -1;
+        }
         else if (cli_is(a, "--w-grid")) {
             if (!(v = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--w-grid needs a GGUF mixture or type (Q4_K_M, Q4_0, ...)");
             if (rotq_quant_set_mixture(&c->q, v) != ROTQ_OK) return -mixture_usage(cmd, "--w-grid", v);
@@ -134,6 +175,8 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         else if (cli_is(a, "--a-clip")) {
             if (parse_f(cmd, "--a-clip", cli_value(argc, argv, &i), 1e-6, 1, &f)) return -1;
             c->q.act.clip = (float)f;
+        } else if (cli_is(a, "--a-range")) {
+            if (parse_range(cmd, a, cli_value(argc, argv, &i), &c->q.act.range)) return -1;
         } else if (cli_is(a, "--a-group")) {
             if (cli_int(cmd, "--a-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             c->q.act.group = n;
@@ -147,6 +190,9 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         else if (cli_is(a, "--kv-clip")) {
             if (parse_f(cmd, "--kv-clip", cli_value(argc, argv, &i), 1e-6, 1, &f)) return -1;
             c->q.k.clip = c->q.v.clip = (float)f;
+        } else if (cli_is(a, "--kv-range")) {
+            if (parse_range(cmd, a, cli_value(argc, argv, &i), &c->q.k.range)) return -1;
+            c->q.v.range = c->q.k.range;
         } else if (cli_is(a, "--kv-group")) {
             if (cli_int(cmd, "--kv-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             c->q.k.group = c->q.v.group = n;
@@ -266,10 +312,10 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
     if (c->pack) c->ro.r3 = c->ro.r4 = false; /* stock llama.cpp runs fused rotations only */
     if (c->q.w_types.pure && !c->q.w_types.mixture[0]) return cli_usage(cmd, "--pure needs a mixture (--format gguf:MIX or --w-grid MIX)");
     if (c->q.gptq.act_order && c->q.w_group > 0 && !c->static_groups_set) c->q.gptq.static_groups = true;
-    if (c->q.w_method == ROTQ_WQ_GPTQ && !rotq_quant_has_weights(&c->q))
-        return cli_usage(cmd, "--w-quant gptq needs --w-bits (or a --preset, or a GGUF mixture)");
-    if (c->q.w_method == ROTQ_WQ_GPTQ && !c->calib)
-        return cli_usage(cmd, "GPTQ needs calibration text: --calib FILE");
+    if (rotq_wq_calibrated(c->q.w_method) && !rotq_quant_has_weights(&c->q))
+        return cli_usage(cmd, "--w-quant %s needs --w-bits (or a --preset, or a GGUF mixture)", rotq_wq_method_name(c->q.w_method));
+    if (rotq_wq_calibrated(c->q.w_method) && !c->calib)
+        return cli_usage(cmd, "--w-quant %s needs calibration text: --calib FILE", rotq_wq_method_name(c->q.w_method));
     rotq_status s = rotq_quant_options_check(&c->q);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
     return 0;
@@ -314,7 +360,7 @@ int quant_cli_quantize(const char *cmd, rotq_model *m, const quant_cli *c, const
     *calib_tokens_in_text = 0;
     rotq_quant_options q = c->q;
     q.verbose = !c->quiet;
-    if (q.w_method == ROTQ_WQ_GPTQ && rotq_quant_has_weights(&q)) {
+    if (rotq_wq_calibrated(q.w_method) && rotq_quant_has_weights(&q)) {
         uint64_t bytes;
         bool wt;
         if (quant_cli_tokenize_file(cmd, tok, c->calib, 0, &calib, &n_calib, &bytes, &wt)) return 1;

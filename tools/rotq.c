@@ -18,8 +18,8 @@ static const rotq_command commands[] = {
     {"stats", cmd_stats, "activation outliers (max/rms, kurtosis) per layer and site, before/after rotation"},
     {"verify", cmd_verify, "run two models on the same tokens: max |dlogit|, KL, perplexities"},
     {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (or ids to text)"},
-    {"eval", cmd_eval, "float vs quantized perplexity: rotate, RTN/GPTQ weights, activation/KV fake quant"},
-    {"quantize", cmd_quantize, "rotate and quantize the weights (RTN/GPTQ), write them dequantized"},
+    {"eval", cmd_eval, "float vs quantized perplexity: rotate, RTN/GPTQ/GPTAQ/Qronos weights, activation/KV fake quant"},
+    {"quantize", cmd_quantize, "rotate and quantize the weights (RTN/GPTQ/GPTAQ/Qronos), write them"},
 };
 
 

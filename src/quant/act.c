@@ -25,7 +25,7 @@ rotq_status rotq_act_codes(const float *x, int64_t rows, int64_t cols, const rot
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float sc, lo, hi;
-        if (!segment_grid(xr, cols, maxq, f->asym, f->clip, &sc, &lo, &hi) || !((double)sc * (maxq + 1) < FLT_MAX)) {
+        if (!segment_grid(xr, cols, maxq, f->asym, f->clip, f->range, &sc, &lo, &hi) || !(fabs((double)sc) * (maxq + 1) < FLT_MAX)) {
             if (r < first_bad) first_bad = r;
             continue;
         }

@@ -12,7 +12,12 @@
  * transforms included), so online rotations (R3, R4) shape the Hessians exactly as they shape
  * inference. Activations stay float here (QuaRot
  * configures activation quantizers only after GPTQ). H = 2·XᵀX / N over all N calibration tokens,
- * each window's XᵀX formed by ssyrk in float and summed in double. */
+ * each window's XᵀX formed by ssyrk in float and summed in double.
+ *
+ * GPTAQ and Qronos walk two streams side by side: the quantized one above, whose runner also
+ * quantizes activations and the KV cache as the options say (X̃; not with calib_float_acts), and a
+ * float one through the layer's original weights with the online rotations only (X). H comes from X̃, the cross term G = 2·XᵀX̃ / N
+ * from both, each window's product by sgemm and summed in double. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +79,13 @@ typedef struct walk {
     double *H;
     rotq_quant_report *rep;
     double t_quant;
+    /* the float stream of the asymmetric fits (rf == NULL: GPTQ) */
+    rotq_runner *rf;              /* online rotations only; its layer l reads the copies in fw */
+    float *Xf;                    /* [ns, T, d] */
+    rotq_layer_io iof;
+    float *fw;                    /* one layer's linears as they were before quantization */
+    double *G;                    /* [n, n] cross term */
+    char losses[160];             /* this layer's loss per input group, for the progress line */
 } walk;
 
 /* H += xᵀx for x [T, n] (upper triangle) */
@@ -87,6 +99,16 @@ static void gram_add(walk *c, const float *x, int64_t n) {
         for (int64_t j = i; j < n; j++) H[i * n + j] += g[i * n + j];
 }
 
+/* G += x_fᵀ x̃ for the float and quantized inputs [T, n] of one window (a full matrix) */
+static void cross_add(walk *c, const float *xf, const float *xq, int64_t n) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)n, (blasint)n, (blasint)c->T, 1.0f, xf, (blasint)n, xq,
+                (blasint)n, 0.0f, c->gram, (blasint)n);
+    double *G = c->G;
+    const float *g = c->gram;
+#pragma omp parallel for schedule(static) if (n >= 256)
+    for (int64_t i = 0; i < n * n; i++) G[i] += g[i];
+}
+
 /* GPTQ on the tensors of layer l (-1: global ones) playing roles[0..n_roles) that read the input
  * whose Hessian c->H has summed: 2/N scaling and the lower triangle first. */
 static rotq_status quantize_readers(walk *c, int32_t l, int64_t n, const rotq_role *roles, int n_roles) {
@@ -97,9 +119,16 @@ static rotq_status quantize_readers(walk *c, int32_t l, int64_t n, const rotq_ro
         for (int64_t j = 0; j < i; j++) H[i * n + j] = H[j * n + i];
     }
     rotq_gptq_hinv hinv;
-    rotq_status s = rotq_gptq_prepare(H, n, &c->o->gptq, &hinv);
+    rotq_status s;
+    if (c->rf && l >= 0) {
+        for (int64_t i = 0; i < n * n; i++) c->G[i] *= scale;
+        s = rotq_gptq_prepare_asym(H, c->G, n, &c->o->gptq, c->o->w_method, &hinv);
+    } else {
+        s = rotq_gptq_prepare(H, n, &c->o->gptq, &hinv);
+    }
     if (s != ROTQ_OK) return l >= 0 ? rotq_fail_context(s, "layer %d, %s input", l, rotq_role_name(roles[0]))
                                     : rotq_fail_context(s, "%s input", rotq_role_name(roles[0]));
+    double group_loss = 0.0;
     for (int i = 0; i < n_roles && s == ROTQ_OK; i++) {
         rotq_tensor *t = rotq_model_role(c->m, roles[i], l);
         rotq_wq_format fmt;
@@ -113,7 +142,11 @@ static rotq_status quantize_readers(walk *c, int32_t l, int64_t n, const rotq_ro
         if (l >= 0) c->rep->n_linears++; /* the decoder linears; the output matrix is counted in n_params only */
         c->rep->n_params += rows * n;
         c->rep->gptq_loss += loss;
+        group_loss += loss;
     }
+    size_t used = strlen(c->losses);
+    if (l >= 0 && used < sizeof c->losses)
+        snprintf(c->losses + used, sizeof c->losses - used, "%s%s %.4g", used ? ", " : "", rotq_role_name(roles[0]), group_loss);
     c->rep->n_dead += hinv.n_dead;
     rotq_gptq_hinv_free(&hinv);
     c->t_quant += rotq_now_s() - t0;
@@ -131,12 +164,31 @@ static rotq_status quantize_group(walk *c, int32_t l, int64_t n, rotq_role group
     return quantize_readers(c, l, n, roles, n_roles);
 }
 
+/* The float stream reads layer l's linears as they are before any of them is quantized. */
+static void keep_float_layer(walk *c, int32_t l) {
+    rotq_layer_weights *w = &c->rf->layers[l];
+    const rotq_hparams *hp = &c->rf->hp;
+    int64_t d = hp->hidden, qd = c->qd, kvd = c->kvd, ff = hp->intermediate;
+    struct { const float **p; int64_t n; } mats[] = {
+        {&w->wq, qd * d}, {&w->wk, kvd * d}, {&w->wv, kvd * d}, {&w->wo, d * qd},
+        {&w->wgate, ff * d}, {&w->wup, ff * d}, {&w->wdown, d * ff},
+    };
+    float *dst = c->fw;
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+        if (!*mats[i].p) continue;
+        memcpy(dst, *mats[i].p, (size_t)mats[i].n * sizeof(float));
+        *mats[i].p = dst;
+        dst += mats[i].n;
+    }
+}
+
 /* Layer l, true-sequential: the layer's own steps (nn/layer.c) run window by window up to each step
  * that leaves a linear group's input; that input's Hessian is summed over every window, the group is
  * quantized, and the walk goes on with the quantized weights. A window resumes after the last step
  * that added to its residual stream, or after a stored output when one is kept. */
 static rotq_status walk_layer(walk *c, int32_t l) {
     int64_t T = c->T, d = c->d;
+    if (c->rf) keep_float_layer(c, l);
     int first = 0; /* the first step not yet folded into X */
     for (int s = 0; s < ROTQ_LAYER_STEPS; s++) {
         const rotq_step_info *info = rotq_layer_step_info((rotq_layer_step)s);
@@ -146,6 +198,10 @@ static rotq_status walk_layer(walk *c, int32_t l) {
         rotq_role group = ROLE_COUNT;
         const float *x = rotq_layer_step_output(c->r, l, (rotq_layer_step)s, &c->io, &cols, &group);
         if (x) memset(c->H, 0, (size_t)(cols * cols) * sizeof(double));
+        if (x && c->rf) memset(c->G, 0, (size_t)(cols * cols) * sizeof(double));
+        int64_t fcols;
+        rotq_role fgroup;
+        const float *xf = c->rf ? rotq_layer_step_output(c->rf, l, (rotq_layer_step)s, &c->iof, &fcols, &fgroup) : NULL;
         /* a stored output of an earlier step of this stretch lets the windows start after it */
         int resume = first;
         for (int k = s - 1; k >= first; k--)
@@ -159,8 +215,13 @@ static rotq_status walk_layer(walk *c, int32_t l) {
                 memcpy(kept, c->store[resume - 1] + w * T * kc, (size_t)(T * kc) * sizeof(float));
             }
             for (int k = resume; k <= s; k++) ROTQ_TRY(rotq_layer_step_run(c->r, l, (rotq_layer_step)k, &c->io));
+            if (c->rf) { /* the float stream keeps no stored outputs: it runs from the stream */
+                c->iof.x = c->Xf + w * T * d;
+                for (int k = first; k <= s; k++) ROTQ_TRY(rotq_layer_step_run(c->rf, l, (rotq_layer_step)k, &c->iof));
+            }
             if (!x) continue;
             gram_add(c, x, cols);
+            if (xf) cross_add(c, xf, x, cols);
             if (c->store[s]) memcpy(c->store[s] + w * T * cols, x, (size_t)(T * cols) * sizeof(float));
         }
         for (int k = first; k <= s; k++)
@@ -188,9 +249,12 @@ static rotq_status quantize_head(walk *c) {
     return quantize_readers(c, -1, d, &head_role, 1);
 }
 
-rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *windows, int64_t ns, int64_t T,
+rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, rotq_runner *rf, const int32_t *windows, int64_t ns, int64_t T,
                             const rotq_quant_options *o, const rotq_dtype *types, rotq_quant_report *rep) {
     ROTQ_TRY(rotq_runner_check_ready(r));
+    if (rf) ROTQ_TRY(rotq_runner_check_ready(rf));
+    if ((rf != NULL) != (o->w_method == ROTQ_WQ_GPTAQ || o->w_method == ROTQ_WQ_QRONOS))
+        return rotq_fail(ROTQ_ERR_ARG, "calib: %s %s a float stream", rotq_wq_method_name(o->w_method), rf ? "takes no" : "needs");
     const rotq_hparams *hp = &r->hp;
     walk c;
     memset(&c, 0, sizeof c);
@@ -199,6 +263,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     c.o = o;
     c.rep = rep;
     c.types = types;
+    c.rf = rf;
     for (int64_t i = 0; i < (types ? m->n_tensors : 1); i++) { /* each tensor's format, or the one scalar format */
         rotq_wq_format f;
         if (rotq_wq_format_for_tensor(o, types, i, &f)) ROTQ_TRY(rotq_wq_format_check(&f));
@@ -238,6 +303,24 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     io->sin_t = sin_t;
     c.H = malloc((size_t)(hmax * hmax) * sizeof(double));
     if (!c.H) { s = rotq_fail(ROTQ_ERR_NOMEM, "calib: out of memory for a %lld² Hessian", (long long)hmax); goto done; }
+    if (rf) {
+        /* the float stream's own buffers (its K/V and scratch too: the streams run interleaved) */
+        rotq_layer_io *f = &c.iof;
+        *f = *io;
+        f->xn = f->q = f->k_all = f->v_all = f->att = f->ff1 = f->ff2 = f->scores = f->work = NULL;
+        struct { float **p; int64_t n; } fb[] = {
+            {&c.Xf, ns * T * c.d}, {&f->xn, T * c.d}, {&f->q, T * c.qd}, {&f->k_all, T * c.kvd}, {&f->v_all, T * c.kvd},
+            {&f->att, T * c.qd}, {&f->ff1, T * c.ff}, {&f->ff2, T * c.ff}, {&f->scores, hp->n_heads * q_block * T},
+            {&f->work, 2 * T * c.qd}, {&c.fw, 2 * c.d * c.qd + 2 * c.kvd * c.d + 3 * c.ff * c.d},
+        };
+        for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++)
+            if (!(*fb[i].p = malloc((size_t)(fb[i].n > 0 ? fb[i].n : 1) * sizeof(float)))) {
+                s = rotq_fail(ROTQ_ERR_NOMEM, "calib: out of memory for the float stream (%lld floats)", (long long)fb[i].n);
+                goto done;
+            }
+        c.G = malloc((size_t)(hmax * hmax) * sizeof(double));
+        if (!c.G) { s = rotq_fail(ROTQ_ERR_NOMEM, "calib: out of memory for a %lld² cross term", (long long)hmax); goto done; }
+    }
     /* keeping the attention outputs and the down_proj inputs saves recomputing them when the walk
      * goes on past them (a third of the calibration forward), when they fit in the cache budget */
     double budget = (double)o->calib_cache_mb * 1024.0 * 1024.0;
@@ -253,14 +336,16 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *window
     }
     if (r->rope) rotq_rope_tables(r->inv_freq, c.half, 0, T, cos_t, sin_t);
     for (int64_t sm = 0; sm < ns; sm++) rotq_runner_embed(r, windows + sm * T, T, 0, c.X + sm * T * c.d);
+    if (rf) memcpy(c.Xf, c.X, (size_t)(ns * T * c.d) * sizeof(float));
 
     double t_start = rotq_now_s();
     for (int32_t l = 0; l < hp->n_layers; l++) {
         double t0 = rotq_now_s(), q0 = c.t_quant, loss0 = rep->gptq_loss;
+        c.losses[0] = 0;
         if ((s = rotq_check_cancel("gptq")) != ROTQ_OK || (s = walk_layer(&c, l)) != ROTQ_OK) goto done;
         if (o->verbose)
-            rotq_log(ROTQ_LOG_INFO, "gptq: layer %d/%lld  %.1f s (quantize %.1f s)  loss %.4g\n", l + 1, (long long)hp->n_layers,
-                    rotq_now_s() - t0, c.t_quant - q0, rep->gptq_loss - loss0);
+            rotq_log(ROTQ_LOG_INFO, "%s: layer %d/%lld  %.1f s (quantize %.1f s)  loss %.4g (%s)\n", rotq_wq_method_name(o->w_method),
+                     l + 1, (long long)hp->n_layers, rotq_now_s() - t0, c.t_quant - q0, rep->gptq_loss - loss0, c.losses);
     }
     if ((s = quantize_head(&c)) != ROTQ_OK) goto done;
     rep->quant_seconds += c.t_quant;
@@ -270,5 +355,10 @@ done:
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i].p);
     free(c.H);
     for (int k = 0; k < ROTQ_LAYER_STEPS; k++) free(c.store[k]);
+    if (rf) {
+        float *fb[] = {c.Xf, c.iof.xn, c.iof.q, c.iof.k_all, c.iof.v_all, c.iof.att, c.iof.ff1, c.iof.ff2, c.iof.scores, c.iof.work, c.fw};
+        for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) free(fb[i]);
+        free(c.G);
+    }
     return s;
 }

@@ -13,8 +13,21 @@
 #include "quant/quant.h"
 
 rotq_gptq_options rotq_gptq_defaults(void) {
-    return (rotq_gptq_options){.percdamp = 0.01, .act_order = false, .static_groups = false, .block = 128, .weighted_scales = false};
+    return (rotq_gptq_options){.percdamp = 0.01, .act_order = false, .static_groups = false, .block = 128,
+                               .qronos_damp = 1e-6, .gptaq_alpha = 1.0, .weighted_scales = false};
 }
+
+const char *rotq_wq_method_name(rotq_wq_method m) {
+    switch (m) {
+    case ROTQ_WQ_RTN: return "rtn";
+    case ROTQ_WQ_GPTQ: return "gptq";
+    case ROTQ_WQ_GPTAQ: return "gptaq";
+    case ROTQ_WQ_QRONOS: return "qronos";
+    default: return "none";
+    }
+}
+
+bool rotq_wq_calibrated(rotq_wq_method m) { return m == ROTQ_WQ_GPTQ || m == ROTQ_WQ_GPTAQ || m == ROTQ_WQ_QRONOS; }
 
 void rotq_gptq_hinv_free(rotq_gptq_hinv *h) {
     if (!h) return;
@@ -22,6 +35,8 @@ void rotq_gptq_hinv_free(rotq_gptq_hinv *h) {
     free(h->perm);
     free(h->dead);
     free(h->hdiag);
+    free(h->M);
+    free(h->first);
     memset(h, 0, sizeof *h);
 }
 
@@ -35,7 +50,8 @@ static int by_diag_desc(const void *a, const void *b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, rotq_gptq_hinv *out) {
+/* damp_abs < 0: o->percdamp × the mean diagonal (GPTQ's); else added as it is */
+static rotq_status prepare(double *H, int64_t n, const rotq_gptq_options *o, double damp_abs, rotq_gptq_hinv *out) {
     memset(out, 0, sizeof *out);
     if (n <= 0 || n > (1 << 20)) return rotq_fail(ROTQ_ERR_ARG, "gptq: Hessian of size %lld", (long long)n);
     if (!(o->percdamp >= 0) || !isfinite(o->percdamp))
@@ -82,7 +98,7 @@ rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, 
     double mean = 0.0;
     for (int64_t i = 0; i < n; i++) mean += diag[i];
     mean /= (double)n;
-    out->damp = o->percdamp * mean;
+    out->damp = damp_abs < 0 ? o->percdamp * mean : damp_abs;
     double *A = out->U;
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) A[i * n + j] = H[out->perm[i] * n + out->perm[j]];
@@ -107,6 +123,96 @@ rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, 
     }
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < i; j++) A[i * n + j] = 0.0;
+    return ROTQ_OK;
+}
+
+rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, rotq_gptq_hinv *out) {
+    return prepare(H, n, o, -1.0, out);
+}
+
+/* Largest eigenvalue of the symmetric positive semi-definite H by power iteration from the all-ones
+ * vector (deterministic; Qronos' damping scale needs its order of magnitude, not digits). */
+static double top_eigenvalue(const double *H, int64_t n, int iters) {
+    double *v = malloc((size_t)n * sizeof(double)), *u = malloc((size_t)n * sizeof(double)), lam = 0.0;
+    if (!v || !u) { free(v); free(u); return -1.0; }
+    for (int64_t i = 0; i < n; i++) v[i] = 1.0 / sqrt((double)n);
+    for (int it = 0; it < iters; it++) {
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, (blasint)n, (blasint)n, 1.0, H, (blasint)n, v, 1, 0.0, u, 1);
+        double norm = cblas_dnrm2((blasint)n, u, 1);
+        lam = norm;
+        if (!(norm > 0)) break;
+        for (int64_t i = 0; i < n; i++) v[i] = u[i] / norm;
+    }
+    free(v);
+    free(u);
+    return lam;
+}
+
+rotq_status rotq_gptq_prepare_asym(double *H, const double *G, int64_t n, const rotq_gptq_options *o, rotq_wq_method method,
+                                   rotq_gptq_hinv *out) {
+    memset(out, 0, sizeof *out);
+    if (method != ROTQ_WQ_GPTAQ && method != ROTQ_WQ_QRONOS)
+        return rotq_fail(ROTQ_ERR_ARG, "gptq: %s is not an asymmetric fit", rotq_wq_method_name(method));
+    if (n <= 0 || n > (1 << 20)) return rotq_fail(ROTQ_ERR_ARG, "gptq: Hessian of size %lld", (long long)n);
+    if (method == ROTQ_WQ_GPTAQ && !(o->gptaq_alpha >= 0 && o->gptaq_alpha <= 1))
+        return rotq_fail(ROTQ_ERR_ARG, "gptq: GPTAQ alpha %g outside [0, 1]", o->gptaq_alpha);
+    if (method == ROTQ_WQ_QRONOS && !(o->qronos_damp >= 0 && isfinite(o->qronos_damp)))
+        return rotq_fail(ROTQ_ERR_ARG, "gptq: Qronos damping %g must be a finite non-negative fraction", o->qronos_damp);
+    for (int64_t i = 0; i < n * n; i++)
+        if (!isfinite(G[i]))
+            return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: cross term entry [%lld, %lld] is %g (non-finite calibration activations)",
+                             (long long)(i / n), (long long)(i % n), G[i]);
+    double damp = -1.0;
+    if (method == ROTQ_WQ_QRONOS) {
+        for (int64_t i = 0; i < n * n; i++)
+            if (!isfinite(H[i])) return prepare(H, n, o, 0.0, out); /* the same error as GPTQ's */
+        double lam = top_eigenvalue(H, n, 30);
+        if (lam < 0) return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory");
+        damp = o->qronos_damp * lam;
+    }
+    double *first = NULL;
+    if (method == ROTQ_WQ_QRONOS) {
+        /* the first column's best value given the others, from H and G as measured (no damping);
+         * needs the processing order, so it is taken after prepare() below from a copy of H */
+        first = malloc((size_t)(2 * n) * sizeof(double));
+        if (!first) return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory");
+    }
+    double *Hc = method == ROTQ_WQ_QRONOS ? malloc((size_t)(n * n) * sizeof(double)) : NULL;
+    if (method == ROTQ_WQ_QRONOS && !Hc) { free(first); return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld² Hessian", (long long)n); }
+    if (Hc) memcpy(Hc, H, (size_t)(n * n) * sizeof(double));
+    rotq_status s = prepare(H, n, o, damp, out);
+    if (s != ROTQ_OK) { free(first); free(Hc); return s; }
+    const int64_t *perm = out->perm;
+    double *Gp = malloc((size_t)(n * n) * sizeof(double)), *T = malloc((size_t)(n * n) * sizeof(double));
+    if (!Gp || !T) {
+        free(Gp); free(T); free(first); free(Hc);
+        rotq_gptq_hinv_free(out);
+        return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld² cross term", (long long)n);
+    }
+    /* M = (G + λI)(H + λI)⁻¹ in processing order, (H + λI)⁻¹ = UᵀU */
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) Gp[i * n + j] = G[perm[i] * n + perm[j]] + (i == j ? out->damp : 0.0);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)n, (blasint)n, 1.0, Gp, (blasint)n, out->U,
+                (blasint)n, 0.0, T, (blasint)n);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)n, (blasint)n, (blasint)n, 1.0, T, (blasint)n, out->U,
+                (blasint)n, 0.0, Gp, (blasint)n);
+    free(T);
+    if (method == ROTQ_WQ_GPTAQ && o->gptaq_alpha != 1.0) { /* part way: w + α(w* − w), M ← I + α(M − I) */
+        for (int64_t i = 0; i < n * n; i++) Gp[i] *= o->gptaq_alpha;
+        for (int64_t i = 0; i < n; i++) Gp[i * n + i] += 1.0 - o->gptaq_alpha;
+    }
+    out->M = Gp;
+    if (first) {
+        int64_t p0 = perm[0];
+        double h00 = Hc[p0 * n + p0];
+        if (h00 == 0.0) h00 = 1.0; /* a dead first column: its weights go to 0 anyway */
+        for (int64_t c = 0; c < n; c++) {
+            first[c] = G[perm[c] * n + p0] / h00;
+            first[n + c] = c == 0 ? 0.0 : Hc[perm[c] * n + p0] / h00;
+        }
+        out->first = first;
+    }
+    free(Hc);
     return ROTQ_OK;
 }
 
@@ -177,6 +283,34 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
         free(W); free(Err); free(S); free(Z); free(row_loss); free(Q);
         return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
     }
+    /* the asymmetric fits: Qronos' first value from the weights as given, then every row moves to
+     * its least-squares target w·M (dead columns stay 0) */
+    double *x0 = NULL;
+    if (h->first) {
+        x0 = malloc((size_t)rows * sizeof(double));
+        if (!x0) nomem = true;
+        for (int64_t r = 0; x0 && r < rows; r++) {
+            const double *wr = W + r * cols;
+            double acc = 0.0;
+            for (int64_t c = 0; c < cols; c++) acc += wr[c] * (h->first[c] - h->first[cols + c]);
+            x0[r] = acc;
+        }
+    }
+    if (h->M && !nomem) {
+        double *T = malloc((size_t)(rows * cols) * sizeof(double));
+        if (!T) nomem = true;
+        else {
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)cols, (blasint)cols, 1.0, W,
+                        (blasint)cols, h->M, (blasint)cols, 0.0, T, (blasint)cols);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++) W[r * cols + c] = h->dead[perm[c]] ? 0.0 : T[r * cols + c];
+            free(T);
+        }
+    }
+    if (nomem) {
+        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0);
+        return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
+    }
 
     for (int64_t i1 = 0; i1 < cols; i1 += B) {
         int64_t i2 = i1 + B < cols ? i1 + B : cols, nb = i2 - i1;
@@ -217,7 +351,9 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                         z = *gz;
                     }
                     double x = wr[i], d = U[i * cols + i];
-                    uint8_t u = rotq_wq_format_encode(f, x, s, z, maxq);
+                    /* Qronos rounds its first column from that column's own best value; the error
+                     * it leaves is measured from the target, so the update refits the rest exactly */
+                    uint8_t u = rotq_wq_format_encode(f, i == 0 && x0 ? x0[r] : x, s, z, maxq);
                     double q = rotq_wq_format_decode(f, u, s, z, maxq);
                     if (Q) Q[r * cols + i] = u;
                     double e = (x - q) / d;
@@ -232,7 +368,7 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
             free(start);
         }
         if (nomem_block) {
-            free(W); free(Err); free(S); free(Z); free(row_loss); free(Q);
+            free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0);
             return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for group scratch");
         }
         /* lazy update of every later column: W[:, i2:] -= Err · U[i1:i2, i2:] */
@@ -260,6 +396,6 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
         }
         if (st == ROTQ_OK) *codes = qw;
     }
-    free(W); free(Err); free(S); free(Z); free(row_loss); free(Q);
+    free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0);
     return st;
 }

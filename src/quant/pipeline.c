@@ -16,6 +16,7 @@ rotq_quant_options rotq_quant_defaults(void) {
     o.w_method = ROTQ_WQ_NONE;
     o.w_bits = 16;
     o.w_group = -1;
+    o.w_clip_norm = 2.4;
     o.w_types.embed_type = o.w_types.output_type = ROTQ_DTYPE_INVALID;
     o.gptq = rotq_gptq_defaults();
     o.act = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
@@ -50,7 +51,9 @@ rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
 
 rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o) {
     rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
+    f.norm = o->w_clip_norm;
     f.scale_fp16 = o->w_scale_fp16;
+    f.sym_range = o->w_sym_range;
     return f;
 }
 
@@ -58,12 +61,13 @@ rotq_wq_format rotq_wq_format_for_dtype(const rotq_quant_options *o, rotq_dtype 
     rotq_block_grid g;
     if (!rotq_dtype_grid(t, &g)) return rotq_wq_format_from_options(o);
     rotq_wq_format f = rotq_wq_format_make(g.bits, g.asym, g.group, o->w_clip);
+    f.norm = o->w_clip_norm;
     f.super_groups = g.super_groups;
     f.super_max = g.super_max;
     f.scale_mant_bits = g.scale_mant_bits;
     f.min_max = g.min_max;
     f.scale_fp16 = g.super_groups == 0; /* a super-block format rounds d, not the group scales */
-    f.signed_scale = !g.asym; /* a float16 d (Q4_0, Q5_0, Q8_0) or sub-scale (Q3_K, Q6_K) of either sign */
+    f.sym_range = g.asym ? ROTQ_SYM_MAXQ : ROTQ_SYM_SIGNED; /* a float16 d (Q4_0, Q5_0, Q8_0) or sub-scale (Q3_K, Q6_K) of either sign */
     f.dtype = t;
     return f;
 }
@@ -87,13 +91,17 @@ rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
         ROTQ_TRY(rotq_wq_format_check(&f));
         if (o->w_group == 0) return rotq_fail(ROTQ_ERR_ARG, "quant: weight group 0 (use -1 for per channel)");
     }
-    if (o->w_method == ROTQ_WQ_GPTQ && (typed || o->w_bits < 16)) {
+    if (rotq_wq_calibrated(o->w_method) && (typed || o->w_bits < 16)) {
         if (o->nsamples <= 0 || o->calib_ctx <= 1)
             return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ needs calibration windows (got %lld of %lld tokens)",
                              (long long)o->nsamples, (long long)o->calib_ctx);
         if (o->gptq.block <= 0) return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ block %lld", (long long)o->gptq.block);
         if (!(o->gptq.percdamp >= 0 && o->gptq.percdamp < 1e6))
             return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ dampening %g", o->gptq.percdamp);
+        if (!(o->gptq.gptaq_alpha >= 0 && o->gptq.gptaq_alpha <= 1))
+            return rotq_fail(ROTQ_ERR_ARG, "quant: GPTAQ alpha %g outside [0, 1]", o->gptq.gptaq_alpha);
+        if (!(o->gptq.qronos_damp >= 0 && o->gptq.qronos_damp < 1e6))
+            return rotq_fail(ROTQ_ERR_ARG, "quant: Qronos damping %g", o->gptq.qronos_damp);
     }
     ROTQ_TRY(rotq_act_format_check(&o->act, "activation"));
     ROTQ_TRY(rotq_act_format_check(&o->k, "K cache"));
@@ -107,7 +115,13 @@ size_t rotq_act_format_describe(char *out, size_t size, const char *name, const 
     char grp[48];
     if (f->group > 0 && f->group != unit_cols) snprintf(grp, sizeof grp, "groups of %lld", (long long)f->group);
     else snprintf(grp, sizeof grp, "%s", unit);
-    return (size_t)snprintf(out, size, "%s%d %s %s clip %.2f", name, f->bits, f->asym ? "asym" : "sym", grp, (double)f->clip);
+    static const char *range[] = {"", " range t/(2^(b-1))", " signed range t/(2^(b-1))"};
+    return (size_t)snprintf(out, size, "%s%d %s %s clip %.2f%s", name, f->bits, f->asym ? "asym" : "sym", grp, (double)f->clip,
+                            f->asym ? "" : range[f->range]);
+}
+
+static const char *method_label(rotq_wq_method m) {
+    return m == ROTQ_WQ_GPTQ ? "GPTQ" : m == ROTQ_WQ_GPTAQ ? "GPTAQ" : m == ROTQ_WQ_QRONOS ? "Qronos" : "RTN";
 }
 
 void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
@@ -115,13 +129,13 @@ void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
 #define ROOM (n < size ? size - n : 0)
     if (rotq_quant_has_types(o)) {
         const rotq_type_plan *p = &o->w_types;
-        n += (size_t)snprintf(out + n, ROOM, "W %s on each GGUF type's grid: %s%s%s", o->w_method == ROTQ_WQ_GPTQ ? "GPTQ" : "RTN",
+        n += (size_t)snprintf(out + n, ROOM, "W %s on each GGUF type's grid: %s%s%s", method_label(o->w_method),
                               p->mixture[0] ? p->mixture : "rules only", p->pure ? " pure" : "", o->w_clip ? ", clip-search" : "");
         if (p->embed_type != ROTQ_DTYPE_INVALID) n += (size_t)snprintf(out + n, ROOM, ", token_embd %s", rotq_dtype_name(p->embed_type));
         if (p->output_type != ROTQ_DTYPE_INVALID) n += (size_t)snprintf(out + n, ROOM, ", output %s", rotq_dtype_name(p->output_type));
         for (int32_t i = 0; i < p->n_rules; i++)
             n += (size_t)snprintf(out + n, ROOM, ", %s=%s", p->rules[i].pattern, rotq_dtype_name(p->rules[i].type));
-        if (o->w_method == ROTQ_WQ_GPTQ)
+        if (rotq_wq_calibrated(o->w_method))
             n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
                                   o->gptq.act_order ? ", act-order" : "", o->gptq.weighted_scales ? ", H-weighted clip search" : "");
     } else if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) {
@@ -130,9 +144,14 @@ void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
         char grp[48];
         if (o->w_group > 0) snprintf(grp, sizeof grp, "groups of %lld", (long long)o->w_group);
         else snprintf(grp, sizeof grp, "per-channel");
-        n += (size_t)snprintf(out + n, ROOM, "W%d %s %s %s%s", o->w_bits, o->w_method == ROTQ_WQ_GPTQ ? "GPTQ" : "RTN",
-                              o->w_asym ? "asym" : "sym", grp, o->w_clip ? " clip-search" : "");
-        if (o->w_method == ROTQ_WQ_GPTQ)
+        static const char *range[] = {"", " range t/(2^(b-1))", " signed range t/(2^(b-1))"};
+        char clip[48] = "";
+        if (o->w_clip && o->w_clip_norm == 2.4) snprintf(clip, sizeof clip, " clip-search");
+        else if (o->w_clip) snprintf(clip, sizeof clip, " clip-search |w-q|^%g", o->w_clip_norm);
+        n += (size_t)snprintf(out + n, ROOM, "W%d %s %s %s%s%s", o->w_bits, method_label(o->w_method),
+                              o->w_asym ? "asym" : "sym", grp, clip,
+                              o->w_asym ? "" : range[o->w_sym_range]);
+        if (rotq_wq_calibrated(o->w_method))
             n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
                                   o->gptq.act_order ? ", act-order" : "",
                                   o->gptq.static_groups && o->w_group > 0 ? ", static groups" : "",
@@ -242,8 +261,8 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
         char *d = m->quant_desc;
         rotq_quant_describe(o, d, size);
         n = strlen(d);
-        if (o->w_method == ROTQ_WQ_GPTQ && n < size)
-            snprintf(d + n, size - n, "; GPTQ calibration %lld windows of %lld tokens, seed %llu", (long long)o->nsamples,
+        if (rotq_wq_calibrated(o->w_method) && n < size)
+            snprintf(d + n, size - n, "; %s calibration %lld windows of %lld tokens, seed %llu", method_label(o->w_method), (long long)o->nsamples,
                      (long long)o->calib_ctx, (unsigned long long)o->seed);
     }
     return s;
@@ -297,11 +316,20 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
     if (!calib) return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ needs calibration tokens");
     int32_t *windows = NULL;
     ROTQ_TRY(rotq_calib_windows(calib, n_calib, o->nsamples, ctx, o->seed, &windows));
-    rotq_runner *r = NULL;
+    rotq_runner *r = NULL, *rf = NULL;
+    bool asym = o->w_method == ROTQ_WQ_GPTAQ || o->w_method == ROTQ_WQ_QRONOS;
+    /* the asymmetric fits: the quantized stream quantizes activations and KV as the options say, a
+     * second runner carries the float stream */
+    rotq_fakequant fq = rotq_quant_fakequant(o, m);
     rotq_status s = rotq_runner_new(m, o->threads, &r);
     if (s == ROTQ_OK) s = rotq_online_attach(r);
-    if (s == ROTQ_OK) s = rotq_gptq_model(m, r, windows, o->nsamples, ctx, o, types, rep);
+    if (s == ROTQ_OK && asym && !o->calib_float_acts) s = rotq_fakequant_attach(r, &fq);
+    if (s == ROTQ_OK && asym) s = rotq_runner_new(m, o->threads, &rf);
+    if (s == ROTQ_OK && asym) s = rotq_online_attach(rf);
+    if (s == ROTQ_OK) s = rotq_gptq_model(m, r, rf, windows, o->nsamples, ctx, o, types, rep);
     rotq_runner_free(r);
+    rotq_runner_free(rf);
+    rotq_fakequant_release(&fq);
     free(windows);
     return s;
 }

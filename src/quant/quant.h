@@ -37,8 +37,9 @@ typedef struct rotq_wq_format {
                                         scales become d·sc, integer sc <= super_max (Q6_K: 16, 127) */
     int32_t min_max;  /* > 0 (asym, with super_groups): float group mins, w = s·u − mn, mn >= 0 stored as
                          dmin·m with integer m <= min_max and a float16 dmin per super-block (Q4_K: 63) */
-    bool signed_scale;/* symmetric grids whose stored scale may be negative (Q4_0, Q5_0, Q8_0, Q3_K and
-                         Q6_K sub-scales): the extra level −(maxq+1) goes to the side of the largest magnitude */
+    rotq_sym_range sym_range; /* symmetric grids: the range on ±maxq (MAXQ), on −(maxq+1) (FULL), or
+                         on −(maxq+1) with the scale's sign putting the largest magnitude there (SIGNED:
+                         Q4_0, Q5_0, Q8_0, Q3_K and Q6_K sub-scales, whose stored scale may be negative) */
     rotq_dtype dtype; /* the block type whose grid this is (its codes pack into it), or ROTQ_DTYPE_INVALID */
 } rotq_wq_format;
 
@@ -144,12 +145,26 @@ typedef struct rotq_gptq_hinv {
     double *hdiag;     /* [n] H's diagonal as given (original column order; 0 for dead columns) */
     int64_t n_dead;
     double damp;       /* added to the diagonal */
+    /* the asymmetric fits (rotq_gptq_prepare_asym), NULL for GPTQ: */
+    double *M;         /* [n, n] (G + damp·I)(H + damp·I)⁻¹ in processing order: a row's least-squares
+                          target w* = w·M, the float layer's output refitted on the quantized inputs */
+    double *first;     /* [2n] Qronos: the first processed column is rounded from Σ w_c·first[c] −
+                          Σ w_c·first[n + c], the best value for it with every other column as given */
 } rotq_gptq_hinv;
 
 
 /* H [n, n] (symmetric, 2XᵀX/N) is used as scratch. ROTQ_ERR_NUMERIC when not finite or when the
  * dampened Hessian is not positive definite. */
 rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, rotq_gptq_hinv *out);
+/* The asymmetric fits of GPTAQ and Qronos: the quantized layer, on its quantized inputs X̃, fitted to
+ * the float layer's output on float inputs X, min ‖wX − qX̃‖² per row. H [n, n] = 2X̃ᵀX̃/N (scratch, as
+ * above), G [n, n] = 2XᵀX̃/N (G_ij = Σ x_i x̃_j). Column by column this is GPTQ on the least-squares
+ * target w* = w(G + λI)(H + λI)⁻¹ (the damping a pull toward w): each rounding followed by the exact
+ * refit of the columns left. GPTAQ rounds the first column from w*, damping as GPTQ (percdamp); Qronos
+ * rounds it from its best value with the other columns at w, damping qronos_damp × H's largest
+ * eigenvalue. method: ROTQ_WQ_GPTAQ or ROTQ_WQ_QRONOS. */
+rotq_status rotq_gptq_prepare_asym(double *H, const double *G, int64_t n, const rotq_gptq_options *o, rotq_wq_method method,
+                                   rotq_gptq_hinv *out);
 void rotq_gptq_hinv_free(rotq_gptq_hinv *h);
 /* GPTQ of w [rows, cols] in place. *loss (may be NULL) receives Σ (w - q)² / (2·U_ii²). codes (may be
  * NULL) receives the codes and scales, except for act-order with dynamic groups (a group's scale
@@ -239,8 +254,11 @@ rotq_status rotq_calib_windows(const int32_t *ids, int64_t n, int64_t nsamples, 
 
 /* The GPTQ pass alone over windows [ns, ctx] (calib.c). r: a runner over m whose hooks are the
  * online rotations; every quantized linear must be an owned float32 tensor that r borrows. types:
- * per-tensor block types (rotq_quant_tensor_types) or NULL for o's scalar format everywhere. */
-rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, const int32_t *windows, int64_t ns, int64_t ctx,
+ * per-tensor block types (rotq_quant_tensor_types) or NULL for o's scalar format everywhere.
+ * GPTAQ and Qronos: r also quantizes activations and KV (the quantized stream), and rf is a second
+ * runner over m with the online rotations only (the float stream; its layer weights are repointed to
+ * float copies as the walk goes); NULL for GPTQ. */
+rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, rotq_runner *rf, const int32_t *windows, int64_t ns, int64_t ctx,
                             const rotq_quant_options *o, const rotq_dtype *types, rotq_quant_report *rep);
 
 /* The output matrix when GPTQ quantizes it too: untied (a tied one also serves as the embedding, whose

@@ -18,6 +18,8 @@ rotq_status rotq_wq_format_check(const rotq_wq_format *f) {
     if (f->mse && (!(f->norm > 0) || f->grid < 1 || !(f->maxshrink > 0 && f->maxshrink <= 1)))
         return rotq_fail(ROTQ_ERR_ARG, "quant: clip search needs norm > 0, grid >= 1, 0 < maxshrink <= 1 (got %g, %d, %g)",
                          f->norm, f->grid, f->maxshrink);
+    if ((unsigned)f->sym_range > ROTQ_SYM_SIGNED)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: symmetric range convention %d (maxq, full or signed)", (int)f->sym_range);
     if (f->min_max > 0 && (!f->asym || f->super_groups <= 0))
         return rotq_fail(ROTQ_ERR_ARG, "quant: float group mins need an asymmetric super-block grid");
     return ROTQ_OK;
@@ -186,13 +188,12 @@ void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const 
     }
     int32_t maxq = rotq_wq_maxq(f);
     double s, z;
-    /* a signed scale (Q4_0's float16 d may be negative) puts the grid's extra level −(maxq+1) on the
-     * side of the largest magnitude: steps of max/(maxq+1) instead of max/maxq, as llama.cpp does */
+    /* the full ranges use the grid's extra level −(maxq+1): steps of max/(maxq+1) instead of
+     * max/maxq; a signed scale (Q4_0's float16 d may be negative) puts that level on the side of the
+     * largest magnitude, as llama.cpp does, where FULL clips a positive maximum to +maxq (Brevitas) */
     double sign = 1.0, levels = maxq;
-    if (!f->asym && f->signed_scale) {
-        sign = xmax > -xmin ? -1.0 : 1.0;
-        levels = maxq + 1;
-    }
+    if (!f->asym && f->sym_range != ROTQ_SYM_MAXQ) levels = maxq + 1;
+    if (!f->asym && f->sym_range == ROTQ_SYM_SIGNED) sign = xmax > -xmin ? -1.0 : 1.0;
     if (!f->asym) {
         xmax = fmax(-xmin, xmax);
         if (xmax < 1e-5) xmax = 1e-5;
@@ -253,7 +254,7 @@ void rotq_wq_super_scales(const rotq_wq_format *f, double *s, double *mn, int64_
     if (f->super_groups <= 0) return;
     for (int64_t g0 = 0; g0 < ng; g0 += f->super_groups) {
         int64_t n = ng - g0 < f->super_groups ? ng - g0 : f->super_groups;
-        super_quantize(s + g0, n, 1.0, f->super_max, f->signed_scale);
+        super_quantize(s + g0, n, 1.0, f->super_max, f->sym_range == ROTQ_SYM_SIGNED);
         if (f->min_max > 0 && mn) super_quantize(mn + g0, n, 0.0, f->min_max, false);
     }
 }

@@ -27,8 +27,8 @@ static inline int32_t grid_maxq(const rotq_act_format *f) { return f->asym ? (1 
 
 /* The grid of one segment: scale, and the integer range [lo, hi] its values round into (lo = -zero
  * for asymmetric grids). False when the segment holds NaN/Inf. */
-static inline bool segment_grid(const float *x, int64_t n, int32_t maxq, bool asym, float clip, float *scale_out, float *lo_out,
-                         float *hi_out) {
+static inline bool segment_grid(const float *x, int64_t n, int32_t maxq, bool asym, float clip, rotq_sym_range range,
+                                float *scale_out, float *lo_out, float *hi_out) {
     float mn = 0.0f, mx = 0.0f;
     bool finite = true;
     for (int64_t i = 0; i < n; i++) {
@@ -43,7 +43,11 @@ static inline bool segment_grid(const float *x, int64_t n, int32_t maxq, bool as
     float scale, lo, hi;
     if (!asym) {
         float m = -mn > mx ? -mn : mx;
-        scale = m == 0.0f ? 1.0f : m / (float)maxq;
+        /* FULL and SIGNED put the range on −(maxq+1); SIGNED's negative scale when the largest
+         * magnitude is positive brings it there too (rotq_sym_range) */
+        float levels = range == ROTQ_SYM_MAXQ ? (float)maxq : (float)maxq + 1.0f;
+        scale = m == 0.0f ? 1.0f : m / levels;
+        if (range == ROTQ_SYM_SIGNED && mx > -mn) scale = -scale;
         lo = -(float)maxq - 1.0f;
         hi = (float)maxq;
     } else {

@@ -12,14 +12,16 @@ rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what) {
         return rotq_fail(ROTQ_ERR_ARG, "quant: %s bits %d outside 2..8 (16 = off)", what, f->bits);
     if (!(f->clip > 0.0f && f->clip <= 1.0f))
         return rotq_fail(ROTQ_ERR_ARG, "quant: %s clip ratio %g must be in (0, 1]", what, (double)f->clip);
+    if ((unsigned)f->range > ROTQ_SYM_SIGNED)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: %s range convention %d (maxq, full or signed)", what, (int)f->range);
     return ROTQ_OK;
 }
 
 /* One segment in place; false when it holds NaN/Inf (left untouched then). */
-static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float clip) {
+static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float clip, rotq_sym_range range) {
     float scale, lo, hi;
-    if (!segment_grid(x, n, maxq, asym, clip, &scale, &lo, &hi)) return false;
-    if ((double)scale * (maxq + 1) < FLT_MAX) {
+    if (!segment_grid(x, n, maxq, asym, clip, range, &scale, &lo, &hi)) return false;
+    if (fabs((double)scale) * (maxq + 1) < FLT_MAX) {
         for (int64_t i = 0; i < n; i++) x[i] = grid_round(x[i], scale, lo, hi) * scale;
     } else {
         /* a grid end beyond FLT_MAX (ranges near it): saturate instead of producing ±Inf */
@@ -43,7 +45,7 @@ rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_a
         float *xr = x + r * cols;
         for (int64_t g0 = 0; g0 < cols; g0 += group) {
             int64_t n = cols - g0 < group ? cols - g0 : group;
-            if (!quant_segment(xr + g0, n, maxq, f->asym, f->clip) && r < first_bad) first_bad = r;
+            if (!quant_segment(xr + g0, n, maxq, f->asym, f->clip, f->range) && r < first_bad) first_bad = r;
         }
     }
     if (first_bad != INT64_MAX) {
