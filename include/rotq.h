@@ -293,7 +293,8 @@ typedef struct rotq_act_format {
     bool asym;
     float clip;       /* range × clip, in (0, 1] */
     int64_t group;    /* columns per scale within a row; <= 0: the whole row (per token) */
-    rotq_sym_range range; /* symmetric grids' range convention (MAXQ: QuaRot's ActQuantizer) */
+    rotq_sym_range range; /* symmetric grids' range convention (MAXQ: QuaRot's ActQuantizer; the
+                             presets and rotq_quant_defaults take SIGNED for activations) */
 } rotq_act_format;
 
 typedef struct rotq_gptq_options {
@@ -302,7 +303,8 @@ typedef struct rotq_gptq_options {
     bool static_groups;/* group scales from the weights before any update (GPTQ --static-groups) */
     int64_t block;     /* lazy-update block (128) */
     double qronos_damp;/* Qronos: damping × H's largest eigenvalue (1e-6, as its authors) */
-    double gptaq_alpha;/* GPTAQ: how far toward the least-squares target, w + α(w* − w), in [0, 1] (1) */
+    double gptaq_alpha;/* GPTAQ: how far toward the least-squares target, w + α(w* − w), in [0, 1]
+                          (0.25: the full step overshoots where the quantized stream lost information) */
     bool weighted_scales; /* the clip search before GPTQ weights each column's error by H_ii (as
                              llama.cpp's importance matrix weights its scale search) */
 } rotq_gptq_options;

@@ -148,7 +148,7 @@ def power_top(H, iters=30):
     return lam
 
 
-def asym_fit(W0, H0, G, bits, asym, mse, method, percdamp=0.01, qronos_damp=1e-6, rng="maxq"):
+def asym_fit(W0, H0, G, bits, asym, mse, method, percdamp=0.01, qronos_damp=1e-6, rng="maxq", alpha=0.25):
     """Per channel, natural order, no dead columns. H0 = X̃ᵀX̃-like, G_ij = Σ x_i x̃_j."""
     W = W0.astype(np.float64)
     rows, n = W.shape
@@ -161,6 +161,8 @@ def asym_fit(W0, H0, G, bits, asym, mse, method, percdamp=0.01, qronos_damp=1e-6
         w = W[r]
         s, z = params(w, bits, asym, mse, rng)
         b = w @ Gd  # the target's right-hand side: v·Hd = b on the free columns
+        if method == "gptaq":  # part way: w + α(w* − w), w* = w·Gd·Hd⁻¹
+            b = (w + alpha * (np.linalg.solve(Hd.T, b) - w)) @ Hd
         q = np.zeros(n)
         for i in range(n):
             rest = slice(i, n)
@@ -286,9 +288,10 @@ def main():
     # GPTAQ and Qronos: float inputs X, quantized-path inputs X̃ = X + noise (a previous layer's
     # error and the input's own quantization)
     gpath = os.path.join(tmp, "g.f64")
-    for n, rows, bits, asym, mse, method, rng_ in ((48, 10, 4, False, True, "gptaq", "maxq"), (48, 10, 4, False, True, "qronos", "maxq"),
-                                                   (64, 8, 3, True, False, "gptaq", "maxq"), (64, 8, 3, True, True, "qronos", "maxq"),
-                                                   (40, 6, 4, False, True, "qronos", "signed")):
+    for n, rows, bits, asym, mse, method, rng_, alpha in (
+            (48, 10, 4, False, True, "gptaq", "maxq", 0.25), (48, 10, 4, False, True, "qronos", "maxq", None),
+            (64, 8, 3, True, False, "gptaq", "maxq", 1.0), (64, 8, 3, True, True, "qronos", "maxq", None),
+            (40, 6, 4, False, True, "qronos", "signed", None), (40, 6, 4, False, True, "gptaq", "signed", 0.6)):
         X = correlated(rng, 4 * n, n).astype(np.float64)
         Xq = X + 0.3 * rng.standard_normal(X.shape) * X.std(axis=0)
         N = X.shape[0]
@@ -300,9 +303,10 @@ def main():
         G.tofile(gpath)
         args = ["quant-test", "gptq", "--in", wpath, "--rows", rows, "--cols", n, "--hessian", hpath, "--cross", gpath,
                 "--method", method, "--bits", bits, "--out", opath, "--range", rng_] + ["--asym"] * asym + ["--mse"] * mse
+        args += ["--gptaq-alpha", alpha] if alpha is not None else []
         run(*args)
         got = np.fromfile(opath, dtype=np.float32).reshape(rows, n)
-        want = asym_fit(W, H, G, bits, asym, mse, method, rng=rng_)
+        want = asym_fit(W, H, G, bits, asym, mse, method, rng=rng_, alpha=alpha if alpha is not None else 0.25)
         compare_rows(f"{method} n {n} bits {bits} asym {asym} mse {mse} range {rng_}", got, want, W, 1e-6)
         # the point: on the quantized inputs, closer to the float layer's output than GPTQ
         run("quant-test", "gptq", "--in", wpath, "--rows", rows, "--cols", n, "--hessian", hpath, "--bits", bits,

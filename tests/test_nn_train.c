@@ -176,6 +176,7 @@ static void run_case(bool online, bool quant, const char *what) {
     CHECK(rotq_runner_new(m, 2, &r) == ROTQ_OK && rotq_online_attach(r) == ROTQ_OK, "%s", rotq_last_error());
     rotq_quant_options q = rotq_quant_defaults();
     rotq_quant_preset(&q, "w4a4kv4");
+    q.act.range = ROTQ_SYM_MAXQ; /* the check below is QuaRot's grid */
     rotq_fakequant fq = rotq_quant_fakequant(&q, m);
     if (quant) CHECK(rotq_fakequant_attach(r, &fq) == ROTQ_OK, "%s", rotq_last_error());
     static float h_inf[T * 96], h_tr[T * 96];

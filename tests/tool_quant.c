@@ -21,7 +21,7 @@ static const char *test_help =
     "  gptq   weights with Hessian --hessian H.f64 (raw float64 [C, C]): --bits N [--asym] [--group G]\n"
     "         [--mse] [--act-order] [--static-groups] [--block B] [--percdamp F]; prints the loss;\n"
     "         --method gptaq|qronos --cross G.f64: the asymmetric fits, H from the quantized inputs and G\n"
-    "         (raw float64 [C, C], G_ij = sum x_i x~_j) the cross term [--qronos-damp F]\n"
+    "         (raw float64 [C, C], G_ij = sum x_i x~_j) the cross term [--qronos-damp F] [--gptaq-alpha A]\n"
     "  act    per-row activations: --bits N [--asym] [--clip R] [--group G]\n"
     "  --norm P  the clip search's error exponent (rtn; default 2.4)\n"
     "  --range maxq|full|signed  symmetric grids' range convention (rtn, gptq, act; default maxq)\n";
@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0) { fputs(test_help, argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
     const char *mode = argv[1], *in = NULL, *out = NULL, *hpath = NULL, *gpath = NULL;
     rotq_wq_method method = ROTQ_WQ_GPTQ;
-    double qronos_damp = -1.0, norm = 2.4;
+    double qronos_damp = -1.0, norm = 2.4, alpha = -1.0;
     long long rows = 0, cols = 0, bits = 4, group = -1, block = 128;
     bool asym = false, clip = false, act_order = false, static_groups = false;
     rotq_dtype grid = ROTQ_DTYPE_INVALID;
@@ -79,6 +79,10 @@ int main(int argc, char **argv) {
             if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--norm needs a number");
             norm = strtod(v, &end);
             if (*end) return cli_error(cmd, "--norm %s: expected a number", v);
+        } else if (cli_is(a, "--gptaq-alpha")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--gptaq-alpha needs a number");
+            alpha = strtod(v, &end);
+            if (*end) return cli_error(cmd, "--gptaq-alpha %s: expected a number", v);
         } else if (cli_is(a, "--qronos-damp")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--qronos-damp needs a number");
             qronos_damp = strtod(v, &end);
@@ -140,6 +144,7 @@ int main(int argc, char **argv) {
         o.block = block;
         o.percdamp = percdamp;
         if (qronos_damp >= 0) o.qronos_damp = qronos_damp;
+        if (alpha >= 0) o.gptaq_alpha = alpha;
         rotq_gptq_hinv h;
         if (method == ROTQ_WQ_GPTQ) {
             s = rotq_gptq_prepare(H, cols, &o, &h);

@@ -14,7 +14,7 @@
 
 rotq_gptq_options rotq_gptq_defaults(void) {
     return (rotq_gptq_options){.percdamp = 0.01, .act_order = false, .static_groups = false, .block = 128,
-                               .qronos_damp = 1e-6, .gptaq_alpha = 1.0, .weighted_scales = false};
+                               .qronos_damp = 1e-6, .gptaq_alpha = 0.25, .weighted_scales = false};
 }
 
 const char *rotq_wq_method_name(rotq_wq_method m) {

@@ -19,7 +19,7 @@ rotq_quant_options rotq_quant_defaults(void) {
     o.w_clip_norm = 2.4;
     o.w_types.embed_type = o.w_types.output_type = ROTQ_DTYPE_INVALID;
     o.gptq = rotq_gptq_defaults();
-    o.act = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
+    o.act = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1, .range = ROTQ_SYM_SIGNED};
     o.k = o.v = (rotq_act_format){.bits = 16, .asym = false, .clip = 1.0f, .group = -1};
     o.nsamples = 128;
     o.calib_ctx = 2048;
@@ -29,7 +29,10 @@ rotq_quant_options rotq_quant_defaults(void) {
 }
 
 /* Presets follow QuaRot's paper settings: weights symmetric per channel with the clip search,
- * activations symmetric per token (clip 0.9 at 4 bits), KV asymmetric per head (clip 0.95 at 4). */
+ * activations symmetric per token (clip 0.9 at 4 bits), KV asymmetric per head (clip 0.95 at 4),
+ * with one departure: the activation grid puts each token's largest magnitude on −2^(b−1) (signed
+ * range, all 2^b levels used) instead of QuaRot's ±(2^(b−1)−1), which leaves −2^(b−1) unused —
+ * better on every model and seed measured (docs/results.md, issue 21); --a-range maxq is QuaRot's. */
 rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
     int wb, ab, kvb;
     if (strcmp(name, "w4a16") == 0) { wb = 4; ab = 16; kvb = 16; }
@@ -44,7 +47,7 @@ rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
     o->w_asym = false;
     o->w_group = -1;
     o->w_clip = true;
-    o->act = (rotq_act_format){.bits = ab, .asym = false, .clip = ab <= 4 ? 0.9f : 1.0f, .group = -1};
+    o->act = (rotq_act_format){.bits = ab, .asym = false, .clip = ab <= 4 ? 0.9f : 1.0f, .group = -1, .range = ROTQ_SYM_SIGNED};
     o->k = o->v = (rotq_act_format){.bits = kvb, .asym = true, .clip = kvb <= 4 ? 0.95f : 1.0f, .group = -1};
     return ROTQ_OK;
 }
