@@ -253,7 +253,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, rotq_runner *rf, cons
                             const rotq_quant_options *o, const rotq_dtype *types, rotq_quant_report *rep) {
     ROTQ_TRY(rotq_runner_check_ready(r));
     if (rf) ROTQ_TRY(rotq_runner_check_ready(rf));
-    if ((rf != NULL) != (o->w_method == ROTQ_WQ_GPTAQ || o->w_method == ROTQ_WQ_QRONOS))
+    if ((rf != NULL) != rotq_wq_asym_fit(o->w_method))
         return rotq_fail(ROTQ_ERR_ARG, "calib: %s %s a float stream", rotq_wq_method_name(o->w_method), rf ? "takes no" : "needs");
     const rotq_hparams *hp = &r->hp;
     walk c;

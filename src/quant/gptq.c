@@ -50,16 +50,23 @@ static int by_diag_desc(const void *a, const void *b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/* damp_abs < 0: o->percdamp × the mean diagonal (GPTQ's); else added as it is */
+/* Calibration statistics [n, n] hold no NaN/Inf (what names them in the message). */
+static rotq_status check_finite(const double *A, int64_t n, const char *what) {
+    for (int64_t i = 0; i < n * n; i++)
+        if (!isfinite(A[i]))
+            return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: %s entry [%lld, %lld] is %g (non-finite calibration activations)", what,
+                             (long long)(i / n), (long long)(i % n), A[i]);
+    return ROTQ_OK;
+}
+
+/* damp_abs < 0: o->percdamp × the mean diagonal (GPTQ's); else added as it is. Of H it changes only
+ * the diagonal of dead columns (to 1): rotq_gptq_prepare_asym reads H afterwards. */
 static rotq_status prepare(double *H, int64_t n, const rotq_gptq_options *o, double damp_abs, rotq_gptq_hinv *out) {
     memset(out, 0, sizeof *out);
     if (n <= 0 || n > (1 << 20)) return rotq_fail(ROTQ_ERR_ARG, "gptq: Hessian of size %lld", (long long)n);
     if (!(o->percdamp >= 0) || !isfinite(o->percdamp))
         return rotq_fail(ROTQ_ERR_ARG, "gptq: dampening %g must be a finite non-negative fraction", o->percdamp);
-    for (int64_t i = 0; i < n * n; i++)
-        if (!isfinite(H[i]))
-            return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: Hessian entry [%lld, %lld] is %g (non-finite calibration activations)",
-                             (long long)(i / n), (long long)(i % n), H[i]);
+    ROTQ_TRY(check_finite(H, n, "Hessian"));
     out->n = n;
     out->U = malloc((size_t)(n * n) * sizeof(double));
     out->perm = malloc((size_t)n * sizeof(int64_t));
@@ -158,34 +165,20 @@ rotq_status rotq_gptq_prepare_asym(double *H, const double *G, int64_t n, const 
         return rotq_fail(ROTQ_ERR_ARG, "gptq: GPTAQ alpha %g outside [0, 1]", o->gptaq_alpha);
     if (method == ROTQ_WQ_QRONOS && !(o->qronos_damp >= 0 && isfinite(o->qronos_damp)))
         return rotq_fail(ROTQ_ERR_ARG, "gptq: Qronos damping %g must be a finite non-negative fraction", o->qronos_damp);
-    for (int64_t i = 0; i < n * n; i++)
-        if (!isfinite(G[i]))
-            return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: cross term entry [%lld, %lld] is %g (non-finite calibration activations)",
-                             (long long)(i / n), (long long)(i % n), G[i]);
-    double damp = -1.0;
+    ROTQ_TRY(check_finite(G, n, "cross term"));
+    double damp = -1.0; /* GPTAQ: GPTQ's */
     if (method == ROTQ_WQ_QRONOS) {
-        for (int64_t i = 0; i < n * n; i++)
-            if (!isfinite(H[i])) return prepare(H, n, o, 0.0, out); /* the same error as GPTQ's */
+        ROTQ_TRY(check_finite(H, n, "Hessian"));
         double lam = top_eigenvalue(H, n, 30);
         if (lam < 0) return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory");
         damp = o->qronos_damp * lam;
     }
-    double *first = NULL;
-    if (method == ROTQ_WQ_QRONOS) {
-        /* the first column's best value given the others, from H and G as measured (no damping);
-         * needs the processing order, so it is taken after prepare() below from a copy of H */
-        first = malloc((size_t)(2 * n) * sizeof(double));
-        if (!first) return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory");
-    }
-    double *Hc = method == ROTQ_WQ_QRONOS ? malloc((size_t)(n * n) * sizeof(double)) : NULL;
-    if (method == ROTQ_WQ_QRONOS && !Hc) { free(first); return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld² Hessian", (long long)n); }
-    if (Hc) memcpy(Hc, H, (size_t)(n * n) * sizeof(double));
-    rotq_status s = prepare(H, n, o, damp, out);
-    if (s != ROTQ_OK) { free(first); free(Hc); return s; }
+    ROTQ_TRY(prepare(H, n, o, damp, out));
     const int64_t *perm = out->perm;
     double *Gp = malloc((size_t)(n * n) * sizeof(double)), *T = malloc((size_t)(n * n) * sizeof(double));
-    if (!Gp || !T) {
-        free(Gp); free(T); free(first); free(Hc);
+    double *first = method == ROTQ_WQ_QRONOS ? malloc((size_t)n * sizeof(double)) : NULL;
+    if (!Gp || !T || (method == ROTQ_WQ_QRONOS && !first)) {
+        free(Gp); free(T); free(first);
         rotq_gptq_hinv_free(out);
         return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld² cross term", (long long)n);
     }
@@ -203,16 +196,14 @@ rotq_status rotq_gptq_prepare_asym(double *H, const double *G, int64_t n, const 
     }
     out->M = Gp;
     if (first) {
+        /* the first column's best value with the others as given, x₀ = (w·G[:, p₀] − Σ_{c≠p₀} w_c H[c, p₀]) / H[p₀, p₀],
+         * from H and G as measured: prepare() changed H only on dead columns' diagonal (set to 1),
+         * which a dead first column needs here too and no other column reads */
         int64_t p0 = perm[0];
-        double h00 = Hc[p0 * n + p0];
-        if (h00 == 0.0) h00 = 1.0; /* a dead first column: its weights go to 0 anyway */
-        for (int64_t c = 0; c < n; c++) {
-            first[c] = G[perm[c] * n + p0] / h00;
-            first[n + c] = c == 0 ? 0.0 : Hc[perm[c] * n + p0] / h00;
-        }
+        double h00 = H[p0 * n + p0];
+        for (int64_t c = 0; c < n; c++) first[c] = (G[perm[c] * n + p0] - (c == 0 ? 0.0 : H[perm[c] * n + p0])) / h00;
         out->first = first;
     }
-    free(Hc);
     return ROTQ_OK;
 }
 
@@ -292,7 +283,7 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
         for (int64_t r = 0; x0 && r < rows; r++) {
             const double *wr = W + r * cols;
             double acc = 0.0;
-            for (int64_t c = 0; c < cols; c++) acc += wr[c] * (h->first[c] - h->first[cols + c]);
+            for (int64_t c = 0; c < cols; c++) acc += wr[c] * h->first[c];
             x0[r] = acc;
         }
     }

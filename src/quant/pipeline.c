@@ -112,15 +112,20 @@ rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
     return ROTQ_OK;
 }
 
+/* a symmetric grid's range convention as descriptions say it ("" for QuaRot's and asymmetric grids) */
+static const char *range_desc(bool asym, rotq_sym_range r) {
+    if (asym || r == ROTQ_SYM_MAXQ) return "";
+    return r == ROTQ_SYM_FULL ? " range t/(2^(b-1))" : " signed range t/(2^(b-1))";
+}
+
 size_t rotq_act_format_describe(char *out, size_t size, const char *name, const rotq_act_format *f, const char *unit,
                                 int64_t unit_cols) {
     if (!rotq_act_on(f)) return (size_t)snprintf(out, size, "%s float", name);
     char grp[48];
     if (f->group > 0 && f->group != unit_cols) snprintf(grp, sizeof grp, "groups of %lld", (long long)f->group);
     else snprintf(grp, sizeof grp, "%s", unit);
-    static const char *range[] = {"", " range t/(2^(b-1))", " signed range t/(2^(b-1))"};
     return (size_t)snprintf(out, size, "%s%d %s %s clip %.2f%s", name, f->bits, f->asym ? "asym" : "sym", grp, (double)f->clip,
-                            f->asym ? "" : range[f->range]);
+                            range_desc(f->asym, f->range));
 }
 
 static const char *method_label(rotq_wq_method m) {
@@ -147,13 +152,12 @@ void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
         char grp[48];
         if (o->w_group > 0) snprintf(grp, sizeof grp, "groups of %lld", (long long)o->w_group);
         else snprintf(grp, sizeof grp, "per-channel");
-        static const char *range[] = {"", " range t/(2^(b-1))", " signed range t/(2^(b-1))"};
         char clip[48] = "";
         if (o->w_clip && o->w_clip_norm == 2.4) snprintf(clip, sizeof clip, " clip-search");
         else if (o->w_clip) snprintf(clip, sizeof clip, " clip-search |w-q|^%g", o->w_clip_norm);
         n += (size_t)snprintf(out + n, ROOM, "W%d %s %s %s%s%s", o->w_bits, method_label(o->w_method),
                               o->w_asym ? "asym" : "sym", grp, clip,
-                              o->w_asym ? "" : range[o->w_sym_range]);
+                              range_desc(o->w_asym, o->w_sym_range));
         if (rotq_wq_calibrated(o->w_method))
             n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
                                   o->gptq.act_order ? ", act-order" : "",
@@ -320,7 +324,7 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
     int32_t *windows = NULL;
     ROTQ_TRY(rotq_calib_windows(calib, n_calib, o->nsamples, ctx, o->seed, &windows));
     rotq_runner *r = NULL, *rf = NULL;
-    bool asym = o->w_method == ROTQ_WQ_GPTAQ || o->w_method == ROTQ_WQ_QRONOS;
+    bool asym = rotq_wq_asym_fit(o->w_method);
     /* the asymmetric fits: the quantized stream quantizes activations and KV as the options say, a
      * second runner carries the float stream */
     rotq_fakequant fq = rotq_quant_fakequant(o, m);

@@ -148,8 +148,8 @@ typedef struct rotq_gptq_hinv {
     /* the asymmetric fits (rotq_gptq_prepare_asym), NULL for GPTQ: */
     double *M;         /* [n, n] (G + damp·I)(H + damp·I)⁻¹ in processing order: a row's least-squares
                           target w* = w·M, the float layer's output refitted on the quantized inputs */
-    double *first;     /* [2n] Qronos: the first processed column is rounded from Σ w_c·first[c] −
-                          Σ w_c·first[n + c], the best value for it with every other column as given */
+    double *first;     /* [n] Qronos: the first processed column is rounded from Σ w_c·first[c], the
+                          best value for it with every other column as given (processing order) */
 } rotq_gptq_hinv;
 
 
@@ -163,6 +163,7 @@ rotq_status rotq_gptq_prepare(double *H, int64_t n, const rotq_gptq_options *o, 
  * refit of the columns left. GPTAQ rounds the first column from w*, damping as GPTQ (percdamp); Qronos
  * rounds it from its best value with the other columns at w, damping qronos_damp × H's largest
  * eigenvalue. method: ROTQ_WQ_GPTAQ or ROTQ_WQ_QRONOS. */
+static inline bool rotq_wq_asym_fit(rotq_wq_method m) { return m == ROTQ_WQ_GPTAQ || m == ROTQ_WQ_QRONOS; }
 rotq_status rotq_gptq_prepare_asym(double *H, const double *G, int64_t n, const rotq_gptq_options *o, rotq_wq_method method,
                                    rotq_gptq_hinv *out);
 void rotq_gptq_hinv_free(rotq_gptq_hinv *h);
