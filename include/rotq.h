@@ -314,6 +314,16 @@ ROTQ_API rotq_gptq_options rotq_gptq_defaults(void);
  * Qronos (each layer fitted on the inputs the quantized network gives it, activations and KV cache
  * quantized as the options say, to the float network's output: calibration carries both streams). */
 typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ, ROTQ_WQ_GPTAQ, ROTQ_WQ_QRONOS } rotq_wq_method;
+/* How a weight row's (or group's) scale is chosen, by RTN, GPTQ, GPTAQ and Qronos alike:
+ *   CLIP     QuaRot's clip search: the range shrunk by 1, 0.99, ..., 0.21, the ratio of least
+ *            Σ|w − q(w)|^p (p = w_clip_norm, 2.4)
+ *   MSE      Brevitas' L2 search: the range shrunk by 0.05, 0.10, ..., 1, the ratio of least Σ(w − q(w))²
+ *   HESSIAN  the error GPTQ itself measures: ratios as CLIP, the least (w − q(w)) H (w − q(w))ᵀ over the
+ *            row or group with H the layer input's Hessian (2XᵀX/N) from calibration (RTN too then
+ *            calibrates; groups then take static scales) */
+typedef enum rotq_w_scale { ROTQ_WSCALE_CLIP = 0, ROTQ_WSCALE_MSE, ROTQ_WSCALE_HESSIAN } rotq_w_scale;
+/* "clip", "mse", "hessian". */
+ROTQ_API const char *rotq_w_scale_name(rotq_w_scale s);
 /* "rtn", "gptq", "gptaq", "qronos" ("none"). */
 ROTQ_API const char *rotq_wq_method_name(rotq_wq_method m);
 /* True for the methods that need calibration text (GPTQ, GPTAQ, Qronos). */
@@ -342,8 +352,9 @@ typedef struct rotq_quant_options {
     int32_t w_bits;            /* 2..8 bits, or 16: weights stay float (9..15 are refused) */
     bool w_asym;
     int64_t w_group;           /* <= 0: per output channel */
-    bool w_clip;               /* MSE clip search */
-    double w_clip_norm;        /* the search's error Σ|w − q|^p: 2.4 (QuaRot's, default), 2 (L2) */
+    bool w_clip;               /* search the scale (off: the row's or group's full range) */
+    rotq_w_scale w_scale;      /* how (CLIP, QuaRot's, by default) */
+    double w_clip_norm;        /* CLIP's error Σ|w − q|^p: 2.4 (QuaRot's, default), 2 (L2) */
     bool w_scale_fp16;         /* scales rounded to float16, as GGUF blocks store them */
     rotq_sym_range w_sym_range;/* symmetric grids' range convention (MAXQ, QuaRot's) */
     rotq_type_plan w_types;    /* with a mixture or rules: each matrix on its block type's own grid (bits,
@@ -395,6 +406,9 @@ ROTQ_API rotq_status rotq_quant_tensor_types(const rotq_model *m, const rotq_qua
 ROTQ_API bool rotq_quant_has_types(const rotq_quant_options *o);
 /* Whether o quantizes any weights (a type plan, or RTN/GPTQ below 16 bits). */
 ROTQ_API bool rotq_quant_has_weights(const rotq_quant_options *o);
+/* Whether o's weight pass needs calibration text: GPTQ, GPTAQ, Qronos, or any quantizer whose
+ * scales come from the Hessian search. */
+ROTQ_API bool rotq_quant_calibrated(const rotq_quant_options *o);
 /* Whether t is a GGUF block type rotq writes (ROTQ_BLOCK_TYPES_WRITTEN). */
 ROTQ_API bool rotq_dtype_block_written(rotq_dtype t);
 ROTQ_API rotq_status rotq_model_pack_weights(rotq_model *m, int64_t *n_packed);

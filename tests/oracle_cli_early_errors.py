@@ -26,6 +26,11 @@ with tempfile.TemporaryDirectory() as tmp:
         expect(f"rotate --r2 {kind}", ["rotate", model, out, "--r2", kind], f"--r2 {kind}", kinds, rc=2)
         expect(f"eval --r1 {kind}", ["eval", model, "--text", model, "--r1", kind], f"--r1 {kind}", kinds, rc=2)
         expect(f"quantize --r1 {kind}", ["quantize", model, out, "--preset", "w4a16", "--r1", kind], kinds, rc=2)
+    # the scale search: a bad name, and the Hessian search without calibration text
+    expect("eval --w-scale bogus", ["eval", model, "--text", model, "--preset", "w4a16", "--w-scale", "bogus"],
+           "--w-scale bogus", "clip, mse or hessian", rc=2)
+    expect("quantize --w-scale hessian without --calib", ["quantize", model, out, "--preset", "w4a16", "--w-scale", "hessian"],
+           "--w-scale hessian needs calibration text", rc=2)
     expect("rotate --r1 a folder", ["rotate", model, out, "--r1", tmp], "not a regular file", rc=2)
     missing = os.path.join(tmp, "missing", "out")
     for cmd in (["rotate", model, missing], ["quantize", model, missing, "--preset", "w4a16"], ["convert", model, missing]):

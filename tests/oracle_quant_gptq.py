@@ -9,6 +9,9 @@
   update), the column then rounded — from that refit (GPTAQ), or for Qronos' first column from
   its best value with the other columns as given; Qronos' damping from 30 power iterations;
 - RTN with GPTQ/QuaRot's grid and the clip search (shrink 1, 0.99, ... 0.21; Σ|w - q|^2.4);
+- the other scale searches: Brevitas' MSE grid (shrink 0.05, 0.10, ... 1; Σ(w - q)²) and the
+  Hessian search ((w - q) H (w - q)ᵀ over QuaRot's ratios, RTN and GPTQ; never above the clip
+  search's output error; W4A16 tinystories RTN better with it);
 - the three conventions of a symmetric grid's range t (--range): t/7 at 4 bits (QuaRot), t/8 with +t
   clipped to +7 (Brevitas' int quantizers), t/8 with the scale's sign putting the largest magnitude
   on −8 (llama.cpp's Q4_0), for RTN, GPTQ and activations;
@@ -55,10 +58,11 @@ def qdq(x, scale, zero, maxq, asym):
     return scale * np.clip(np.round(x / scale), -(maxq + 1), maxq)
 
 
-def params(x, bits, asym, mse, rng="maxq", norm=2.4):
+def params(x, bits, asym, mse, rng="maxq", norm=2.4, search="clip", Hb=None):
     """GPTQ's find_params for one row (or group) x, float64; rng: where a symmetric grid puts the
     range t (maxq: t/maxq; full: t/(maxq+1); signed: ±t/(maxq+1), the sign putting the largest
-    magnitude on −(maxq+1))."""
+    magnitude on −(maxq+1)). search (with mse): clip (ratios 1, 0.99, .. 0.21 by Σ|e|^norm), mse
+    (Brevitas: ratios 0.05, 0.10, .. 1 by Σe², first least kept), hessian (clip's ratios by eᵀ Hb e)."""
     maxq = maxq_of(bits, asym)
     lo, hi = min(x.min(), 0.0), max(x.max(), 0.0)
     levels = maxq if rng == "maxq" else maxq + 1
@@ -73,20 +77,47 @@ def params(x, bits, asym, mse, rng="maxq", norm=2.4):
         z = float(np.round(-lo / s))
     if mse:
         best = np.inf
-        for i in range(80):
-            p = 1 - i / 100
+        ratios = [(i + 1) / 20 for i in range(20)] if search == "mse" else [1 - i / 100 for i in range(80)]
+        for p in ratios:
             if not asym:
                 s1, z1 = sign * p * hi / levels, 0.0
             else:
                 s1 = (p * hi - p * lo) / maxq
                 z1 = float(np.round(-(p * lo) / s1))
-            err = np.sum(np.abs(qdq(x, s1, z1, maxq, asym) - x) ** norm)
+            e = qdq(x, s1, z1, maxq, asym) - x
+            if search == "hessian":
+                err = e @ Hb @ e
+            else:
+                err = np.sum(np.abs(e) ** (2.0 if search == "mse" else norm))
             if err < best:
                 best, s, z = err, s1, z1
     return s, z
 
 
-def rtn(W, bits, asym, group, mse, rng="maxq", norm=2.4):
+def rtn_hessian(W, H, bits, asym, group, rng="maxq"):
+    """RTN on scales from the Hessian search: dead columns (H_ii = 0) zeroed first, each row or
+    group searched on its diagonal block of H."""
+    W = W.astype(np.float64).copy()
+    W[:, np.diag(H) == 0] = 0
+    out = np.empty_like(W)
+    n = W.shape[1]
+    g = group if 0 < group < n else n
+    maxq = maxq_of(bits, asym)
+    for r in range(W.shape[0]):
+        for c0 in range(0, n, g):
+            seg = W[r, c0:c0 + g]
+            s, z = params(seg, bits, asym, True, rng, search="hessian", Hb=H[c0:c0 + g, c0:c0 + g])
+            out[r, c0:c0 + g] = qdq(seg, s, z, maxq, asym)
+    return out
+
+
+def h_err(W, Q, H):
+    """per row (w − q) H (w − q)ᵀ"""
+    E = W.astype(np.float64) - Q.astype(np.float64)
+    return np.einsum("ri,ij,rj->r", E, H, E)
+
+
+def rtn(W, bits, asym, group, mse, rng="maxq", norm=2.4, search="clip"):
     W = W.astype(np.float64)
     out = np.empty_like(W)
     g = group if 0 < group < W.shape[1] else W.shape[1]
@@ -94,28 +125,74 @@ def rtn(W, bits, asym, group, mse, rng="maxq", norm=2.4):
     for r in range(W.shape[0]):
         for c0 in range(0, W.shape[1], g):
             seg = W[r, c0:c0 + g]
-            s, z = params(seg, bits, asym, mse, rng, norm)
+            s, z = params(seg, bits, asym, mse, rng, norm, search)
             out[r, c0:c0 + g] = qdq(seg, s, z, maxq, asym)
     return out.astype(np.float32)
 
 
-def gptq(W0, H0, bits, asym, group, mse, act_order, static_groups, percdamp=0.01, block=128, rng="maxq"):
+def params_ratio(x, bits, asym, rng, p):
+    """the grid of x's range shrunk by p, no search"""
+    maxq = maxq_of(bits, asym)
+    lo, hi = min(x.min(), 0.0), max(x.max(), 0.0)
+    levels = maxq if rng == "maxq" else maxq + 1
+    sign = -1.0 if rng == "signed" and hi > -lo else 1.0
+    if not asym:
+        hi = max(max(-lo, hi), 1e-5)
+        return sign * p * hi / levels, 0.0
+    if lo == 0 and hi == 0:
+        lo, hi = -1.0, 1.0
+    s = (p * hi - p * lo) / maxq
+    if p == 1.0:
+        s = max(s, 1e-5)
+    return s, float(np.round(-(p * lo) / s))
+
+
+def gptq(W0, H0, bits, asym, group, mse, act_order, static_groups, percdamp=0.01, block=128, rng="maxq", search="clip",
+         static=None):
+    """GPTQ's codes (as float32); with static (per row, per group (s, z), group = the whole row when
+    group <= 0) given, the sweep on those scales, returning the codes and each row's loss too."""
     W = W0.astype(np.float64).copy()
     H = H0.copy()
     rows, n = W.shape
     maxq = maxq_of(bits, asym)
     g = group if 0 < group < n else 0
-    row_params = [params(W[r], bits, asym, mse, rng) for r in range(rows)] if not g else None
+    hess = mse and search == "hessian"
+    given = static is not None
+    row_params = [params(W[r], bits, asym, mse, rng, search=search) for r in range(rows)] if not g and not hess else None
     dead = np.diag(H) == 0
     H[dead, dead] = 1
     W[:, dead] = 0
-    if g and static_groups:
-        static = [[params(W[r, c0:c0 + g], bits, asym, mse, rng) for c0 in range(0, n, g)] for r in range(rows)]
+    if hess:
+        # the scales whose sweep leaves each row the least loss, among: the least RTN output error's,
+        # the clip search's, and the range shrunk by 1, 0.95, .. 0.7 (all from the weights with dead
+        # columns zeroed, H as measured, groups static)
+        gg = g if g else n
+        blocks = range(0, n, gg)
+        cands = [[[params(W[r, c0:c0 + gg], bits, asym, True, rng, search="hessian", Hb=H0[c0:c0 + gg, c0:c0 + gg])
+                   for c0 in blocks] for r in range(rows)],
+                 [[params(W[r, c0:c0 + gg], bits, asym, True, rng) for c0 in blocks] for r in range(rows)]]
+        cands += [[[params_ratio(W[r, c0:c0 + gg], bits, asym, rng, p) for c0 in blocks] for r in range(rows)]
+                  for p in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)]
+        best, best_loss = None, np.full(rows, np.inf)
+        for cand in cands:
+            Q, loss = gptq(W0, H0, bits, asym, gg, False, act_order, True, percdamp, block, rng, static=cand)
+            if best is None:
+                best = Q.copy()
+            take = loss < best_loss
+            best[take], best_loss[take] = Q[take], loss[take]
+        return best
+    if static is None and g and static_groups:
+        static = [[params(W[r, c0:c0 + g], bits, asym, mse, rng, search=search) for c0 in range(0, n, g)] for r in range(rows)]
     perm = np.argsort(-np.diag(H), kind="stable") if act_order else np.arange(n)
     W, H = W[:, perm], H[perm][:, perm]
     H = H + percdamp * np.mean(np.diag(H)) * np.eye(n)
     U = np.linalg.cholesky(np.linalg.inv(H)).T  # upper, UᵀU = H⁻¹
     Q = np.zeros_like(W)
+    loss = np.zeros(rows)
+    if given and not g:
+        row_params = [static[r][0] for r in range(rows)]
+    elif given:
+        static_groups = True
     cur = [None] * rows
     for i in range(n):
         if i % block == 0:
@@ -127,15 +204,16 @@ def gptq(W0, H0, bits, asym, group, mse, act_order, static_groups, percdamp=0.01
                 s, z = static[r][perm[i] // g]
             else:
                 if i % g == 0:
-                    cur[r] = params(snap[r, i:i + g], bits, asym, mse, rng)
+                    cur[r] = params(snap[r, i:i + g], bits, asym, mse, rng, search=search)
                 s, z = cur[r]
             q = qdq(W[r, i], s, z, maxq, asym)
             e = (W[r, i] - q) / U[i, i]
+            loss[r] += e * e / 2
             Q[r, i] = q
             W[r, i:] -= e * U[i, i:]
     out = np.empty_like(Q)
     out[:, perm] = Q
-    return out.astype(np.float32)
+    return (out.astype(np.float32), loss) if given else out.astype(np.float32)
 
 
 def power_top(H, iters=30):
@@ -355,6 +433,64 @@ def main():
         compare_rows(f"rtn norm {norm} asym {asym}", got, rtn(W, 4, asym, 16, True, norm=norm).astype(np.float64), W, 0.0,
                      allow_ties=True)
 
+    # the scale searches: Brevitas' MSE grid on RTN; the Hessian search on RTN and GPTQ, H = 2XᵀX/N
+    # with a dead column. Rows may differ only where the reference's two candidates tie.
+    def compare_search(label, got, want, objective):
+        global checked
+        checked += 1
+        bad = [r for r in range(got.shape[0]) if np.max(np.abs(got[r].astype(np.float64) - want[r])) > 1e-6
+               and not np.isclose(objective(got, r), objective(want, r), rtol=1e-9, atol=0)]
+        if bad:
+            fail(f"{label}: {len(bad)} of {got.shape[0]} rows differ (row {bad[0]})")
+
+    for bits, asym, group, rng_ in ((4, False, -1, "maxq"), (4, False, -1, "full"), (3, True, 16, "maxq"),
+                                    (4, False, 16, "signed"), (2, False, -1, "maxq")):
+        W = (rng.standard_normal((9, 80)) * np.where(rng.random((9, 80)) < 0.03, 8, 1)).astype(np.float32)
+        W.tofile(wpath)
+        run("quant-test", "rtn", "--in", wpath, "--rows", 9, "--cols", 80, "--bits", bits, "--group", group,
+            "--scale", "mse", "--range", rng_, "--out", opath, *(["--asym"] if asym else []))
+        got = np.fromfile(opath, dtype=np.float32).reshape(9, 80)
+        compare_search(f"rtn mse bits {bits} asym {asym} group {group} range {rng_}", got,
+                       rtn(W, bits, asym, group, True, rng_, search="mse").astype(np.float64),
+                       lambda Q, r: float(np.sum((Q[r].astype(np.float64) - W[r]) ** 2)))
+
+    for n, rows, bits, asym, group, act_order, rng_ in ((64, 10, 4, False, -1, False, "maxq"), (96, 8, 4, True, 32, False, "maxq"),
+                                                        (80, 8, 3, False, -1, True, "signed"), (96, 6, 4, False, 32, True, "full")):
+        X = correlated(rng, 3 * n, n, dead=n // 5)
+        H = 2.0 * X.astype(np.float64).T @ X.astype(np.float64) / X.shape[0]
+        W = (0.1 * rng.standard_normal((rows, n))).astype(np.float32)
+        W.tofile(wpath)
+        H.tofile(hpath)
+        common = ["--in", wpath, "--rows", rows, "--cols", n, "--hessian", hpath, "--bits", bits, "--group", group,
+                  "--range", rng_, "--out", opath, *(["--asym"] if asym else [])]
+        label = f"n {n} bits {bits} asym {asym} group {group} range {rng_}"
+        Wz = W.astype(np.float64).copy()
+        Wz[:, n // 5] = 0
+        run("quant-test", "rtn", "--scale", "hessian", *common)
+        got = np.fromfile(opath, dtype=np.float32).reshape(rows, n)
+        want = rtn_hessian(W, H, bits, asym, group, rng_)
+        hblock = H if group < 0 else H * (np.arange(n)[:, None] // group == np.arange(n)[None, :] // group)
+        compare_search(f"rtn hessian {label}", got, want, lambda Q, r: float(h_err(Wz[r:r + 1], Q[r:r + 1], hblock)[0]))
+        # over the same ratios, the least output error: never above the clip search's scales
+        clip = rtn(Wz.astype(np.float32), bits, asym, group, True, rng_)
+        checked += 1
+        worse = np.nonzero(h_err(Wz, got, hblock) > h_err(Wz, clip, hblock) * (1 + 1e-9))[0]
+        if len(worse):
+            fail(f"rtn hessian {label}: rows {worse.tolist()} have a larger (w-q)H(w-q)' than the clip search's")
+        run("quant-test", "gptq", "--scale", "hessian", *common, *(["--act-order"] if act_order else []))
+        got = np.fromfile(opath, dtype=np.float32).reshape(rows, n)
+        want = gptq(W, H, bits, asym, group, True, act_order, False, rng=rng_, search="hessian")
+        compare_rows(f"gptq hessian {label} act-order {act_order}", got, want, W, 1e-6)
+
+    # the Hessian search needs an integer grid: a float-min super-block type is refused by name
+    (0.1 * rng.standard_normal((4, 256))).astype(np.float32).tofile(wpath)
+    np.eye(256).tofile(hpath)
+    p = subprocess.run([TOOL, "gptq", "--in", wpath, "--rows", "4", "--cols", "256", "--hessian", hpath, "--grid", "q4_k",
+                        "--scale", "hessian", "--out", opath], capture_output=True, text=True)
+    checked += 1
+    if p.returncode == 0 or "integer grid" not in p.stderr:
+        fail(f"gptq --grid q4_k --scale hessian: rc {p.returncode}, {p.stderr.strip()!r}")
+
     # the symmetric range conventions: RTN against the reference, and what each does to a row
     for bits in (3, 4):
         for rng_ in ("full", "signed"):
@@ -431,6 +567,17 @@ def main():
                       "--baseline-cache", "off")
             ppl[wq] = json.loads(out)["perplexity"]
         print("tinystories W4A4KV4 perplexity:", {k: round(v, 3) for k, v in ppl.items()})
+        # RTN on scales searched by the output error they leave, against the clip search (W4A16)
+        for sc in ("clip", "hessian"):
+            out = run("eval", model, "--rotate", "--preset", "w4a16", "--w-quant", "rtn", "--w-scale", sc, "--text", text,
+                      "--calib", calib, "--nsamples", 32, "--calib-ctx", 256, "--ctx", 256, "--seed", 0, "--json", "--quiet",
+                      "--baseline-cache", "off")
+            ppl["rtn-" + sc] = json.loads(out)["perplexity"]
+        print("tinystories W4A16 RTN perplexity:", {k: round(v, 3) for k, v in ppl.items() if k.startswith("rtn")})
+        checked += 1
+        if not ppl["rtn-hessian"] < ppl["rtn-clip"]:
+            fail(f"tinystories W4A16: RTN with the Hessian search {ppl['rtn-hessian']:.4f} not below the clip search's "
+                 f"{ppl['rtn-clip']:.4f}")
         for wq in ("gptaq", "qronos"):
             checked += 1
             if not ppl[wq] < ppl["gptq"]:

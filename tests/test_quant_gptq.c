@@ -535,6 +535,72 @@ static void check_walk_asym(rotq_wq_method method) {
     rotq_model_free(mf);
 }
 
+/* The Hessian search with a diagonal H is the clip search with squared errors weighted by that
+ * diagonal (the same ratios): (w − q) D (w − q)ᵀ = Σ d_i e_i². Ties aside (checked by value), the
+ * same scales; and with H = c·I, RTN through GPTQ's path without feedback (hinv.rtn) equals plain
+ * RTN on the L2 clip search. */
+static void check_hessian_search(void) {
+    enum { R = 10, N = 64 };
+    double *H = calloc(N * N, sizeof(double)), d[N], W[R * N], S[R * 4], Z[R * 4];
+    for (int i = 0; i < N; i++) H[i * N + i] = d[i] = 0.2 + 2 * urand();
+    for (int variant = 0; variant < 4; variant++) {
+        int group = variant >= 2 ? 16 : -1, ng = group > 0 ? N / group : 1;
+        rotq_wq_format f = rotq_wq_format_make(variant % 2 ? 3 : 4, variant == 1 || variant == 3, group, true);
+        if (variant == 2) f.sym_range = ROTQ_SYM_SIGNED;
+        rotq_wq_format fl2 = f;
+        rotq_wq_format_set_search(&f, ROTQ_WSCALE_HESSIAN, 2.4);
+        rotq_wq_format_set_search(&fl2, ROTQ_WSCALE_CLIP, 2.0);
+        for (int i = 0; i < R * N; i++) W[i] = nrand() * 0.1 * (urand() < 0.03 ? 6 : 1);
+        CHECK(rotq_wq_params_hessian(W, R, N, group, H, &f, S, Z) == ROTQ_OK, "%s", rotq_last_error());
+        int32_t maxq = rotq_wq_maxq(&f);
+        for (int r = 0; r < R; r++)
+            for (int g = 0; g < ng; g++) {
+                int n = N / ng;
+                const double *x = W + r * N + g * n;
+                double s2, z2, e1 = 0, e2 = 0;
+                rotq_wq_params_weighted(x, d + g * n, n, &fl2, &s2, &z2);
+                for (int c = 0; c < n; c++) {
+                    double a = x[c] - rotq_wq_qdq(x[c], S[r * ng + g], Z[r * ng + g], maxq, f.asym);
+                    double b = x[c] - rotq_wq_qdq(x[c], s2, z2, maxq, f.asym);
+                    e1 += d[g * n + c] * a * a;
+                    e2 += d[g * n + c] * b * b;
+                }
+                CHECK((S[r * ng + g] == s2 && Z[r * ng + g] == z2) || fabs(e1 - e2) <= 1e-12 * e2,
+                      "variant %d row %d group %d: Hessian search scale %g (error %.17g), weighted L2 clip search %g (%.17g)",
+                      variant, r, g, S[r * ng + g], e1, s2, e2);
+            }
+    }
+    /* RTN on the Hessian-searched scales through GPTQ's path, H = 3·I: plain RTN with the L2 search */
+    for (int i = 0; i < N * N; i++) H[i] = i % (N + 1) == 0 ? 3.0 : 0.0;
+    float *w = random_w(R, N), a[R * N], b[R * N];
+    memcpy(a, w, sizeof a);
+    memcpy(b, w, sizeof b);
+    rotq_wq_format f = rotq_wq_format_make(4, false, -1, true), fl2 = f;
+    rotq_wq_format_set_search(&f, ROTQ_WSCALE_HESSIAN, 2.4);
+    rotq_wq_format_set_search(&fl2, ROTQ_WSCALE_CLIP, 2.0);
+    double *Hs = malloc(sizeof(double) * N * N);
+    memcpy(Hs, H, sizeof(double) * N * N);
+    rotq_gptq_options o = rotq_gptq_defaults();
+    rotq_gptq_hinv h;
+    CHECK(rotq_gptq_prepare(Hs, N, &o, &h) == ROTQ_OK, "%s", rotq_last_error());
+    memcpy(Hs, H, sizeof(double) * N * N);
+    h.H = Hs;
+    h.rtn = true;
+    CHECK(rotq_gptq_quantize(a, R, N, &h, &f, &o, NULL, NULL) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(rotq_rtn_quantize(b, R, N, &fl2, NULL) == ROTQ_OK, "%s", rotq_last_error());
+    CHECK(max_abs_diff(a, b, R * N) == 0, "RTN on Hessian-searched scales (H = 3I) differs from the L2 clip search by %g",
+          max_abs_diff(a, b, R * N));
+    /* without the Hessian, the search is refused by name */
+    h.H = NULL;
+    memcpy(a, w, sizeof a);
+    CHECK(rotq_gptq_quantize(a, R, N, &h, &f, &o, NULL, NULL) == ROTQ_ERR_ARG && strstr(rotq_last_error(), "Hessian"),
+          "Hessian search without H: %s", rotq_last_error());
+    h.H = Hs;
+    rotq_gptq_hinv_free(&h);
+    free(w);
+    free(H);
+}
+
 int main(void) {
     check_reference(9, 40, 4, false, -1, false, false, false, 128);
     check_reference(9, 40, 4, true, -1, true, false, false, 128);
@@ -548,6 +614,7 @@ int main(void) {
     check_block_invariance();
     check_beats_rtn();
     check_errors();
+    check_hessian_search();
     check_walk(0);    /* every stage recomputed */
     check_walk(4096); /* attention and down_proj inputs kept */
     check_walk_asym(ROTQ_WQ_GPTAQ);

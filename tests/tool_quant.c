@@ -24,6 +24,7 @@ static const char *test_help =
     "         (raw float64 [C, C], G_ij = sum x_i x~_j) the cross term [--qronos-damp F] [--gptaq-alpha A]\n"
     "  act    per-row activations: --bits N [--asym] [--clip R] [--group G]\n"
     "  --norm P  the clip search's error exponent (rtn; default 2.4)\n"
+    "  --scale clip|mse|hessian  the scale search (implies --mse); hessian needs --hessian, rtn included\n"
     "  --range maxq|full|signed  symmetric grids' range convention (rtn, gptq, act; default maxq)\n";
 
 /* the scalar format, or a block type's own grid (as a GGUF export quantizes) */
@@ -62,6 +63,7 @@ int main(int argc, char **argv) {
     rotq_dtype grid = ROTQ_DTYPE_INVALID;
     double clip_ratio = 1.0, percdamp = 0.01;
     rotq_sym_range range = ROTQ_SYM_MAXQ;
+    rotq_w_scale scale = ROTQ_WSCALE_CLIP;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
         char *end = NULL;
@@ -92,6 +94,14 @@ int main(int argc, char **argv) {
         else if (cli_is(a, "--act-order")) act_order = true;
         else if (cli_is(a, "--static-groups")) static_groups = true;
         else if (cli_is(a, "--mse")) clip = true;
+        else if (cli_is(a, "--scale")) {
+            if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--scale needs clip, mse or hessian");
+            if (strcmp(v, "clip") == 0) scale = ROTQ_WSCALE_CLIP;
+            else if (strcmp(v, "mse") == 0) scale = ROTQ_WSCALE_MSE;
+            else if (strcmp(v, "hessian") == 0) scale = ROTQ_WSCALE_HESSIAN;
+            else return cli_error(cmd, "--scale %s: expected clip, mse or hessian", v);
+            clip = true;
+        }
         else if (cli_is(a, "--range")) {
             if (!(v = cli_value(argc, argv, &i))) return cli_error(cmd, "--range needs maxq, full or signed");
             if (strcmp(v, "maxq") == 0) range = ROTQ_SYM_MAXQ;
@@ -129,15 +139,20 @@ int main(int argc, char **argv) {
     if (read_raw(cmd, in, (uint64_t)(rows * cols) * sizeof(float), (void **)&x)) return 1;
     rotq_status s;
     double loss = 0.0;
-    if (strcmp(mode, "rtn") == 0) {
+    bool rtn_hessian = strcmp(mode, "rtn") == 0 && scale == ROTQ_WSCALE_HESSIAN;
+    if (strcmp(mode, "rtn") == 0 && !rtn_hessian) {
         rotq_wq_format f = make_format(bits, asym, group, clip, grid, range);
-        f.norm = norm;
+        rotq_wq_format_set_search(&f, scale, norm);
         s = rotq_rtn_quantize(x, rows, cols, &f, NULL);
-    } else if (strcmp(mode, "gptq") == 0) {
+    } else if (strcmp(mode, "gptq") == 0 || rtn_hessian) {
         double *H = NULL;
         if (!hpath) { free(x); return cli_error(cmd, "gptq needs --hessian H.f64"); }
         if (read_raw(cmd, hpath, (uint64_t)(cols * cols) * sizeof(double), (void **)&H)) { free(x); return 1; }
         rotq_wq_format f = make_format(bits, asym, group, clip, grid, range);
+        rotq_wq_format_set_search(&f, scale, 2.4);
+        double *Hm = malloc((size_t)(cols * cols) * sizeof *Hm);
+        if (!Hm) { free(x); free(H); return cli_error(cmd, "out of memory"); }
+        memcpy(Hm, H, (size_t)(cols * cols) * sizeof *Hm); /* prepare() takes H as scratch */
         rotq_gptq_options o = rotq_gptq_defaults();
         o.act_order = act_order;
         o.static_groups = static_groups;
@@ -150,12 +165,18 @@ int main(int argc, char **argv) {
             s = rotq_gptq_prepare(H, cols, &o, &h);
         } else {
             double *G = NULL;
-            if (!gpath) { free(x); free(H); return cli_error(cmd, "--method %s needs --cross G.f64", rotq_wq_method_name(method)); }
-            if (read_raw(cmd, gpath, (uint64_t)(cols * cols) * sizeof(double), (void **)&G)) { free(x); free(H); return 1; }
+            if (!gpath) { free(x); free(H); free(Hm); return cli_error(cmd, "--method %s needs --cross G.f64", rotq_wq_method_name(method)); }
+            if (read_raw(cmd, gpath, (uint64_t)(cols * cols) * sizeof(double), (void **)&G)) { free(x); free(H); free(Hm); return 1; }
             s = rotq_gptq_prepare_asym(H, G, cols, &o, method, &h);
             free(G);
         }
-        if (s == ROTQ_OK) s = rotq_gptq_quantize(x, rows, cols, &h, &f, &o, &loss, NULL);
+        if (s == ROTQ_OK) {
+            h.H = Hm;
+            h.rtn = rtn_hessian;
+            s = rotq_gptq_quantize(x, rows, cols, &h, &f, &o, &loss, NULL);
+        } else {
+            free(Hm);
+        }
         if (s == ROTQ_OK) printf("loss %.17g\ndead %lld\n", loss, (long long)h.n_dead);
         rotq_gptq_hinv_free(&h);
         free(H);

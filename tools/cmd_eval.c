@@ -117,7 +117,7 @@ static void calib_desc(const eval_state *e, char *out, size_t size) {
     const rotq_quant_options *q = &e->c.q;
     int64_t cctx = q->calib_ctx;
     if (e->hp.max_pos > 0 && cctx > e->hp.max_pos) cctx = e->hp.max_pos;
-    if (rotq_wq_calibrated(q->w_method) && rotq_quant_has_weights(q))
+    if (rotq_quant_calibrated(q) && rotq_quant_has_weights(q))
         snprintf(out, size, "%s: %lld random windows x %lld tokens (of %lld), seed %llu, no BOS", e->c.calib,
                  (long long)q->nsamples, (long long)cctx, (long long)e->calib_text_tokens, (unsigned long long)q->seed);
     else
@@ -126,7 +126,7 @@ static void calib_desc(const eval_state *e, char *out, size_t size) {
 
 static void report_json(const eval_state *e, const char *dtype, const char *rdesc, const char *qdesc, const char *cdesc) {
     const quant_cli *c = &e->c;
-    bool gptq = rotq_wq_calibrated(c->q.w_method) && rotq_quant_has_weights(&c->q);
+    bool gptq = rotq_quant_calibrated(&c->q) && rotq_quant_has_weights(&c->q);
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:I}", "model", e->path, "architecture", e->hp.arch,
                           "dtype", dtype, "text", c->text, "text_format", e->wikitext ? "wikitext" : "plain", "text_bytes",
                           (json_int_t)e->text_bytes, "text_tokens", (json_int_t)e->n_ids, "tokenizer",

@@ -84,7 +84,7 @@ int cmd_quantize(int argc, char **argv) {
     if (cli_load(cmd, in, c.arch_file, c.tokenizer, &m)) return 1;
     rotq_tokenizer *tok = NULL;
     int rc = 1;
-    if (!c.plan_only && rotq_wq_calibrated(c.q.w_method) && (s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    if (!c.plan_only && rotq_quant_calibrated(&c.q) && (s = rotq_tokenizer_from_model(m, &tok)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     if (c.rotate) {
         rotq_rotate_options ro = c.ro;
         ro.verbose = !c.quiet;

@@ -28,6 +28,10 @@ const char *quant_cli_help =
     "  --w-asym           asymmetric grid (default symmetric)\n"
     "  --w-clip / --no-w-clip  search the clip ratio minimizing sum |w-q|^2.4 per row/group (QuaRot)\n"
     "  --w-clip-norm P    the clip search's error sum |w-q|^P (default 2.4 as QuaRot; 2: L2)\n"
+    "  --w-scale S        how each row's (or group's) scale is searched, for every --w-quant: clip (QuaRot's\n"
+    "                     ranges 1, 0.99 .. 0.21 by sum |w-q|^2.4, the default), mse (Brevitas' ranges 0.05 ..\n"
+    "                     1 by sum (w-q)^2), hessian (QuaRot's ranges by (w-q) H (w-q)^T, H the layer input's\n"
+    "                     Hessian: the output error GPTQ measures; needs --calib, RTN included)\n"
     "  --w-scale-fp16     round the scales to float16, the clip search included (as GGUF blocks store them)\n"
     "  --w-range maxq|full|signed  where a symmetric grid puts a row's range t: scale t/7 at 4 bits (maxq,\n"
     "                     QuaRot, the default), t/8 with +t clipped to +7 (full, Brevitas), or t/8 with the\n"
@@ -129,6 +133,15 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         else if (cli_is(a, "--w-clip-norm")) {
             if (parse_f(cmd, "--w-clip-norm", cli_value(argc, argv, &i), 0.5, 8, &f)) return -1;
             c->q.w_clip_norm = f;
+            c->q.w_clip = true;
+            c->clip_set = true;
+        }
+        else if (cli_is(a, "--w-scale")) {
+            v = cli_value(argc, argv, &i);
+            if (v && strcmp(v, "clip") == 0) c->q.w_scale = ROTQ_WSCALE_CLIP;
+            else if (v && strcmp(v, "mse") == 0) c->q.w_scale = ROTQ_WSCALE_MSE;
+            else if (v && strcmp(v, "hessian") == 0) c->q.w_scale = ROTQ_WSCALE_HESSIAN;
+            else return -cli_usage(cmd, "--w-scale %s: expected clip, mse or hessian", v ? v : "(nothing)");
             c->q.w_clip = true;
             c->clip_set = true;
         }
@@ -317,6 +330,8 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         return cli_usage(cmd, "--w-quant %s needs --w-bits (or a --preset, or a GGUF mixture)", rotq_wq_method_name(c->q.w_method));
     if (rotq_wq_calibrated(c->q.w_method) && !c->calib)
         return cli_usage(cmd, "--w-quant %s needs calibration text: --calib FILE", rotq_wq_method_name(c->q.w_method));
+    if (rotq_quant_calibrated(&c->q) && rotq_quant_has_weights(&c->q) && !c->calib)
+        return cli_usage(cmd, "--w-scale hessian needs calibration text: --calib FILE");
     rotq_status s = rotq_quant_options_check(&c->q);
     if (s != ROTQ_OK) return cli_lib_error(cmd, s);
     return 0;
@@ -361,7 +376,7 @@ int quant_cli_quantize(const char *cmd, rotq_model *m, const quant_cli *c, const
     *calib_tokens_in_text = 0;
     rotq_quant_options q = c->q;
     q.verbose = !c->quiet;
-    if (rotq_wq_calibrated(q.w_method) && rotq_quant_has_weights(&q)) {
+    if (rotq_quant_calibrated(&q) && rotq_quant_has_weights(&q)) {
         uint64_t bytes;
         bool wt;
         if (quant_cli_tokenize_file(cmd, tok, c->calib, 0, &calib, &n_calib, &bytes, &wt)) return 1;

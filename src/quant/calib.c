@@ -120,14 +120,25 @@ static rotq_status quantize_readers(walk *c, int32_t l, int64_t n, const rotq_ro
     }
     rotq_gptq_hinv hinv;
     rotq_status s;
+    /* the Hessian scale search reads H as measured; prepare() takes it as scratch */
+    double *Hm = NULL;
+    if (c->o->w_clip && c->o->w_scale == ROTQ_WSCALE_HESSIAN) {
+        if (!(Hm = malloc((size_t)(n * n) * sizeof *Hm))) return rotq_fail(ROTQ_ERR_NOMEM, "calib: out of memory for a Hessian copy");
+        memcpy(Hm, H, (size_t)(n * n) * sizeof *Hm);
+    }
     if (c->rf && l >= 0) {
         for (int64_t i = 0; i < n * n; i++) c->G[i] *= scale;
         s = rotq_gptq_prepare_asym(H, c->G, n, &c->o->gptq, c->o->w_method, &hinv);
     } else {
         s = rotq_gptq_prepare(H, n, &c->o->gptq, &hinv);
     }
-    if (s != ROTQ_OK) return l >= 0 ? rotq_fail_context(s, "layer %d, %s input", l, rotq_role_name(roles[0]))
-                                    : rotq_fail_context(s, "%s input", rotq_role_name(roles[0]));
+    if (s != ROTQ_OK) {
+        free(Hm);
+        return l >= 0 ? rotq_fail_context(s, "layer %d, %s input", l, rotq_role_name(roles[0]))
+                      : rotq_fail_context(s, "%s input", rotq_role_name(roles[0]));
+    }
+    hinv.H = Hm;
+    hinv.rtn = c->o->w_method == ROTQ_WQ_RTN;
     double group_loss = 0.0;
     for (int i = 0; i < n_roles && s == ROTQ_OK; i++) {
         rotq_tensor *t = rotq_model_role(c->m, roles[i], l);

@@ -37,6 +37,7 @@ void rotq_gptq_hinv_free(rotq_gptq_hinv *h) {
     free(h->hdiag);
     free(h->M);
     free(h->first);
+    free(h->H);
     memset(h, 0, sizeof *h);
 }
 
@@ -207,102 +208,15 @@ rotq_status rotq_gptq_prepare_asym(double *H, const double *G, int64_t n, const 
     return ROTQ_OK;
 }
 
-rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f,
-                               const rotq_gptq_options *o, double *loss, rotq_qweight **codes) {
-    if (codes) *codes = NULL;
-    ROTQ_TRY(rotq_wq_format_check(f));
-    if (h->n != cols)
-        return rotq_fail(ROTQ_ERR_ARG, "gptq: weights have %lld input columns, the Hessian %lld", (long long)cols,
-                         (long long)h->n);
-    if (rows <= 0 || o->block <= 0) return rotq_fail(ROTQ_ERR_ARG, "gptq: %lld rows, block %lld", (long long)rows, (long long)o->block);
-    for (int64_t i = 0; i < rows * cols; i++)
-        if (!isfinite(w[i]))
-            return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: weight [%lld, %lld] is %g; cannot quantize a non-finite weight",
-                             (long long)(i / cols), (long long)(i % cols), (double)w[i]);
-    int64_t group = f->group > 0 && f->group < cols ? f->group : 0;
-    int64_t n_groups = group ? (cols + group - 1) / group : 1;
-    /* a super-block format ties each row's group scales together: they are all chosen up front; so
-     * are a block type's (its codes must come back, act-order or not, to be packed) */
-    bool static_groups = group && (o->static_groups || f->super_groups > 0 || f->dtype != ROTQ_DTYPE_INVALID);
-    int64_t B = o->block < cols ? o->block : cols;
+/* GPTQ's sweep over W [rows, cols] (processing order) on the scales S, Z: each column rounded, its
+ * error spread over the columns left (none with h->rtn), lazily per block of B. Q (may be NULL)
+ * receives the codes; row_loss (zeroed by the caller) Σ (w − q)²/(2·U_ii²) per row. */
+static rotq_status gptq_sweep(double *W, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f, int64_t B,
+                              int64_t group, int64_t n_groups, bool static_groups, double *S, double *Z, uint8_t *Q,
+                              double *row_loss, const double *x0, double *Err) {
     int32_t maxq = rotq_wq_maxq(f);
     const double *U = h->U;
     const int64_t *perm = h->perm;
-    const double *hw = o->weighted_scales ? h->hdiag : NULL; /* clip search weighted by H's diagonal */
-
-    /* W in processing order; per-row scales as the reference takes them: per channel from the
-     * weights as given, static groups after dead columns are zeroed, dynamic groups on the fly */
-    double *W = malloc((size_t)(rows * cols) * sizeof(double));
-    double *Err = malloc((size_t)(rows * B) * sizeof(double));
-    double *S = calloc((size_t)(rows * n_groups), sizeof(double));
-    double *Z = calloc((size_t)(rows * n_groups), sizeof(double)); /* zero, or the group min (f->min_max) */
-    double *row_loss = calloc((size_t)rows, sizeof(double));
-    /* codes in processing order; a dynamic group under act-order spans scattered columns: no codes */
-    bool act_order = false;
-    for (int64_t c = 0; c < cols && !act_order; c++) act_order = perm[c] != c;
-    bool with_codes = codes && !(group && !static_groups && act_order);
-    uint8_t *Q = with_codes ? malloc((size_t)(rows * cols)) : NULL;
-    bool nomem = !W || !Err || !S || !Z || !row_loss || (with_codes && !Q);
-    if (!nomem) {
-#pragma omp parallel
-        {
-            double *orig = malloc((size_t)cols * sizeof(double));
-            if (!orig) {
-#pragma omp atomic write
-                nomem = true;
-            }
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < rows; r++) {
-                if (!orig) continue;
-                for (int64_t c = 0; c < cols; c++) orig[c] = w[r * cols + c];
-                if (!group) rotq_wq_params_weighted(orig, hw, cols, f, &S[r], &Z[r]);
-                for (int64_t c = 0; c < cols; c++)
-                    if (h->dead[c]) orig[c] = 0.0;
-                if (static_groups) {
-                    for (int64_t g = 0; g < n_groups; g++) {
-                        int64_t g0 = g * group, n = cols - g0 < group ? cols - g0 : group;
-                        rotq_wq_params_weighted(orig + g0, hw ? hw + g0 : NULL, n, f, &S[r * n_groups + g], &Z[r * n_groups + g]);
-                    }
-                    rotq_wq_super_scales(f, S + r * n_groups, f->min_max > 0 ? Z + r * n_groups : NULL, n_groups);
-                }
-                for (int64_t c = 0; c < cols; c++) W[r * cols + c] = orig[perm[c]];
-            }
-            free(orig);
-        }
-    }
-    if (nomem) {
-        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q);
-        return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
-    }
-    /* the asymmetric fits: Qronos' first value from the weights as given, then every row moves to
-     * its least-squares target w·M (dead columns stay 0) */
-    double *x0 = NULL;
-    if (h->first) {
-        x0 = malloc((size_t)rows * sizeof(double));
-        if (!x0) nomem = true;
-        for (int64_t r = 0; x0 && r < rows; r++) {
-            const double *wr = W + r * cols;
-            double acc = 0.0;
-            for (int64_t c = 0; c < cols; c++) acc += wr[c] * h->first[c];
-            x0[r] = acc;
-        }
-    }
-    if (h->M && !nomem) {
-        double *T = malloc((size_t)(rows * cols) * sizeof(double));
-        if (!T) nomem = true;
-        else {
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)cols, (blasint)cols, 1.0, W,
-                        (blasint)cols, h->M, (blasint)cols, 0.0, T, (blasint)cols);
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t c = 0; c < cols; c++) W[r * cols + c] = h->dead[perm[c]] ? 0.0 : T[r * cols + c];
-            free(T);
-        }
-    }
-    if (nomem) {
-        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0);
-        return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
-    }
-
     for (int64_t i1 = 0; i1 < cols; i1 += B) {
         int64_t i2 = i1 + B < cols ? i1 + B : cols, nb = i2 - i1;
         bool nomem_block = false;
@@ -351,21 +265,213 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                     rl += e * e;
                     wr[i] = q;
                     const double *ui = U + i * cols;
-                    for (int64_t j = i + 1; j < i2; j++) wr[j] -= e * ui[j];
+                    if (!h->rtn)
+                        for (int64_t j = i + 1; j < i2; j++) wr[j] -= e * ui[j];
                     er[i - i1] = e;
                 }
                 row_loss[r] += rl / 2.0;
             }
             free(start);
         }
-        if (nomem_block) {
-            free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0);
-            return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for group scratch");
-        }
+        if (nomem_block) return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for group scratch");
         /* lazy update of every later column: W[:, i2:] -= Err · U[i1:i2, i2:] */
-        if (i2 < cols)
+        if (i2 < cols && !h->rtn)
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)(cols - i2), (blasint)nb, -1.0,
                         Err, (blasint)B, U + i1 * cols + i2, (blasint)cols, 1.0, W + i2, (blasint)cols);
+    }
+
+    return ROTQ_OK;
+}
+
+/* The Hessian search for GPTQ, GPTAQ and Qronos: the scales whose sweep leaves the least output
+ * error, row by row. Candidates: the clip search's scales, the scales of least RTN output error
+ * (S, Z on entry, rotq_wq_params_hessian's), and the range shrunk by 1, 0.95, ..., 0.7; each row keeps
+ * the candidate of least loss (its sweep's ½(w − q)H(w − q)ᵀ, rows being independent), so the layer's
+ * loss is never above GPTQ's on either search's scales. Worig: the weights in the original column
+ * order (dead columns zeroed), whose ranges the candidates shrink. */
+static rotq_status gptq_scale_search(double *W, const double *Worig, int64_t rows, int64_t cols, const rotq_gptq_hinv *h,
+                                     const rotq_wq_format *f, int64_t B, int64_t group, int64_t n_groups, double *S, double *Z,
+                                     uint8_t *Q, double *row_loss, const double *x0, double *Err) {
+    static const double ratios[] = {1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7};
+    enum { N_CAND = 2 + sizeof ratios / sizeof ratios[0] };
+    int64_t gsize = group ? group : cols, ns = rows * n_groups;
+    double *W0 = malloc((size_t)(rows * cols) * sizeof *W0), *Wk = malloc((size_t)(rows * cols) * sizeof *Wk);
+    double *Sk = malloc((size_t)ns * sizeof *Sk), *Zk = malloc((size_t)ns * sizeof *Zk), *lk = malloc((size_t)rows * sizeof *lk);
+    double *Sh = malloc((size_t)ns * sizeof *Sh), *Zh = malloc((size_t)ns * sizeof *Zh);
+    uint8_t *Qk = Q ? malloc((size_t)(rows * cols)) : NULL;
+    rotq_status st = ROTQ_OK;
+    if (!W0 || !Wk || !Sk || !Zk || !lk || !Sh || !Zh || (Q && !Qk)) {
+        st = rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for the Hessian scale search of a %lld x %lld layer",
+                       (long long)rows, (long long)cols);
+        goto done;
+    }
+    memcpy(W0, W, (size_t)(rows * cols) * sizeof *W0);
+    memcpy(Sh, S, (size_t)ns * sizeof *Sh);
+    memcpy(Zh, Z, (size_t)ns * sizeof *Zh);
+    rotq_wq_format fclip = *f;
+    rotq_wq_format_set_search(&fclip, ROTQ_WSCALE_CLIP, 2.4);
+    for (int64_t r = 0; r < rows; r++) row_loss[r] = INFINITY;
+    for (int k = 0; k < N_CAND && st == ROTQ_OK; k++) {
+        if (k == 0) {
+            memcpy(Sk, Sh, (size_t)ns * sizeof *Sk);
+            memcpy(Zk, Zh, (size_t)ns * sizeof *Zk);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                for (int64_t g = 0; g < n_groups; g++) {
+                    int64_t g0 = g * gsize, n = cols - g0 < gsize ? cols - g0 : gsize;
+                    const double *x = Worig + r * cols + g0;
+                    if (k == 1) rotq_wq_params(x, n, &fclip, &Sk[r * n_groups + g], &Zk[r * n_groups + g]);
+                    else rotq_wq_params_ratio(x, n, f, ratios[k - 2], &Sk[r * n_groups + g], &Zk[r * n_groups + g]);
+                }
+                if (group) rotq_wq_super_scales(f, Sk + r * n_groups, NULL, n_groups);
+            }
+        }
+        memcpy(Wk, W0, (size_t)(rows * cols) * sizeof *Wk);
+        memset(lk, 0, (size_t)rows * sizeof *lk);
+        st = gptq_sweep(Wk, rows, cols, h, f, B, group, n_groups, group != 0, Sk, Zk, Qk, lk, x0, Err);
+        for (int64_t r = 0; st == ROTQ_OK && r < rows; r++) {
+            if (!(lk[r] < row_loss[r])) continue;
+            row_loss[r] = lk[r];
+            memcpy(W + r * cols, Wk + r * cols, (size_t)cols * sizeof *W);
+            memcpy(S + r * n_groups, Sk + r * n_groups, (size_t)n_groups * sizeof *S);
+            memcpy(Z + r * n_groups, Zk + r * n_groups, (size_t)n_groups * sizeof *Z);
+            if (Q) memcpy(Q + r * cols, Qk + r * cols, (size_t)cols);
+        }
+    }
+done:
+    free(W0); free(Wk); free(Sk); free(Zk); free(lk); free(Sh); free(Zh); free(Qk);
+    return st;
+}
+
+rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f,
+                               const rotq_gptq_options *o, double *loss, rotq_qweight **codes) {
+    if (codes) *codes = NULL;
+    ROTQ_TRY(rotq_wq_format_check(f));
+    if (h->n != cols)
+        return rotq_fail(ROTQ_ERR_ARG, "gptq: weights have %lld input columns, the Hessian %lld", (long long)cols,
+                         (long long)h->n);
+    if (rows <= 0 || o->block <= 0) return rotq_fail(ROTQ_ERR_ARG, "gptq: %lld rows, block %lld", (long long)rows, (long long)o->block);
+    for (int64_t i = 0; i < rows * cols; i++)
+        if (!isfinite(w[i]))
+            return rotq_fail(ROTQ_ERR_NUMERIC, "gptq: weight [%lld, %lld] is %g; cannot quantize a non-finite weight",
+                             (long long)(i / cols), (long long)(i % cols), (double)w[i]);
+    int64_t group = f->group > 0 && f->group < cols ? f->group : 0;
+    int64_t n_groups = group ? (cols + group - 1) / group : 1;
+    /* a super-block format ties each row's group scales together: they are all chosen up front; so
+     * are a block type's (its codes must come back, act-order or not, to be packed) */
+    bool hessian = f->mse && f->search == ROTQ_WSCALE_HESSIAN;
+    if (hessian && !h->H) return rotq_fail(ROTQ_ERR_ARG, "gptq: the Hessian scale search needs the layer's Hessian");
+    bool static_groups = group && (o->static_groups || f->super_groups > 0 || f->dtype != ROTQ_DTYPE_INVALID || hessian);
+    int64_t B = o->block < cols ? o->block : cols;
+    int32_t maxq = rotq_wq_maxq(f);
+    const int64_t *perm = h->perm;
+    const double *hw = o->weighted_scales ? h->hdiag : NULL; /* clip search weighted by H's diagonal */
+
+    /* W in processing order; per-row scales as the reference takes them: per channel from the
+     * weights as given, static groups after dead columns are zeroed, dynamic groups on the fly */
+    double *W = malloc((size_t)(rows * cols) * sizeof(double));
+    double *Err = malloc((size_t)(rows * B) * sizeof(double));
+    double *S = calloc((size_t)(rows * n_groups), sizeof(double));
+    double *Z = calloc((size_t)(rows * n_groups), sizeof(double)); /* zero, or the group min (f->min_max) */
+    double *row_loss = calloc((size_t)rows, sizeof(double));
+    /* codes in processing order; a dynamic group under act-order spans scattered columns: no codes */
+    bool act_order = false;
+    for (int64_t c = 0; c < cols && !act_order; c++) act_order = perm[c] != c;
+    bool with_codes = codes && !(group && !static_groups && act_order);
+    uint8_t *Q = with_codes ? malloc((size_t)(rows * cols)) : NULL;
+    bool nomem = !W || !Err || !S || !Z || !row_loss || (with_codes && !Q);
+    if (!nomem) {
+#pragma omp parallel
+        {
+            double *orig = malloc((size_t)cols * sizeof(double));
+            if (!orig) {
+#pragma omp atomic write
+                nomem = true;
+            }
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                if (!orig) continue;
+                for (int64_t c = 0; c < cols; c++) orig[c] = w[r * cols + c];
+                if (!group && !hessian) rotq_wq_params_weighted(orig, hw, cols, f, &S[r], &Z[r]);
+                for (int64_t c = 0; c < cols; c++)
+                    if (h->dead[c]) orig[c] = 0.0;
+                if (static_groups && !hessian) {
+                    for (int64_t g = 0; g < n_groups; g++) {
+                        int64_t g0 = g * group, n = cols - g0 < group ? cols - g0 : group;
+                        rotq_wq_params_weighted(orig + g0, hw ? hw + g0 : NULL, n, f, &S[r * n_groups + g], &Z[r * n_groups + g]);
+                    }
+                    rotq_wq_super_scales(f, S + r * n_groups, f->min_max > 0 ? Z + r * n_groups : NULL, n_groups);
+                }
+                for (int64_t c = 0; c < cols; c++) W[r * cols + c] = hessian ? orig[c] : orig[perm[c]];
+            }
+            free(orig);
+        }
+    }
+    /* the Hessian search on the weights as given (dead columns zeroed), in the original column
+     * order, then W to processing order */
+    double *Worig = NULL; /* the search of GPTQ's own loss shrinks the ranges of these */
+    if (hessian && !nomem) {
+        rotq_status hs = rotq_wq_params_hessian(W, rows, cols, group, h->H, f, S, Z);
+        if (hs == ROTQ_OK && !h->rtn) {
+            if (!(Worig = malloc((size_t)(rows * cols) * sizeof *Worig))) hs = rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory");
+            else memcpy(Worig, W, (size_t)(rows * cols) * sizeof *Worig);
+        }
+        double *row = hs == ROTQ_OK ? malloc((size_t)cols * sizeof *row) : NULL;
+        if (hs == ROTQ_OK && !row) hs = rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory");
+        for (int64_t r = 0; row && r < rows; r++) {
+            memcpy(row, W + r * cols, (size_t)cols * sizeof *row);
+            for (int64_t c = 0; c < cols; c++) W[r * cols + c] = row[perm[c]];
+            if (group) rotq_wq_super_scales(f, S + r * n_groups, NULL, n_groups);
+        }
+        free(row);
+        if (hs != ROTQ_OK) {
+            free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(Worig);
+            return hs;
+        }
+    }
+    if (nomem) {
+        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(Worig);
+        return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
+    }
+    /* the asymmetric fits: Qronos' first value from the weights as given, then every row moves to
+     * its least-squares target w·M (dead columns stay 0) */
+    double *x0 = NULL;
+    if (h->first) {
+        x0 = malloc((size_t)rows * sizeof(double));
+        if (!x0) nomem = true;
+        for (int64_t r = 0; x0 && r < rows; r++) {
+            const double *wr = W + r * cols;
+            double acc = 0.0;
+            for (int64_t c = 0; c < cols; c++) acc += wr[c] * h->first[c];
+            x0[r] = acc;
+        }
+    }
+    if (h->M && !nomem) {
+        double *T = malloc((size_t)(rows * cols) * sizeof(double));
+        if (!T) nomem = true;
+        else {
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)cols, (blasint)cols, 1.0, W,
+                        (blasint)cols, h->M, (blasint)cols, 0.0, T, (blasint)cols);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++) W[r * cols + c] = h->dead[perm[c]] ? 0.0 : T[r * cols + c];
+            free(T);
+        }
+    }
+    if (nomem) {
+        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0);
+        return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
+    }
+
+    rotq_status sw = ROTQ_OK;
+    if (hessian && !h->rtn)
+        sw = gptq_scale_search(W, Worig, rows, cols, h, f, B, group, n_groups, S, Z, Q, row_loss, x0, Err);
+    else
+        sw = gptq_sweep(W, rows, cols, h, f, B, group, n_groups, static_groups, S, Z, Q, row_loss, x0, Err);
+    free(Worig);
+    if (sw != ROTQ_OK) {
+        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0);
+        return sw;
     }
 
     /* back to the original column order, rounded once to float */

@@ -54,7 +54,7 @@ rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
 
 rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o) {
     rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
-    f.norm = o->w_clip_norm;
+    rotq_wq_format_set_search(&f, o->w_scale, o->w_clip_norm);
     f.scale_fp16 = o->w_scale_fp16;
     f.sym_range = o->w_sym_range;
     return f;
@@ -64,7 +64,7 @@ rotq_wq_format rotq_wq_format_for_dtype(const rotq_quant_options *o, rotq_dtype 
     rotq_block_grid g;
     if (!rotq_dtype_grid(t, &g)) return rotq_wq_format_from_options(o);
     rotq_wq_format f = rotq_wq_format_make(g.bits, g.asym, g.group, o->w_clip);
-    f.norm = o->w_clip_norm;
+    rotq_wq_format_set_search(&f, o->w_scale, o->w_clip_norm);
     f.super_groups = g.super_groups;
     f.super_max = g.super_max;
     f.scale_mant_bits = g.scale_mant_bits;
@@ -94,7 +94,8 @@ rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
         ROTQ_TRY(rotq_wq_format_check(&f));
         if (o->w_group == 0) return rotq_fail(ROTQ_ERR_ARG, "quant: weight group 0 (use -1 for per channel)");
     }
-    if (rotq_wq_calibrated(o->w_method) && (typed || o->w_bits < 16)) {
+    if ((unsigned)o->w_scale > ROTQ_WSCALE_HESSIAN) return rotq_fail(ROTQ_ERR_ARG, "quant: weight scale search %d", (int)o->w_scale);
+    if (rotq_quant_calibrated(o) && (typed || o->w_bits < 16)) {
         if (o->nsamples <= 0 || o->calib_ctx <= 1)
             return rotq_fail(ROTQ_ERR_ARG, "quant: GPTQ needs calibration windows (got %lld of %lld tokens)",
                              (long long)o->nsamples, (long long)o->calib_ctx);
@@ -128,6 +129,23 @@ size_t rotq_act_format_describe(char *out, size_t size, const char *name, const 
                             range_desc(f->asym, f->range));
 }
 
+static const char *scale_desc(rotq_w_scale s) {
+    return s == ROTQ_WSCALE_MSE ? "MSE scale search" : s == ROTQ_WSCALE_HESSIAN ? "Hessian scale search" : "clip-search";
+}
+
+const char *rotq_w_scale_name(rotq_w_scale s) {
+    switch (s) {
+    case ROTQ_WSCALE_CLIP: return "clip";
+    case ROTQ_WSCALE_MSE: return "mse";
+    case ROTQ_WSCALE_HESSIAN: return "hessian";
+    }
+    return "?";
+}
+
+bool rotq_quant_calibrated(const rotq_quant_options *o) {
+    return rotq_wq_calibrated(o->w_method) || (o->w_method == ROTQ_WQ_RTN && o->w_clip && o->w_scale == ROTQ_WSCALE_HESSIAN);
+}
+
 static const char *method_label(rotq_wq_method m) {
     return m == ROTQ_WQ_GPTQ ? "GPTQ" : m == ROTQ_WQ_GPTAQ ? "GPTAQ" : m == ROTQ_WQ_QRONOS ? "Qronos" : "RTN";
 }
@@ -137,23 +155,25 @@ void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
 #define ROOM (n < size ? size - n : 0)
     if (rotq_quant_has_types(o)) {
         const rotq_type_plan *p = &o->w_types;
-        n += (size_t)snprintf(out + n, ROOM, "W %s on each GGUF type's grid: %s%s%s", method_label(o->w_method),
-                              p->mixture[0] ? p->mixture : "rules only", p->pure ? " pure" : "", o->w_clip ? ", clip-search" : "");
+        n += (size_t)snprintf(out + n, ROOM, "W %s on each GGUF type's grid: %s%s%s%s", method_label(o->w_method),
+                              p->mixture[0] ? p->mixture : "rules only", p->pure ? " pure" : "", o->w_clip ? ", " : "",
+                              o->w_clip ? scale_desc(o->w_scale) : "");
         if (p->embed_type != ROTQ_DTYPE_INVALID) n += (size_t)snprintf(out + n, ROOM, ", token_embd %s", rotq_dtype_name(p->embed_type));
         if (p->output_type != ROTQ_DTYPE_INVALID) n += (size_t)snprintf(out + n, ROOM, ", output %s", rotq_dtype_name(p->output_type));
         for (int32_t i = 0; i < p->n_rules; i++)
             n += (size_t)snprintf(out + n, ROOM, ", %s=%s", p->rules[i].pattern, rotq_dtype_name(p->rules[i].type));
         if (rotq_wq_calibrated(o->w_method))
             n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
-                                  o->gptq.act_order ? ", act-order" : "", o->gptq.weighted_scales ? ", H-weighted clip search" : "");
+                                  o->gptq.act_order ? ", act-order" : "", o->gptq.weighted_scales && o->w_scale != ROTQ_WSCALE_HESSIAN ? ", H-weighted clip search" : "");
     } else if (o->w_method == ROTQ_WQ_NONE || o->w_bits >= 16) {
         n += (size_t)snprintf(out + n, ROOM, "W float");
     } else {
         char grp[48];
         if (o->w_group > 0) snprintf(grp, sizeof grp, "groups of %lld", (long long)o->w_group);
         else snprintf(grp, sizeof grp, "per-channel");
-        char clip[48] = "";
-        if (o->w_clip && o->w_clip_norm == 2.4) snprintf(clip, sizeof clip, " clip-search");
+        char clip[64] = "";
+        if (o->w_clip && o->w_scale != ROTQ_WSCALE_CLIP) snprintf(clip, sizeof clip, " %s", scale_desc(o->w_scale));
+        else if (o->w_clip && o->w_clip_norm == 2.4) snprintf(clip, sizeof clip, " clip-search");
         else if (o->w_clip) snprintf(clip, sizeof clip, " clip-search |w-q|^%g", o->w_clip_norm);
         n += (size_t)snprintf(out + n, ROOM, "W%d %s %s %s%s%s", o->w_bits, method_label(o->w_method),
                               o->w_asym ? "asym" : "sym", grp, clip,
@@ -162,7 +182,7 @@ void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
             n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
                                   o->gptq.act_order ? ", act-order" : "",
                                   o->gptq.static_groups && o->w_group > 0 ? ", static groups" : "",
-                                  o->gptq.weighted_scales ? ", H-weighted clip search" : "");
+                                  o->gptq.weighted_scales && o->w_scale != ROTQ_WSCALE_HESSIAN ? ", H-weighted clip search" : "");
     }
     n += (size_t)snprintf(out + n, ROOM, " / ");
     n += rotq_act_format_describe(out + n, ROOM, "A", &o->act, "per-token", -1);
@@ -268,7 +288,7 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
         char *d = m->quant_desc;
         rotq_quant_describe(o, d, size);
         n = strlen(d);
-        if (rotq_wq_calibrated(o->w_method) && n < size)
+        if (rotq_quant_calibrated(o) && n < size)
             snprintf(d + n, size - n, "; %s calibration %lld windows of %lld tokens, seed %llu", method_label(o->w_method), (long long)o->nsamples,
                      (long long)o->calib_ctx, (unsigned long long)o->seed);
     }
@@ -291,7 +311,7 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
         }
     }
 
-    if (o->w_method == ROTQ_WQ_RTN) {
+    if (!rotq_quant_calibrated(o)) {
         double t0 = rotq_now_s();
         for (int32_t l = 0; l < L; l++) {
             rotq_role roles[8];
@@ -315,7 +335,8 @@ static rotq_status quantize_linears(rotq_model *m, const rotq_quant_options *o, 
         return ROTQ_OK;
     }
 
-    /* GPTQ (an untied output matrix with a type too: it becomes float32 before the runner borrows it) */
+    /* GPTQ, and RTN on Hessian-searched scales, through calibration (an untied output matrix with
+     * a type too: it becomes float32 before the runner borrows it) */
     rotq_tensor *head = rotq_quant_gptq_head(m, o, types);
     if (head) ROTQ_TRY(own_f32(head));
     int64_t ctx = o->calib_ctx;

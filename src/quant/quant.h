@@ -28,6 +28,8 @@ typedef struct rotq_wq_format {
     bool asym;
     int64_t group;    /* input columns per scale; <= 0: one scale per output row */
     bool mse;         /* search the clip ratio minimizing sum |w - q(w)|^norm (QuaRot --w_clip) */
+    rotq_w_scale search; /* which search (rotq_wq_format_set_search sets norm, grid, maxshrink to match);
+                         HESSIAN is rotq_wq_params_hessian's, rotq_wq_params then searches as CLIP */
     double norm;      /* 2.4 as QuaRot */
     int32_t grid;     /* 100: ratios 1, 0.99, ... */
     double maxshrink; /* 0.8: ratios 1 - i/grid for i < floor(maxshrink·grid) (1 down to 0.21) */
@@ -58,6 +60,9 @@ void rotq_wq_super_scales(const rotq_wq_format *f, double *s, double *mn, int64_
 /* bits-bit weight format with the reference search constants. */
 rotq_wq_format rotq_wq_format_make(int32_t bits, bool asym, int64_t group, bool mse);
 rotq_status rotq_wq_format_check(const rotq_wq_format *f);
+/* The search's constants: MSE is Brevitas' (norm 2, ratios 0.05 ... 1); CLIP and HESSIAN QuaRot's
+ * ratios 1 ... 0.21 with CLIP's error Σ|w − q|^clip_norm. */
+void rotq_wq_format_set_search(rotq_wq_format *f, rotq_w_scale search, double clip_norm);
 /* Largest integer of the grid: 2^(b-1)-1 symmetric, 2^b-1 asymmetric. */
 int32_t rotq_wq_maxq(const rotq_wq_format *f);
 
@@ -67,6 +72,15 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
 /* The same with the clip search's error weighted per value by w[0..n) (NULL: unweighted), e.g. by
  * the Hessian diagonal, as llama.cpp weights its scale search by an importance matrix. */
 void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const rotq_wq_format *f, double *scale, double *zero);
+/* The grid of x's range shrunk by p (1: the full range), no search (integer grids). */
+void rotq_wq_params_ratio(const double *x, int64_t n, const rotq_wq_format *f, double p, double *scale, double *zero);
+/* The Hessian search (f->search HESSIAN with f->mse): for every row of W [rows, cols] and group of
+ * columns (group <= 0: the whole row), the candidate grid of least (w − q(w)) H_gg (w − q(w))ᵀ, H_gg
+ * the group's diagonal block of H [cols, cols]: the layer-output error RTN on that grid leaves
+ * (with the other groups exact). S, Z [rows, groups]. Integer grids (no float mins). Uses BLAS:
+ * call outside OpenMP regions. */
+rotq_status rotq_wq_params_hessian(const double *W, int64_t rows, int64_t cols, int64_t group, const double *H,
+                                   const rotq_wq_format *f, double *S, double *Z);
 /* The weight grid's encoding: the code of x on a grid of (scale, zero), and the value of a code.
  * Codes are unsigned for both grids: symmetric ones store q + 2^(b-1) with zero code 2^(b-1)
  * (rotq_wq_zero_code), asymmetric ones q itself with the grid's zero, so one layout serves both (as
@@ -150,6 +164,10 @@ typedef struct rotq_gptq_hinv {
                           target w* = w·M, the float layer's output refitted on the quantized inputs */
     double *first;     /* [n] Qronos: the first processed column is rounded from Σ w_c·first[c], the
                           best value for it with every other column as given (processing order) */
+    /* set by the caller after prepare (freed with the rest): */
+    double *H;         /* [n, n] the Hessian as measured (undamped, original order) for the Hessian
+                          scale search, or NULL */
+    bool rtn;          /* round every column to nearest, no error feedback (RTN on the searched scales) */
 } rotq_gptq_hinv;
 
 

@@ -1,5 +1,6 @@
 /* Weight grids: scale/zero per row or group (GPTQ/QuaRot find_params, with its MSE clip search) and
  * round-to-nearest over a whole matrix. Computed in double; the result is rounded once to float. */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +9,22 @@
 #include "quant/quant.h"
 
 rotq_wq_format rotq_wq_format_make(int32_t bits, bool asym, int64_t group, bool mse) {
-    return (rotq_wq_format){.bits = bits, .asym = asym, .group = group, .mse = mse, .norm = 2.4, .grid = 100,
-                            .maxshrink = 0.8, .dtype = ROTQ_DTYPE_INVALID};
+    return (rotq_wq_format){.bits = bits, .asym = asym, .group = group, .mse = mse, .search = ROTQ_WSCALE_CLIP, .norm = 2.4,
+                            .grid = 100, .maxshrink = 0.8, .dtype = ROTQ_DTYPE_INVALID};
+}
+
+void rotq_wq_format_set_search(rotq_wq_format *f, rotq_w_scale search, double clip_norm) {
+    f->search = search;
+    if (search == ROTQ_WSCALE_MSE) {
+        /* Brevitas' weight MSE: 20 ranges from max/20 to max, squared error */
+        f->norm = 2.0;
+        f->grid = 20;
+        f->maxshrink = 1.0;
+    } else {
+        f->norm = clip_norm;
+        f->grid = 100;
+        f->maxshrink = 0.8;
+    }
 }
 
 rotq_status rotq_wq_format_check(const rotq_wq_format *f) {
@@ -18,6 +33,10 @@ rotq_status rotq_wq_format_check(const rotq_wq_format *f) {
     if (f->mse && (!(f->norm > 0) || f->grid < 1 || !(f->maxshrink > 0 && f->maxshrink <= 1)))
         return rotq_fail(ROTQ_ERR_ARG, "quant: clip search needs norm > 0, grid >= 1, 0 < maxshrink <= 1 (got %g, %d, %g)",
                          f->norm, f->grid, f->maxshrink);
+    if ((unsigned)f->search > ROTQ_WSCALE_HESSIAN)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: scale search %d (clip, mse or hessian)", (int)f->search);
+    if (f->mse && f->search == ROTQ_WSCALE_HESSIAN && f->min_max > 0)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: the Hessian scale search needs an integer grid (not float group mins, as Q4_K/Q5_K)");
     if ((unsigned)f->sym_range > ROTQ_SYM_SIGNED)
         return rotq_fail(ROTQ_ERR_ARG, "quant: symmetric range convention %d (maxq, full or signed)", (int)f->sym_range);
     if (f->min_max > 0 && (!f->asym || f->super_groups <= 0))
@@ -174,57 +193,80 @@ void rotq_wq_params(const double *x, int64_t n, const rotq_wq_format *f, double 
     rotq_wq_params_weighted(x, NULL, n, f, scale, zero);
 }
 
-void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const rotq_wq_format *f, double *scale, double *zero) {
-    /* the range always holds 0, so a row of one sign still represents 0 exactly */
-    double xmin = 0.0, xmax = 0.0;
+/* A row's or group's range: [xmin, xmax] ∋ 0 (so a row of one sign still represents 0 exactly),
+ * and for symmetric grids the side its largest magnitude lies on. */
+typedef struct wq_range {
+    double xmin, xmax, sign, levels;
+} wq_range;
+
+static wq_range wq_range_of(const double *x, int64_t n, const rotq_wq_format *f) {
+    wq_range g = {0.0, 0.0, 1.0, rotq_wq_maxq(f)};
     for (int64_t i = 0; i < n; i++) {
         double v = x[i];
-        if (v < xmin) xmin = v;
-        if (v > xmax) xmax = v;
+        if (v < g.xmin) g.xmin = v;
+        if (v > g.xmax) g.xmax = v;
     }
-    if (f->min_max > 0) {
-        params_min(x, w, n, f, xmin, xmax, scale, zero);
-        return;
-    }
-    int32_t maxq = rotq_wq_maxq(f);
-    double s, z;
     /* the full ranges use the grid's extra level −(maxq+1): steps of max/(maxq+1) instead of
      * max/maxq; a signed scale (Q4_0's float16 d may be negative) puts that level on the side of the
      * largest magnitude, as llama.cpp does, where FULL clips a positive maximum to +maxq (Brevitas) */
-    double sign = 1.0, levels = maxq;
-    if (!f->asym && f->sym_range != ROTQ_SYM_MAXQ) levels = maxq + 1;
-    if (!f->asym && f->sym_range == ROTQ_SYM_SIGNED) sign = xmax > -xmin ? -1.0 : 1.0;
+    if (!f->asym && f->sym_range != ROTQ_SYM_MAXQ) g.levels += 1.0;
+    if (!f->asym && f->sym_range == ROTQ_SYM_SIGNED) g.sign = g.xmax > -g.xmin ? -1.0 : 1.0;
     if (!f->asym) {
-        xmax = fmax(-xmin, xmax);
-        if (xmax < 1e-5) xmax = 1e-5;
-        s = xmax / levels;
-        if (f->scale_fp16) s = to_fp16(s);
-        s *= sign;
-        z = 0.0;
-    } else {
-        if (xmin == 0.0 && xmax == 0.0) { xmin = -1.0; xmax = 1.0; }
-        s = fmax(xmax - xmin, 1e-5) / maxq;
-        if (f->scale_fp16) s = to_fp16_bits(s, f->scale_mant_bits);
-        z = nearbyint(-xmin / s);
+        g.xmax = fmax(-g.xmin, g.xmax);
+        if (g.xmax < 1e-5) g.xmax = 1e-5;
+    } else if (g.xmin == 0.0 && g.xmax == 0.0) {
+        g.xmin = -1.0;
+        g.xmax = 1.0;
     }
+    return g;
+}
+
+/* The grid of the range shrunk by p, as the reference's find_params; base: the unsearched range
+ * (p = 1 with GPTQ's 1e-5 floor on an asymmetric range). */
+static void wq_candidate(const wq_range *g, const rotq_wq_format *f, double p, bool base, double *s, double *z) {
+    if (!f->asym) {
+        double s1 = p * g->xmax / g->levels;
+        if (f->scale_fp16) s1 = to_fp16(s1);
+        *s = s1 * g->sign;
+        *z = 0.0;
+        return;
+    }
+    int32_t maxq = rotq_wq_maxq(f);
+    double lo = p * g->xmin, hi = p * g->xmax;
+    double s1 = base ? fmax(hi - lo, 1e-5) / maxq : (hi - lo) / maxq;
+    if (f->scale_fp16) s1 = to_fp16_bits(s1, f->scale_mant_bits);
+    *s = s1;
+    *z = nearbyint(-lo / s1);
+}
+
+/* The search's shrink ratios: i-th of rotq_wq_search_steps(f). CLIP and HESSIAN go 1, 0.99, ...
+ * (the first ratio of least error kept, as QuaRot); MSE goes up from 1/grid to 1 as Brevitas' grid
+ * search (its first least error kept too: ties take the smaller range). */
+static int32_t wq_search_steps(const rotq_wq_format *f) { return (int32_t)(f->maxshrink * f->grid); }
+static double wq_search_ratio(const rotq_wq_format *f, int32_t i) {
+    return f->search == ROTQ_WSCALE_MSE ? (double)(i + 1) / f->grid : 1.0 - (double)i / f->grid;
+}
+
+void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const rotq_wq_format *f, double *scale, double *zero) {
+    if (f->min_max > 0) {
+        double xmin = 0.0, xmax = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            if (x[i] < xmin) xmin = x[i];
+            if (x[i] > xmax) xmax = x[i];
+        }
+        params_min(x, w, n, f, xmin, xmax, scale, zero);
+        return;
+    }
+    wq_range g = wq_range_of(x, n, f);
+    int32_t maxq = rotq_wq_maxq(f);
+    double s, z;
+    wq_candidate(&g, f, 1.0, true, &s, &z);
     if (f->mse) {
-        /* shrink the range by p = 1, 0.99, ...; keep the first p of least error (as the reference) */
         double best = INFINITY;
-        int32_t steps = (int32_t)(f->maxshrink * f->grid);
+        int32_t steps = wq_search_steps(f);
         for (int32_t i = 0; i < steps; i++) {
-            double p = 1.0 - (double)i / f->grid;
             double s1, z1;
-            if (!f->asym) {
-                s1 = p * xmax / levels;
-                if (f->scale_fp16) s1 = to_fp16(s1);
-                s1 *= sign;
-                z1 = 0.0;
-            } else {
-                double lo = p * xmin, hi = p * xmax;
-                s1 = (hi - lo) / maxq;
-                if (f->scale_fp16) s1 = to_fp16_bits(s1, f->scale_mant_bits);
-                z1 = nearbyint(-lo / s1);
-            }
+            wq_candidate(&g, f, wq_search_ratio(f, i), false, &s1, &z1);
             /* round(x/s) + z clamped to [0, maxq], minus z, is round(x/s) clamped to [-z, maxq - z] */
             double err = f->asym ? grid_error_bounded(x, w, n, s1, -z1, maxq - z1, f->norm, best)
                                  : grid_error_bounded(x, w, n, s1, -(double)maxq - 1.0, maxq, f->norm, best);
@@ -233,6 +275,60 @@ void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const 
     }
     *scale = s;
     *zero = z;
+}
+
+void rotq_wq_params_ratio(const double *x, int64_t n, const rotq_wq_format *f, double p, double *scale, double *zero) {
+    wq_range g = wq_range_of(x, n, f);
+    wq_candidate(&g, f, p, p == 1.0, scale, zero);
+}
+
+rotq_status rotq_wq_params_hessian(const double *W, int64_t rows, int64_t cols, int64_t group, const double *H,
+                                   const rotq_wq_format *f, double *S, double *Z) {
+    if (f->min_max > 0) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: the Hessian scale search needs an integer grid (not float group mins)");
+    if (group <= 0 || group > cols) group = cols;
+    int64_t ng = (cols + group - 1) / group;
+    int32_t maxq = rotq_wq_maxq(f), steps = f->mse ? wq_search_steps(f) : 0;
+    double *E = malloc((size_t)(rows * group) * sizeof *E), *F = malloc((size_t)(rows * group) * sizeof *F);
+    double *best = malloc((size_t)rows * sizeof *best);
+    wq_range *rg = malloc((size_t)rows * sizeof *rg);
+    if (!E || !F || !best || !rg) {
+        free(E); free(F); free(best); free(rg);
+        return rotq_fail(ROTQ_ERR_NOMEM, "quant: out of memory for the Hessian scale search of a %lld x %lld layer",
+                         (long long)rows, (long long)cols);
+    }
+    for (int64_t g0 = 0; g0 < cols; g0 += group) {
+        int64_t n = cols - g0 < group ? cols - g0 : group, gi = g0 / group;
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            rg[r] = wq_range_of(W + r * cols + g0, n, f);
+            wq_candidate(&rg[r], f, 1.0, true, &S[r * ng + gi], &Z[r * ng + gi]);
+            best[r] = INFINITY;
+        }
+        for (int32_t i = 0; i < steps; i++) {
+            double p = wq_search_ratio(f, i);
+            /* E = w − q(w) on the candidate grid, F = E·H over the group's columns, error Σ E∘F per row */
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                double s1, z1;
+                wq_candidate(&rg[r], f, p, false, &s1, &z1);
+                const double *x = W + r * cols + g0;
+                for (int64_t c = 0; c < n; c++) E[r * n + c] = x[c] - rotq_wq_qdq(x[c], s1, z1, maxq, f->asym);
+            }
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)n, (blasint)n, 1.0, E, (blasint)n,
+                        H + g0 * cols + g0, (blasint)cols, 0.0, F, (blasint)n);
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                double err = 0.0;
+                for (int64_t c = 0; c < n; c++) err += E[r * n + c] * F[r * n + c];
+                if (err < best[r]) {
+                    best[r] = err;
+                    wq_candidate(&rg[r], f, p, false, &S[r * ng + gi], &Z[r * ng + gi]);
+                }
+            }
+        }
+    }
+    free(E); free(F); free(best); free(rg);
+    return ROTQ_OK;
 }
 
 /* One super-block's values v[0..n) become d·k, d = float16(max |v| / top), integer k in [lo, top] (the
