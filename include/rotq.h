@@ -318,6 +318,8 @@ typedef enum rotq_wq_method { ROTQ_WQ_NONE = 0, ROTQ_WQ_RTN, ROTQ_WQ_GPTQ, ROTQ_
  *   CLIP     QuaRot's clip search: the range shrunk by 1, 0.99, ..., 0.21, the ratio of least
  *            Σ|w − q(w)|^p (p = w_clip_norm, 2.4)
  *   MSE      Brevitas' L2 search: the range shrunk by 0.05, 0.10, ..., 1, the ratio of least Σ(w − q(w))²
+ *            (symmetric grids exactly as Brevitas; asymmetric ones shrink both ends together, where
+ *            Brevitas searches the zero point apart)
  *   HESSIAN  the error GPTQ itself measures: ratios as CLIP, the least (w − q(w)) H (w − q(w))ᵀ over the
  *            row or group with H the layer input's Hessian (2XᵀX/N) from calibration (RTN too then
  *            calibrates; groups then take static scales) */

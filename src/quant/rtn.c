@@ -239,7 +239,7 @@ static void wq_candidate(const wq_range *g, const rotq_wq_format *f, double p, b
     *z = nearbyint(-lo / s1);
 }
 
-/* The search's shrink ratios: i-th of rotq_wq_search_steps(f). CLIP and HESSIAN go 1, 0.99, ...
+/* The search's shrink ratios: the i-th of wq_search_steps(f). CLIP and HESSIAN go 1, 0.99, ...
  * (the first ratio of least error kept, as QuaRot); MSE goes up from 1/grid to 1 as Brevitas' grid
  * search (its first least error kept too: ties take the smaller range). */
 static int32_t wq_search_steps(const rotq_wq_format *f) { return (int32_t)(f->maxshrink * f->grid); }
