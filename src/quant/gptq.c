@@ -297,24 +297,21 @@ static rotq_status gptq_scale_search(double *W, const double *Worig, int64_t row
     int64_t gsize = group ? group : cols, ns = rows * n_groups;
     double *W0 = malloc((size_t)(rows * cols) * sizeof *W0), *Wk = malloc((size_t)(rows * cols) * sizeof *Wk);
     double *Sk = malloc((size_t)ns * sizeof *Sk), *Zk = malloc((size_t)ns * sizeof *Zk), *lk = malloc((size_t)rows * sizeof *lk);
-    double *Sh = malloc((size_t)ns * sizeof *Sh), *Zh = malloc((size_t)ns * sizeof *Zh);
     uint8_t *Qk = Q ? malloc((size_t)(rows * cols)) : NULL;
     rotq_status st = ROTQ_OK;
-    if (!W0 || !Wk || !Sk || !Zk || !lk || !Sh || !Zh || (Q && !Qk)) {
+    if (!W0 || !Wk || !Sk || !Zk || !lk || (Q && !Qk)) {
         st = rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for the Hessian scale search of a %lld x %lld layer",
                        (long long)rows, (long long)cols);
         goto done;
     }
     memcpy(W0, W, (size_t)(rows * cols) * sizeof *W0);
-    memcpy(Sh, S, (size_t)ns * sizeof *Sh);
-    memcpy(Zh, Z, (size_t)ns * sizeof *Zh);
     rotq_wq_format fclip = *f;
     rotq_wq_format_set_search(&fclip, ROTQ_WSCALE_CLIP, 2.4);
     for (int64_t r = 0; r < rows; r++) row_loss[r] = INFINITY;
     for (int k = 0; k < N_CAND && st == ROTQ_OK; k++) {
-        if (k == 0) {
-            memcpy(Sk, Sh, (size_t)ns * sizeof *Sk);
-            memcpy(Zk, Zh, (size_t)ns * sizeof *Zk);
+        if (k == 0) { /* S, Z as given: rows take a later candidate's only after this one is swept */
+            memcpy(Sk, S, (size_t)ns * sizeof *Sk);
+            memcpy(Zk, Z, (size_t)ns * sizeof *Zk);
         } else {
 #pragma omp parallel for schedule(static)
             for (int64_t r = 0; r < rows; r++) {
@@ -340,7 +337,7 @@ static rotq_status gptq_scale_search(double *W, const double *Worig, int64_t row
         }
     }
 done:
-    free(W0); free(Wk); free(Sk); free(Zk); free(lk); free(Sh); free(Zh); free(Qk);
+    free(W0); free(Wk); free(Sk); free(Zk); free(lk); free(Qk);
     return st;
 }
 
@@ -380,7 +377,9 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
     for (int64_t c = 0; c < cols && !act_order; c++) act_order = perm[c] != c;
     bool with_codes = codes && !(group && !static_groups && act_order);
     uint8_t *Q = with_codes ? malloc((size_t)(rows * cols)) : NULL;
-    bool nomem = !W || !Err || !S || !Z || !row_loss || (with_codes && !Q);
+    /* the Hessian search reads the weights as given (dead columns zeroed) in the original order */
+    double *Worig = hessian ? malloc((size_t)(rows * cols) * sizeof(double)) : NULL;
+    bool nomem = !W || !Err || !S || !Z || !row_loss || (with_codes && !Q) || (hessian && !Worig);
     if (!nomem) {
 #pragma omp parallel
         {
@@ -403,32 +402,20 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
                     }
                     rotq_wq_super_scales(f, S + r * n_groups, f->min_max > 0 ? Z + r * n_groups : NULL, n_groups);
                 }
-                for (int64_t c = 0; c < cols; c++) W[r * cols + c] = hessian ? orig[c] : orig[perm[c]];
+                if (Worig) memcpy(Worig + r * cols, orig, (size_t)cols * sizeof(double));
+                for (int64_t c = 0; c < cols; c++) W[r * cols + c] = orig[perm[c]];
             }
             free(orig);
         }
     }
-    /* the Hessian search on the weights as given (dead columns zeroed), in the original column
-     * order, then W to processing order */
-    double *Worig = NULL; /* the search of GPTQ's own loss shrinks the ranges of these */
     if (hessian && !nomem) {
-        rotq_status hs = rotq_wq_params_hessian(W, rows, cols, group, h->H, f, S, Z);
-        if (hs == ROTQ_OK && !h->rtn) {
-            if (!(Worig = malloc((size_t)(rows * cols) * sizeof *Worig))) hs = rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory");
-            else memcpy(Worig, W, (size_t)(rows * cols) * sizeof *Worig);
-        }
-        double *row = hs == ROTQ_OK ? malloc((size_t)cols * sizeof *row) : NULL;
-        if (hs == ROTQ_OK && !row) hs = rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory");
-        for (int64_t r = 0; row && r < rows; r++) {
-            memcpy(row, W + r * cols, (size_t)cols * sizeof *row);
-            for (int64_t c = 0; c < cols; c++) W[r * cols + c] = row[perm[c]];
-            if (group) rotq_wq_super_scales(f, S + r * n_groups, NULL, n_groups);
-        }
-        free(row);
+        rotq_status hs = rotq_wq_params_hessian(Worig, rows, cols, group, h->H, f, S, Z);
         if (hs != ROTQ_OK) {
             free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(Worig);
             return hs;
         }
+        if (group)
+            for (int64_t r = 0; r < rows; r++) rotq_wq_super_scales(f, S + r * n_groups, NULL, n_groups);
     }
     if (nomem) {
         free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(Worig);
@@ -459,7 +446,7 @@ rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_
         }
     }
     if (nomem) {
-        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0);
+        free(W); free(Err); free(S); free(Z); free(row_loss); free(Q); free(x0); free(Worig);
         return rotq_fail(ROTQ_ERR_NOMEM, "gptq: out of memory for a %lld x %lld layer", (long long)rows, (long long)cols);
     }
 
