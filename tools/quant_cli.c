@@ -105,11 +105,10 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
         } else if (cli_is(a, "--w-quant")) {
             if (!(v = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--w-quant needs rtn, gptq, gptaq or qronos");
-            if (strcmp(v, "rtn") == 0) c->q.w_method = ROTQ_WQ_RTN;
-            else if (strcmp(v, "gptq") == 0) c->q.w_method = ROTQ_WQ_GPTQ;
-            else if (strcmp(v, "gptaq") == 0) c->q.w_method = ROTQ_WQ_GPTAQ;
-            else if (strcmp(v, "qronos") == 0) c->q.w_method = ROTQ_WQ_QRONOS;
-            else return -cli_usage(cmd, "--w-quant %s: expected rtn, gptq, gptaq or qronos", v);
+            int m = ROTQ_WQ_RTN; /* the library's names */
+            while (m <= ROTQ_WQ_QRONOS && strcmp(v, rotq_wq_method_name((rotq_wq_method)m)) != 0) m++;
+            if (m > ROTQ_WQ_QRONOS) return -cli_usage(cmd, "--w-quant %s: expected rtn, gptq, gptaq or qronos", v);
+            c->q.w_method = (rotq_wq_method)m;
         } else if (cli_is(a, "--calib-acts")) {
             v = cli_value(argc, argv, &i);
             if (v && strcmp(v, "quant") == 0) c->q.calib_float_acts = false;
@@ -138,10 +137,10 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         }
         else if (cli_is(a, "--w-scale")) {
             v = cli_value(argc, argv, &i);
-            if (v && strcmp(v, "clip") == 0) c->q.w_scale = ROTQ_WSCALE_CLIP;
-            else if (v && strcmp(v, "mse") == 0) c->q.w_scale = ROTQ_WSCALE_MSE;
-            else if (v && strcmp(v, "hessian") == 0) c->q.w_scale = ROTQ_WSCALE_HESSIAN;
-            else return -cli_usage(cmd, "--w-scale %s: expected clip, mse or hessian", v ? v : "(nothing)");
+            int k = ROTQ_WSCALE_CLIP; /* the library's names */
+            while (v && k <= ROTQ_WSCALE_HESSIAN && strcmp(v, rotq_w_scale_name((rotq_w_scale)k)) != 0) k++;
+            if (!v || k > ROTQ_WSCALE_HESSIAN) return -cli_usage(cmd, "--w-scale %s: expected clip, mse or hessian", v ? v : "(nothing)");
+            c->q.w_scale = (rotq_w_scale)k;
             c->q.w_clip = true;
             c->clip_set = true;
         }
