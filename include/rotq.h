@@ -208,7 +208,8 @@ typedef enum rotq_rotation_choice {
 
 typedef struct rotq_rotate_options {
     rotq_rotation_choice r1, r2;  /* fused rotations: residual stream, per head V->O */
-    const char *r1_file, *r2_file;
+    const char *r1_file, *r2_file; /* a .safetensors matrix, or a folder of learned rotations
+                                      (r1.safetensors, r2.layerL.safetensors: rotq_learn_rotations) */
     bool r3, r4;               /* online Hadamards: Q/K after RoPE, down_proj input */
     bool fuse_norms;           /* fold norm weights into the linears they feed (needed by R1) */
     uint64_t seed;
@@ -427,6 +428,67 @@ ROTQ_API bool rotq_quant_has_runtime(const rotq_quant_options *o);
  * linears become owned float32 tensors. calib may be NULL for RTN. */
 ROTQ_API rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, const int32_t *calib, int64_t n_calib,
                                   rotq_quant_report *rep);
+
+/* ---- learned rotations (learn/learn.c; docs/learned-rotations.md) --------------------------------
+ * SpinQuant's optimisation: R1 (residual stream) and one R2 per layer (per head, V → O) learned by
+ * Cayley SGD on the orthogonal group through the fake-quantized network, the weights frozen. The
+ * network computes with the rotations applied where they matter — each quantizer sees its input
+ * through the rotation and hands back its output through the inverse — so a step costs one
+ * forward and one backward of the frozen model plus O(T·n²) per quantized site. */
+
+typedef enum rotq_lr_schedule { ROTQ_LR_COSINE = 0, ROTQ_LR_CONSTANT, ROTQ_LR_LINEAR } rotq_lr_schedule;
+typedef enum rotq_learn_loss {
+    ROTQ_LEARN_CE = 0,         /* next-token cross-entropy of the quantized model (SpinQuant) */
+    ROTQ_LEARN_KL,             /* KL(float model ‖ quantized model) over next-token distributions */
+} rotq_learn_loss;
+
+typedef struct rotq_learn_step {
+    int64_t step, steps;       /* 1-based */
+    double loss;               /* mean over the step's sequences */
+    double lr;                 /* the schedule's rate */
+    double alpha;              /* R1's Cayley step length: min(lr, 1/‖W‖₁) (R2's when R1 is not learned) */
+    double grad_norm;          /* ‖∇R1‖_F of the step (R2's summed when R1 is not learned) */
+    double orth_err;           /* largest max|RᵀR − I| over the learned rotations after the step */
+    double seconds, tokens_per_s, eta_s;
+} rotq_learn_step;
+
+typedef struct rotq_learn_options {
+    rotq_rotate_options rot;   /* the starting R1/R2 (random Hadamard: QuaRot's) and R3/R4; a rotation
+                                  set to none is left out, not learned */
+    bool learn_r1, learn_r2;   /* which of them move (both) */
+    rotq_quant_options quant;  /* the quantizers on while learning: activations, K, V (weights stay float) */
+    int64_t steps;             /* 100 */
+    int64_t batch;             /* sequences per step: 8 */
+    int64_t seq_len;           /* tokens per sequence: 2048 */
+    int64_t n_seqs;            /* windows drawn from the text (seeded; used in turn): 800 */
+    double lr;                 /* 1.5 */
+    rotq_lr_schedule schedule; /* cosine to 0 */
+    double momentum;           /* 0 */
+    rotq_learn_loss loss;      /* CE */
+    int threads;               /* 0: all */
+    void (*progress)(void *ctx, const rotq_learn_step *s);  /* after each step (may be NULL) */
+    void *progress_ctx;
+} rotq_learn_options;
+
+typedef struct rotq_learn_report {
+    int64_t steps, tokens;     /* steps taken, tokens seen */
+    double first_loss, last_loss;
+    double orth_err;           /* largest max|RᵀR − I| at the end */
+    double seconds;            /* everything: preparing the model, the steps, writing */
+    double step_seconds;       /* the steps alone (forward, backward, Cayley updates) */
+} rotq_learn_report;
+
+/* SpinQuant's recipe: lr 1.5, cosine, momentum 0, 100 steps of 8 × 2048 tokens from 800 windows, CE,
+ * W16A4KV4 (QuaRot's activation and KV settings), starting from QuaRot's random Hadamards, seed 0. */
+ROTQ_API rotq_learn_options rotq_learn_defaults(void);
+/* Learns the rotations for m (the original model, not rotated: it is changed in place into the
+ * model training runs on — norms fused, embeddings untied, R3/R4 — so free it afterwards) from the
+ * tokens ids [n_ids] (never the evaluation text), and writes out_dir atomically: r1.safetensors,
+ * r2.layerL.safetensors (rotq_rotation_save's format, F64) and learn.json (settings, loss per step).
+ * rotq_rotate_model / rotq eval take them back with r1 = r2 = ROTQ_R_FILE naming out_dir, and
+ * the same R3/R4 and seed. out_dir must not exist. */
+ROTQ_API rotq_status rotq_learn_rotations(rotq_model *m, const rotq_learn_options *o, const int32_t *ids, int64_t n_ids,
+                                          const char *out_dir, rotq_learn_report *rep);
 
 /* ---- perplexity ------------------------------------------------------------------------------ */
 

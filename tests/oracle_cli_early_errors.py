@@ -31,7 +31,9 @@ with tempfile.TemporaryDirectory() as tmp:
            "--w-scale bogus", "clip, mse or hessian", rc=2)
     expect("quantize --w-scale hessian without --calib", ["quantize", model, out, "--preset", "w4a16", "--w-scale", "hessian"],
            "--w-scale hessian needs calibration text", rc=2)
-    expect("rotate --r1 a folder", ["rotate", model, out, "--r1", tmp], "not a regular file", rc=2)
+    expect("rotate --r1 a folder without rotations", ["rotate", model, out, "--r1", tmp], "has no r1.safetensors", rc=2)
+    expect("eval --rotations a folder without rotations", ["eval", model, "--text", model, "--rotations", tmp], "has no r1.safetensors", rc=2)
+    expect("learn without --calib", ["learn", model, out], "--calib FILE is required", rc=2)
     missing = os.path.join(tmp, "missing", "out")
     for cmd in (["rotate", model, missing], ["quantize", model, missing, "--preset", "w4a16"], ["convert", model, missing]):
         expect(f"{cmd[0]} into a missing folder", cmd, "does not exist", "nothing was loaded")

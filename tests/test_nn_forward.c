@@ -180,7 +180,7 @@ static void test_hooks(void) {
         rotq_runner *r;
         CHECK(rotq_runner_new(m, 2, &r) == ROTQ_OK, "%s", rotq_last_error());
         hook_ctx h = {R_head, R_ff, R_o, cases[c].mode, 0, "", -1};
-        rotq_hooks hooks = {&h, h_lin, h_qk, h_v, h_down, NULL};
+        rotq_hooks hooks = {.ctx = &h, .linear_input = h_lin, .qk_rope = h_qk, .v = h_v, .down_input = h_down};
         CHECK(rotq_runner_add_transform(r, &(rotq_transform){.name = "test hooks", .kind = ROTQ_TF_OTHER, .hooks = hooks}) == ROTQ_OK, "%s", rotq_last_error());
         full_logits(r, logits);
         double d = max_diff(logits, ids_logits, T * V);
@@ -200,7 +200,7 @@ static void test_hooks(void) {
         rotq_runner *r;
         CHECK(rotq_runner_new(m, 2, &r) == ROTQ_OK, "%s", rotq_last_error());
         hook_ctx h = {R_head, R_ff, R_o, 0, 0, "", at};
-        rotq_hooks hooks = {&h, h_lin, h_qk, h_v, h_down, NULL};
+        rotq_hooks hooks = {.ctx = &h, .linear_input = h_lin, .qk_rope = h_qk, .v = h_v, .down_input = h_down};
         CHECK(rotq_runner_add_transform(r, &(rotq_transform){.name = "test hooks", .kind = ROTQ_TF_OTHER, .hooks = hooks}) == ROTQ_OK, "%s", rotq_last_error());
         float hidden[T * D];
         CHECK(rotq_nn_forward(r, ids, T, NULL, hidden) == ROTQ_ERR_NUMERIC && h.calls == at,

@@ -89,3 +89,47 @@ rotq_model *tu_random_llama(const tu_llama_shape *s, unsigned long long seed) {
     if (rotq_model_bind_arch(m) != ROTQ_OK) { fprintf(stderr, "bind: %s\n", rotq_last_error()); exit(1); }
     return m;
 }
+
+rotq_model *tu_random_model(const char *arch, const tu_llama_shape *s, unsigned long long seed) {
+    unsigned long long st = seed ? seed : 1;
+    rotq_model *m = rotq_model_new();
+    m->arch = rotq_arch_find(arch);
+    if (!m->arch) { fprintf(stderr, "no architecture %s\n", arch); exit(1); }
+    rotq_hparams *hp = &m->hp;
+    snprintf(hp->arch, sizeof hp->arch, "%s", arch);
+    int64_t D = s->d, FF = s->ff, NH = s->heads, NKV = s->kv_heads, HD = s->head_dim, V = s->vocab;
+    bool rope = m->arch->pos == ROTQ_POS_ROPE;
+    hp->hidden = D; hp->intermediate = FF; hp->n_layers = s->layers; hp->n_heads = NH; hp->n_kv_heads = NKV;
+    hp->head_dim = HD; hp->rotary_dim = rope ? HD : 0; hp->vocab = V; hp->max_pos = 128; hp->norm_eps = 1e-5;
+    hp->rope_theta = 10000; hp->bos_id = 1; hp->eos_id = 2; hp->mlp_act = m->arch->mlp;
+    for (int32_t i = 0; i < m->arch->n_tensors; i++) {
+        const rotq_arch_tensor *t = &m->arch->tensors[i];
+        int64_t rows = 0, cols = 0;
+        double scale = 1.0, mean = 0.0;
+        switch (t->role) {
+        case ROLE_EMBED: rows = V, cols = D; break;
+        case ROLE_POS_EMBED: rows = 128 + m->arch->pos_offset, cols = D, scale = 0.3; break;
+        case ROLE_ATTN_NORM: case ROLE_MLP_NORM: case ROLE_FINAL_NORM: rows = D, scale = 0.2, mean = 1; break;
+        case ROLE_ATTN_NORM_BIAS: case ROLE_MLP_NORM_BIAS: case ROLE_FINAL_NORM_BIAS: rows = D, scale = 0.1; break;
+        case ROLE_Q: rows = NH * HD, cols = D; break;
+        case ROLE_K: case ROLE_V: rows = NKV * HD, cols = D; break;
+        case ROLE_QKV: rows = (NH + 2 * NKV) * HD, cols = D; break;
+        case ROLE_Q_BIAS: rows = NH * HD, scale = 0.1; break;
+        case ROLE_K_BIAS: case ROLE_V_BIAS: rows = NKV * HD, scale = 0.1; break;
+        case ROLE_QKV_BIAS: rows = (NH + 2 * NKV) * HD, scale = 0.1; break;
+        case ROLE_O: rows = D, cols = NH * HD; break;
+        case ROLE_GATE: case ROLE_UP: rows = FF, cols = D; break;
+        case ROLE_GATE_UP: rows = 2 * FF, cols = D; break;
+        case ROLE_GATE_BIAS: case ROLE_UP_BIAS: rows = FF, scale = 0.1; break;
+        case ROLE_DOWN: rows = D, cols = FF; break;
+        case ROLE_O_BIAS: case ROLE_DOWN_BIAS: rows = D, scale = 0.1; break;
+        case ROLE_LM_HEAD: rows = V, cols = D; break;
+        default: continue; /* lm_head bias: none */
+        }
+        if (cols) scale = t->role == ROLE_EMBED ? 1.0 : 1 / sqrt((double)cols);
+        int32_t layers = t->per_layer ? s->layers : 1;
+        for (int32_t l = 0; l < layers; l++) tu_add(m, &st, t->hf, l, rows, cols, scale, mean);
+    }
+    if (rotq_model_bind_arch(m) != ROTQ_OK) { fprintf(stderr, "bind %s: %s\n", arch, rotq_last_error()); exit(1); }
+    return m;
+}

@@ -29,6 +29,9 @@ int tu_finish(const char *name);
 typedef struct tu_llama_shape { int d, ff, layers, heads, kv_heads, head_dim, vocab; } tu_llama_shape;
 struct rotq_model;
 struct rotq_model *tu_random_llama(const tu_llama_shape *s, unsigned long long seed);
+/* The same for any registered architecture: every tensor its description lists (biases included,
+ * lm_head untied), hyper-parameters from the shape (MLP kind and positions from the description). */
+struct rotq_model *tu_random_model(const char *arch, const tu_llama_shape *s, unsigned long long seed);
 /* Normal(0, 1) from a xorshift64* stream in *state. */
 double tu_nrand(unsigned long long *state);
 

@@ -20,7 +20,7 @@ int cmd_rotate(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
-int cmd_eval(int argc, char **argv), cmd_quantize(int argc, char **argv);
+int cmd_eval(int argc, char **argv), cmd_quantize(int argc, char **argv), cmd_learn(int argc, char **argv);
 
 /* A seeded stream of well-mixed 64-bit words (splitmix64), for test inputs a command makes up. */
 uint64_t cli_splitmix64(uint64_t *state);

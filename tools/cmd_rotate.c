@@ -18,7 +18,9 @@ static const char *help =
     "applied by rotq's own runner.\n"
     "  --r1 KIND          residual stream: random-hadamard (default), hadamard, orthogonal, none, or a\n"
     "                     .safetensors file holding the matrix\n"
-    "  --r2 KIND          per-head V->O rotation, same kinds (default random-hadamard)\n"
+    "  --r2 KIND          per-head V->O rotation, same kinds (default random-hadamard); a folder of learned\n"
+    "                     rotations gives each layer its own r2.layerL.safetensors\n"
+    "  --rotations D      R1 and R2 from folder D, as rotq learn writes it (= --r1 D --r2 D)\n"
     "  --r3 on|off        online Hadamard on Q/K after RoPE (default on)\n"
     "  --r4 on|off        online Hadamard before down_proj (default on)\n"
     "  --seed N           seed of every random choice (default 0)\n"
@@ -39,9 +41,19 @@ static int parse_kind(const char *cmd, const char *opt, const char *v, rotq_rota
     else if (strcmp(v, "hadamard") == 0) *k = ROTQ_R_HADAMARD;
     else if (strcmp(v, "orthogonal") == 0) *k = ROTQ_R_ORTHOGONAL;
     else if (strcmp(v, "none") == 0) *k = ROTQ_R_NONE;
-    else if (stat(v, &st) == 0 && S_ISREG(st.st_mode)) { *k = ROTQ_R_FILE; *file = v; }
-    else return cli_usage(cmd, "%s %s: expected random-hadamard, hadamard, orthogonal, none, or a .safetensors file "
-                          "holding the matrix (%s)", opt, v, stat(v, &st) == 0 ? "not a regular file" : "no such file");
+    else if (stat(v, &st) == 0 && S_ISDIR(st.st_mode)) { /* a folder of learned rotations (rotq learn) */
+        char path[4096];
+        const char *want = strcmp(opt, "--r1") == 0 ? "r1.safetensors" : "r2.layer0.safetensors";
+        snprintf(path, sizeof path, "%s/%s", v, want);
+        if (stat(path, &st) != 0)
+            return cli_usage(cmd, "%s %s: the folder has no %s (a folder of rotations holds r1.safetensors and "
+                             "r2.layerL.safetensors, as rotq learn writes them)", opt, v, want);
+        *k = ROTQ_R_FILE;
+        *file = v;
+    } else if (stat(v, &st) == 0 && S_ISREG(st.st_mode)) { *k = ROTQ_R_FILE; *file = v; }
+    else return cli_usage(cmd, "%s %s: expected random-hadamard, hadamard, orthogonal, none, a .safetensors file "
+                          "holding the matrix, or a folder of learned rotations (%s)", opt, v,
+                          stat(v, &st) == 0 ? "not a regular file or folder" : "no such file");
     return 0;
 }
 
@@ -58,6 +70,14 @@ int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotat
         if (!(v = cli_value(argc, argv, i))) return -cli_usage(cmd, "%s needs a kind", a);
         bool r1 = a[3] == '1';
         return parse_kind(cmd, r1 ? "--r1" : "--r2", v, r1 ? &ro->r1 : &ro->r2, r1 ? &ro->r1_file : &ro->r2_file) ? -1 : 1;
+    }
+    if (cli_is(a, "--rotations")) { /* a folder rotq learn wrote: its R1 and per-layer R2 */
+        struct stat st;
+        if (!(v = cli_value(argc, argv, i))) return -cli_usage(cmd, "--rotations needs a folder");
+        if (stat(v, &st) != 0 || !S_ISDIR(st.st_mode))
+            return -cli_usage(cmd, "--rotations %s: not a folder (rotq learn writes one: r1.safetensors, r2.layerL.safetensors)", v);
+        if (parse_kind(cmd, "--r1", v, &ro->r1, &ro->r1_file) || parse_kind(cmd, "--r2", v, &ro->r2, &ro->r2_file)) return -1;
+        return 1;
     }
     if (cli_is(a, "--r3")) return parse_onoff(cmd, "--r3", cli_value(argc, argv, i), &ro->r3) ? -1 : 1;
     if (cli_is(a, "--r4")) return parse_onoff(cmd, "--r4", cli_value(argc, argv, i), &ro->r4) ? -1 : 1;

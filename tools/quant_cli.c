@@ -13,6 +13,7 @@ const char *quant_cli_help =
     "rotation (in memory, as rotq rotate; any --rN implies --rotate):\n"
     "  --rotate           QuaRot: random-Hadamard R1 and R2, online R3 and R4\n"
     "  --r1 KIND, --r2 KIND  random-hadamard (default), hadamard, orthogonal, none, or a .safetensors file\n"
+    "  --rotations D      learned R1 and R2 from folder D (rotq learn's output)\n"
     "  --r3 on|off, --r4 on|off  online Hadamards on Q/K after RoPE and before down_proj (default on)\n"
     "  --seed N           seed of the rotations and of the calibration windows (default 0)\n"
     "weights (lm_head and embeddings stay float unless a GGUF mixture gives them a type):\n"

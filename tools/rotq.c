@@ -20,6 +20,7 @@ static const rotq_command commands[] = {
     {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (or ids to text)"},
     {"eval", cmd_eval, "float vs quantized perplexity: rotate, RTN/GPTQ/GPTAQ/Qronos weights, activation/KV fake quant"},
     {"quantize", cmd_quantize, "rotate and quantize the weights (RTN/GPTQ/GPTAQ/Qronos), write them"},
+    {"learn", cmd_learn, "learn R1/R2 by Cayley SGD through the quantized model (SpinQuant), write them"},
 };
 
 

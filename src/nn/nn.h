@@ -27,6 +27,15 @@
 
 /* ---- transforms ----------------------------------------------------------------------------- */
 
+/* Where a transform acts, as the backward names it (rows are tokens; Q/K/V rows hold every head). */
+typedef enum rotq_grad_site {
+    ROTQ_GRAD_LINEAR_INPUT = 0, /* [T, n_in] input of a linear group (role names the group) */
+    ROTQ_GRAD_Q,                /* [T, n_heads·head_dim] after RoPE */
+    ROTQ_GRAD_K,                /* [T, n_kv·head_dim] after RoPE */
+    ROTQ_GRAD_V,                /* [T, n_kv·head_dim] */
+    ROTQ_GRAD_DOWN_INPUT,       /* [T, intermediate] */
+} rotq_grad_site;
+
 /* The functions of one transform, one per site it acts at (NULL where it does nothing). */
 typedef struct rotq_hooks {
     void *ctx;
@@ -48,6 +57,19 @@ typedef struct rotq_hooks {
      * right after its group's linear_input. */
     rotq_status (*linear)(void *ctx, int32_t layer, rotq_role role, const float *x, int64_t rows, int64_t n_in,
                           float *out, int64_t n_out, const float *b, bool accumulate, bool *done);
+    /* Training (backward.c): this transform's backward at a site its forward hooks act on. g [rows, cols]
+     * holds dL/d(the transform's output) and is left holding dL/d(its input); raw and post are the
+     * site's values before any and after all of its transforms, as the training forward kept them.
+     * NULL: the gradient passes unchanged (the straight-through estimator of a fake quantizer, as
+     * SpinQuant's STEQuantize defines it; a probe). */
+    rotq_status (*grad)(void *ctx, rotq_grad_site site, int32_t layer, rotq_role role, float *g, const float *raw,
+                        const float *post, int64_t rows, int64_t cols);
+    /* Training: the backward of a product this transform's `linear` hook computed. dy [rows, n_out] =
+     * dL/d(out); x [rows, n_in] the product's input as the forward passed it; dx (+)= dL/dx
+     * (accumulate) and the transform accumulates the gradients of what its product depends on. Sets
+     * *done when it took the product (the runner's float backward runs otherwise). */
+    rotq_status (*linear_grad)(void *ctx, int32_t layer, rotq_role role, float *dx, const float *dy, const float *x,
+                               int64_t rows, int64_t n_in, int64_t n_out, bool accumulate, bool *done);
 } rotq_hooks;
 
 typedef enum rotq_transform_kind {
@@ -220,6 +242,55 @@ void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const fl
 /* rstd [T] of the norm over x [T, d] (in double), for the backward. */
 void rotq_runner_norm_rstd(const rotq_runner *r, const float *x, int64_t T, float *rstd);
 rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer);
+
+/* ---- backward (backward.c) ------------------------------------------------------------------------
+ * One plain reference per forward op on raw float arrays (llm.c style; sums in double where a row
+ * is reduced), then a layer's and the model's backward that mirror rotq_layer_forward step by step
+ * from what a training-mode forward kept. Gradients named d* are dL/d(that tensor); "+=" functions
+ * accumulate. Every function is checked against central finite differences (tests/test_nn_backward.c). */
+
+/* y [T, n_out] = x [T, n_in]·wᵀ + b:  dx (+)= dy·w (accumulate_dx), dw += dyᵀ·x, db += Σ_t dy (each may be NULL). */
+void rotq_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int64_t T,
+                          int64_t n_in, int64_t n_out, bool accumulate_dx);
+/* y = x·rstd·(w + offset) (+ b), rstd [T] as the forward computed it:  dx += , dw +=, db += (dw, db may be NULL;
+ * w NULL means a weight of ones). */
+void rotq_rmsnorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *rstd,
+                           const float *w, float offset, int64_t T, int64_t d);
+/* y = (x − mean)·rstd·(w + offset) + b:  dx +=, dw +=, db += (dw, db may be NULL). */
+void rotq_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *rstd,
+                             const float *w, float offset, int64_t T, int64_t d);
+/* In place on g [T, n_heads, head_dim]: dL/d(x) from dL/d(rope(x)) (the transposed rotation). */
+void rotq_rope_backward(float *g, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads, int64_t head_dim,
+                        int64_t half);
+/* Causal GQA attention at positions 0..T-1 (out = softmax(scale·q·kᵀ)·v per head), from the forward's
+ * q, k, v, out and lse [nh, T]:  dq = , dk = , dv = (overwritten). work: 2·T·T floats. */
+void rotq_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q,
+                             const float *k, const float *v, const float *lse, int64_t T, int64_t n_heads, int64_t n_kv,
+                             int64_t head_dim, float scale, float *work);
+/* out = silu(gate)·up:  dgate = , dup = (n values). */
+void rotq_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
+/* out = act(x) (plain MLP):  dx = dout·act'(x). */
+void rotq_act_backward(rotq_mlp_kind act, float *dx, const float *dout, const float *x, int64_t n);
+/* x [T, d] = embed[ids]:  dembed [vocab, d] += rows of dx. */
+void rotq_embedding_backward(float *dembed, const float *dx, const int32_t *ids, int64_t T, int64_t d);
+
+typedef enum rotq_loss_kind {
+    ROTQ_LOSS_CE = 0,   /* mean cross-entropy of the next token */
+    ROTQ_LOSS_KL,       /* mean KL(p_float ‖ p_model) over the teacher's next-token distributions */
+} rotq_loss_kind;
+
+/* The loss over logits = hidden [T, d]·lm_headᵀ (+ b) and dhidden [T, d] = dL/dhidden, in row chunks
+ * (no [T, vocab] buffer). CE: targets[t] is row t's next token (< 0: not counted). KL: teacher [T, d]
+ * holds the float model's hidden states, scored through the same lm_head; rows with targets[t] < 0
+ * are not counted. The loss is the mean over counted rows; *loss and *counted may be NULL. */
+rotq_status rotq_nn_loss_backward(const rotq_runner *r, rotq_loss_kind kind, const float *hidden, const float *teacher,
+                                  const int32_t *targets, int64_t T, float *dhidden, double *loss, int64_t *counted);
+/* The model's backward from dL/dhidden [T, d] (hidden: what the training forward returned, the
+ * lm_head's input after its transforms), through the record r->train kept: every transform's grad
+ * hook runs at its sites (a transform that cannot run backward, such as an integer product, is
+ * refused by name). dx0 [T, d] (may be NULL) receives dL/d(the embedding output). dhidden is used
+ * as scratch. */
+rotq_status rotq_nn_backward(rotq_runner *r, const float *hidden, float *dhidden, float *dx0);
 
 /* ---- KV cache (generation) -------------------------------------------------------------------- */
 

@@ -32,6 +32,10 @@ rotq_status rotq_rotate_model_streamed(rotq_model *m, const rotq_rotate_options 
 rotq_status rotq_op_untie_embeddings(rotq_rotate_ctx *ctx);
 rotq_status rotq_op_fuse_norms(rotq_rotate_ctx *ctx);
 
+/* The rotation a fused site asks for (rotq_rotate_options' kinds; a file, or for ROTQ_R_FILE naming a
+ * folder its r1.safetensors (layer < 0) or r2.layerL.safetensors); `site` names it in messages. */
+rotq_status rotq_site_rotation_make(rotq_rotation_choice c, const char *file, int64_t n, uint64_t seed, const char *site,
+                                    int32_t layer, struct rotq_rotation **out);
 /* The rotation an online site uses (plain Hadamard, or the recorded dense fallback). */
 rotq_status rotq_online_rotation_make(const rotq_online_rotation *spec, struct rotq_rotation **out);
 

@@ -33,6 +33,14 @@ static rotq_status on_down(void *ctx, int32_t layer, float *x, int64_t rows, int
     return rotq_rotation_apply_rows_on(o->be, o->r, x, rows, false);
 }
 
+/* Backward (training): the rotation's transpose on dL/d(output), row by row of its size. */
+static rotq_status online_grad(void *ctx, rotq_grad_site site, int32_t layer, rotq_role role, float *g, const float *raw,
+                               const float *post, int64_t rows, int64_t cols) {
+    (void)site, (void)layer, (void)role, (void)raw, (void)post;
+    online *o = ctx;
+    return rotq_rotation_apply_rows_on(o->be, o->r, g, rows * cols / o->r->n, true);
+}
+
 /* One recorded rotation as a transform at its site: qk (R3, every head of Q and K) or down_input (R4). */
 static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, bool qk, int64_t want, const char *name,
                               const char *where) {
@@ -46,7 +54,7 @@ static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, b
     rotq_status s = rotq_online_rotation_make(rec, &o->r);
     if (s != ROTQ_OK) { free(o); return s; }
     rotq_transform t = {.kind = ROTQ_TF_ONLINE_ROTATION, .release = online_free};
-    t.hooks = (rotq_hooks){.ctx = o, .qk_rope = qk ? on_qk : NULL, .down_input = qk ? NULL : on_down};
+    t.hooks = (rotq_hooks){.ctx = o, .qk_rope = qk ? on_qk : NULL, .down_input = qk ? NULL : on_down, .grad = online_grad};
     snprintf(t.name, sizeof t.name, "%s %s %lld", name, rec->dense ? "online orthogonal" : "online Hadamard",
              (long long)rec->size);
     s = rotq_runner_add_transform(r, &t);

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/files.h"
 #include "rotate/fuse.h"
@@ -62,8 +63,8 @@ rotq_rotate_options rotq_rotate_options_default(void) {
 
 /* The rotation a fused site asks for; sizes with no exact Hadamard fall back to a random
  * orthogonal matrix with a warning. */
-static rotq_status make_rotation(rotq_rotation_choice c, const char *file, int64_t n, uint64_t seed, const char *site,
-                                 bool verbose, rotq_rotation **out) {
+rotq_status rotq_site_rotation_make(rotq_rotation_choice c, const char *file, int64_t n, uint64_t seed, const char *site,
+                                    int32_t layer, rotq_rotation **out) {
     rotq_status s;
     switch (c) {
     case ROTQ_R_HADAMARD:
@@ -73,7 +74,18 @@ static rotq_status make_rotation(rotq_rotation_choice c, const char *file, int64
                 site, (long long)n, (unsigned long long)seed);
         return rotq_rotation_random_orthogonal(n, seed, out);
     case ROTQ_R_ORTHOGONAL: return rotq_rotation_random_orthogonal(n, seed, out);
-    case ROTQ_R_FILE:
+    case ROTQ_R_FILE: {
+        /* a folder of learned rotations holds r1.safetensors and r2.layerL.safetensors */
+        char path[4096];
+        struct stat st;
+        if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (layer < 0) snprintf(path, sizeof path, "%s/r1.safetensors", file);
+            else snprintf(path, sizeof path, "%s/r2.layer%d.safetensors", file, layer);
+            if (stat(path, &st) != 0)
+                return rotq_fail(ROTQ_ERR_ARG, "%s: folder %s has no %s (a folder of rotations holds r1.safetensors and "
+                                 "r2.layerL.safetensors, as rotq learn writes them)", site, file, strrchr(path, '/') + 1);
+            file = path;
+        }
         s = rotq_rotation_load(file, out);
         if (s != ROTQ_OK) return s;
         if ((*out)->n != n) {
@@ -84,9 +96,9 @@ static rotq_status make_rotation(rotq_rotation_choice c, const char *file, int64
                              (long long)got, (long long)n);
         }
         return ROTQ_OK;
+    }
     default: return rotq_fail(ROTQ_ERR_ARG, "%s: no rotation requested", site);
     }
-    (void)verbose;
 }
 
 static rotq_status save_rotation(const rotq_rotate_options *o, const rotq_rotation *R, const char *name) {
@@ -114,7 +126,7 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
         if (!m->rot.norms_fused)
             return rotq_fail(ROTQ_ERR_ARG, "%s: R1 needs the norms fused first (the architecture's ops must run fuse_norms before rotate_r1)",
                              m->source_path);
-        ROTQ_TRY(make_rotation(o->r1, o->r1_file, m->hp.hidden, rotq_seed_derive(o->seed, ROTQ_SEED_R1, 0), "R1", o->verbose, &ctx->r1));
+        ROTQ_TRY(rotq_site_rotation_make(o->r1, o->r1_file, m->hp.hidden, rotq_seed_derive(o->seed, ROTQ_SEED_R1, 0), "R1", -1, &ctx->r1));
         snprintf(m->rot.r1, sizeof m->rot.r1, "%s", ctx->r1->desc);
         /* fused LayerNorm: R1 must keep the stream zero-mean (fuse.c); such models are never
          * streamed, so this first call sees every tensor */
@@ -156,7 +168,7 @@ static rotq_status op_rotate_r2(rotq_rotate_ctx *ctx) {
         char site[32];
         snprintf(site, sizeof site, "R2 layer %d", L);
         /* one rotation per layer, seeded apart from R1 and from the other layers */
-        ROTQ_TRY(make_rotation(o->r2, o->r2_file, hd, rotq_seed_derive(o->seed, ROTQ_SEED_R2, L), site, o->verbose, &R));
+        ROTQ_TRY(rotq_site_rotation_make(o->r2, o->r2_file, hd, rotq_seed_derive(o->seed, ROTQ_SEED_R2, L), site, L, &R));
         rotq_rotate_opts ro = rotq_rotate_defaults();
         ro.block_diag = true;
         rotq_status s;
