@@ -1,7 +1,8 @@
 """`rotq learn` end to end on tinystories-260k with the Austen calibration text (or, when ../shared is
 absent, a random llama2.c model whose generated text is split: the first half to learn on, the
 second to score):
- - a fixed-seed run on one fixed batch lowers the training loss (the objective it reports);
+ - a fixed-seed run on one fixed batch lowers the training loss (the objective it reports), with
+   float weights and with the weights rounded in the loop (which start from a larger KL);
  - the files: R1 and every R2 read back with numpy are orthogonal to rounding, they moved away from
    the random Hadamard they started from (`rotq rotate --save-rotations` writes that start), and
    learn.json records the settings and one loss per step;
@@ -67,6 +68,16 @@ if len(curve) != 12 or rec["steps"] != 12 or rec["seq_len"] != 128 or rec["loss"
 if not (curve[-1] < curve[0] and j["last_loss"] < j["first_loss"]):
     failures.append(f"the loss on one fixed batch did not go down: {curve}")
 print(f"loss on the fixed batch: {curve[0]:.5f} -> {curve[-1]:.5f}")
+
+# weights in the loop (W4 RTN on the rotated weights): the same fixed batch, its loss goes down too
+w4 = os.path.join(work, "rot_w4")
+jw = json.loads(rotq("learn", model, w4, *learn_args, "--w-bits", "4", "--json").stdout)
+rec4 = json.load(open(os.path.join(w4, "learn.json")))
+if not rec4["quantization_while_learning"].startswith("W4 RTN") or not jw["last_loss"] < jw["first_loss"]:
+    failures.append(f"W4 in the loop: {rec4['quantization_while_learning']!r}, loss {jw['first_loss']} -> {jw['last_loss']}")
+if jw["first_loss"] <= j["first_loss"]:
+    failures.append(f"rounding the weights too should cost more at the start: {jw['first_loss']} vs {j['first_loss']}")
+print(f"W4 in the loop: {jw['first_loss']:.5f} -> {jw['last_loss']:.5f}")
 
 # the starting point, as rotq rotate builds it with the same seed
 start = os.path.join(work, "start")

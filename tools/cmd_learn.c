@@ -194,7 +194,10 @@ int cmd_learn(int argc, char **argv) {
         printf("learned rotations: %s\n", out);
         printf("steps %lld (%lld tokens), loss %.4f -> %.4f, max |R^T R - I| %.1e, %.1f s\n", (long long)rep.steps,
                (long long)rep.tokens, rep.first_loss, rep.last_loss, rep.orth_err, rep.seconds);
-        printf("use: rotq eval %s --rotations %s%s ...\n", in, out, c.ro.r3 && c.ro.r4 ? "" : " (with the same --r3/--r4)");
+        if (wbits) /* the rotations fit the quantizer they were learned with: say which */
+            printf("use: rotq eval %s --rotations %s --w-bits %d --w-quant rtn --no-w-clip%s ...\n", in, out, (int)c.q.w_bits,
+                   c.ro.r3 && c.ro.r4 ? "" : " (with the same --r3/--r4)");
+        else printf("use: rotq eval %s --rotations %s%s ...\n", in, out, c.ro.r3 && c.ro.r4 ? "" : " (with the same --r3/--r4)");
     }
     return 0;
 }

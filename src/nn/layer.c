@@ -13,7 +13,9 @@
  *               transforms                                            (leaves down's input: ff)
  *   MLP_OUT     x ← x + ff·Wdownᵀ + bdown
  */
+#include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn/nn.h"
@@ -76,26 +78,27 @@ void rotq_runner_norm_rstd(const rotq_runner *r, const float *x, int64_t T, floa
     }
 }
 
-/* lse [nh, T]: log Σ_j exp(scale·q_t·k_j) over the causal keys j <= pos0 + t of each query row. */
-static void attention_lse(const rotq_runner *r, const float *q, const float *k_all, int64_t T, int64_t pos0, float *lse) {
+/* lse [nh, T]: log Σ_j exp(scale·q_t·k_j) over the causal keys j <= pos0 + t of each query row. The
+ * scores come from one sgemm per head (the T×n_keys block), the row sums in double. */
+static rotq_status attention_lse(const rotq_runner *r, const float *q, const float *k_all, int64_t T, int64_t pos0, float *lse) {
     const rotq_hparams *hp = &r->hp;
-    int64_t nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim, group = nh / nkv;
-#pragma omp parallel for schedule(static) collapse(2) if (T * nh > 64)
-    for (int64_t h = 0; h < nh; h++)
+    int64_t nh = hp->n_heads, nkv = hp->n_kv_heads, hd = hp->head_dim, group = nh / nkv, nk = pos0 + T;
+    float *S = malloc((size_t)(T * nk) * sizeof(float));
+    if (!S) return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for the attention scores of %lld tokens", (long long)T);
+    for (int64_t h = 0; h < nh; h++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nk, (int)hd, r->attn_scale, q + h * hd,
+                    (int)(nh * hd), k_all + (h / group) * hd, (int)(nkv * hd), 0.0f, S, (int)nk);
+#pragma omp parallel for schedule(static) if (T * nk > 65536)
         for (int64_t t = 0; t < T; t++) {
-            const float *qr = q + (t * nh + h) * hd;
+            const float *sr = S + t * nk;
             double mx = -INFINITY, sum = 0;
-            for (int pass = 0; pass < 2; pass++)
-                for (int64_t j = 0; j <= pos0 + t; j++) {
-                    const float *kr = k_all + (j * nkv + h / group) * hd;
-                    double s = 0;
-                    for (int64_t i = 0; i < hd; i++) s += (double)qr[i] * kr[i];
-                    s *= r->attn_scale;
-                    if (pass == 0) mx = s > mx ? s : mx;
-                    else sum += exp(s - mx);
-                }
+            for (int64_t j = 0; j <= pos0 + t; j++) mx = sr[j] > mx ? sr[j] : mx;
+            for (int64_t j = 0; j <= pos0 + t; j++) sum += exp(sr[j] - mx);
             lse[h * T + t] = (float)(mx + log(sum));
         }
+    }
+    free(S);
+    return ROTQ_OK;
 }
 
 /* A decoder linear: the first transform's product that takes it, else the backend's float product. */
@@ -191,7 +194,10 @@ rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step
         ROTQ_TRY(qkv(r, l, io, io->k_all + pos0 * kvd, io->v_all + pos0 * kvd));
         r->be->attention(io->att, io->q, io->k_all, io->v_all, io->scores, io->work, T, pos0, nh, nkv, hd, r->attn_scale,
                          rotq_attention_block(T, nh, pos0 + T));
-        if (sv) attention_lse(r, io->q, io->k_all, T, pos0, sv->lse), copy(sv->att_raw, io->att, T * qd);
+        if (sv) {
+            ROTQ_TRY(attention_lse(r, io->q, io->k_all, T, pos0, sv->lse));
+            copy(sv->att_raw, io->att, T * qd);
+        }
         ROTQ_TRY(rotq_runner_linear_input(r, l, ROLE_O, io->att, T, qd));
         if (sv) copy(sv->att, io->att, T * qd);
         return ROTQ_OK;
