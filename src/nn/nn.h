@@ -61,7 +61,7 @@ typedef struct rotq_hooks {
      * holds dL/d(the transform's output) and is left holding dL/d(its input); raw and post are the
      * site's values before any and after all of its transforms, as the training forward kept them.
      * NULL: the gradient passes unchanged (the straight-through estimator of a fake quantizer, as
-     * SpinQuant's STEQuantize defines it; a probe). */
+     * SpinQuant's training quantizers take it; a probe). */
     rotq_status (*grad)(void *ctx, rotq_grad_site site, int32_t layer, rotq_role role, float *g, const float *raw,
                         const float *post, int64_t rows, int64_t cols);
     /* Training: the backward of a product this transform's `linear` hook computed. dy [rows, n_out] =
