@@ -255,6 +255,9 @@ ROTQ_API rotq_status rotq_rotation_apply_rows_f64(const rotq_rotation *R, double
  * loading checks orthogonality (tolerance 1e-4). */
 ROTQ_API rotq_status rotq_rotation_save(const rotq_rotation *R, const char *path, rotq_dtype dtype);
 ROTQ_API rotq_status rotq_rotation_load(const char *path, rotq_rotation **out);
+/* A folder of rotations (rotq rotate --save-rotations, rotq learn) keeps R1 in DIR/r1.safetensors
+ * (layer < 0) and layer L's R2 in DIR/r2.layerL.safetensors: that file's path for `layer`. */
+ROTQ_API void rotq_rotation_folder_file(const char *dir, int32_t layer, char *out, size_t size);
 /* max |RᵀR - I| entry of an n·n row-major matrix, computed in double. */
 ROTQ_API double rotq_orthogonality_error(const double *R, int64_t n);
 

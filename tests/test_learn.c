@@ -244,7 +244,6 @@ static void equals_rotated_model(const char *arch, bool weights) {
     CHECK(e < 2e-3 * mx, "%s%s: the learner's forward and the fused rotated model differ by %g (max |logit| %g)", arch,
           weights ? " (W8 in the loop)" : "", e, mx);
     /* and the rotations do matter there: the unrotated model gives other logits */
-    rotq_learned *id = NULL;
     rotq_runner *r0 = NULL;
     rotq_fakequant fq0 = rotq_quant_fakequant(&q, m);
     CHECK(rotq_runner_new(m, 2, &r0) == ROTQ_OK && rotq_online_attach(r0) == ROTQ_OK && rotq_fakequant_attach(r0, &fq0) == ROTQ_OK, "%s", rotq_last_error());
@@ -254,7 +253,6 @@ static void equals_rotated_model(const char *arch, bool weights) {
     for (int64_t i = 0; i < T * V; i++) e0 = fmax(e0, fabs(lg[i] - lg2[i]));
     CHECK(e0 > 10 * e, "%s: without the rotations the logits should move more (%g vs %g)", arch, e0, e);
     free(h), free(h2), free(lg), free(lg2), free(R1), free(R2);
-    rotq_learned_free(id);
     rotq_runner_free(r0), rotq_runner_free(r), rotq_runner_free(r2);
     rotq_learned_free(lr);
     rotq_fakequant_release(&fq), rotq_fakequant_release(&fq2), rotq_fakequant_release(&fq0);

@@ -43,7 +43,6 @@ static const char *help_head =
 typedef struct learn_cli {
     rotq_learn_options o;
     bool quiet;
-    double last_print;
 } learn_cli;
 
 static void progress(void *ctx, const rotq_learn_step *s) {

@@ -43,11 +43,10 @@ static int parse_kind(const char *cmd, const char *opt, const char *v, rotq_rota
     else if (strcmp(v, "none") == 0) *k = ROTQ_R_NONE;
     else if (stat(v, &st) == 0 && S_ISDIR(st.st_mode)) { /* a folder of learned rotations (rotq learn) */
         char path[4096];
-        const char *want = strcmp(opt, "--r1") == 0 ? "r1.safetensors" : "r2.layer0.safetensors";
-        snprintf(path, sizeof path, "%s/%s", v, want);
+        rotq_rotation_folder_file(v, strcmp(opt, "--r1") == 0 ? -1 : 0, path, sizeof path);
         if (stat(path, &st) != 0)
             return cli_usage(cmd, "%s %s: the folder has no %s (a folder of rotations holds r1.safetensors and "
-                             "r2.layerL.safetensors, as rotq learn writes them)", opt, v, want);
+                             "r2.layerL.safetensors, as rotq learn writes them)", opt, v, strrchr(path, '/') + 1);
         *k = ROTQ_R_FILE;
         *file = v;
     } else if (stat(v, &st) == 0 && S_ISREG(st.st_mode)) { *k = ROTQ_R_FILE; *file = v; }

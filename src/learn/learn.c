@@ -150,27 +150,26 @@ static rotq_status add_outer(rotq_learned *lr, double *g, const float *a, const 
     return ROTQ_OK;
 }
 
+/* x [n values] through the rotation the "into" (out_side false: x·R) or "out of" (x·Rᵀ) transform
+ * applies at this site, row by row of its size; nothing where rot_at puts none. */
+static rotq_status rotate_at(rotq_learned *lr, rotq_grad_site site, int32_t layer, rotq_role role, float *x, int64_t n,
+                             bool out_side) {
+    site_rot s = rot_at(lr, site, layer, role, out_side);
+    return s.n ? rotate_rows(lr, &s, x, n / s.n, out_side) : ROTQ_OK;
+}
 static rotq_status in_linear(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols) {
-    rotq_learned *lr = ctx;
-    site_rot s = rot_at(lr, ROTQ_GRAD_LINEAR_INPUT, layer, role, false);
-    return s.n ? rotate_rows(lr, &s, x, rows * cols / s.n, false) : ROTQ_OK;
+    return rotate_at(ctx, ROTQ_GRAD_LINEAR_INPUT, layer, role, x, rows * cols, false);
 }
 static rotq_status out_linear(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols) {
-    rotq_learned *lr = ctx;
-    site_rot s = rot_at(lr, ROTQ_GRAD_LINEAR_INPUT, layer, role, true);
-    return s.n ? rotate_rows(lr, &s, x, rows * cols / s.n, true) : ROTQ_OK;
+    return rotate_at(ctx, ROTQ_GRAD_LINEAR_INPUT, layer, role, x, rows * cols, true);
 }
 static rotq_status in_v(void *ctx, int32_t layer, float *v, int64_t T, int64_t pos0, int64_t nkv, int64_t hd) {
     (void)pos0;
-    rotq_learned *lr = ctx;
-    site_rot s = rot_at(lr, ROTQ_GRAD_V, layer, ROLE_V, false);
-    return s.n ? rotate_rows(lr, &s, v, T * nkv * hd / s.n, false) : ROTQ_OK;
+    return rotate_at(ctx, ROTQ_GRAD_V, layer, ROLE_V, v, T * nkv * hd, false);
 }
 static rotq_status out_v(void *ctx, int32_t layer, float *v, int64_t T, int64_t pos0, int64_t nkv, int64_t hd) {
     (void)pos0;
-    rotq_learned *lr = ctx;
-    site_rot s = rot_at(lr, ROTQ_GRAD_V, layer, ROLE_V, true);
-    return s.n ? rotate_rows(lr, &s, v, T * nkv * hd / s.n, true) : ROTQ_OK;
+    return rotate_at(ctx, ROTQ_GRAD_V, layer, ROLE_V, v, T * nkv * hd, true);
 }
 
 /* Backward of u = x·R (x = the site's raw value): dR += xᵀ·g, then g ← g·Rᵀ. */
@@ -239,7 +238,6 @@ static rotq_status build_weights(rotq_learned *lr) {
     int64_t d = hp->hidden, hd = hp->head_dim, nh = hp->n_heads, nkv = hp->n_kv_heads, qd = nh * hd, kvd = nkv * hd;
     int64_t ff = hp->intermediate;
     const int64_t rows[7] = {qd, kvd, kvd, d, ff, ff, d}, cols[7] = {d, d, d, qd, d, d, ff};
-    ROTQ_TRY(grow_tmp(lr, (ff > qd ? ff : qd) * d));
     bool record = lr->freeze_weights && !lr->wdelta;
     if (record && !(lr->wdelta = malloc((size_t)(lr->stride * lr->n_layers) * sizeof(float))))
         return rotq_fail(ROTQ_ERR_NOMEM, "learn: out of memory");
@@ -560,9 +558,9 @@ static rotq_status start_rotation(rotq_rotation_choice c, const char *file, int6
     return s;
 }
 
-static rotq_status save_dense(const char *dir, const char *name, const double *R, int64_t n, const char *desc) {
+static rotq_status save_dense(const char *dir, int32_t layer, const double *R, int64_t n, const char *desc) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
+    rotq_rotation_folder_file(dir, layer, path, sizeof path);
     rotq_rotation *rot = NULL;
     ROTQ_TRY(rotq_rotation_from_dense(n, R, 1e-6, &rot));
     snprintf(rot->desc, sizeof rot->desc, "%s", desc);
@@ -619,14 +617,12 @@ static rotq_status write_outputs(const rotq_learn_options *o, const rotq_model *
     char desc[192];
     if (lr->r1) {
         snprintf(desc, sizeof desc, "learned R1 (%lld Cayley SGD steps from %s)", (long long)rep->steps, r1_desc);
-        s = save_dense(tmp, "r1", lr->r1, lr->d, desc);
+        s = save_dense(tmp, -1, lr->r1, lr->d, desc);
     }
     for (int64_t l = 0; s == ROTQ_OK && lr->r2 && l < lr->n_layers; l++) {
-        char name[48];
-        snprintf(name, sizeof name, "r2.layer%lld", (long long)l);
         snprintf(desc, sizeof desc, "learned R2 layer %lld (%lld Cayley SGD steps from %s)", (long long)l,
                  (long long)rep->steps, r2_desc);
-        s = save_dense(tmp, name, lr->r2 + l * lr->head_dim * lr->head_dim, lr->head_dim, desc);
+        s = save_dense(tmp, (int32_t)l, lr->r2 + l * lr->head_dim * lr->head_dim, lr->head_dim, desc);
     }
     if (s == ROTQ_OK) {
         char qdesc[256];

@@ -252,11 +252,7 @@ static rotq_status site_backward(const rotq_runner *r, rotq_grad_site site, int3
 /* The down_proj input chain: down_input hooks ran first, then ROLE_DOWN's linear_input ones. */
 static rotq_status down_backward(const rotq_runner *r, int32_t l, float *g, const rotq_layer_acts *a, int64_t T) {
     int64_t ff = r->hp.intermediate;
-    for (int i = r->n_tf - 1; i >= 0; i--) {
-        const rotq_hooks *h = &r->tf[i].hooks;
-        if (h->linear_input && h->grad)
-            ROTQ_TRY(h->grad(h->ctx, ROTQ_GRAD_LINEAR_INPUT, l, ROLE_DOWN, g, a->ff_raw, a->ff, T, ff));
-    }
+    ROTQ_TRY(site_backward(r, ROTQ_GRAD_LINEAR_INPUT, l, ROLE_DOWN, g, a->ff_raw, a->ff, T, ff));
     return site_backward(r, ROTQ_GRAD_DOWN_INPUT, l, ROLE_DOWN, g, a->ff_raw, a->ff, T, ff);
 }
 
@@ -356,6 +352,7 @@ rotq_status rotq_nn_backward(rotq_runner *r, const float *hidden, float *dhidden
     if (s == ROTQ_OK) {
         memset(dx, 0, (size_t)(T * d) * sizeof(float));
         norm_bwd(r, dx, dhidden, a->x_final, a->rstd_final, r->final_norm, T);
+        /* the tables of positions 0..T-1 again: another forward on this runner may have reused the scratch */
         if (r->rope) rotq_rope_tables(r->inv_freq, hp->rotary_dim / 2, 0, T, r->rope_cos, r->rope_sin);
     }
     for (int32_t l = (int32_t)hp->n_layers - 1; s == ROTQ_OK && l >= 0; l--) {

@@ -370,6 +370,11 @@ static bool try_fast_form(json_t *meta, int64_t n, const double *Rm, double tol,
     return true;
 }
 
+void rotq_rotation_folder_file(const char *dir, int32_t layer, char *out, size_t size) {
+    if (layer < 0) snprintf(out, size, "%s/r1.safetensors", dir);
+    else snprintf(out, size, "%s/r2.layer%d.safetensors", dir, layer);
+}
+
 rotq_status rotq_rotation_load(const char *path, rotq_rotation **out) {
     *out = NULL;
     uint8_t *data = NULL;

@@ -79,8 +79,7 @@ rotq_status rotq_site_rotation_make(rotq_rotation_choice c, const char *file, in
         char path[4096];
         struct stat st;
         if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
-            if (layer < 0) snprintf(path, sizeof path, "%s/r1.safetensors", file);
-            else snprintf(path, sizeof path, "%s/r2.layer%d.safetensors", file, layer);
+            rotq_rotation_folder_file(file, layer, path, sizeof path);
             if (stat(path, &st) != 0)
                 return rotq_fail(ROTQ_ERR_ARG, "%s: folder %s has no %s (a folder of rotations holds r1.safetensors and "
                                  "r2.layerL.safetensors, as rotq learn writes them)", site, file, strrchr(path, '/') + 1);
@@ -101,10 +100,13 @@ rotq_status rotq_site_rotation_make(rotq_rotation_choice c, const char *file, in
     }
 }
 
-static rotq_status save_rotation(const rotq_rotate_options *o, const rotq_rotation *R, const char *name) {
+/* Into the --save-rotations folder: R1 (layer -1) and R2 per layer under the folder layout
+ * (rotq_rotation_folder_file); R4 (layer -2) as r4.safetensors. */
+static rotq_status save_rotation(const rotq_rotate_options *o, const rotq_rotation *R, int32_t layer) {
     if (!o->save_rotations) return ROTQ_OK;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.safetensors", o->save_rotations, name);
+    if (layer == -2) snprintf(path, sizeof path, "%s/r4.safetensors", o->save_rotations);
+    else rotq_rotation_folder_file(o->save_rotations, layer, path, sizeof path);
     return rotq_rotation_save(R, path, ROTQ_F64);
 }
 
@@ -133,7 +135,7 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
         rotq_rotation *effective = NULL;
         if (m->rot.ln_as_rms && m->arch->norm == ROTQ_NORM_LAYER)
             s = rotq_r1_keep_mean(m, ctx->r1, o->save_rotations ? &effective : NULL);
-        if (s == ROTQ_OK) s = save_rotation(o, effective ? effective : ctx->r1, "r1");
+        if (s == ROTQ_OK) s = save_rotation(o, effective ? effective : ctx->r1, -1);
         rotq_rotation_free(effective);
         ROTQ_TRY(s);
     }
@@ -182,9 +184,7 @@ static rotq_status op_rotate_r2(rotq_rotate_ctx *ctx) {
         } else s = rotq_fail(ROTQ_ERR_FORMAT, "%s: layer %d has no v_proj to rotate", m->source_path, L);
         if (s == ROTQ_OK) s = rotq_op_rotate(rotq_model_role(m, ROLE_O, L), NULL, ROTQ_ROTATE_INPUT, R, &ro);
         if (L == 0) snprintf(m->rot.r2, sizeof m->rot.r2, "%s (layer l: seed + 1 + l)", R->desc);
-        char name[32];
-        snprintf(name, sizeof name, "r2.layer%d", L);
-        if (s == ROTQ_OK) s = save_rotation(o, R, name);
+        if (s == ROTQ_OK) s = save_rotation(o, R, L);
         rotq_rotation_free(R);
         ROTQ_TRY(s);
     }
@@ -214,7 +214,7 @@ static rotq_status op_online_r4(rotq_rotate_ctx *ctx) {
         if (m->rot.r4.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R4 is already applied to this model", m->source_path);
         plan_online(&m->rot.r4, m->hp.intermediate, rotq_seed_derive(ctx->opt->seed, ROTQ_SEED_R4, 0), "R4");
         rotq_status s = rotq_online_rotation_make(&m->rot.r4, &ctx->r4);
-        if (s == ROTQ_OK) s = save_rotation(ctx->opt, ctx->r4, "r4");
+        if (s == ROTQ_OK) s = save_rotation(ctx->opt, ctx->r4, -2);
         if (s != ROTQ_OK) {
             m->rot.r4.on = false;
             return s;
