@@ -211,6 +211,9 @@ typedef struct rotq_rotate_options {
     const char *r1_file, *r2_file; /* a .safetensors matrix, or a folder of learned rotations
                                       (r1.safetensors, r2.layerL.safetensors: rotq_learn_rotations) */
     bool r3, r4;               /* online Hadamards: Q/K after RoPE, down_proj input */
+    int64_t r1_block, r4_block; /* > 0: R1 (fused) or R4 (online) block-diagonal, one Hadamard of this size
+                                  (any K·2^m dividing the width, e.g. a format's block of 32 or 16) on each
+                                  block of the stream or of down_proj's input; 0: full width */
     bool fuse_norms;           /* fold norm weights into the linears they feed (needed by R1) */
     uint64_t seed;
     const char *save_rotations; /* folder to write the fused matrices into (NULL: don't) */
@@ -292,8 +295,25 @@ ROTQ_API int64_t rotq_hadamard_unknown_orders(int64_t max, int64_t *out, int64_t
  *          Q4_0 d, Q3_K and Q6_K sub-scales) */
 typedef enum rotq_sym_range { ROTQ_SYM_MAXQ = 0, ROTQ_SYM_FULL, ROTQ_SYM_SIGNED } rotq_sym_range;
 
+/* Number formats of a quantizer's elements and scales (one traits table, src/core/minifloat.c):
+ *   INT    the integer grids above; one float32 scale per row or group (float16 in GGUF blocks)
+ *   MXFP4  OCP MX: E2M1 elements ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}, one E8M0 (power of two) scale per
+ *          block of 32, by default the spec's 2^(floor(log2 max|x|) − 2)
+ *   NVFP4  E2M1 elements, one E4M3 scale per block of 16 (max|x|/6, rounded to E4M3) times one float32
+ *          scale per tensor (max|W|/(6·448); for activations per token: a token is its own tensor)
+ *   FP8    E4M3 elements (max 448, OCP's "fn": no infinities), one float32 scale per row or group
+ * Elements round to nearest, ties to the even code, saturating at the format's largest value. */
+typedef enum rotq_num_format { ROTQ_NUM_INT = 0, ROTQ_NUM_MXFP4, ROTQ_NUM_NVFP4, ROTQ_NUM_FP8 } rotq_num_format;
+ROTQ_API const char *rotq_num_format_name(rotq_num_format f);       /* "int", "mxfp4", "nvfp4", "fp8" */
+ROTQ_API rotq_status rotq_num_format_parse(const char *name, rotq_num_format *out);
+/* The block a format's scales cover (32, 16; 0: the caller's group, e.g. per token or per channel). */
+ROTQ_API int64_t rotq_num_format_block(rotq_num_format f);
+/* Bits per element of a float format (4 or 8; 0 for INT, whose bits are the caller's). */
+ROTQ_API int32_t rotq_num_format_bits(rotq_num_format f);
+
 typedef struct rotq_act_format {
     int32_t bits;     /* 2..8; 0 or >= 16: off */
+    rotq_num_format num; /* INT (bits, asym, range apply) or a float format (bits follow from it: 4 or 8) */
     bool asym;
     float clip;       /* range × clip, in (0, 1] */
     int64_t group;    /* columns per scale within a row; <= 0: the whole row (per token) */
@@ -363,6 +383,7 @@ typedef struct rotq_quant_options {
     double w_clip_norm;        /* CLIP's error Σ|w − q|^p: 2.4 (QuaRot's, default), 2 (L2) */
     bool w_scale_fp16;         /* scales rounded to float16, as GGUF blocks store them */
     rotq_sym_range w_sym_range;/* symmetric grids' range convention (MAXQ, QuaRot's) */
+    rotq_num_format w_num;     /* INT, or a float format (MXFP4, NVFP4, FP8: w_bits follows from it) */
     rotq_type_plan w_types;    /* with a mixture or rules: each matrix on its block type's own grid (bits,
                                   groups, scale and min encoding), the embedding and output included when
                                   the plan gives them a type; w_bits, w_asym, w_group are then unused */
@@ -418,7 +439,8 @@ ROTQ_API bool rotq_quant_calibrated(const rotq_quant_options *o);
 /* Whether t is a GGUF block type rotq writes (ROTQ_BLOCK_TYPES_WRITTEN). */
 ROTQ_API bool rotq_dtype_block_written(rotq_dtype t);
 ROTQ_API rotq_status rotq_model_pack_weights(rotq_model *m, int64_t *n_packed);
-/* Applies a named preset (w4a16, w4a8, w4a8kv8, w8a8, w4a4kv4) over o; ROTQ_ERR_ARG when unknown. */
+#define ROTQ_PRESETS "w4a16, w4a8, w4a8kv8, w8a8, w4a4, w4a4kv4, mxfp4, mxfp4-kv8, nvfp4, nvfp4-kv8, w4a8-fp8, w3a16g128, w2a16g128"
+/* Applies a named preset (ROTQ_PRESETS) over o; ROTQ_ERR_ARG when unknown. */
 ROTQ_API rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);
 ROTQ_API rotq_status rotq_quant_options_check(const rotq_quant_options *o);
 /* "W4 gptq sym per-channel clip-search / A4 sym per-token clip 0.90 / K4 V4 asym per-head clip 0.95" */

@@ -34,6 +34,15 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("rotate --r1 a folder without rotations", ["rotate", model, out, "--r1", tmp], "has no r1.safetensors", rc=2)
     expect("eval --rotations a folder without rotations", ["eval", model, "--text", model, "--rotations", tmp], "has no r1.safetensors", rc=2)
     expect("learn without --calib", ["learn", model, out], "--calib FILE is required", rc=2)
+    # number formats, block rotations and the rotation comparison
+    expect("eval --w-dtype fp4", ["eval", model, "--text", model, "--w-dtype", "fp4"], "--w-dtype fp4", "int, mxfp4, nvfp4 or fp8", rc=2)
+    expect("eval --a-dtype e2m1", ["eval", model, "--text", model, "--a-dtype", "e2m1"], "--a-dtype e2m1", "mxfp4", rc=2)
+    expect("eval --preset fp4", ["eval", model, "--text", model, "--preset", "fp4"], "unknown preset fp4", "nvfp4", "w2a16g128")
+    expect("eval --compare-rotations bogus", ["eval", model, "--text", model, "--preset", "mxfp4", "--compare-rotations", "none,bogus"],
+           "--compare-rotations bogus", "none, full, block", rc=2)
+    expect("eval --compare-rotations block on an integer preset", ["eval", model, "--text", model, "--preset", "w4a4kv4",
+           "--compare-rotations", "full,block"], "no float format gives a block size", rc=2)
+    expect("rotate --r1-block -1", ["rotate", model, out, "--r1-block", "-1"], "--r1-block", rc=2)
     missing = os.path.join(tmp, "missing", "out")
     for cmd in (["rotate", model, missing], ["quantize", model, missing, "--preset", "w4a16"], ["convert", model, missing]):
         expect(f"{cmd[0]} into a missing folder", cmd, "does not exist", "nothing was loaded")

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "nn/nn.h"
 #include "rotq.h"
@@ -233,11 +234,94 @@ static void test_tinystories_repro(void) {
     rotq_model_free(m);
 }
 
+/* Block-diagonal R1 (fused) and R4 (online): the rotated model computes the original function, in
+ * memory and through a file (the record keeps R4's block); R1 is block-diagonal with an orthogonal
+ * block of the size asked; blocks that do not divide the width, and LayerNorm models, are refused. */
+static void test_block_rotations(void) {
+    rotq_model *orig = tu_random_llama(&shape, 21);
+    answers o;
+    run_all(orig, &o, "original");
+    const int64_t blocks[2][2] = {{32, 32}, {12, 20}};
+    for (int k = 0; k < 2; k++) {
+        int64_t b1 = blocks[k][0], b4 = blocks[k][1];
+        char what[96], dir[512], rots[512];
+        snprintf(what, sizeof what, "R1 block %lld, R4 block %lld", (long long)b1, (long long)b4);
+        snprintf(rots, sizeof rots, "%s/blockrot-%d", tu_tmpdir(), k);
+        mkdir(rots, 0755);
+        rotq_rotate_options ro = rotq_rotate_options_default();
+        ro.r1_block = b1;
+        ro.r4_block = b4;
+        ro.seed = 3;
+        ro.save_rotations = rots;
+        rotq_model *m = tu_random_llama(&shape, 21);
+        CHECK(rotq_rotate_model(m, &ro) == ROTQ_OK, "%s: %s", what, rotq_last_error());
+        answers r;
+        run_all(m, &r, what);
+        check_same(&o, &r, what);
+        check_equivalent(orig, m, what);
+        snprintf(dir, sizeof dir, "%s/blockmodel-%d", tu_tmpdir(), k);
+        rotq_save_options so = rotq_save_defaults();
+        CHECK(rotq_model_save(m, dir, &so) == ROTQ_OK, "%s", rotq_last_error());
+        rotq_model *back = NULL;
+        rotq_load_options lo = rotq_load_defaults();
+        CHECK(rotq_model_load(dir, &lo, &back) == ROTQ_OK, "%s", rotq_last_error());
+        if (back) {
+            run_all(back, &r, "block rotations, saved and reloaded");
+            check_same(&o, &r, "block rotations, saved and reloaded");
+            rotq_session *ses = NULL;
+            CHECK(rotq_session_new(back, NULL, &ses) == ROTQ_OK && strstr(rotq_session_transforms(ses), "block-diagonal"),
+                  "%s: reloaded transforms: %s", what, ses ? rotq_session_transforms(ses) : rotq_last_error());
+            rotq_session_free(ses);
+        }
+        rotq_model_free(back);
+        /* the R1 written is block-diagonal: orthogonal, zero off its blocks, dense within them */
+        char path[600];
+        rotq_rotation_folder_file(rots, -1, path, sizeof path);
+        rotq_rotation *R1 = NULL;
+        CHECK(rotq_rotation_load(path, &R1) == ROTQ_OK && rotq_rotation_size(R1) == shape.d, "%s: R1 file %s", what, rotq_last_error());
+        if (R1) {
+            double *D = malloc(sizeof(double) * shape.d * shape.d);
+            rotq_rotation_to_dense_f64(R1, D);
+            int off = 0, zero_in = 0;
+            for (int i = 0; i < shape.d; i++)
+                for (int j = 0; j < shape.d; j++) {
+                    bool in = i / b1 == j / b1;
+                    off += !in && D[i * shape.d + j] != 0.0;
+                    zero_in += in && fabs(D[i * shape.d + j]) < 1e-12;
+                }
+            CHECK(off == 0 && zero_in == 0 && rotq_orthogonality_error(D, shape.d) < 1e-12,
+                  "%s: R1 has %d entries off its blocks, %d zeros in them, orthogonality %g", what, off, zero_in,
+                  rotq_orthogonality_error(D, shape.d));
+            free(D);
+        }
+        rotq_rotation_free(R1);
+        rotq_model_free(m);
+    }
+    rotq_model_free(orig);
+    rotq_rotate_options ro = rotq_rotate_options_default();
+    ro.r1_block = 7;
+    rotq_model *m = tu_random_llama(&shape, 21);
+    CHECK(rotq_rotate_model(m, &ro) == ROTQ_ERR_ARG && strstr(rotq_last_error(), "does not divide"), "R1 block 7: %s", rotq_last_error());
+    rotq_model_free(m);
+    ro.r1_block = 0;
+    ro.r4_block = 48;
+    m = tu_random_llama(&shape, 21);
+    CHECK(rotq_rotate_model(m, &ro) == ROTQ_ERR_ARG && strstr(rotq_last_error(), "R4 block 48"), "R4 block 48: %s", rotq_last_error());
+    rotq_model_free(m);
+    ro.r4_block = 0;
+    ro.r1_block = 32;
+    m = tu_random_model("opt", &shape, 4);
+    CHECK(m && rotq_rotate_model(m, &ro) == ROTQ_ERR_UNSUPPORTED && strstr(rotq_last_error(), "LayerNorm"), "block R1 on OPT: %s",
+          rotq_last_error());
+    rotq_model_free(m);
+}
+
 int main(void) {
     unsigned long long st = 99;
     for (int i = 0; i < N_IDS; i++) ids[i] = (int32_t)(fabs(tu_nrand(&st)) * 1e6) % shape.vocab;
     test_combinations();
     test_transform_order();
+    test_block_rotations();
     test_tinystories_repro();
     return tu_finish("test_session");
 }

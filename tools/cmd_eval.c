@@ -35,6 +35,11 @@ static const char *help_head =
     "  --baseline-cache DIR|off  keep float baselines (keyed by fingerprints of the weights, the token\n"
     "                     ids and the window settings) and reuse them; default $ROTQ_CACHE_DIR, else\n"
     "                     ~/.cache/rotq. The report says when a baseline comes from the cache\n"
+    "  --compare-rotations LIST  one run per rotation of LIST, comma-separated: none, full (R1..R4 as\n"
+    "                     --r1/--r2/--r3/--r4 say) and block[:N] (the same with R1 and R4 block-diagonal\n"
+    "                     Hadamards of size N; default N: the activations' float-format block, 32 or 16);\n"
+    "                     the model reloaded for each, one baseline, the weight quantizer and the quantized\n"
+    "                     perplexity of each in one table (--json: \"comparison\")\n"
     "  --products int|float  quantized linears: exact integer sums of the codes, scaled once, where\n"
     "                     weights sit on a symmetric per-channel grid of <= 7 bits and activations are\n"
     "                     per token (default int; else float), or fake-quantized floats through sgemm\n";
@@ -209,6 +214,132 @@ static void report(const eval_state *e) {
     else report_text(e, dtype, rdesc, qdesc, cdesc);
 }
 
+/* ---- --compare-rotations: one model, several rotations, one table ---------------------------------- */
+
+typedef struct compare_row {
+    char name[32], rotation[256], transforms[2048];
+    double ppl, rotate_s, quantize_s, eval_s;
+} compare_row;
+
+/* "none", "full", "block" or "block:N" as rotate options (on: whether to rotate at all); 0 or 2. */
+static int compare_variant(const char *cmd, const quant_cli *c, const char *v, rotq_rotate_options *ro, bool *on) {
+    *ro = c->ro;
+    ro->r1_block = ro->r4_block = 0;
+    *on = true;
+    if (strcmp(v, "none") == 0) { *on = false; return 0; }
+    if (strcmp(v, "full") == 0) return 0;
+    if (strncmp(v, "block", 5) == 0 && (v[5] == 0 || v[5] == ':')) {
+        int64_t n = rotq_num_format_block(c->q.act.num);
+        if (n <= 0) n = rotq_num_format_block(c->q.w_num);
+        if (v[5] == ':') {
+            char *end;
+            long long x = strtoll(v + 6, &end, 10);
+            if (*end || x <= 0) return cli_usage(cmd, "--compare-rotations %s: block:N needs a positive size", v);
+            n = x;
+        }
+        if (n <= 0) return cli_usage(cmd, "--compare-rotations block: no float format gives a block size; say block:N");
+        ro->r1_block = ro->r4_block = n;
+        return 0;
+    }
+    return cli_usage(cmd, "--compare-rotations %s: expected none, full, block or block:N", v);
+}
+
+static void compare_report(const eval_state *e, const compare_row *rows, int n) {
+    char dtype[256], qdesc[512], cdesc[512];
+    nn_cli_dtype_desc(e->m, dtype, sizeof dtype);
+    rotq_quant_describe(&e->c.q, qdesc, sizeof qdesc);
+    calib_desc(e, cdesc, sizeof cdesc);
+    if (e->c.json) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "model", e->path, "architecture", e->hp.arch,
+                              "dtype", dtype, "text", e->c.text, "bos", e->bos_desc, "ctx", (json_int_t)e->po.ctx, "windows",
+                              (json_int_t)e->base.n_windows, "scored_tokens", (json_int_t)e->base.n_scored, "quantization", qdesc,
+                              "calibration", cdesc);
+        json_object_set_new(j, "seed", json_integer((json_int_t)e->c.q.seed));
+        json_object_set_new(j, "baseline_perplexity", json_real(e->base.ppl));
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:f}", "variant", rows[i].name, "rotation",
+                                                 rows[i].rotation, "transforms", rows[i].transforms, "perplexity", rows[i].ppl,
+                                                 "rotate_seconds", rows[i].rotate_s, "quantize_seconds", rows[i].quantize_s,
+                                                 "eval_seconds", rows[i].eval_s));
+        json_object_set_new(j, "comparison", arr);
+        char *js = json_dumps(j, JSON_INDENT(2));
+        if (js) { puts(js); free(js); }
+        json_decref(j);
+        return;
+    }
+    printf("model        %s (%s), %s\n", e->path, e->hp.arch, dtype);
+    printf("text         %s; BOS %s; windows of %lld tokens, %lld scored\n", e->c.text, e->bos_desc, (long long)e->po.ctx,
+           (long long)e->base.n_windows);
+    printf("quantization %s\n", qdesc);
+    printf("calibration  %s\n", cdesc);
+    printf("baseline     perplexity %.4f (float model as loaded)\n\n", e->base.ppl);
+    printf("%-10s %12s %10s %10s  %s\n", "rotation", "perplexity", "quantize s", "eval s", "rotations");
+    for (int i = 0; i < n; i++)
+        printf("%-10s %12.4f %10.1f %10.1f  %s\n", rows[i].name, rows[i].ppl, rows[i].quantize_s, rows[i].eval_s, rows[i].rotation);
+}
+
+/* The list's syntax, before any model is loaded: 0 or 2 (printed). */
+static int compare_check(const char *cmd, const quant_cli *c) {
+    char list[512];
+    if (snprintf(list, sizeof list, "%s", c->compare) >= (int)sizeof list) return cli_usage(cmd, "--compare-rotations: list too long");
+    int n = 0;
+    for (char *save = NULL, *v = strtok_r(list, ",", &save); v; v = strtok_r(NULL, ",", &save), n++) {
+        rotq_rotate_options ro;
+        bool on;
+        if (n == 16) return cli_usage(cmd, "--compare-rotations: at most 16 variants");
+        if (compare_variant(cmd, c, v, &ro, &on)) return 2;
+    }
+    return n ? 0 : cli_usage(cmd, "--compare-rotations needs at least one of none, full, block");
+}
+
+/* Each variant from the model as loaded: rotate, quantize the weights, the quantized perplexity. */
+static int evaluate_compare(eval_state *e) {
+    const quant_cli *c = &e->c;
+    char list[512];
+    snprintf(list, sizeof list, "%s", c->compare);
+    compare_row rows[16];
+    int n = 0;
+    for (char *save = NULL, *v = strtok_r(list, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+        if (n == 16) return cli_usage(e->cmd, "--compare-rotations: at most 16 variants");
+        rotq_rotate_options ro;
+        bool on;
+        if (compare_variant(e->cmd, c, v, &ro, &on)) return 2;
+        compare_row *row = &rows[n++];
+        memset(row, 0, sizeof *row);
+        snprintf(row->name, sizeof row->name, "%s", v);
+        if (n > 1) {
+            rotq_model_free(e->m);
+            e->m = NULL;
+            if (cli_load(e->cmd, e->path, c->arch_file, c->tokenizer, &e->m)) return 1;
+        }
+        if (!c->quiet) fprintf(stderr, "eval: rotation %s\n", v);
+        snprintf(row->rotation, sizeof row->rotation, "none");
+        if (on) {
+            double t0 = cli_now_s();
+            ro.verbose = !c->quiet;
+            rotq_status s = rotq_rotate_model(e->m, &ro);
+            if (s != ROTQ_OK) return cli_lib_error(e->cmd, s);
+            row->rotate_s = cli_now_s() - t0;
+            quant_cli c2 = *c;
+            c2.ro = ro;
+            c2.rotate = true;
+            quant_cli_rotation_desc(&c2, row->rotation, sizeof row->rotation);
+        }
+        if (quant_cli_quantize(e->cmd, e->m, c, e->tok, &e->rep, &e->calib_text_tokens, &row->quantize_s)) return 1;
+        rotq_ppl_result res;
+        char label[64];
+        snprintf(label, sizeof label, "quantized (%s)", v);
+        if (run_ppl(e->cmd, e->m, c, &c->q, e->ids, e->n_ids, &e->po, label, !c->float_products, NULL, 0, row->transforms,
+                    sizeof row->transforms, &res))
+            return 1;
+        row->ppl = res.ppl;
+        row->eval_s = res.seconds;
+    }
+    compare_report(e, rows, n);
+    return 0;
+}
+
 /* The measurement itself: baseline, rotation, weights, quantized perplexity. 0 or 1. */
 static int evaluate(eval_state *e) {
     const quant_cli *c = &e->c;
@@ -219,6 +350,11 @@ static int evaluate(eval_state *e) {
     nn_cli_ppl_options(e->cmd, e->tok, &e->hp, ROTQ_PPL_PAPERS, c->bos_arg, c->ctx, c->ctx_given && !c->quiet,
                        c->max_windows, &e->po, e->bos_desc, sizeof e->bos_desc);
     e->threads = rotq_threads_resolve(c->q.threads);
+    if (c->compare) {
+        if (strcmp(c->baseline, "original") != 0)
+            return cli_usage(e->cmd, "--compare-rotations compares against the model as loaded (--baseline original)");
+        return eval_baseline(e) ? 1 : evaluate_compare(e);
+    }
     if (strcmp(c->baseline, "original") == 0 && eval_baseline(e)) return 1;
     if (c->rotate) {
         double t0 = cli_now_s();
@@ -245,6 +381,7 @@ int cmd_eval(int argc, char **argv) {
     int rc = quant_cli_parse(cmd, argc, argv, &e->c) ? 1 : 0;
     if (!rc && e->c.n_positional != 1) { fputs(help_head, stderr); rc = 2; }
     if (!rc && !e->c.text) rc = cli_usage(cmd, "--text FILE is required (see rotq eval --help)");
+    if (!rc && e->c.compare) rc = compare_check(cmd, &e->c);
     if (!rc) {
         e->path = e->c.positional[0];
         e->t_start = cli_now_s();
@@ -255,7 +392,7 @@ int cmd_eval(int argc, char **argv) {
         rotq_model_hparams(e->m, &e->hp);
         rc = evaluate(e);
     }
-    if (!rc) {
+    if (!rc && !e->c.compare) {
         e->t_total = cli_now_s() - e->t_start;
         report(e);
     }

@@ -23,6 +23,9 @@ static const char *help =
     "  --rotations D      R1 and R2 from folder D, as rotq learn writes it (= --r1 D --r2 D)\n"
     "  --r3 on|off        online Hadamard on Q/K after RoPE (default on)\n"
     "  --r4 on|off        online Hadamard before down_proj (default on)\n"
+    "  --r1-block N       R1 block-diagonal: one Hadamard of size N (any K·2^m dividing hidden) per block\n"
+    "                     of N channels (default 0: full width)\n"
+    "  --r4-block N       R4 likewise over down_proj's input (online, its inverse fused into down_proj)\n"
     "  --seed N           seed of every random choice (default 0)\n"
     "  --save-rotations D write the fused matrices into folder D (r1, r2.layerL, r4 .safetensors)\n"
     "  --to hf|gguf       output format; --dtype f32|f16|bf16 output dtype (default: the input's)\n"
@@ -76,6 +79,13 @@ int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotat
         if (stat(v, &st) != 0 || !S_ISDIR(st.st_mode))
             return -cli_usage(cmd, "--rotations %s: not a folder (rotq learn writes one: r1.safetensors, r2.layerL.safetensors)", v);
         if (parse_kind(cmd, "--r1", v, &ro->r1, &ro->r1_file) || parse_kind(cmd, "--r2", v, &ro->r2, &ro->r2_file)) return -1;
+        return 1;
+    }
+    if (cli_is(a, "--r1-block") || cli_is(a, "--r4-block")) {
+        int64_t n;
+        if (cli_int(cmd, a, cli_value(argc, argv, i), 0, 1 << 24, &n)) return -1;
+        if (a[3] == '1') ro->r1_block = n;
+        else ro->r4_block = n;
         return 1;
     }
     if (cli_is(a, "--r3")) return parse_onoff(cmd, "--r3", cli_value(argc, argv, i), &ro->r3) ? -1 : 1;

@@ -15,9 +15,13 @@ const char *quant_cli_help =
     "  --r1 KIND, --r2 KIND  random-hadamard (default), hadamard, orthogonal, none, or a .safetensors file\n"
     "  --rotations D      learned R1 and R2 from folder D (rotq learn's output)\n"
     "  --r3 on|off, --r4 on|off  online Hadamards on Q/K after RoPE and before down_proj (default on)\n"
+    "  --r1-block N, --r4-block N  block-diagonal R1 (fused) / R4 (online): one Hadamard of size N on each\n"
+    "                     block of N channels (e.g. a float format's block, 32 or 16; default: full width)\n"
     "  --seed N           seed of the rotations and of the calibration windows (default 0)\n"
     "weights (lm_head and embeddings stay float unless a GGUF mixture gives them a type):\n"
     "  --w-bits N         2..8 bits, or 16: float (the default)\n"
+    "  --w-dtype F        the weights' number format: int (the default, --w-bits), mxfp4 (E2M1, power-of-two\n"
+    "                     scale per 32), nvfp4 (E2M1, E4M3 scale per 16 x a float32 tensor scale), fp8 (E4M3)\n"
     "  --w-quant M        rtn (default); gptq: each layer fitted to its own float inputs (--calib);\n"
     "                     gptaq, qronos: each layer fitted, on the inputs the quantized network gives it (activations\n"
     "                     and KV quantized as set here), to the float network's output (two calibration streams)\n"
@@ -55,10 +59,14 @@ const char *quant_cli_help =
     "  --a-range maxq|full|signed  symmetric activation grids' range, as --w-range (default signed: each\n"
     "                     token's largest magnitude on -2^(b-1); maxq is QuaRot's ActQuantizer)\n"
     "  --a-lm-head        quantize lm_head's input too (default float)\n"
+    "  --a-dtype F        int (the default, --a-bits), mxfp4, nvfp4 (a token is its own tensor) or fp8 (per token)\n"
     "KV cache (K after RoPE and R3, V after v_proj; Q stays float):\n"
     "  --kv-bits N        both K and V (--k-bits/--v-bits separately)\n"
     "  --kv-asym / --kv-sym  --kv-clip R  --kv-group G (default head_dim: per head)  --kv-range (with --kv-sym)\n"
+    "  --kv-dtype F       int (the default), mxfp4, nvfp4 or fp8 (blocks of the format, or per head for fp8)\n"
     "presets (applied first, other options override): --preset w4a16|w4a8|w4a8kv8|w8a8|w4a4|w4a4kv4\n"
+    "  float formats: mxfp4, nvfp4 (weights, activations and KV), mxfp4-kv8, nvfp4-kv8 (KV in fp8),\n"
+    "  w4a8-fp8 (int4 weights, fp8 activations); below 4 bits: w3a16g128, w2a16g128 (asym groups of 128)\n"
     "  weights sym per-channel clip-search; activations sym per-token, clip 0.9 at 4 bits, signed range;\n"
     "  KV asym per-head, clip 0.95 at 4 bits (QuaRot's paper settings)\n"
     "calibration (GPTQ):\n"
@@ -74,6 +82,23 @@ static int parse_range(const char *cmd, const char *opt, const char *v, rotq_sym
     else if (v && strcmp(v, "signed") == 0) *out = ROTQ_SYM_SIGNED;
     else return cli_usage(cmd, "%s %s: expected maxq, full or signed", opt, v ? v : "(nothing)");
     return 0;
+}
+
+/* --w-dtype/--a-dtype/--kv-dtype: a number format; a float one fixes the element bits and (unless a
+ * group is given) takes its block as the group */
+static int parse_num(const char *cmd, const char *opt, const char *v, rotq_num_format *out) {
+    if (rotq_num_format_parse(v, out) != ROTQ_OK) return cli_usage(cmd, "%s %s: expected int, mxfp4, nvfp4 or fp8", opt, v ? v : "(nothing)");
+    return 0;
+}
+
+static void act_num(rotq_act_format *f, rotq_num_format num) {
+    if (num == ROTQ_NUM_INT && f->num != ROTQ_NUM_INT) f->group = -1; /* back to an integer grid: per token / per head */
+    f->num = num;
+    if (num == ROTQ_NUM_INT) return;
+    f->bits = rotq_num_format_bits(num);
+    f->asym = false;
+    f->clip = 1.0f;
+    f->group = rotq_num_format_block(num) > 0 ? rotq_num_format_block(num) : -1;
 }
 
 static int parse_f(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out) {
@@ -104,6 +129,22 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
             if (n > 8 && n != 16) return -cli_usage(cmd, "--w-bits %lld: weights take 2..8 bits, or 16 for float", (long long)n);
             c->q.w_bits = (int32_t)n;
             if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
+        } else if (cli_is(a, "--w-dtype")) {
+            if (parse_num(cmd, a, cli_value(argc, argv, &i), &c->q.w_num)) return -1;
+            if (c->q.w_num != ROTQ_NUM_INT) {
+                c->q.w_bits = rotq_num_format_bits(c->q.w_num);
+                c->q.w_asym = false;
+                if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
+            }
+        } else if (cli_is(a, "--a-dtype")) {
+            rotq_num_format nf;
+            if (parse_num(cmd, a, cli_value(argc, argv, &i), &nf)) return -1;
+            act_num(&c->q.act, nf);
+        } else if (cli_is(a, "--kv-dtype")) {
+            rotq_num_format nf;
+            if (parse_num(cmd, a, cli_value(argc, argv, &i), &nf)) return -1;
+            act_num(&c->q.k, nf);
+            act_num(&c->q.v, nf);
         } else if (cli_is(a, "--w-quant")) {
             if (!(v = cli_value(argc, argv, &i))) return -cli_usage(cmd, "--w-quant needs rtn, gptq, gptaq or qronos");
             int m = ROTQ_WQ_RTN; /* the library's names */
@@ -279,7 +320,9 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
                 return cli_usage(cmd, "--baseline needs original, rotated or none");
             c->baseline = v;
         } else if (cli_flag(a, "--no-baseline")) c->baseline = "none";
-        else if (cli_is(a, "--baseline-cache")) {
+        else if (cli_is(a, "--compare-rotations") && strcmp(cmd, "eval") == 0) {
+            if (!(c->compare = cli_value(argc, argv, &i))) return cli_usage(cmd, "--compare-rotations needs a list (none,full,block)");
+        } else if (cli_is(a, "--baseline-cache")) {
             if (!(c->baseline_cache = cli_value(argc, argv, &i))) return cli_usage(cmd, "--baseline-cache needs a folder or off");
         } else if (cli_is(a, "--products")) {
             if (!(v = cli_value(argc, argv, &i)) || (strcmp(v, "int") && strcmp(v, "float")))
@@ -350,8 +393,11 @@ static const char *rot_name(rotq_rotation_choice k, const char *file) {
 
 void quant_cli_rotation_desc(const quant_cli *c, char *out, size_t size) {
     if (!c->rotate) { snprintf(out, size, "none"); return; }
-    snprintf(out, size, "R1 %s, R2 %s, R3 %s, R4 %s, seed %llu", rot_name(c->ro.r1, c->ro.r1_file),
-             rot_name(c->ro.r2, c->ro.r2_file), c->ro.r3 ? "on" : "off", c->ro.r4 ? "on" : "off",
+    char b1[48] = "", b4[48] = "";
+    if (c->ro.r1_block > 0) snprintf(b1, sizeof b1, " (blocks of %lld)", (long long)c->ro.r1_block);
+    if (c->ro.r4_block > 0 && c->ro.r4) snprintf(b4, sizeof b4, " (blocks of %lld)", (long long)c->ro.r4_block);
+    snprintf(out, size, "R1 %s%s, R2 %s, R3 %s, R4 %s%s, seed %llu", rot_name(c->ro.r1, c->ro.r1_file), b1,
+             rot_name(c->ro.r2, c->ro.r2_file), c->ro.r3 ? "on" : "off", c->ro.r4 ? "on" : "off", b4,
              (unsigned long long)c->ro.seed);
 }
 

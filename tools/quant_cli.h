@@ -19,6 +19,7 @@ typedef struct quant_cli {
     int text_format;          /* 0 auto, 1 wikitext, 2 plain */
     bool json, quiet, force;
     bool float_products;
+    const char *compare;      /* eval: --compare-rotations LIST (none,full,block[:N]) */
     const char *baseline_cache; /* eval: --baseline-cache DIR|off (NULL: the default folder) */      /* eval: fake-quantized floats through sgemm even where integer codes would do */
     /* quantize only */
     int out_format;           /* 0 auto, 1 hf, 2 gguf */

@@ -77,6 +77,7 @@ typedef struct rotq_online_rotation {
     int64_t size;
     bool dense;                    /* no exact Hadamard: a seeded random orthogonal matrix */
     uint64_t seed;                 /* for dense ones */
+    int64_t block;                 /* > 0: block-diagonal, one rotation of this size per block of the row */
 } rotq_online_rotation;
 
 /* What rotation did to this model, beyond the weights (read by nn/ and written by io/). */

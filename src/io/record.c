@@ -6,8 +6,10 @@
 #include "io/record.h"
 
 static json_t *online_json(const rotq_online_rotation *r) {
-    return json_pack("{s:s, s:I, s:I}", "kind", r->dense ? "orthogonal" : "hadamard", "size", (json_int_t)r->size, "seed",
-                     (json_int_t)r->seed);
+    json_t *j = json_pack("{s:s, s:I, s:I}", "kind", r->dense ? "orthogonal" : "hadamard", "size", (json_int_t)r->size, "seed",
+                          (json_int_t)r->seed);
+    if (j && r->block > 0) json_object_set_new(j, "block", json_integer((json_int_t)r->block));
+    return j;
 }
 
 void *rotq_record_to_json(const rotq_rotation_record *r) {
@@ -36,6 +38,11 @@ static rotq_status online_from(json_t *o, const char *site, const char *origin, 
     r->dense = strcmp(k, "orthogonal") == 0;
     r->size = json_integer_value(size);
     r->seed = json_is_integer(seed) ? (uint64_t)json_integer_value(seed) : 0;
+    json_t *block = json_object_get(o, "block");
+    if (block && (!json_is_integer(block) || json_integer_value(block) <= 0 || r->size % json_integer_value(block) != 0))
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotq record %s \"block\" must be a positive divisor of its size %lld", origin, site,
+                         (long long)r->size);
+    r->block = block ? json_integer_value(block) : 0;
     return ROTQ_OK;
 }
 

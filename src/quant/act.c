@@ -17,8 +17,8 @@ int32_t rotq_act_code_max(const rotq_act_format *f) {
 rotq_status rotq_act_codes(const float *x, int64_t rows, int64_t cols, const rotq_act_format *f, uint8_t *u, float *scale,
                            int32_t *zero) {
     ROTQ_TRY(rotq_act_format_check(f, "activation"));
-    if (!rotq_act_on(f) || (f->group > 0 && f->group < cols))
-        return rotq_fail(ROTQ_ERR_ARG, "quant: activation codes need a per-token format of 2..8 bits");
+    if (!rotq_act_on(f) || (f->group > 0 && f->group < cols) || f->num != ROTQ_NUM_INT)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: activation codes need a per-token integer format of 2..8 bits");
     int32_t maxq = grid_maxq(f);
     int64_t first_bad = INT64_MAX;
 #pragma omp parallel for schedule(static) reduction(min : first_bad) if (rows * cols > 65536)

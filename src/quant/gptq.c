@@ -341,9 +341,11 @@ done:
     return st;
 }
 
-rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f,
+rotq_status rotq_gptq_quantize(float *w, int64_t rows, int64_t cols, const rotq_gptq_hinv *h, const rotq_wq_format *f_in,
                                const rotq_gptq_options *o, double *loss, rotq_qweight **codes) {
     if (codes) *codes = NULL;
+    rotq_wq_format fb = rotq_wq_format_bind(f_in, w, rows * cols); /* NVFP4's tensor scale from the weights as given */
+    const rotq_wq_format *f = &fb;
     ROTQ_TRY(rotq_wq_format_check(f));
     if (h->n != cols)
         return rotq_fail(ROTQ_ERR_ARG, "gptq: weights have %lld input columns, the Hessian %lld", (long long)cols,

@@ -11,7 +11,7 @@ static rotq_status quant_heads(rotq_fakequant *fq, const rotq_act_format *f, con
                                int64_t T, int64_t pos0, int64_t nkv, int64_t hd) {
     if (!rotq_act_on(f)) return ROTQ_OK;
     rotq_act_format per_head = *f;
-    if (per_head.group <= 0) per_head.group = hd;
+    if (per_head.group <= 0) per_head.group = rotq_num_format_block(f->num) > 0 ? rotq_num_format_block(f->num) : hd;
     rotq_status s = rotq_fakequant_backend(fq)->act_quant(x, T, nkv * hd, &per_head);
     if (s != ROTQ_OK) return rotq_fail_context(s, "layer %d, %s cache (positions %lld..)", layer, what, (long long)pos0);
     fq->calls++;

@@ -33,22 +33,43 @@ rotq_quant_options rotq_quant_defaults(void) {
  * with one departure: the activation grid puts each token's largest magnitude on −2^(b−1) (signed
  * range, all 2^b levels used) instead of QuaRot's ±(2^(b−1)−1), which leaves −2^(b−1) unused —
  * better on every model and seed measured (docs/results.md, issue 21); --a-range maxq is QuaRot's. */
+/* A float-format quantizer of activations or the KV cache: by max (the format's own scale rule),
+ * its block as the group (per token for FP8, per head for its KV). */
+static rotq_act_format fp_act(rotq_num_format f) {
+    return (rotq_act_format){.bits = rotq_num_traits_of(f)->bits, .num = f, .clip = 1.0f, .group = rotq_num_format_block(f)};
+}
+
 rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
     int wb, ab, kvb;
+    int64_t wg = -1;
+    bool wasym = false;
+    rotq_num_format wf = ROTQ_NUM_INT, af = ROTQ_NUM_INT, kvf = ROTQ_NUM_INT;
     if (strcmp(name, "w4a16") == 0) { wb = 4; ab = 16; kvb = 16; }
     else if (strcmp(name, "w4a8") == 0) { wb = 4; ab = 8; kvb = 16; }
     else if (strcmp(name, "w4a8kv8") == 0) { wb = 4; ab = 8; kvb = 8; }
     else if (strcmp(name, "w8a8") == 0) { wb = 8; ab = 8; kvb = 16; }
     else if (strcmp(name, "w4a4") == 0) { wb = 4; ab = 4; kvb = 16; }
     else if (strcmp(name, "w4a4kv4") == 0) { wb = 4; ab = 4; kvb = 4; }
-    else return rotq_fail(ROTQ_ERR_ARG, "quant: unknown preset %s (w4a16, w4a8, w4a8kv8, w8a8, w4a4, w4a4kv4)", name);
+    /* float formats (weights, activations and KV in the format; -kv8: KV in FP8 E4M3 per head) */
+    else if (strcmp(name, "mxfp4") == 0) { wb = ab = kvb = 4; wf = af = kvf = ROTQ_NUM_MXFP4; }
+    else if (strcmp(name, "mxfp4-kv8") == 0) { wb = ab = 4; kvb = 8; wf = af = ROTQ_NUM_MXFP4; kvf = ROTQ_NUM_FP8; }
+    else if (strcmp(name, "nvfp4") == 0) { wb = ab = kvb = 4; wf = af = kvf = ROTQ_NUM_NVFP4; }
+    else if (strcmp(name, "nvfp4-kv8") == 0) { wb = ab = 4; kvb = 8; wf = af = ROTQ_NUM_NVFP4; kvf = ROTQ_NUM_FP8; }
+    else if (strcmp(name, "w4a8-fp8") == 0) { wb = 4; ab = 8; kvb = 16; af = ROTQ_NUM_FP8; }
+    /* weight-only below 4 bits: groups of 128 with a zero point, as the GPTQ paper's 3/2-bit rows */
+    else if (strcmp(name, "w3a16g128") == 0) { wb = 3; ab = 16; kvb = 16; wg = 128; wasym = true; }
+    else if (strcmp(name, "w2a16g128") == 0) { wb = 2; ab = 16; kvb = 16; wg = 128; wasym = true; }
+    else return rotq_fail(ROTQ_ERR_ARG, "quant: unknown preset %s (%s)", name, ROTQ_PRESETS);
     if (o->w_method == ROTQ_WQ_NONE) o->w_method = ROTQ_WQ_RTN;
     o->w_bits = wb;
-    o->w_asym = false;
-    o->w_group = -1;
+    o->w_asym = wasym;
+    o->w_group = wg;
     o->w_clip = true;
-    o->act = (rotq_act_format){.bits = ab, .asym = false, .clip = ab <= 4 ? 0.9f : 1.0f, .group = -1, .range = ROTQ_SYM_SIGNED};
-    o->k = o->v = (rotq_act_format){.bits = kvb, .asym = true, .clip = kvb <= 4 ? 0.95f : 1.0f, .group = -1};
+    o->w_num = wf;
+    o->act = af != ROTQ_NUM_INT ? fp_act(af)
+                                : (rotq_act_format){.bits = ab, .asym = false, .clip = ab <= 4 ? 0.9f : 1.0f, .group = -1, .range = ROTQ_SYM_SIGNED};
+    o->k = o->v = kvf != ROTQ_NUM_INT ? fp_act(kvf)
+                                      : (rotq_act_format){.bits = kvb, .asym = true, .clip = kvb <= 4 ? 0.95f : 1.0f, .group = -1};
     return ROTQ_OK;
 }
 
@@ -57,6 +78,13 @@ rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o) {
     rotq_wq_format_set_search(&f, o->w_scale, o->w_clip_norm);
     f.scale_fp16 = o->w_scale_fp16;
     f.sym_range = o->w_sym_range;
+    const rotq_num_traits *t = rotq_num_traits_of(o->w_num);
+    f.num = o->w_num;
+    if (t) { /* a float format fixes the element width; its block is the default group */
+        f.bits = t->bits;
+        if (f.group <= 0 && t->block > 0) f.group = t->block;
+        f.scale_fp16 = false;
+    }
     return f;
 }
 
@@ -89,6 +117,9 @@ rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
     bool typed = rotq_quant_has_types(o);
     if (!typed && o->w_method != ROTQ_WQ_NONE && (o->w_bits < 2 || (o->w_bits > 8 && o->w_bits != 16)))
         return rotq_fail(ROTQ_ERR_ARG, "quant: %d-bit weights (2..8 bits, or 16 for float)", o->w_bits);
+    if (typed && o->w_num != ROTQ_NUM_INT)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: GGUF block types are integer grids; %s weights cannot take them",
+                         rotq_num_format_name(o->w_num));
     if (!typed && o->w_method != ROTQ_WQ_NONE && o->w_bits < 16) {
         rotq_wq_format f = rotq_wq_format_from_options(o);
         ROTQ_TRY(rotq_wq_format_check(&f));
@@ -125,6 +156,9 @@ size_t rotq_act_format_describe(char *out, size_t size, const char *name, const 
     char grp[48];
     if (f->group > 0 && f->group != unit_cols) snprintf(grp, sizeof grp, "groups of %lld", (long long)f->group);
     else snprintf(grp, sizeof grp, "%s", unit);
+    if (f->num != ROTQ_NUM_INT)
+        return (size_t)snprintf(out, size, "%s %s %s%s", name, rotq_num_format_name(f->num), grp,
+                                f->clip < 1.0f ? " clip" : "");
     return (size_t)snprintf(out, size, "%s%d %s %s clip %.2f%s", name, f->bits, f->asym ? "asym" : "sym", grp, (double)f->clip,
                             range_desc(f->asym, f->range));
 }
@@ -175,9 +209,15 @@ void rotq_quant_describe(const rotq_quant_options *o, char *out, size_t size) {
         if (o->w_clip && o->w_scale != ROTQ_WSCALE_CLIP) snprintf(clip, sizeof clip, " %s", scale_desc(o->w_scale));
         else if (o->w_clip && o->w_clip_norm == 2.4) snprintf(clip, sizeof clip, " clip-search");
         else if (o->w_clip) snprintf(clip, sizeof clip, " clip-search |w-q|^%g", o->w_clip_norm);
-        n += (size_t)snprintf(out + n, ROOM, "W%d %s %s %s%s%s", o->w_bits, method_label(o->w_method),
-                              o->w_asym ? "asym" : "sym", grp, clip,
-                              range_desc(o->w_asym, o->w_sym_range));
+        if (o->w_num != ROTQ_NUM_INT) {
+            int64_t g = o->w_group > 0 ? o->w_group : rotq_num_format_block(o->w_num);
+            if (g > 0) snprintf(grp, sizeof grp, "blocks of %lld", (long long)g);
+            n += (size_t)snprintf(out + n, ROOM, "W %s %s %s%s", rotq_num_format_name(o->w_num), method_label(o->w_method), grp,
+                                  o->w_clip ? clip : " max scale");
+        } else
+            n += (size_t)snprintf(out + n, ROOM, "W%d %s %s %s%s%s", o->w_bits, method_label(o->w_method),
+                                  o->w_asym ? "asym" : "sym", grp, clip,
+                                  range_desc(o->w_asym, o->w_sym_range));
         if (rotq_wq_calibrated(o->w_method))
             n += (size_t)snprintf(out + n, ROOM, " (damp %.3g, block %lld%s%s%s)", o->gptq.percdamp, (long long)o->gptq.block,
                                   o->gptq.act_order ? ", act-order" : "",
@@ -200,8 +240,9 @@ rotq_fakequant rotq_quant_fakequant(const rotq_quant_options *o, const rotq_mode
     fq.act = o->act;
     fq.k = o->k;
     fq.v = o->v;
-    if (fq.k.group <= 0) fq.k.group = m->hp.head_dim;
-    if (fq.v.group <= 0) fq.v.group = m->hp.head_dim;
+    /* per head, or the float format's own block */
+    if (fq.k.group <= 0) fq.k.group = rotq_num_format_block(fq.k.num) > 0 ? rotq_num_format_block(fq.k.num) : m->hp.head_dim;
+    if (fq.v.group <= 0) fq.v.group = rotq_num_format_block(fq.v.num) > 0 ? rotq_num_format_block(fq.v.num) : m->hp.head_dim;
     fq.act_lm_head = o->act_lm_head;
     return fq;
 }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/minifloat.h"
 #include "nn/nn.h"
 
 /* ---- weight grids (rtn.c) ------------------------------------------------------------------ */
@@ -43,7 +44,13 @@ typedef struct rotq_wq_format {
                          on −(maxq+1) with the scale's sign putting the largest magnitude there (SIGNED:
                          Q4_0, Q5_0, Q8_0, Q3_K and Q6_K sub-scales, whose stored scale may be negative) */
     rotq_dtype dtype; /* the block type whose grid this is (its codes pack into it), or ROTQ_DTYPE_INVALID */
+    rotq_num_format num; /* INT, or a float format: codes are its elements, scales encoded as it says
+                         (core/minifloat.h); symmetric, no super-blocks */
+    double tensor_scale; /* NVFP4: the matrix's float32 scale (rotq_wq_format_bind sets it), else 1 */
 } rotq_wq_format;
+
+/* f for one matrix w [n values]: NVFP4's tensor scale from max |w| (a copy; other formats as given). */
+rotq_wq_format rotq_wq_format_bind(const rotq_wq_format *f, const float *w, int64_t n);
 
 /* The weight format of quantization options (bits, grid, group, clip search). */
 rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o);
@@ -104,12 +111,18 @@ static inline uint8_t rotq_wq_encode_min(double x, double scale, double mn, int3
     return (uint8_t)q;
 }
 static inline double rotq_wq_decode_min(uint8_t u, double scale, double mn) { return scale * (double)u - mn; }
-/* Either kind of group grid, as f is: z is the zero (integer grids) or the group min (f->min_max). */
+/* Any kind of group grid, as f is: z is the zero (integer grids) or the group min (f->min_max);
+ * float formats code the element nearest x/scale. */
 static inline uint8_t rotq_wq_format_encode(const rotq_wq_format *f, double x, double scale, double z, int32_t maxq) {
+    if (f->num != ROTQ_NUM_INT) return rotq_minifloat_encode(x / scale, rotq_num_traits_of(f->num));
     return f->min_max > 0 ? rotq_wq_encode_min(x, scale, z, maxq) : rotq_wq_encode(x, scale, z, maxq, f->asym);
 }
 static inline double rotq_wq_format_decode(const rotq_wq_format *f, uint8_t u, double scale, double z, int32_t maxq) {
+    if (f->num != ROTQ_NUM_INT) return scale * rotq_minifloat_value(u, rotq_num_traits_of(f->num));
     return f->min_max > 0 ? rotq_wq_decode_min(u, scale, z) : rotq_wq_decode(u, scale, rotq_wq_zero_code(z, maxq, f->asym));
+}
+static inline double rotq_wq_format_qdq(const rotq_wq_format *f, double x, double scale, double z, int32_t maxq) {
+    return rotq_wq_format_decode(f, rotq_wq_format_encode(f, x, scale, z, maxq), scale, z, maxq);
 }
 /* round trip of one value through the grid */
 static inline double rotq_wq_qdq(double x, double scale, double zero, int32_t maxq, bool asym) {
@@ -128,6 +141,7 @@ typedef struct rotq_qweight {
     int32_t *zero;               /* [rows, ...] the code of 0 (0 with float mins) */
     double *mn;                  /* [rows, ...] float group mins (f->min_max), or NULL */
     rotq_dtype dtype;            /* the block type whose grid the codes are on, or ROTQ_DTYPE_INVALID */
+    rotq_num_format num;         /* float formats: u are element codes, w = scale·value(u) (zero unused) */
 } rotq_qweight;
 
 rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const rotq_wq_format *f, rotq_qweight **out);
@@ -135,7 +149,7 @@ rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const ro
 static inline void rotq_qweight_set_group(rotq_qweight *q, int64_t g, double scale, double z, int32_t maxq) {
     q->scale[g] = scale;
     if (q->mn) q->mn[g] = z;
-    q->zero[g] = q->mn ? 0 : rotq_wq_zero_code(z, maxq, q->asym);
+    q->zero[g] = q->mn || q->num != ROTQ_NUM_INT ? 0 : rotq_wq_zero_code(z, maxq, q->asym);
 }
 void rotq_qweight_free(rotq_qweight *q);
 /* w [rows, cols] = the decoded codes, rounded once to float: exactly what the quantizer leaves. */

@@ -10,7 +10,19 @@
 
 rotq_wq_format rotq_wq_format_make(int32_t bits, bool asym, int64_t group, bool mse) {
     return (rotq_wq_format){.bits = bits, .asym = asym, .group = group, .mse = mse, .search = ROTQ_WSCALE_CLIP, .norm = 2.4,
-                            .grid = 100, .maxshrink = 0.8, .dtype = ROTQ_DTYPE_INVALID};
+                            .grid = 100, .maxshrink = 0.8, .dtype = ROTQ_DTYPE_INVALID, .tensor_scale = 1.0};
+}
+
+rotq_wq_format rotq_wq_format_bind(const rotq_wq_format *f, const float *w, int64_t n) {
+    rotq_wq_format b = *f;
+    const rotq_num_traits *t = rotq_num_traits_of(f->num);
+    b.tensor_scale = 1.0;
+    if (t && t->scale == ROTQ_SCALE_E4M3_TENSOR) {
+        double amax = 0.0;
+        for (int64_t i = 0; i < n; i++) amax = fmax(amax, fabs((double)w[i]));
+        b.tensor_scale = rotq_num_tensor_scale(t, amax);
+    }
+    return b;
 }
 
 void rotq_wq_format_set_search(rotq_wq_format *f, rotq_w_scale search, double clip_norm) {
@@ -41,10 +53,21 @@ rotq_status rotq_wq_format_check(const rotq_wq_format *f) {
         return rotq_fail(ROTQ_ERR_ARG, "quant: symmetric range convention %d (maxq, full or signed)", (int)f->sym_range);
     if (f->min_max > 0 && (!f->asym || f->super_groups <= 0))
         return rotq_fail(ROTQ_ERR_ARG, "quant: float group mins need an asymmetric super-block grid");
+    if (f->num != ROTQ_NUM_INT) {
+        const rotq_num_traits *t = rotq_num_traits_of(f->num);
+        if (!t) return rotq_fail(ROTQ_ERR_ARG, "quant: weight number format %d (int, mxfp4, nvfp4 or fp8)", (int)f->num);
+        if (f->asym || f->super_groups > 0 || f->dtype != ROTQ_DTYPE_INVALID)
+            return rotq_fail(ROTQ_ERR_ARG, "quant: %s weights are symmetric, without zero points or GGUF block types", t->name);
+        if (f->bits != t->bits)
+            return rotq_fail(ROTQ_ERR_ARG, "quant: %s weights have %d-bit elements (got %d bits)", t->name, t->bits, f->bits);
+        if (!(f->tensor_scale > 0.0))
+            return rotq_fail(ROTQ_ERR_ARG, "quant: %s needs a positive tensor scale (got %g)", t->name, f->tensor_scale);
+    }
     return ROTQ_OK;
 }
 
 int32_t rotq_wq_maxq(const rotq_wq_format *f) { return f->asym ? (1 << f->bits) - 1 : (1 << (f->bits - 1)) - 1; }
+
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define QUANT_KERNEL __attribute__((target_clones("avx2", "default")))
@@ -93,6 +116,7 @@ static inline __attribute__((always_inline)) double pow_2_4(double e) {
     return e * e * x * two_n;
 }
 
+
 /* Σ |qdq(x) - x|^2.4 over one row segment; integers of the grid in [klo, khi] (zero folded in). */
 QUANT_KERNEL
 static double grid_error_24(const double *x, int64_t n, double scale, double klo, double khi) {
@@ -128,6 +152,35 @@ static double grid_error(const double *x, const double *w, int64_t n, double sca
         double q = nearbyint(x[i] / scale);
         q = q < klo ? klo : q > khi ? khi : q;
         err += (w ? w[i] : 1.0) * pow(fabs(scale * q - x[i]), norm);
+    }
+    return err;
+}
+
+/* Σ w_i |qdq(x_i) − x_i|^2.4 on a float format's elements at `scale` (w may be NULL): one chunk,
+ * in loops the compiler vectorizes */
+QUANT_KERNEL
+static double fp_error_24(const double *x, const double *w, int64_t n, double scale, rotq_num_traits t) {
+    double err = 0.0;
+    if (w) {
+#pragma omp simd reduction(+ : err)
+        for (int64_t i = 0; i < n; i++) err += w[i] * pow_2_4(fabs(scale * rotq_minifloat_round(x[i] / scale, &t) - x[i]));
+    } else {
+#pragma omp simd reduction(+ : err)
+        for (int64_t i = 0; i < n; i++) err += pow_2_4(fabs(scale * rotq_minifloat_round(x[i] / scale, &t) - x[i]));
+    }
+    return err;
+}
+
+/* the same for any norm, in chunks, stopping once the sum reaches `bound` (as grid_error_bounded) */
+static double fp_grid_error(const double *x, const double *w, int64_t n, double scale, const rotq_num_traits *t, double norm,
+                            double bound) {
+    enum { CHUNK = 128 };
+    double err = 0.0;
+    for (int64_t i0 = 0; i0 < n && err < bound; i0 += CHUNK) {
+        int64_t k = n - i0 < CHUNK ? n - i0 : CHUNK;
+        if (norm == 2.4) { err += fp_error_24(x + i0, w ? w + i0 : NULL, k, scale, *t); continue; }
+        for (int64_t i = i0; i < i0 + k; i++)
+            err += (w ? w[i] : 1.0) * pow(fabs(scale * rotq_minifloat_round(x[i] / scale, t) - x[i]), norm);
     }
     return err;
 }
@@ -201,6 +254,11 @@ typedef struct wq_range {
 
 static wq_range wq_range_of(const double *x, int64_t n, const rotq_wq_format *f) {
     wq_range g = {0.0, 0.0, 1.0, rotq_wq_maxq(f)};
+    if (f->num != ROTQ_NUM_INT) { /* float formats: the largest magnitude on the element range */
+        for (int64_t i = 0; i < n; i++) g.xmax = fmax(g.xmax, fabs(x[i]));
+        g.levels = rotq_num_traits_of(f->num)->max;
+        return g;
+    }
     for (int64_t i = 0; i < n; i++) {
         double v = x[i];
         if (v < g.xmin) g.xmin = v;
@@ -224,6 +282,11 @@ static wq_range wq_range_of(const double *x, int64_t n, const rotq_wq_format *f)
 /* The grid of the range shrunk by p, as the reference's find_params; base: the unsearched range
  * (p = 1 with GPTQ's 1e-5 floor on an asymmetric range). */
 static void wq_candidate(const wq_range *g, const rotq_wq_format *f, double p, bool base, double *s, double *z) {
+    if (f->num != ROTQ_NUM_INT) { /* base: the format's own rule; the search: p·max encodable */
+        *s = rotq_num_scale(rotq_num_traits_of(f->num), g->xmax, p, f->tensor_scale, base, false);
+        *z = 0.0;
+        return;
+    }
     if (!f->asym) {
         double s1 = p * g->xmax / g->levels;
         if (f->scale_fp16) s1 = to_fp16(s1);
@@ -268,7 +331,8 @@ void rotq_wq_params_weighted(const double *x, const double *w, int64_t n, const 
             double s1, z1;
             wq_candidate(&g, f, wq_search_ratio(f, i), false, &s1, &z1);
             /* round(x/s) + z clamped to [0, maxq], minus z, is round(x/s) clamped to [-z, maxq - z] */
-            double err = f->asym ? grid_error_bounded(x, w, n, s1, -z1, maxq - z1, f->norm, best)
+            double err = f->num != ROTQ_NUM_INT ? fp_grid_error(x, w, n, s1, rotq_num_traits_of(f->num), f->norm, best)
+                       : f->asym ? grid_error_bounded(x, w, n, s1, -z1, maxq - z1, f->norm, best)
                                  : grid_error_bounded(x, w, n, s1, -(double)maxq - 1.0, maxq, f->norm, best);
             if (err < best) { best = err; s = s1; z = z1; }
         }
@@ -312,7 +376,7 @@ rotq_status rotq_wq_params_hessian(const double *W, int64_t rows, int64_t cols, 
                 double s1, z1;
                 wq_candidate(&rg[r], f, p, false, &s1, &z1);
                 const double *x = W + r * cols + g0;
-                for (int64_t c = 0; c < n; c++) E[r * n + c] = x[c] - rotq_wq_qdq(x[c], s1, z1, maxq, f->asym);
+                for (int64_t c = 0; c < n; c++) E[r * n + c] = x[c] - rotq_wq_format_qdq(f, x[c], s1, z1, maxq);
             }
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)n, (blasint)n, 1.0, E, (blasint)n,
                         H + g0 * cols + g0, (blasint)cols, 0.0, F, (blasint)n);
@@ -363,7 +427,8 @@ rotq_status rotq_qweight_new(int64_t rows, int64_t cols, int64_t group, const ro
     int64_t ng = (cols + group - 1) / group;
     rotq_qweight *q = calloc(1, sizeof *q);
     if (q) {
-        *q = (rotq_qweight){.rows = rows, .cols = cols, .group = group, .bits = f->bits, .asym = f->asym, .dtype = f->dtype};
+        *q = (rotq_qweight){.rows = rows, .cols = cols, .group = group, .bits = f->bits, .asym = f->asym, .dtype = f->dtype,
+                            .num = f->num};
         q->u = malloc((size_t)(rows * cols));
         q->scale = malloc((size_t)(rows * ng) * sizeof *q->scale);
         q->zero = malloc((size_t)(rows * ng) * sizeof *q->zero);
@@ -393,11 +458,15 @@ void rotq_qweight_dequantize(const rotq_qweight *q, float *w) {
     for (int64_t r = 0; r < q->rows; r++)
         for (int64_t c = 0; c < q->cols; c++) {
             int64_t g = r * ng + c / q->group;
-            w[r * q->cols + c] = (float)(rotq_wq_decode(q->u[r * q->cols + c], q->scale[g], q->zero[g]) - (q->mn ? q->mn[g] : 0.0));
+            uint8_t u = q->u[r * q->cols + c];
+            w[r * q->cols + c] = q->num != ROTQ_NUM_INT ? (float)(q->scale[g] * rotq_minifloat_value(u, rotq_num_traits_of(q->num)))
+                                 : (float)(rotq_wq_decode(u, q->scale[g], q->zero[g]) - (q->mn ? q->mn[g] : 0.0));
         }
 }
 
 rotq_status rotq_qweight_int8(const rotq_qweight *q, int64_t row0, int64_t rows, int8_t *codes, float *scales) {
+    if (q->num != ROTQ_NUM_INT)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: integer products need integer codes (these are %s)", rotq_num_format_name(q->num));
     if (q->asym || q->mn || q->group != q->cols || q->bits > 7)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: integer products need symmetric per-row codes of at most 7 bits "
                          "(these are %s, %s, %d bits)", q->asym ? "asymmetric" : "symmetric",
@@ -413,13 +482,15 @@ rotq_status rotq_qweight_int8(const rotq_qweight *q, int64_t row0, int64_t rows,
     return ROTQ_OK;
 }
 
-rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_wq_format *f, rotq_qweight **codes) {
-    ROTQ_TRY(rotq_wq_format_check(f));
+rotq_status rotq_rtn_quantize(float *w, int64_t rows, int64_t cols, const rotq_wq_format *f_in, rotq_qweight **codes) {
     if (rows <= 0 || cols <= 0) return rotq_fail(ROTQ_ERR_ARG, "quant: RTN of a %lld x %lld matrix", (long long)rows, (long long)cols);
     for (int64_t i = 0; i < rows * cols; i++)
         if (!isfinite(w[i]))
             return rotq_fail(ROTQ_ERR_NUMERIC, "quant: weight [%lld, %lld] is %g; cannot quantize a non-finite weight",
                              (long long)(i / cols), (long long)(i % cols), (double)w[i]);
+    rotq_wq_format fb = rotq_wq_format_bind(f_in, w, rows * cols);
+    const rotq_wq_format *f = &fb;
+    ROTQ_TRY(rotq_wq_format_check(f));
     int64_t group = f->group > 0 && f->group < cols ? f->group : cols, ng = (cols + group - 1) / group;
     int32_t maxq = rotq_wq_maxq(f);
     rotq_qweight *q = NULL;

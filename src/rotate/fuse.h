@@ -37,6 +37,8 @@ rotq_status rotq_op_fuse_norms(rotq_rotate_ctx *ctx);
 rotq_status rotq_site_rotation_make(rotq_rotation_choice c, const char *file, int64_t n, uint64_t seed, const char *site,
                                     int32_t layer, struct rotq_rotation **out);
 /* The rotation an online site uses (plain Hadamard, or the recorded dense fallback). */
+/* The n×n block-diagonal rotation with R on each of its n / R->n diagonal blocks (dense: for files). */
+rotq_status rotq_rotation_block_expand(const struct rotq_rotation *R, int64_t n, struct rotq_rotation **out);
 rotq_status rotq_online_rotation_make(const rotq_online_rotation *spec, struct rotq_rotation **out);
 
 /* Scales column j of a linear weight [out, in] by s[j] (in double, stored in its dtype). */

@@ -28,9 +28,9 @@ static rotq_status on_qk(void *ctx, int32_t layer, float *q, float *k, int64_t T
 
 /* R4: down_proj's input (its weight holds R4ᵀ already). */
 static rotq_status on_down(void *ctx, int32_t layer, float *x, int64_t rows, int64_t cols) {
-    (void)layer, (void)cols;
+    (void)layer;
     online *o = ctx;
-    return rotq_rotation_apply_rows_on(o->be, o->r, x, rows, false);
+    return rotq_rotation_apply_rows_on(o->be, o->r, x, rows * cols / o->r->n, false); /* a block rotation: per block */
 }
 
 /* Backward (training): the rotation's transpose on dL/d(output), row by row of its size. */
@@ -55,8 +55,12 @@ static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, b
     if (s != ROTQ_OK) { free(o); return s; }
     rotq_transform t = {.kind = ROTQ_TF_ONLINE_ROTATION, .release = online_free};
     t.hooks = (rotq_hooks){.ctx = o, .qk_rope = qk ? on_qk : NULL, .down_input = qk ? NULL : on_down, .grad = online_grad};
-    snprintf(t.name, sizeof t.name, "%s %s %lld", name, rec->dense ? "online orthogonal" : "online Hadamard",
-             (long long)rec->size);
+    if (rec->block > 0)
+        snprintf(t.name, sizeof t.name, "%s %s %lld, block-diagonal (%lld blocks)", name,
+                 rec->dense ? "online orthogonal" : "online Hadamard", (long long)rec->block, (long long)(rec->size / rec->block));
+    else
+        snprintf(t.name, sizeof t.name, "%s %s %lld", name, rec->dense ? "online orthogonal" : "online Hadamard",
+                 (long long)rec->size);
     s = rotq_runner_add_transform(r, &t);
     if (s != ROTQ_OK) online_free(o);
     return s;

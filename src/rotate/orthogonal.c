@@ -418,3 +418,18 @@ rotq_status rotq_rotation_load(const char *path, rotq_rotation **out) {
 
 int64_t rotq_rotation_size(const rotq_rotation *R) { return R->n; }
 const char *rotq_rotation_describe(const rotq_rotation *R) { return R->desc; }
+
+rotq_status rotq_rotation_block_expand(const rotq_rotation *R, int64_t n, rotq_rotation **out) {
+    *out = NULL;
+    int64_t b = R->n;
+    if (b <= 0 || n % b != 0) return rotq_fail(ROTQ_ERR_ARG, "rotation: a block of %lld does not divide %lld", (long long)b, (long long)n);
+    double *B = malloc(sizeof(double) * (size_t)(b * b)), *D = calloc((size_t)(n * n), sizeof(double));
+    rotq_status s = B && D ? rotq_rotation_to_dense_f64(R, B) : rotq_fail(ROTQ_ERR_NOMEM, "rotation: out of memory for %lld×%lld", (long long)n, (long long)n);
+    for (int64_t k = 0; s == ROTQ_OK && k < n / b; k++)
+        for (int64_t i = 0; i < b; i++) memcpy(D + (k * b + i) * n + k * b, B + i * b, sizeof(double) * (size_t)b);
+    if (s == ROTQ_OK) s = rotq_rotation_from_dense(n, D, 1e-9, out);
+    if (s == ROTQ_OK) snprintf((*out)->desc, sizeof (*out)->desc, "block-diagonal %lld x (%.120s)", (long long)(n / b), R->desc);
+    free(B);
+    free(D);
+    return s;
+}

@@ -110,6 +110,14 @@ static rotq_status save_rotation(const rotq_rotate_options *o, const rotq_rotati
     return rotq_rotation_save(R, path, ROTQ_F64);
 }
 
+/* A block size for a site of width n: 0 (full width) or a divisor of n. */
+static rotq_status check_block(const rotq_model *m, const char *site, int64_t block, int64_t n, const char *what) {
+    if (block < 0 || (block > 0 && n % block != 0))
+        return rotq_fail(ROTQ_ERR_ARG, "%s: %s block %lld does not divide the %s width %lld", m->source_path, site, (long long)block,
+                         what, (long long)n);
+    return ROTQ_OK;
+}
+
 static bool reads_stream(int32_t role) {
     return role == ROLE_Q || role == ROLE_K || role == ROLE_V || role == ROLE_QKV || role == ROLE_GATE || role == ROLE_UP ||
            role == ROLE_GATE_UP || role == ROLE_LM_HEAD;
@@ -128,13 +136,24 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
         if (!m->rot.norms_fused)
             return rotq_fail(ROTQ_ERR_ARG, "%s: R1 needs the norms fused first (the architecture's ops must run fuse_norms before rotate_r1)",
                              m->source_path);
-        ROTQ_TRY(rotq_site_rotation_make(o->r1, o->r1_file, m->hp.hidden, rotq_seed_derive(o->seed, ROTQ_SEED_R1, 0), "R1", -1, &ctx->r1));
-        snprintf(m->rot.r1, sizeof m->rot.r1, "%s", ctx->r1->desc);
+        bool block = o->r1_block > 0 && o->r1_block < m->hp.hidden;
+        ROTQ_TRY(check_block(m, "R1", o->r1_block, m->hp.hidden, "hidden"));
+        if (block && o->r1 == ROTQ_R_FILE)
+            return rotq_fail(ROTQ_ERR_ARG, "%s: a block R1 is built (Hadamard or orthogonal), not read from a file", m->source_path);
+        if (block && m->arch->norm == ROTQ_NORM_LAYER)
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: a block-diagonal R1 on a LayerNorm model is not supported (the fused "
+                             "LayerNorm needs R1 to keep the stream's mean)", m->source_path);
+        ROTQ_TRY(rotq_site_rotation_make(o->r1, o->r1_file, block ? o->r1_block : m->hp.hidden,
+                                         rotq_seed_derive(o->seed, ROTQ_SEED_R1, 0), "R1", -1, &ctx->r1));
+        if (block)
+            snprintf(m->rot.r1, sizeof m->rot.r1, "block-diagonal, %lld x %.60s", (long long)(m->hp.hidden / o->r1_block), ctx->r1->desc);
+        else snprintf(m->rot.r1, sizeof m->rot.r1, "%s", ctx->r1->desc);
         /* fused LayerNorm: R1 must keep the stream zero-mean (fuse.c); such models are never
          * streamed, so this first call sees every tensor */
         rotq_rotation *effective = NULL;
         if (m->rot.ln_as_rms && m->arch->norm == ROTQ_NORM_LAYER)
             s = rotq_r1_keep_mean(m, ctx->r1, o->save_rotations ? &effective : NULL);
+        if (s == ROTQ_OK && block && o->save_rotations) s = rotq_rotation_block_expand(ctx->r1, m->hp.hidden, &effective);
         if (s == ROTQ_OK) s = save_rotation(o, effective ? effective : ctx->r1, -1);
         rotq_rotation_free(effective);
         ROTQ_TRY(s);
@@ -142,6 +161,7 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
     const rotq_rotation *R = ctx->r1;
     if (!R) return rotq_fail(ROTQ_ERR_ARG, "%s: rotate_r1 ran on layers before its first call", m->source_path);
     rotq_rotate_opts ro = rotq_rotate_defaults();
+    ro.block_diag = R->n < m->hp.hidden;
     for (int64_t i = 0; s == ROTQ_OK && i < m->n_tensors; i++) {
         rotq_tensor *t = &m->tensors[i];
         if (!in_call(ctx, t)) continue;
@@ -193,18 +213,21 @@ static rotq_status op_rotate_r2(rotq_rotate_ctx *ctx) {
 
 /* The rotation an online site uses: plain Hadamard when one exists, else seeded orthogonal. */
 rotq_status rotq_online_rotation_make(const rotq_online_rotation *spec, rotq_rotation **out) {
-    if (!spec->dense) return rotq_rotation_hadamard(spec->size, false, 0, out);
-    return rotq_rotation_random_orthogonal(spec->size, spec->seed, out);
+    int64_t n = spec->block > 0 ? spec->block : spec->size;
+    if (!spec->dense) return rotq_rotation_hadamard(n, false, 0, out);
+    return rotq_rotation_random_orthogonal(n, spec->seed, out);
 }
 
-static void plan_online(rotq_online_rotation *r, int64_t n, uint64_t seed, const char *site) {
+static void plan_online(rotq_online_rotation *r, int64_t n, int64_t block, uint64_t seed, const char *site) {
     r->on = true;
     r->size = n;
-    r->dense = !rotq_hadamard_known(n);
+    r->block = block > 0 && block < n ? block : 0;
+    int64_t k = r->block ? r->block : n;
+    r->dense = !rotq_hadamard_known(k);
     r->seed = seed;
     if (r->dense)
         rotq_log(ROTQ_LOG_WARN, "%s: no exact Hadamard matrix of order %lld is known; using a dense random orthogonal rotation (seed %llu)\n",
-                site, (long long)n, (unsigned long long)seed);
+                site, (long long)k, (unsigned long long)seed);
 }
 
 static rotq_status op_online_r4(rotq_rotate_ctx *ctx) {
@@ -212,7 +235,8 @@ static rotq_status op_online_r4(rotq_rotate_ctx *ctx) {
     if (!ctx->opt->r4) return ROTQ_OK;
     if (ctx->first) {
         if (m->rot.r4.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R4 is already applied to this model", m->source_path);
-        plan_online(&m->rot.r4, m->hp.intermediate, rotq_seed_derive(ctx->opt->seed, ROTQ_SEED_R4, 0), "R4");
+        ROTQ_TRY(check_block(m, "R4", ctx->opt->r4_block, m->hp.intermediate, "intermediate"));
+        plan_online(&m->rot.r4, m->hp.intermediate, ctx->opt->r4_block, rotq_seed_derive(ctx->opt->seed, ROTQ_SEED_R4, 0), "R4");
         rotq_status s = rotq_online_rotation_make(&m->rot.r4, &ctx->r4);
         if (s == ROTQ_OK) s = save_rotation(ctx->opt, ctx->r4, -2);
         if (s != ROTQ_OK) {
@@ -222,6 +246,7 @@ static rotq_status op_online_r4(rotq_rotate_ctx *ctx) {
     }
     if (!ctx->r4) return rotq_fail(ROTQ_ERR_ARG, "%s: online_r4 ran on layers before its first call", m->source_path);
     rotq_rotate_opts ro = rotq_rotate_defaults();
+    ro.block_diag = m->rot.r4.block > 0;
     rotq_status s = ROTQ_OK;
     for (int32_t L = ctx->layer_begin; s == ROTQ_OK && L < ctx->layer_end; L++)
         s = rotq_op_rotate(rotq_model_role(m, ROLE_DOWN, L), NULL, ROTQ_ROTATE_INPUT, ctx->r4, &ro);
@@ -233,7 +258,7 @@ static rotq_status op_online_r3(rotq_rotate_ctx *ctx) {
     rotq_model *m = ctx->m;
     if (!ctx->opt->r3 || !ctx->first) return ROTQ_OK;
     if (m->rot.r3.on) return rotq_fail(ROTQ_ERR_ARG, "%s: R3 is already applied to this model", m->source_path);
-    plan_online(&m->rot.r3, m->hp.head_dim, rotq_seed_derive(ctx->opt->seed, ROTQ_SEED_R3, 0), "R3");
+    plan_online(&m->rot.r3, m->hp.head_dim, 0, rotq_seed_derive(ctx->opt->seed, ROTQ_SEED_R3, 0), "R3");
     return ROTQ_OK;
 }
 

@@ -42,11 +42,12 @@ rotq_session_options rotq_session_defaults(void) {
 static void choose_products(rotq_session *s, const rotq_quant_options *q, bool float_products) {
     snprintf(s->products, sizeof s->products, "float");
     if (!q || float_products) return;
-    bool w_ok = q->w_method != ROTQ_WQ_NONE && !rotq_quant_has_types(q) && q->w_bits < 16 && !q->w_asym && q->w_group <= 0;
-    bool a_ok = rotq_act_on(&q->act) && q->act.group <= 0;
+    bool w_ok = q->w_method != ROTQ_WQ_NONE && !rotq_quant_has_types(q) && q->w_bits < 16 && !q->w_asym && q->w_group <= 0 &&
+                q->w_num == ROTQ_NUM_INT;
+    bool a_ok = rotq_act_on(&q->act) && q->act.group <= 0 && q->act.num == ROTQ_NUM_INT;
     if (!w_ok || !a_ok) {
         snprintf(s->products, sizeof s->products,
-                 "float (integer products need per-channel symmetric weights and per-token activations)");
+                 "float (integer products need per-channel symmetric integer weights and per-token integer activations)");
         return;
     }
     if (rotq_int_linears_build(s->r, q->w_bits, &s->ints) == ROTQ_OK && rotq_fakequant_use_ints(&s->fq, s->ints) == ROTQ_OK) {

@@ -5,9 +5,17 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/grid.h"
+#include "core/minifloat.h"
 
 rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what) {
     if (!rotq_act_on(f)) return ROTQ_OK;
+    if (f->num != ROTQ_NUM_INT) {
+        const rotq_num_traits *t = rotq_num_traits_of(f->num);
+        if (!t) return rotq_fail(ROTQ_ERR_ARG, "quant: %s number format %d (int, mxfp4, nvfp4 or fp8)", what, (int)f->num);
+        if (f->bits != t->bits || f->asym)
+            return rotq_fail(ROTQ_ERR_ARG, "quant: %s in %s: symmetric %d-bit elements (got %d bits%s)", what, t->name, t->bits,
+                             f->bits, f->asym ? ", asymmetric" : "");
+    }
     if (f->bits < 2 || f->bits > 8)
         return rotq_fail(ROTQ_ERR_ARG, "quant: %s bits %d outside 2..8 (16 = off)", what, f->bits);
     if (!(f->clip > 0.0f && f->clip <= 1.0f))
@@ -33,16 +41,58 @@ static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float cl
     return true;
 }
 
+/* x ← s·round(x/s) on the format's elements, saturating at ±FLT_MAX (a loop the compiler vectorizes:
+ * the traits by value, selects instead of branches) */
+static void fp_segment(float *restrict x, int64_t n, double s, rotq_num_traits t) {
+    for (int64_t i = 0; i < n; i++) {
+        double y = s * rotq_minifloat_round((double)x[i] / s, &t);
+        y = y > FLT_MAX ? FLT_MAX : y;
+        y = y < -FLT_MAX ? -FLT_MAX : y;
+        x[i] = (float)y;
+    }
+}
+
+/* One row in a float format, in place: groups of `group` with their own scales (NVFP4: and the
+ * row's own tensor scale, a token being its own tensor); false when it holds NaN/Inf. */
+static bool quant_row_fp(float *x, int64_t cols, int64_t group, const rotq_num_traits *t, float clip) {
+    double amax = 0.0;
+    bool finite = true;
+    for (int64_t i = 0; i < cols; i++) {
+        double a = fabs((double)x[i]);
+        finite &= isfinite(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    if (!finite) return false;
+    double ts = rotq_num_tensor_scale(t, clip * amax);
+    for (int64_t g0 = 0; g0 < cols; g0 += group) {
+        int64_t n = cols - g0 < group ? cols - g0 : group;
+        double gmax = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            double a = fabs((double)x[g0 + i]);
+            gmax = a > gmax ? a : gmax;
+        }
+        double s = rotq_num_scale(t, gmax, clip, ts, true, true);
+        fp_segment(x + g0, n, s, *t);
+    }
+    return true;
+}
+
 rotq_status rotq_act_quantize(float *x, int64_t rows, int64_t cols, const rotq_act_format *f) {
     if (!rotq_act_on(f)) return ROTQ_OK;
     ROTQ_TRY(rotq_act_format_check(f, "activation"));
     if (rows < 0 || cols <= 0) return rotq_fail(ROTQ_ERR_ARG, "quant: activations of %lld x %lld", (long long)rows, (long long)cols);
     int32_t maxq = grid_maxq(f);
-    int64_t group = f->group > 0 && f->group < cols ? f->group : cols;
+    const rotq_num_traits *t = rotq_num_traits_of(f->num);
+    int64_t group = f->group > 0 ? f->group : t && t->block > 0 ? t->block : cols;
+    if (group > cols) group = cols;
     int64_t first_bad = INT64_MAX;
 #pragma omp parallel for schedule(static) reduction(min : first_bad) if (rows * cols > 65536)
     for (int64_t r = 0; r < rows; r++) {
         float *xr = x + r * cols;
+        if (t) {
+            if (!quant_row_fp(xr, cols, group, t, f->clip) && r < first_bad) first_bad = r;
+            continue;
+        }
         for (int64_t g0 = 0; g0 < cols; g0 += group) {
             int64_t n = cols - g0 < group ? cols - g0 : group;
             if (!quant_segment(xr + g0, n, maxq, f->asym, f->clip, f->range) && r < first_bad) first_bad = r;
