@@ -206,11 +206,29 @@ typedef enum rotq_rotation_choice {
     ROTQ_R_FILE,               /* a matrix loaded from a file */
 } rotq_rotation_choice;
 
+/* Layerwise (unfused) rotations: an online rotation in front of a linear's input and its inverse
+ * fused into that linear's weight, W ← W·R — no norm fusion needed, so it works where fusion cannot
+ * reach. The sites are the runner's linear inputs (a shared input is rotated once for all of its
+ * linears): */
+typedef enum rotq_lw_site {
+    ROTQ_LW_QKV = 0,           /* q/k/v_proj's input (after the attention norm) */
+    ROTQ_LW_O,                 /* o_proj's input (the heads' output) */
+    ROTQ_LW_MLP,               /* gate/up_proj's input (after the MLP norm) */
+    ROTQ_LW_DOWN,              /* down_proj's input (what R4 rotates: not both) */
+    ROTQ_LW_LM_HEAD,           /* lm_head's input (a tied embedding is untied first) */
+    ROTQ_LW_SITES
+} rotq_lw_site;
+ROTQ_API const char *rotq_lw_site_name(rotq_lw_site s); /* "qkv", "o", "mlp", "down", "lm_head" */
+
 typedef struct rotq_rotate_options {
     rotq_rotation_choice r1, r2;  /* fused rotations: residual stream, per head V->O */
     const char *r1_file, *r2_file; /* a .safetensors matrix, or a folder of learned rotations
                                       (r1.safetensors, r2.layerL.safetensors: rotq_learn_rotations) */
     bool r3, r4;               /* online Hadamards: Q/K after RoPE, down_proj input */
+    uint32_t layerwise;        /* layerwise rotations at the sites with bit (1 << rotq_lw_site) set */
+    rotq_rotation_choice layerwise_kind; /* HADAMARD, RANDOM_HADAMARD (seeded signs; NONE means this) or
+                                  ORTHOGONAL (dense, seeded) */
+    int64_t layerwise_block;   /* > 0: each layerwise rotation block-diagonal with blocks of this size */
     int64_t r1_block, r4_block; /* > 0: R1 (fused) or R4 (online) block-diagonal, one Hadamard of this size
                                   (any K·2^m dividing the width, e.g. a format's block of 32 or 16) on each
                                   block of the stream or of down_proj's input; 0: full width */

@@ -43,6 +43,8 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("eval --compare-rotations block on an integer preset", ["eval", model, "--text", model, "--preset", "w4a4kv4",
            "--compare-rotations", "full,block"], "no float format gives a block size", rc=2)
     expect("rotate --r1-block -1", ["rotate", model, out, "--r1-block", "-1"], "--r1-block", rc=2)
+    expect("rotate --layerwise bogus", ["rotate", model, out, "--layerwise", "qkv,bogus"], "unknown site bogus", "lm_head", rc=2)
+    expect("eval --layerwise-kind bogus", ["eval", model, "--text", model, "--layerwise-kind", "bogus"], "random-hadamard", rc=2)
     missing = os.path.join(tmp, "missing", "out")
     for cmd in (["rotate", model, missing], ["quantize", model, missing, "--preset", "w4a16"], ["convert", model, missing]):
         expect(f"{cmd[0]} into a missing folder", cmd, "does not exist", "nothing was loaded")

@@ -5,6 +5,7 @@ is absent, a random llama2.c model and a generated text):
    `rotq ppl`'s;
  - with nothing quantized, every rotation of the comparison (block-diagonal ones included) keeps the
    float perplexity (computational invariance, through the CLI);
+ - layerwise rotations at every site (lm_head's unties the tied embedding) keep the float perplexity;
  - `--w-dtype nvfp4 --w-clip --a-dtype nvfp4 --kv-dtype nvfp4` is the nvfp4 preset;
  - `rotq quantize --w-dtype mxfp4` writes a checkpoint that scores exactly what `eval --w-dtype mxfp4`
    scores with the weights quantized in memory."""
@@ -56,6 +57,11 @@ for r in flt["comparison"]:
     rel = abs(r["perplexity"] - flt["baseline_perplexity"]) / flt["baseline_perplexity"]
     if rel > 1e-4:
         failures.append(f"float model rotated ({r['variant']}): {r['perplexity']} vs {flt['baseline_perplexity']} (rel {rel:.2g})")
+
+# layerwise rotations on a tied-embedding model (lm_head's site unties it): the float function kept
+lw = run("--layerwise", "all", "--baseline", "rotated")
+if abs(lw["perplexity"] - ppl["perplexity"]) > 1e-4 * ppl["perplexity"] or "layerwise lm_head" not in lw["transforms"]:
+    failures.append(f"--layerwise all on the float model: {lw['perplexity']} vs {ppl['perplexity']}; {lw['transforms']!r}")
 
 spelled = run("--w-dtype", "nvfp4", "--w-clip", "--a-dtype", "nvfp4", "--kv-dtype", "nvfp4")
 if spelled["perplexity"] != alone["none"]["perplexity"] or spelled["quantization"] != alone["none"]["quantization"]:

@@ -166,7 +166,10 @@ static void ref_act_row(const float *x, float *y, int n, int g, rotq_num_format 
         for (int i = 0; i < m; i++) gm = fmax(gm, fabs(x[g0 + i]));
         double s = k == ROTQ_NUM_MXFP4 ? ref_mx_scale(gm) : k == ROTQ_NUM_NVFP4 ? ref_nv_scale(gm, ts)
                                                           : (gm > 0 ? (double)(float)(gm / 448.0) : 1.0);
-        for (int i = 0; i < m; i++) y[g0 + i] = (float)(s * ref_round(x[g0 + i] / s, f));
+        for (int i = 0; i < m; i++) {
+            double v = s * ref_round(x[g0 + i] / s, f);
+            y[g0 + i] = (float)(v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -FLT_MAX : v); /* saturate, never ±Inf */
+        }
     }
 }
 
@@ -179,6 +182,7 @@ static void test_activations(void) {
         for (int c = 0; c < COLS; c++) x[5 * COLS + c] = 0.0f;                       /* a zero row */
         for (int c = 0; c < 32; c++) x[6 * COLS + c] = 0.0f;                         /* a zero block */
         x[7 * COLS + 3] = 3e38f;                                                     /* near FLT_MAX */
+        x[10 * COLS + 40] = -FLT_MAX;                                                /* at it */
         for (int c = 0; c < COLS; c++) x[8 * COLS + c] = (float)(1e-40 * nrand());  /* subnormal floats */
         memcpy(y, x, sizeof(float) * ROWS * COLS);
         rotq_act_format f = {.bits = rotq_num_format_bits(ks[k]), .num = ks[k], .clip = 1.0f, .group = rotq_num_format_block(ks[k])};

@@ -316,12 +316,74 @@ static void test_block_rotations(void) {
     rotq_model_free(m);
 }
 
+/* Layerwise rotations, each site alone, all of them, with and without the fused ones (and block-
+ * diagonal, orthogonal): the function is kept in memory and through a file; down_proj's site refuses
+ * to stack on R4. */
+static void test_layerwise(void) {
+    rotq_model *orig = tu_random_llama(&shape, 21);
+    answers o;
+    run_all(orig, &o, "original");
+    struct { uint32_t mask; bool fused; rotq_rotation_choice kind; int64_t block; } cases[] = {
+        {1u << ROTQ_LW_QKV, false, ROTQ_R_RANDOM_HADAMARD, 0}, {1u << ROTQ_LW_O, false, ROTQ_R_RANDOM_HADAMARD, 0},
+        {1u << ROTQ_LW_MLP, false, ROTQ_R_HADAMARD, 0},         {1u << ROTQ_LW_DOWN, false, ROTQ_R_RANDOM_HADAMARD, 0},
+        {1u << ROTQ_LW_LM_HEAD, false, ROTQ_R_ORTHOGONAL, 0},  {31u, false, ROTQ_R_RANDOM_HADAMARD, 0},
+        {31u, true, ROTQ_R_RANDOM_HADAMARD, 0},                 {31u, false, ROTQ_R_RANDOM_HADAMARD, 32},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char what[96];
+        snprintf(what, sizeof what, "layerwise 0x%x%s, kind %d, block %lld", cases[k].mask, cases[k].fused ? " + fused R1-R3" : "",
+                 (int)cases[k].kind, (long long)cases[k].block);
+        rotq_rotate_options ro = rotq_rotate_options_default();
+        if (!cases[k].fused) {
+            ro.r1 = ro.r2 = ROTQ_R_NONE;
+            ro.r3 = false;
+            ro.fuse_norms = false;
+        }
+        ro.r4 = false;
+        ro.layerwise = cases[k].mask;
+        ro.layerwise_kind = cases[k].kind;
+        ro.layerwise_block = cases[k].block;
+        ro.seed = 9;
+        rotq_model *m = tu_random_llama(&shape, 21);
+        CHECK(rotq_rotate_model(m, &ro) == ROTQ_OK, "%s: %s", what, rotq_last_error());
+        answers r;
+        run_all(m, &r, what);
+        check_same(&o, &r, what);
+        check_equivalent(orig, m, what);
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/layerwise-%zu", tu_tmpdir(), k);
+        rotq_save_options so = rotq_save_defaults();
+        CHECK(rotq_model_save(m, dir, &so) == ROTQ_OK, "%s", rotq_last_error());
+        rotq_model *back = NULL;
+        rotq_load_options lo = rotq_load_defaults();
+        CHECK(rotq_model_load(dir, &lo, &back) == ROTQ_OK, "%s", rotq_last_error());
+        if (back) {
+            run_all(back, &r, "layerwise, saved and reloaded");
+            check_same(&o, &r, "layerwise, saved and reloaded");
+            rotq_session *ses = NULL;
+            CHECK(rotq_session_new(back, NULL, &ses) == ROTQ_OK && strstr(rotq_session_transforms(ses), "layerwise"),
+                  "%s: reloaded transforms: %s", what, ses ? rotq_session_transforms(ses) : rotq_last_error());
+            rotq_session_free(ses);
+        }
+        rotq_model_free(back);
+        rotq_model_free(m);
+    }
+    rotq_rotate_options ro = rotq_rotate_options_default();
+    ro.layerwise = 1u << ROTQ_LW_DOWN; /* R4 is on by default */
+    rotq_model *m = tu_random_llama(&shape, 21);
+    CHECK(rotq_rotate_model(m, &ro) == ROTQ_ERR_ARG && strstr(rotq_last_error(), "R4 itself"), "layerwise down with R4: %s",
+          rotq_last_error());
+    rotq_model_free(m);
+    rotq_model_free(orig);
+}
+
 int main(void) {
     unsigned long long st = 99;
     for (int i = 0; i < N_IDS; i++) ids[i] = (int32_t)(fabs(tu_nrand(&st)) * 1e6) % shape.vocab;
     test_combinations();
     test_transform_order();
     test_block_rotations();
+    test_layerwise();
     test_tinystories_repro();
     return tu_finish("test_session");
 }

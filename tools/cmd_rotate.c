@@ -26,6 +26,11 @@ static const char *help =
     "  --r1-block N       R1 block-diagonal: one Hadamard of size N (any K·2^m dividing hidden) per block\n"
     "                     of N channels (default 0: full width)\n"
     "  --r4-block N       R4 likewise over down_proj's input (online, its inverse fused into down_proj)\n"
+    "  --layerwise SITES  layerwise (unfused) rotations: an online rotation in front of the linears' input at\n"
+    "                     each site, its inverse fused into their weights; no norm fusion needed. SITES:\n"
+    "                     qkv, o, mlp, down, lm_head (comma-separated) or all; down replaces R4 (turned off)\n"
+    "  --layerwise-kind K random-hadamard (default), hadamard or orthogonal\n"
+    "  --layerwise-block N  each layerwise rotation block-diagonal with blocks of N (default: full width)\n"
     "  --seed N           seed of every random choice (default 0)\n"
     "  --save-rotations D write the fused matrices into folder D (r1, r2.layerL, r4 .safetensors)\n"
     "  --to hf|gguf       output format; --dtype f32|f16|bf16 output dtype (default: the input's)\n"
@@ -86,6 +91,36 @@ int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotat
         if (cli_int(cmd, a, cli_value(argc, argv, i), 0, 1 << 24, &n)) return -1;
         if (a[3] == '1') ro->r1_block = n;
         else ro->r4_block = n;
+        return 1;
+    }
+    if (cli_is(a, "--layerwise")) { /* sites by name, comma-separated, or all */
+        if (!(v = cli_value(argc, argv, i))) return -cli_usage(cmd, "--layerwise needs sites (qkv,o,mlp,down,lm_head) or all");
+        uint32_t mask = 0;
+        char list[256];
+        snprintf(list, sizeof list, "%s", v);
+        for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (strcmp(t, "all") == 0) { mask |= (1u << ROTQ_LW_SITES) - 1; continue; }
+            int k = 0;
+            while (k < ROTQ_LW_SITES && strcmp(t, rotq_lw_site_name((rotq_lw_site)k)) != 0) k++;
+            if (k == ROTQ_LW_SITES) return -cli_usage(cmd, "--layerwise %s: unknown site %s (qkv, o, mlp, down, lm_head or all)", v, t);
+            mask |= 1u << k;
+        }
+        ro->layerwise = mask;
+        if (mask >> ROTQ_LW_DOWN & 1) ro->r4 = false; /* down_proj's layerwise rotation takes R4's place */
+        return 1;
+    }
+    if (cli_is(a, "--layerwise-kind")) {
+        v = cli_value(argc, argv, i);
+        if (v && strcmp(v, "hadamard") == 0) ro->layerwise_kind = ROTQ_R_HADAMARD;
+        else if (v && strcmp(v, "random-hadamard") == 0) ro->layerwise_kind = ROTQ_R_RANDOM_HADAMARD;
+        else if (v && strcmp(v, "orthogonal") == 0) ro->layerwise_kind = ROTQ_R_ORTHOGONAL;
+        else return -cli_usage(cmd, "--layerwise-kind %s: expected random-hadamard, hadamard or orthogonal", v ? v : "(nothing)");
+        return 1;
+    }
+    if (cli_is(a, "--layerwise-block")) {
+        int64_t n;
+        if (cli_int(cmd, a, cli_value(argc, argv, i), 0, 1 << 24, &n)) return -1;
+        ro->layerwise_block = n;
         return 1;
     }
     if (cli_is(a, "--r3")) return parse_onoff(cmd, "--r3", cli_value(argc, argv, i), &ro->r3) ? -1 : 1;

@@ -15,6 +15,8 @@ const char *quant_cli_help =
     "  --r1 KIND, --r2 KIND  random-hadamard (default), hadamard, orthogonal, none, or a .safetensors file\n"
     "  --rotations D      learned R1 and R2 from folder D (rotq learn's output)\n"
     "  --r3 on|off, --r4 on|off  online Hadamards on Q/K after RoPE and before down_proj (default on)\n"
+    "  --layerwise SITES  layerwise rotations at qkv, o, mlp, down, lm_head or all (as rotq rotate; with or\n"
+    "                     without --rotate); --layerwise-kind K, --layerwise-block N\n"
     "  --r1-block N, --r4-block N  block-diagonal R1 (fused) / R4 (online): one Hadamard of size N on each\n"
     "                     block of N channels (e.g. a float format's block, 32 or 16; default: full width)\n"
     "  --seed N           seed of the rotations and of the calibration windows (default 0)\n"
@@ -287,6 +289,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
             if (s != ROTQ_OK) return cli_lib_error(cmd, s);
             c->preset = v;
         }
+    bool layerwise = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int used;
@@ -295,6 +298,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         else if ((used = cli_rotate_option(cmd, argc, argv, &i, &c->ro)) != 0) {
             if (used < 0) return 1;
             if (cli_is(a, "--seed")) c->q.seed = c->ro.seed; /* calibration windows too */
+            else if (strncmp(a, "--layerwise", 11) == 0) layerwise = true;
             else c->rotate = true;                         /* any --rN implies --rotate */
         } else if ((used = quant_option(cmd, argc, argv, &i, c)) != 0) {
             if (used < 0) return 1;
@@ -360,6 +364,14 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
             return cli_usage(cmd, "unexpected argument %s", a);
         }
     }
+    /* layerwise rotations alone: no fused rotations, no norm fusion, no R3/R4 (with --rotate or any
+     * --rN they come on top of QuaRot's) */
+    if (layerwise && !c->rotate) {
+        c->ro.r1 = c->ro.r2 = ROTQ_R_NONE;
+        c->ro.r3 = c->ro.r4 = false;
+        c->ro.fuse_norms = false;
+    }
+    if (layerwise) c->rotate = true;
     /* a type plan puts each tensor on its block type's own grid (over any preset or --w-bits) */
     if (rotq_quant_has_types(&c->q)) {
         if (c->out_format == 1 && c->pack) return cli_usage(cmd, "--format gguf:... writes a GGUF file, not --to hf");
@@ -396,9 +408,14 @@ void quant_cli_rotation_desc(const quant_cli *c, char *out, size_t size) {
     char b1[48] = "", b4[48] = "";
     if (c->ro.r1_block > 0) snprintf(b1, sizeof b1, " (blocks of %lld)", (long long)c->ro.r1_block);
     if (c->ro.r4_block > 0 && c->ro.r4) snprintf(b4, sizeof b4, " (blocks of %lld)", (long long)c->ro.r4_block);
-    snprintf(out, size, "R1 %s%s, R2 %s, R3 %s, R4 %s%s, seed %llu", rot_name(c->ro.r1, c->ro.r1_file), b1,
-             rot_name(c->ro.r2, c->ro.r2_file), c->ro.r3 ? "on" : "off", c->ro.r4 ? "on" : "off", b4,
-             (unsigned long long)c->ro.seed);
+    int n = snprintf(out, size, "R1 %s%s, R2 %s, R3 %s, R4 %s%s, seed %llu", rot_name(c->ro.r1, c->ro.r1_file), b1,
+                     rot_name(c->ro.r2, c->ro.r2_file), c->ro.r3 ? "on" : "off", c->ro.r4 ? "on" : "off", b4,
+                     (unsigned long long)c->ro.seed);
+    for (int s = 0, first = 1; s < ROTQ_LW_SITES && n > 0 && (size_t)n < size; s++)
+        if (c->ro.layerwise >> s & 1) {
+            n += snprintf(out + n, size - (size_t)n, "%s%s", first ? "; layerwise " : ",", rotq_lw_site_name((rotq_lw_site)s));
+            first = 0;
+        }
 }
 
 int quant_cli_tokenize_file(const char *cmd, const rotq_tokenizer *tok, const char *path, int format, int32_t **ids,

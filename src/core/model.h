@@ -78,12 +78,14 @@ typedef struct rotq_online_rotation {
     bool dense;                    /* no exact Hadamard: a seeded random orthogonal matrix */
     uint64_t seed;                 /* for dense ones */
     int64_t block;                 /* > 0: block-diagonal, one rotation of this size per block of the row */
+    bool random_signs;             /* Hadamard with signs seeded from seed (layerwise sites) */
 } rotq_online_rotation;
 
 /* What rotation did to this model, beyond the weights (read by nn/ and written by io/). */
 typedef struct rotq_rotation_record {
     rotq_online_rotation r3;       /* Q and K after RoPE, per head */
     rotq_online_rotation r4;       /* down_proj input */
+    rotq_online_rotation lw[ROTQ_LW_SITES]; /* layerwise: in front of each linear input site */
     char r1[96], r2[96];           /* how the fused rotations were made ("" when none) */
     bool norms_fused;
     bool ln_as_rms;                /* LayerNorm fused into a centred stream: norms now run as RMSNorm

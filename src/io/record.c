@@ -9,11 +9,14 @@ static json_t *online_json(const rotq_online_rotation *r) {
     json_t *j = json_pack("{s:s, s:I, s:I}", "kind", r->dense ? "orthogonal" : "hadamard", "size", (json_int_t)r->size, "seed",
                           (json_int_t)r->seed);
     if (j && r->block > 0) json_object_set_new(j, "block", json_integer((json_int_t)r->block));
+    if (j && r->random_signs) json_object_set_new(j, "random_signs", json_true());
     return j;
 }
 
 void *rotq_record_to_json(const rotq_rotation_record *r) {
-    if (!r->norms_fused && !r->r3.on && !r->r4.on && !r->r1[0] && !r->r2[0]) return NULL;
+    bool lw = false;
+    for (int i = 0; i < ROTQ_LW_SITES; i++) lw |= r->lw[i].on;
+    if (!r->norms_fused && !r->r3.on && !r->r4.on && !r->r1[0] && !r->r2[0] && !lw) return NULL;
     json_t *j = json_object();
     json_object_set_new(j, "version", json_integer(1));
     json_object_set_new(j, "norms_fused", json_boolean(r->norms_fused));
@@ -23,6 +26,12 @@ void *rotq_record_to_json(const rotq_rotation_record *r) {
     if (r->r2[0]) json_object_set_new(j, "r2", json_string(r->r2));
     if (r->r3.on) json_object_set_new(j, "r3", online_json(&r->r3));
     if (r->r4.on) json_object_set_new(j, "r4", online_json(&r->r4));
+    if (lw) {
+        json_t *l = json_object();
+        for (int i = 0; i < ROTQ_LW_SITES; i++)
+            if (r->lw[i].on) json_object_set_new(l, rotq_lw_site_name((rotq_lw_site)i), online_json(&r->lw[i]));
+        json_object_set_new(j, "layerwise", l);
+    }
     return j;
 }
 
@@ -43,6 +52,7 @@ static rotq_status online_from(json_t *o, const char *site, const char *origin, 
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotq record %s \"block\" must be a positive divisor of its size %lld", origin, site,
                          (long long)r->size);
     r->block = block ? json_integer_value(block) : 0;
+    r->random_signs = json_is_true(json_object_get(o, "random_signs"));
     return ROTQ_OK;
 }
 
@@ -66,6 +76,17 @@ rotq_status rotq_record_from_json(const void *json, const char *origin, rotq_rot
     if (json_is_string(s2)) snprintf(r->r2, sizeof r->r2, "%s", json_string_value(s2));
     ROTQ_TRY(online_from(json_object_get(j, "r3"), "r3", origin, &r->r3));
     ROTQ_TRY(online_from(json_object_get(j, "r4"), "r4", origin, &r->r4));
+    json_t *l = json_object_get(j, "layerwise");
+    if (l && !json_is_object(l)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotq record \"layerwise\" must be an object", origin);
+    const char *key;
+    json_t *site;
+    json_object_foreach(l, key, site) {
+        int i = 0;
+        while (i < ROTQ_LW_SITES && strcmp(key, rotq_lw_site_name((rotq_lw_site)i)) != 0) i++;
+        if (i == ROTQ_LW_SITES)
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotq record: unknown layerwise site \"%s\" (qkv, o, mlp, down, lm_head)", origin, key);
+        ROTQ_TRY(online_from(site, key, origin, &r->lw[i]));
+    }
     return ROTQ_OK;
 }
 

@@ -80,7 +80,7 @@ typedef enum rotq_transform_kind {
     ROTQ_TF_OTHER,
 } rotq_transform_kind;
 
-#define ROTQ_MAX_TRANSFORMS 8
+#define ROTQ_MAX_TRANSFORMS 16 /* R3, R4, five layerwise sites, A, K, V, products, stats, a learner ... */
 #define ROTQ_TRANSFORM_NAME 96
 
 typedef struct rotq_transform {

@@ -36,7 +36,7 @@ rotq_status rotq_op_untie_embeddings(rotq_rotate_ctx *ctx) {
     rotq_model *m = ctx->m;
     if (!ctx->globals || !m->hp.tied_embeddings || rotq_model_role(m, ROLE_LM_HEAD, -1)) return ROTQ_OK;
     /* Tied weights stay tied when nothing will make the two uses differ. */
-    if (!ctx->opt->fuse_norms || final_norm_is_unit(m)) return ROTQ_OK;
+    if (!ctx->force_untie && (!ctx->opt->fuse_norms || final_norm_is_unit(m))) return ROTQ_OK;
     const rotq_arch_tensor *head = rotq_arch_tensor_for(m->arch, ROLE_LM_HEAD);
     rotq_tensor *emb = rotq_model_role(m, ROLE_EMBED, -1);
     if (!head || !emb) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "architecture %s has no lm_head role to untie into", m->arch->name);

@@ -14,6 +14,8 @@ typedef struct rotq_rotate_ctx {
     bool globals;                   /* the global tensors: embeddings, lm_head, final norm */
     bool first;                     /* the run's first call: one-time planning, checks, saved files */
     struct rotq_rotation *r1, *r4;  /* made on the first call, kept for the later ones */
+    struct rotq_rotation *lw[ROTQ_LW_SITES]; /* layerwise rotations, likewise */
+    bool force_untie;               /* untie even a tied embedding nothing else would make differ */
 } rotq_rotate_ctx;
 
 typedef rotq_status (*rotq_op_fn)(rotq_rotate_ctx *ctx);

@@ -8,6 +8,7 @@
 typedef struct online {
     rotq_rotation *r;           /* one rotation of the rows at its site */
     const rotq_backend *be;     /* the runner's */
+    int site;                   /* layerwise: the rotq_lw_site whose linear input this rotates */
 } online;
 
 static void online_free(void *ctx) {
@@ -33,6 +34,25 @@ static rotq_status on_down(void *ctx, int32_t layer, float *x, int64_t rows, int
     return rotq_rotation_apply_rows_on(o->be, o->r, x, rows * cols / o->r->n, false); /* a block rotation: per block */
 }
 
+/* Layerwise: the input of the site's linears, as the runner hands each shared input once (q/k/v under
+ * ROLE_Q or ROLE_QKV, gate/up under the MLP's role). */
+static bool site_role(int site, rotq_role role) {
+    switch (site) {
+    case ROTQ_LW_QKV: return role == ROLE_Q || role == ROLE_QKV;
+    case ROTQ_LW_O: return role == ROLE_O;
+    case ROTQ_LW_MLP: return role == ROLE_GATE || role == ROLE_UP || role == ROLE_GATE_UP;
+    case ROTQ_LW_DOWN: return role == ROLE_DOWN;
+    default: return role == ROLE_LM_HEAD;
+    }
+}
+
+static rotq_status on_linear_input(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols) {
+    (void)layer;
+    online *o = ctx;
+    if (!site_role(o->site, role)) return ROTQ_OK;
+    return rotq_rotation_apply_rows_on(o->be, o->r, x, rows * cols / o->r->n, false);
+}
+
 /* Backward (training): the rotation's transpose on dL/d(output), row by row of its size. */
 static rotq_status online_grad(void *ctx, rotq_grad_site site, int32_t layer, rotq_role role, float *g, const float *raw,
                                const float *post, int64_t rows, int64_t cols) {
@@ -42,8 +62,8 @@ static rotq_status online_grad(void *ctx, rotq_grad_site site, int32_t layer, ro
 }
 
 /* One recorded rotation as a transform at its site: qk (R3, every head of Q and K) or down_input (R4). */
-static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, bool qk, int64_t want, const char *name,
-                              const char *where) {
+static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, int lw_site, bool qk, int64_t want,
+                              const char *name, const char *where) {
     const rotq_model *m = r->model;
     if (rec->size != want)
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: recorded %s size %lld differs from the model's %s width %lld", m->source_path,
@@ -51,10 +71,14 @@ static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, b
     online *o = calloc(1, sizeof *o);
     if (!o) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
     o->be = r->be;
+    o->site = lw_site;
     rotq_status s = rotq_online_rotation_make(rec, &o->r);
     if (s != ROTQ_OK) { free(o); return s; }
     rotq_transform t = {.kind = ROTQ_TF_ONLINE_ROTATION, .release = online_free};
-    t.hooks = (rotq_hooks){.ctx = o, .qk_rope = qk ? on_qk : NULL, .down_input = qk ? NULL : on_down, .grad = online_grad};
+    t.hooks = (rotq_hooks){.ctx = o, .grad = online_grad};
+    if (lw_site >= 0) t.hooks.linear_input = on_linear_input;
+    else if (qk) t.hooks.qk_rope = on_qk;
+    else t.hooks.down_input = on_down;
     if (rec->block > 0)
         snprintf(t.name, sizeof t.name, "%s %s %lld, block-diagonal (%lld blocks)", name,
                  rec->dense ? "online orthogonal" : "online Hadamard", (long long)rec->block, (long long)(rec->size / rec->block));
@@ -69,8 +93,16 @@ static rotq_status attach_one(rotq_runner *r, const rotq_online_rotation *rec, b
 rotq_status rotq_online_attach(rotq_runner *r) {
     if (r->online_attached) return rotq_fail(ROTQ_ERR_ARG, "online rotations attached twice to one runner");
     const rotq_model *m = r->model;
-    if (m->rot.r3.on) ROTQ_TRY(attach_one(r, &m->rot.r3, true, m->hp.head_dim, "R3", "head"));
-    if (m->rot.r4.on) ROTQ_TRY(attach_one(r, &m->rot.r4, false, m->hp.intermediate, "R4", "intermediate"));
+    if (m->rot.r3.on) ROTQ_TRY(attach_one(r, &m->rot.r3, -1, true, m->hp.head_dim, "R3", "head"));
+    if (m->rot.r4.on) ROTQ_TRY(attach_one(r, &m->rot.r4, -1, false, m->hp.intermediate, "R4", "intermediate"));
+    for (int s = 0; s < ROTQ_LW_SITES; s++) {
+        if (!m->rot.lw[s].on) continue;
+        const rotq_hparams *hp = &m->hp;
+        int64_t want = s == ROTQ_LW_O ? hp->n_heads * hp->head_dim : s == ROTQ_LW_DOWN ? hp->intermediate : hp->hidden;
+        char name[48];
+        snprintf(name, sizeof name, "layerwise %s:", rotq_lw_site_name((rotq_lw_site)s));
+        ROTQ_TRY(attach_one(r, &m->rot.lw[s], s, false, want, name, "input"));
+    }
     r->online_attached = true;
     return ROTQ_OK;
 }

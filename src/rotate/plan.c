@@ -214,7 +214,7 @@ static rotq_status op_rotate_r2(rotq_rotate_ctx *ctx) {
 /* The rotation an online site uses: plain Hadamard when one exists, else seeded orthogonal. */
 rotq_status rotq_online_rotation_make(const rotq_online_rotation *spec, rotq_rotation **out) {
     int64_t n = spec->block > 0 ? spec->block : spec->size;
-    if (!spec->dense) return rotq_rotation_hadamard(n, false, 0, out);
+    if (!spec->dense) return rotq_rotation_hadamard(n, spec->random_signs, spec->seed, out);
     return rotq_rotation_random_orthogonal(n, spec->seed, out);
 }
 
@@ -262,6 +262,78 @@ static rotq_status op_online_r3(rotq_rotate_ctx *ctx) {
     return ROTQ_OK;
 }
 
+const char *rotq_lw_site_name(rotq_lw_site s) {
+    static const char *const names[ROTQ_LW_SITES] = {"qkv", "o", "mlp", "down", "lm_head"};
+    return (unsigned)s < ROTQ_LW_SITES ? names[s] : "?";
+}
+
+/* The width of a layerwise site and whether tensor role r is one of its linears. */
+static int64_t lw_width(const rotq_hparams *hp, int s) {
+    return s == ROTQ_LW_O ? hp->n_heads * hp->head_dim : s == ROTQ_LW_DOWN ? hp->intermediate : hp->hidden;
+}
+static bool lw_reads(int s, int32_t role) {
+    switch (s) {
+    case ROTQ_LW_QKV: return role == ROLE_Q || role == ROLE_K || role == ROLE_V || role == ROLE_QKV;
+    case ROTQ_LW_O: return role == ROLE_O;
+    case ROTQ_LW_MLP: return role == ROLE_GATE || role == ROLE_UP || role == ROLE_GATE_UP;
+    case ROTQ_LW_DOWN: return role == ROLE_DOWN;
+    default: return role == ROLE_LM_HEAD;
+    }
+}
+
+/* Layerwise rotations (after the architecture's operations, so on top of any fused ones): plan and
+ * record each site on the first call, then W ← W·R for every linear reading the site. */
+static rotq_status op_layerwise(rotq_rotate_ctx *ctx) {
+    rotq_model *m = ctx->m;
+    const rotq_rotate_options *o = ctx->opt;
+    if (ctx->first) {
+        if (o->layerwise >> ROTQ_LW_SITES)
+            return rotq_fail(ROTQ_ERR_ARG, "%s: layerwise site mask 0x%x names sites past lm_head", m->source_path, o->layerwise);
+        if ((o->layerwise >> ROTQ_LW_DOWN & 1) && (o->r4 || m->rot.r4.on))
+            return rotq_fail(ROTQ_ERR_ARG, "%s: a layerwise rotation of down_proj's input is R4 itself: turn R4 off or leave "
+                             "down out", m->source_path);
+        if (o->layerwise_kind == ROTQ_R_FILE)
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: layerwise rotations are Hadamard or orthogonal, not read from files", m->source_path);
+        for (int s = 0; s < ROTQ_LW_SITES; s++) {
+            if (!(o->layerwise >> s & 1)) continue;
+            rotq_online_rotation *rec = &m->rot.lw[s];
+            char site[48];
+            snprintf(site, sizeof site, "layerwise %s", rotq_lw_site_name((rotq_lw_site)s));
+            if (rec->on) return rotq_fail(ROTQ_ERR_ARG, "%s: the %s rotation is already applied to this model", m->source_path, site);
+            int64_t n = lw_width(&m->hp, s);
+            ROTQ_TRY(check_block(m, site, o->layerwise_block, n, rotq_lw_site_name((rotq_lw_site)s)));
+            plan_online(rec, n, o->layerwise_block, rotq_seed_derive(o->seed, ROTQ_SEED_LAYERWISE, s), site);
+            if (o->layerwise_kind == ROTQ_R_ORTHOGONAL) rec->dense = true;
+            rec->random_signs = !rec->dense && o->layerwise_kind != ROTQ_R_HADAMARD;
+            rotq_status st = rotq_online_rotation_make(rec, &ctx->lw[s]);
+            if (st == ROTQ_OK && s == ROTQ_LW_LM_HEAD && !rotq_model_role(m, ROLE_LM_HEAD, -1)) {
+                ctx->force_untie = true; /* the embedding reads tokens, lm_head the rotated stream */
+                st = rotq_op_untie_embeddings(ctx);
+                ctx->force_untie = false;
+            }
+            if (st != ROTQ_OK) {
+                rec->on = false;
+                return st;
+            }
+        }
+    }
+    for (int s = 0; s < ROTQ_LW_SITES; s++) {
+        if (!ctx->lw[s]) continue;
+        rotq_rotate_opts ro = rotq_rotate_defaults();
+        ro.block_diag = m->rot.lw[s].block > 0;
+        for (int64_t i = 0; i < m->n_tensors; i++) {
+            rotq_tensor *t = &m->tensors[i];
+            if (!lw_reads(s, t->role) || !in_call(ctx, t)) continue;
+            rotq_status st = rotq_op_rotate(t, NULL, ROTQ_ROTATE_INPUT, ctx->lw[s], &ro);
+            if (st != ROTQ_OK) {
+                m->rot.lw[s].on = false;
+                return st;
+            }
+        }
+    }
+    return ROTQ_OK;
+}
+
 /* One call of every operation of the architecture, in order, over what ctx covers. */
 static rotq_status run_ops(rotq_rotate_ctx *ctx) {
     const rotq_model *m = ctx->m;
@@ -274,6 +346,10 @@ static rotq_status run_ops(rotq_rotate_ctx *ctx) {
         rotq_status s = fn(ctx);
         if (s != ROTQ_OK) return rotq_fail_context(s, "%s", m->arch->ops[i]);
     }
+    if (ctx->opt->layerwise) {
+        rotq_status s = op_layerwise(ctx);
+        if (s != ROTQ_OK) return rotq_fail_context(s, "layerwise");
+    }
     return ROTQ_OK;
 }
 
@@ -281,6 +357,10 @@ static void ctx_done(rotq_rotate_ctx *ctx, rotq_status s) {
     rotq_rotation_free(ctx->r1);
     rotq_rotation_free(ctx->r4);
     ctx->r1 = ctx->r4 = NULL;
+    for (int s = 0; s < ROTQ_LW_SITES; s++) {
+        rotq_rotation_free(ctx->lw[s]);
+        ctx->lw[s] = NULL;
+    }
     if (s == ROTQ_OK && ctx->opt->verbose && ctx->params_added)
         rotq_log(ROTQ_LOG_INFO, "untied embeddings: %lld parameters added\n", (long long)ctx->params_added);
 }

@@ -41,14 +41,21 @@ static bool quant_segment(float *x, int64_t n, int32_t maxq, bool asym, float cl
     return true;
 }
 
-/* x ← s·round(x/s) on the format's elements, saturating at ±FLT_MAX (a loop the compiler vectorizes:
- * the traits by value, selects instead of branches) */
+/* x ← s·round(x/s) on the format's elements: a loop the compiler vectorizes (the traits by value,
+ * selects instead of branches; SSE2 has no 64-bit compares, hence the AVX2 clone). A grid whose top
+ * s·max passes FLT_MAX (ranges near it) saturates in a second, rarely taken loop: the two-sided clamp
+ * would keep the common one from vectorizing. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 static void fp_segment(float *restrict x, int64_t n, double s, rotq_num_traits t) {
+    if (s * t.max <= FLT_MAX) {
+        for (int64_t i = 0; i < n; i++) x[i] = (float)(s * rotq_minifloat_round((double)x[i] / s, &t));
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         double y = s * rotq_minifloat_round((double)x[i] / s, &t);
-        y = y > FLT_MAX ? FLT_MAX : y;
-        y = y < -FLT_MAX ? -FLT_MAX : y;
-        x[i] = (float)y;
+        x[i] = (float)(y > FLT_MAX ? FLT_MAX : y < -FLT_MAX ? -FLT_MAX : y);
     }
 }
 
