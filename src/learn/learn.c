@@ -529,6 +529,9 @@ static rotq_status check_options(const rotq_model *m, const rotq_learn_options *
         return rotq_fail(ROTQ_ERR_ARG, "learn: learning rate %g must be positive and momentum %g in [0, 1)", o->lr, o->momentum);
     bool r1 = o->rot.r1 != ROTQ_R_NONE && o->learn_r1, r2 = o->rot.r2 != ROTQ_R_NONE && o->learn_r2;
     if (!r1 && !r2) return rotq_fail(ROTQ_ERR_ARG, "learn: nothing to learn (R1 and R2 both off)");
+    if (o->rot.layerwise)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "learn: layerwise rotations are not combined with learned R1/R2 (rotate with "
+                         "--layerwise after learning)");
     if (o->rot.r1_block > 0)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "learn: R1 is learned as one full %lld x %lld rotation, not block-diagonal "
                          "(--r1-block)", (long long)m->hp.hidden, (long long)m->hp.hidden);
