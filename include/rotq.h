@@ -219,6 +219,7 @@ typedef enum rotq_lw_site {
     ROTQ_LW_SITES
 } rotq_lw_site;
 ROTQ_API const char *rotq_lw_site_name(rotq_lw_site s); /* "qkv", "o", "mlp", "down", "lm_head" */
+ROTQ_API int rotq_lw_site_from_name(const char *name);  /* the site, or -1 when name is none of those */
 
 typedef struct rotq_rotate_options {
     rotq_rotation_choice r1, r2;  /* fused rotations: residual stream, per head V->O */

@@ -100,9 +100,8 @@ int cli_rotate_option(const char *cmd, int argc, char **argv, int *i, rotq_rotat
         snprintf(list, sizeof list, "%s", v);
         for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             if (strcmp(t, "all") == 0) { mask |= (1u << ROTQ_LW_SITES) - 1; continue; }
-            int k = 0;
-            while (k < ROTQ_LW_SITES && strcmp(t, rotq_lw_site_name((rotq_lw_site)k)) != 0) k++;
-            if (k == ROTQ_LW_SITES) return -cli_usage(cmd, "--layerwise %s: unknown site %s (qkv, o, mlp, down, lm_head or all)", v, t);
+            int k = rotq_lw_site_from_name(t);
+            if (k < 0) return -cli_usage(cmd, "--layerwise %s: unknown site %s (qkv, o, mlp, down, lm_head or all)", v, t);
             mask |= 1u << k;
         }
         ro->layerwise = mask;

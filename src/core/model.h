@@ -92,6 +92,13 @@ typedef struct rotq_rotation_record {
                                       (weight 1, plus any bias left in the norm) */
 } rotq_rotation_record;
 
+/* Whether r records any online rotation (R3, R4, a layerwise site): a runner must apply them. */
+static inline bool rotq_record_has_online(const rotq_rotation_record *r) {
+    bool on = r->r3.on || r->r4.on;
+    for (int s = 0; s < ROTQ_LW_SITES; s++) on |= r->lw[s].on;
+    return on;
+}
+
 #define ROTQ_MAX_BLOBS 16
 #define ROTQ_MAX_MAPS 64
 

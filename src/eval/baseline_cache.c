@@ -128,9 +128,7 @@ static bool cache_dir(const char *arg, char *buf, size_t size) {
 rotq_status rotq_baseline_cache_open(const char *dir, const rotq_model *m, const int32_t *ids, int64_t n,
                                      const rotq_ppl_options *po, int threads, rotq_baseline_cache **out) {
     *out = NULL;
-    bool online = m->rot.r3.on || m->rot.r4.on;
-    for (int s = 0; s < ROTQ_LW_SITES; s++) online |= m->rot.lw[s].on;
-    if (online) return ROTQ_OK; /* records describe plain float models */
+    if (rotq_record_has_online(&m->rot)) return ROTQ_OK; /* records describe plain float models */
     rotq_baseline_cache *c = calloc(1, sizeof *c);
     if (!c) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
     if (!cache_dir(dir, c->dir, sizeof c->dir)) { free(c); return ROTQ_OK; }

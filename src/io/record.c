@@ -81,9 +81,8 @@ rotq_status rotq_record_from_json(const void *json, const char *origin, rotq_rot
     const char *key;
     json_t *site;
     json_object_foreach(l, key, site) {
-        int i = 0;
-        while (i < ROTQ_LW_SITES && strcmp(key, rotq_lw_site_name((rotq_lw_site)i)) != 0) i++;
-        if (i == ROTQ_LW_SITES)
+        int i = rotq_lw_site_from_name(key);
+        if (i < 0)
             return rotq_fail(ROTQ_ERR_FORMAT, "%s: rotq record: unknown layerwise site \"%s\" (qkv, o, mlp, down, lm_head)", origin, key);
         ROTQ_TRY(online_from(site, key, origin, &r->lw[i]));
     }

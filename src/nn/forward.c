@@ -156,8 +156,7 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
     r->pos_offset = m->arch->pos_offset;
     r->norm_offset = (float)m->arch->norm_offset;
     r->attn_scale = 1.0f / sqrtf((float)r->hp.head_dim);
-    r->online_required = m->rot.r3.on || m->rot.r4.on;
-    for (int s = 0; s < ROTQ_LW_SITES; s++) r->online_required |= m->rot.lw[s].on;
+    r->online_required = rotq_record_has_online(&m->rot);
     if (threads > 0) {
         r->threads = threads;
         omp_set_num_threads(threads);

@@ -28,17 +28,17 @@ rotq_quant_options rotq_quant_defaults(void) {
     return o;
 }
 
-/* Presets follow QuaRot's paper settings: weights symmetric per channel with the clip search,
- * activations symmetric per token (clip 0.9 at 4 bits), KV asymmetric per head (clip 0.95 at 4),
- * with one departure: the activation grid puts each token's largest magnitude on −2^(b−1) (signed
- * range, all 2^b levels used) instead of QuaRot's ±(2^(b−1)−1), which leaves −2^(b−1) unused —
- * better on every model and seed measured (docs/results.md, issue 21); --a-range maxq is QuaRot's. */
 /* A float-format quantizer of activations or the KV cache: by max (the format's own scale rule),
  * its block as the group (per token for FP8, per head for its KV). */
 static rotq_act_format fp_act(rotq_num_format f) {
     return (rotq_act_format){.bits = rotq_num_traits_of(f)->bits, .num = f, .clip = 1.0f, .group = rotq_num_format_block(f)};
 }
 
+/* Presets follow QuaRot's paper settings: weights symmetric per channel with the clip search,
+ * activations symmetric per token (clip 0.9 at 4 bits), KV asymmetric per head (clip 0.95 at 4),
+ * with one departure: the activation grid puts each token's largest magnitude on −2^(b−1) (signed
+ * range, all 2^b levels used) instead of QuaRot's ±(2^(b−1)−1), which leaves −2^(b−1) unused —
+ * better on every model and seed measured (docs/results.md, issue 21); --a-range maxq is QuaRot's. */
 rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
     int wb, ab, kvb;
     int64_t wg = -1;

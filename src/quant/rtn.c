@@ -68,7 +68,6 @@ rotq_status rotq_wq_format_check(const rotq_wq_format *f) {
 
 int32_t rotq_wq_maxq(const rotq_wq_format *f) { return f->asym ? (1 << f->bits) - 1 : (1 << (f->bits - 1)) - 1; }
 
-
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define QUANT_KERNEL __attribute__((target_clones("avx2", "default")))
 #else
@@ -115,7 +114,6 @@ static inline __attribute__((always_inline)) double pow_2_4(double e) {
     /* e = 0 (and subnormal e) come out as 0 through e·e: no select, which would stop vectorizing */
     return e * e * x * two_n;
 }
-
 
 /* Σ |qdq(x) - x|^2.4 over one row segment; integers of the grid in [klo, khi] (zero folded in). */
 QUANT_KERNEL

@@ -38,10 +38,14 @@ rotq_status rotq_op_fuse_norms(rotq_rotate_ctx *ctx);
  * folder its r1.safetensors (layer < 0) or r2.layerL.safetensors); `site` names it in messages. */
 rotq_status rotq_site_rotation_make(rotq_rotation_choice c, const char *file, int64_t n, uint64_t seed, const char *site,
                                     int32_t layer, struct rotq_rotation **out);
-/* The rotation an online site uses (plain Hadamard, or the recorded dense fallback). */
 /* The n×n block-diagonal rotation with R on each of its n / R->n diagonal blocks (dense: for files). */
 rotq_status rotq_rotation_block_expand(const struct rotq_rotation *R, int64_t n, struct rotq_rotation **out);
+/* The rotation an online site uses (plain Hadamard, or the recorded dense fallback). */
 rotq_status rotq_online_rotation_make(const rotq_online_rotation *spec, struct rotq_rotation **out);
+/* A layerwise site's width, and whether a tensor (or the runner's linear input) of role `role` is
+ * one of the linears reading it (the runner hands q/k/v's shared input as ROLE_Q or ROLE_QKV). */
+int64_t rotq_lw_site_width(const rotq_hparams *hp, int site);
+bool rotq_lw_site_reads(int site, int32_t role);
 
 /* Scales column j of a linear weight [out, in] by s[j] (in double, stored in its dtype). */
 rotq_status rotq_scale_linear_input(rotq_tensor *w, const double *s);

@@ -34,22 +34,11 @@ static rotq_status on_down(void *ctx, int32_t layer, float *x, int64_t rows, int
     return rotq_rotation_apply_rows_on(o->be, o->r, x, rows * cols / o->r->n, false); /* a block rotation: per block */
 }
 
-/* Layerwise: the input of the site's linears, as the runner hands each shared input once (q/k/v under
- * ROLE_Q or ROLE_QKV, gate/up under the MLP's role). */
-static bool site_role(int site, rotq_role role) {
-    switch (site) {
-    case ROTQ_LW_QKV: return role == ROLE_Q || role == ROLE_QKV;
-    case ROTQ_LW_O: return role == ROLE_O;
-    case ROTQ_LW_MLP: return role == ROLE_GATE || role == ROLE_UP || role == ROLE_GATE_UP;
-    case ROTQ_LW_DOWN: return role == ROLE_DOWN;
-    default: return role == ROLE_LM_HEAD;
-    }
-}
-
+/* Layerwise: the input of the site's linears, as the runner hands each shared input once. */
 static rotq_status on_linear_input(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols) {
     (void)layer;
     online *o = ctx;
-    if (!site_role(o->site, role)) return ROTQ_OK;
+    if (!rotq_lw_site_reads(o->site, role)) return ROTQ_OK;
     return rotq_rotation_apply_rows_on(o->be, o->r, x, rows * cols / o->r->n, false);
 }
 
@@ -97,11 +86,9 @@ rotq_status rotq_online_attach(rotq_runner *r) {
     if (m->rot.r4.on) ROTQ_TRY(attach_one(r, &m->rot.r4, -1, false, m->hp.intermediate, "R4", "intermediate"));
     for (int s = 0; s < ROTQ_LW_SITES; s++) {
         if (!m->rot.lw[s].on) continue;
-        const rotq_hparams *hp = &m->hp;
-        int64_t want = s == ROTQ_LW_O ? hp->n_heads * hp->head_dim : s == ROTQ_LW_DOWN ? hp->intermediate : hp->hidden;
         char name[48];
         snprintf(name, sizeof name, "layerwise %s:", rotq_lw_site_name((rotq_lw_site)s));
-        ROTQ_TRY(attach_one(r, &m->rot.lw[s], s, false, want, name, "input"));
+        ROTQ_TRY(attach_one(r, &m->rot.lw[s], s, false, rotq_lw_site_width(&m->hp, s), name, "input"));
     }
     r->online_attached = true;
     return ROTQ_OK;

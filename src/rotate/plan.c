@@ -267,11 +267,17 @@ const char *rotq_lw_site_name(rotq_lw_site s) {
     return (unsigned)s < ROTQ_LW_SITES ? names[s] : "?";
 }
 
-/* The width of a layerwise site and whether tensor role r is one of its linears. */
-static int64_t lw_width(const rotq_hparams *hp, int s) {
+int rotq_lw_site_from_name(const char *name) {
+    for (int s = 0; s < ROTQ_LW_SITES; s++)
+        if (name && strcmp(name, rotq_lw_site_name((rotq_lw_site)s)) == 0) return s;
+    return -1;
+}
+
+int64_t rotq_lw_site_width(const rotq_hparams *hp, int s) {
     return s == ROTQ_LW_O ? hp->n_heads * hp->head_dim : s == ROTQ_LW_DOWN ? hp->intermediate : hp->hidden;
 }
-static bool lw_reads(int s, int32_t role) {
+
+bool rotq_lw_site_reads(int s, int32_t role) {
     switch (s) {
     case ROTQ_LW_QKV: return role == ROLE_Q || role == ROLE_K || role == ROLE_V || role == ROLE_QKV;
     case ROTQ_LW_O: return role == ROLE_O;
@@ -300,7 +306,7 @@ static rotq_status op_layerwise(rotq_rotate_ctx *ctx) {
             char site[48];
             snprintf(site, sizeof site, "layerwise %s", rotq_lw_site_name((rotq_lw_site)s));
             if (rec->on) return rotq_fail(ROTQ_ERR_ARG, "%s: the %s rotation is already applied to this model", m->source_path, site);
-            int64_t n = lw_width(&m->hp, s);
+            int64_t n = rotq_lw_site_width(&m->hp, s);
             ROTQ_TRY(check_block(m, site, o->layerwise_block, n, rotq_lw_site_name((rotq_lw_site)s)));
             plan_online(rec, n, o->layerwise_block, rotq_seed_derive(o->seed, ROTQ_SEED_LAYERWISE, s), site);
             if (o->layerwise_kind == ROTQ_R_ORTHOGONAL) rec->dense = true;
@@ -323,7 +329,7 @@ static rotq_status op_layerwise(rotq_rotate_ctx *ctx) {
         ro.block_diag = m->rot.lw[s].block > 0;
         for (int64_t i = 0; i < m->n_tensors; i++) {
             rotq_tensor *t = &m->tensors[i];
-            if (!lw_reads(s, t->role) || !in_call(ctx, t)) continue;
+            if (!rotq_lw_site_reads(s, t->role) || !in_call(ctx, t)) continue;
             rotq_status st = rotq_op_rotate(t, NULL, ROTQ_ROTATE_INPUT, ctx->lw[s], &ro);
             if (st != ROTQ_OK) {
                 m->rot.lw[s].on = false;
