@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
             double start = now();
             for (int r = 0; (r < reps || now() - start < BLOCK_SECONDS) && nb < MAX_CALLS * (block + 1) / BLOCKS; r++) {
                 double t0 = now();
-                rotq_attention_forward_ws(ref, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb);
+                rotq_attention_forward_ws(ref, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb, 0);
                 tb[nb++] = now() - t0;
             }
             rotq_cpu_caps_set(NULL);
@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
             start = now();
             for (int r = 0; (r < reps || now() - start < BLOCK_SECONDS) && nf < MAX_CALLS * (block + 1) / BLOCKS; r++) {
                 double t0 = now();
-                rotq_attention_forward_ws(out, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb);
+                rotq_attention_forward_ws(out, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb, 0);
                 tf[nf++] = now() - t0;
             }
         }

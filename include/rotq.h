@@ -144,11 +144,21 @@ typedef struct rotq_hparams {
     bool tied_embeddings;
     int32_t mlp_act;          /* rotq_mlp_kind; the GELU and ReLU kinds are not gated (up → act → down) */
     int32_t bos_id, eos_id;   /* -1 when unknown */
+    /* Gemma-style details (zero for the other built-ins) */
+    double norm_offset;       /* added to every norm weight: 1 for (1 + w) norms as HF stores them,
+                                 0 once a file folded it in (llama.cpp's Gemma GGUFs) */
+    double embed_scale;       /* the token embedding is multiplied by this (Gemma: sqrt(hidden)); 0 = 1 */
+    double attn_scale;        /* scale of q·k (Gemma: query_pre_attn_scalar^-1/2); 0 = head_dim^-1/2 */
+    int64_t sliding_window;   /* > 0: local layers attend to the last sliding_window positions */
+    int32_t sliding_pattern;  /* every sliding_pattern-th layer (1-based) is global, the others local;
+                                 0 with a window: every layer local */
+    double rope_theta_local;  /* RoPE base of the local layers (0: rope_theta), without scaling */
 } rotq_hparams;
 
-/* SwiGLU is gated (down(silu(gate)·up)); the others are plain (down(act(up))), OPT/GPT style. */
+/* SwiGLU and GeGLU are gated (down(act(gate)·up)); the others are plain (down(act(up))), OPT/GPT style. */
 typedef enum rotq_mlp_kind {
-    ROTQ_MLP_SWIGLU = 0, ROTQ_MLP_GELU = 1 /* exact, erf */, ROTQ_MLP_RELU = 2, ROTQ_MLP_GELU_TANH = 3
+    ROTQ_MLP_SWIGLU = 0, ROTQ_MLP_GELU = 1 /* exact, erf */, ROTQ_MLP_RELU = 2, ROTQ_MLP_GELU_TANH = 3,
+    ROTQ_MLP_GEGLU = 4 /* gated like SwiGLU with the tanh GELU: down(gelu_tanh(gate)·up) (Gemma) */
 } rotq_mlp_kind;
 typedef enum rotq_norm_kind { ROTQ_NORM_RMS = 0, ROTQ_NORM_LAYER = 1 } rotq_norm_kind;
 /* Positions: RoPE on q/k, or a learned table added to the token embedding (OPT; row pos + offset). */
@@ -163,6 +173,9 @@ typedef struct rotq_model_layout {
     rotq_pos_kind positions;
     int32_t pos_offset;          /* learned positions: row = position + offset */
     bool online_r3, online_r4;   /* recorded online rotations a session applies */
+    bool qk_norm;                /* per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3) */
+    bool sandwich_norms;         /* norms on o_proj's and down_proj's outputs (Gemma 3) */
+    bool fused_r1;               /* a fused R1 can keep the function (false: sandwich norms, or no rotate_r1 op) */
 } rotq_model_layout;
 ROTQ_API rotq_status rotq_model_layout_get(const rotq_model *m, rotq_model_layout *out);
 ROTQ_API int64_t rotq_model_n_tensors(const rotq_model *m);
@@ -525,6 +538,9 @@ typedef struct rotq_learn_report {
 /* SpinQuant's recipe: lr 1.5, cosine, momentum 0, 100 steps of 8 × 2048 tokens from 800 windows, CE,
  * W16A4KV4 (QuaRot's activation and KV settings), starting from QuaRot's random Hadamards, seed 0. */
 ROTQ_API rotq_learn_options rotq_learn_defaults(void);
+/* ROTQ_ERR_UNSUPPORTED naming what the training backward lacks for this model (q/k norms, sandwich
+ * norms, GeGLU, sliding windows, a scaled embedding: Qwen3, Gemma 3), before any work. */
+ROTQ_API rotq_status rotq_learn_supported(const rotq_model *m);
 /* Learns the rotations for m (the original model, not rotated: it is changed in place into the
  * model training runs on — norms fused, embeddings untied, R3/R4 — so free it afterwards) from the
  * tokens ids [n_ids] (never the evaluation text), and writes out_dir atomically: r1.safetensors,

@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 ./scripts/deps.sh --test
 ./scripts/fetch_model.sh >/dev/null || echo "test: default model unavailable; tests that need it will skip" >&2
+./scripts/fetch_model.sh gemma3 >/dev/null || echo "test: Gemma 3 270M unavailable; its llama.cpp checks will skip" >&2
 ./scripts/build.sh
 rc=0
 (cd build && ctest --output-on-failure -j2 --timeout 900 | tee ctest-console.txt) || rc=$?

@@ -117,14 +117,17 @@ def rope_interleaved(x, pos, inv):
     return out
 
 
-def attention(q, k, v):
-    """q [T, H, hd], k/v [T, KV, hd], causal; returns [T, H*hd]."""
+def attention(q, k, v, scale=None, window=0):
+    """q [T, H, hd], k/v [T, KV, hd], causal (and, with window > 0, only the last `window` positions,
+    as transformers' sliding-window mask q - k < window); returns [T, H*hd]."""
     T, H, hd = q.shape
     grp = H // k.shape[1]
     out = np.empty_like(q)
     mask = np.triu(np.ones((T, T), dtype=bool), 1)
+    if window:
+        mask |= np.tril(np.ones((T, T), dtype=bool), -window)
     for h in range(H):
-        s = q[:, h, :] @ k[:, h // grp, :].T / np.sqrt(hd)
+        s = q[:, h, :] @ k[:, h // grp, :].T * (scale if scale else 1 / np.sqrt(hd))
         s[mask] = -np.inf
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
@@ -136,23 +139,34 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def decoder(ids, emb, layers, final_norm, lm_head, eps, rope, n_heads, n_kv, hd):
-    """Generic pre-norm decoder; `layers` gives per-layer callables/weights in HF orientation."""
-    x = emb[np.asarray(ids)]
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def decoder(ids, emb, layers, final_norm, lm_head, eps, rope, n_heads, n_kv, hd, off=0.0, embed_scale=1.0,
+            scale=None, act=silu):
+    """Generic pre-norm decoder; `layers` gives per-layer callables/weights in HF orientation. Optional
+    per layer: q_norm/k_norm (per head, before RoPE), post_attn/post_mlp (sandwich norms), window and
+    its own "rope"; off is the norms' offset ((1 + w) for Gemma)."""
+    x = emb[np.asarray(ids)] * embed_scale
     pos = np.arange(len(ids), dtype=np.float64)
     for L in layers:
-        h = rms_norm(x, L["attn_norm"], eps)
+        h = rms_norm(x, L["attn_norm"] + off, eps)
         q = h @ L["wq"].T + L.get("bq", 0)
         k = h @ L["wk"].T + L.get("bk", 0)
         v = h @ L["wv"].T + L.get("bv", 0)
         T = len(ids)
-        q = rope(q.reshape(T, n_heads, hd), pos)
-        k = rope(k.reshape(T, n_kv, hd), pos)
-        a = attention(q, k, v.reshape(T, n_kv, hd))
-        x = x + a @ L["wo"].T
-        h = rms_norm(x, L["mlp_norm"], eps)
-        x = x + (silu(h @ L["wgate"].T) * (h @ L["wup"].T)) @ L["wdown"].T
-    return rms_norm(x, final_norm, eps) @ lm_head.T
+        q, k = q.reshape(T, n_heads, hd), k.reshape(T, n_kv, hd)
+        if "q_norm" in L:
+            q, k = rms_norm(q, L["q_norm"] + off, eps), rms_norm(k, L["k_norm"] + off, eps)
+        r = L.get("rope", rope)
+        q, k = r(q, pos), r(k, pos)
+        a = attention(q, k, v.reshape(T, n_kv, hd), scale, L.get("window", 0)) @ L["wo"].T
+        x = x + (rms_norm(a, L["post_attn"] + off, eps) if "post_attn" in L else a)
+        h = rms_norm(x, L["mlp_norm"] + off, eps)
+        m = (act(h @ L["wgate"].T) * (h @ L["wup"].T)) @ L["wdown"].T
+        x = x + (rms_norm(m, L["post_mlp"] + off, eps) if "post_mlp" in L else m)
+    return rms_norm(x, final_norm + off, eps) @ lm_head.T
 
 
 def hf_forward(cfg, W, ids):
@@ -164,10 +178,20 @@ def hf_forward(cfg, W, ids):
     rot = int(round(cfg.get("partial_rotary_factor", 1.0) * hd))
     inv = hf_inv_freq(cfg, rot)
     layers = []
+    gemma = arch == "Gemma3ForCausalLM"
     for i in range(cfg["num_hidden_layers"]):
         p = "model.layers.%d." % i
         L = {"attn_norm": W[p + "input_layernorm.weight"], "mlp_norm": W[p + "post_attention_layernorm.weight"],
              "wo": W[p + "self_attn.o_proj.weight"], "wdown": W[p + "mlp.down_proj.weight"]}
+        if p + "self_attn.q_norm.weight" in W:
+            L["q_norm"], L["k_norm"] = W[p + "self_attn.q_norm.weight"], W[p + "self_attn.k_norm.weight"]
+        if gemma:  # transformers' Gemma3DecoderLayer: sandwich norms; local layers by layer_types
+            L["post_attn"], L["mlp_norm"] = W[p + "post_attention_layernorm.weight"], W[p + "pre_feedforward_layernorm.weight"]
+            L["post_mlp"] = W[p + "post_feedforward_layernorm.weight"]
+            if cfg["layer_types"][i] == "sliding_attention":
+                L["window"] = cfg["sliding_window"]
+                inv_l = hf_inv_freq({"rope_theta": cfg["rope_local_base_freq"]}, rot)
+                L["rope"] = lambda x, pos, inv_l=inv_l: rope_rotate_half(x, pos, inv_l)
         if arch == "Phi3ForCausalLM":
             qkv = W[p + "self_attn.qkv_proj.weight"]
             L["wq"], L["wk"], L["wv"] = qkv[:nh * hd], qkv[nh * hd:(nh + nkv) * hd], qkv[(nh + nkv) * hd:]
@@ -181,8 +205,11 @@ def hf_forward(cfg, W, ids):
             L["wgate"], L["wup"] = W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"]
         layers.append(L)
     lm = W.get("lm_head.weight", W["model.embed_tokens.weight"])
+    extra = {}
+    if gemma:
+        extra = dict(off=1.0, embed_scale=np.float32(np.sqrt(d)), scale=cfg["query_pre_attn_scalar"] ** -0.5, act=gelu_tanh)
     return decoder(ids, W["model.embed_tokens.weight"], layers, W["model.norm.weight"], lm, cfg["rms_norm_eps"],
-                   lambda x, pos: rope_rotate_half(x, pos, inv), nh, nkv, hd)
+                   lambda x, pos: rope_rotate_half(x, pos, inv), nh, nkv, hd, **extra)
 
 
 # ---- random HF models --------------------------------------------------------------------------
@@ -236,8 +263,10 @@ def random_model(folder, cfg, dtype, seed):
     def lin(o, i):
         return rng.standard_normal((o, i)) / np.sqrt(i)
 
-    def norm():
-        return 1.0 + 0.2 * rng.standard_normal(d)
+    gemma = arch == "Gemma3ForCausalLM"
+
+    def norm(n=d):  # Gemma stores w of (1 + w): near 0
+        return (0.0 if gemma else 1.0) + 0.2 * rng.standard_normal(n)
 
     T = {"model.embed_tokens.weight": rng.standard_normal((V, d)), "model.norm.weight": norm()}
     if not cfg.get("tie_word_embeddings", False):
@@ -261,6 +290,11 @@ def random_model(folder, cfg, dtype, seed):
             T[p + "mlp.up_proj.weight"] = lin(ff, d)
         T[p + "self_attn.o_proj.weight"] = lin(d, nh * hd)
         T[p + "mlp.down_proj.weight"] = lin(d, ff)
+        if arch in ("Qwen3ForCausalLM", "Gemma3ForCausalLM"):
+            T[p + "self_attn.q_norm.weight"], T[p + "self_attn.k_norm.weight"] = norm(hd), norm(hd)
+        if gemma:
+            T[p + "pre_feedforward_layernorm.weight"] = norm()
+            T[p + "post_feedforward_layernorm.weight"] = norm()
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
@@ -284,6 +318,21 @@ RANDOM_MODELS = [
         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 89,
         "max_position_embeddings": 256, "original_max_position_embeddings": 256, "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0, "tie_word_embeddings": False, "partial_rotary_factor": 0.5, "rope_scaling": None}),
+    ("qwen3-qknorm-tied-bf16", "BF16", 4, {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 48, "intermediate_size": 80,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 97,
+        "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
+        "attention_bias": False, "use_sliding_window": False, "hidden_act": "silu"}),
+    # Gemma 3: a window of 40 over 150 tokens, every 3rd layer global, query_pre_attn_scalar != head_dim,
+    # linear RoPE scaling on the global layers only
+    ("gemma3-sandwich-sliding-f32", "F32", 5, {
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 32, "vocab_size": 101,
+        "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+        "rope_scaling": {"rope_type": "linear", "factor": 4.0}, "sliding_window": 40, "sliding_window_pattern": 3,
+        "layer_types": ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+        "query_pre_attn_scalar": 48, "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": None,
+        "attn_logit_softcapping": None, "tie_word_embeddings": True}),
 ]
 
 

@@ -3,7 +3,8 @@
 
 Optional: llama-cpp-python builds llama.cpp from source when pip installs it (minutes), so it is not
 in scripts/requirements-test.txt; without it this test skips. Texts: the whole WikiText-2 test file
-and the Unicode stress text, tokenized with parse_special on and no BOS, on SmolLM2-135M's GGUF.
+and the Unicode stress text, tokenized with parse_special on and no BOS, on SmolLM2-135M's GGUF (BPE)
+and on Gemma 3 270M's (SentencePiece, 262144 pieces, byte fallback; skipped when it is not fetched).
 """
 import json
 import os
@@ -19,6 +20,7 @@ ROTQ = os.environ.get("ROTQ")
 SHARED = os.environ.get("ROTQ_SHARED", os.path.join(HERE, "..", "..", "shared"))
 MODELS = os.environ.get("ROTQ_MODELS", os.path.join(HERE, "..", "models"))
 SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
+GEMMA = os.path.join(MODELS, "gemma-3-270m-q4_k_m.gguf")
 
 
 def main():
@@ -33,18 +35,24 @@ def main():
     if not os.path.exists(SMOL):
         print("SKIP: %s is absent (run scripts/fetch_model.sh)" % SMOL)
         return 77
-    llm = Llama(model_path=SMOL, vocab_only=True, verbose=False)
     texts = [("stress", stress_text().encode("utf-8"))]
     wiki = os.path.join(SHARED, "data", "wikitext-2-raw", "wiki.test.raw")
     if os.path.exists(wiki):
         texts.append(("wikitext-2", open(wiki, "rb").read()))
+    models = [("SmolLM2", SMOL)]
+    if os.path.exists(GEMMA):
+        models.append(("Gemma3", GEMMA))
+    else:
+        print("note: %s absent (scripts/fetch_model.sh gemma3): Gemma 3's tokenizer not checked" % GEMMA)
     failures = 0
     with tempfile.TemporaryDirectory(prefix="rotq-tok-") as tmp:
         path = os.path.join(tmp, "t.txt")
-        for name, text in texts:
+        for (mname, model), (tname, text) in [(m, t) for m in models for t in texts]:
+            name = "%s %s" % (mname, tname)
+            llm = Llama(model_path=model, vocab_only=True, verbose=False)
             want = llm.tokenize(text, add_bos=False, special=True)
             open(path, "wb").write(text)
-            r = subprocess.run([ROTQ, "tokenize", SMOL, "--text", path, "--json"], capture_output=True)
+            r = subprocess.run([ROTQ, "tokenize", model, "--text", path, "--json"], capture_output=True)
             if r.returncode != 0:
                 print("FAIL %s: rotq failed: %s" % (name, r.stderr.decode(errors="replace")))
                 failures += 1
@@ -56,7 +64,7 @@ def main():
                     name, len(want), len(got), i, want[max(0, i - 3):i + 5], got[max(0, i - 3):i + 5]))
                 failures += 1
             else:
-                print("ok   %-12s %7d ids identical to llama.cpp" % (name, len(got)))
+                print("ok   %-20s %7d ids identical to llama.cpp" % (name, len(got)))
     return 1 if failures else 0
 
 

@@ -1,5 +1,5 @@
-"""Small random Hugging Face checkpoints (llama, qwen2 with q/k/v bias, phi3 with fused qkv and
-gate_up, opt with LayerNorm weights and biases, biases everywhere and learned positions) for tests. Sizes are deliberately not powers of two: hidden 96 = 12·8, head_dim 24 = 12·2,
+"""Small random Hugging Face checkpoints (llama, qwen2 with q/k/v bias, qwen3 with q/k norms, gemma3
+with (1 + w) norms, sandwich norms, GeGLU and sliding-window layers, phi3 with fused qkv and gate_up, opt with LayerNorm weights and biases, biases everywhere and learned positions) for tests. Sizes are deliberately not powers of two: hidden 96 = 12·8, head_dim 24 = 12·2,
 intermediate 160 = 20·8, so rotations exercise non-Sylvester Hadamard orders. Deterministic per seed."""
 import json, os
 import numpy as np
@@ -15,8 +15,13 @@ def make(arch, out_dir, seed=0, tied=False, dims=None):
     rng = np.random.default_rng(seed)
     h, nh, nkv, hd, ff, L, V = d["hidden"], d["heads"], d["kv_heads"], d["head_dim"], d["intermediate"], d["layers"], d["vocab"]
     w = lambda *s, scale=None: (rng.standard_normal(s) * (scale or 1 / np.sqrt(s[-1]))).astype(np.float32)
-    norm = lambda: (1 + 0.3 * rng.standard_normal(h)).astype(np.float32)  # not 1: fusion must matter
-    t = {"model.embed_tokens.weight": w(V, h, scale=1.0), "model.norm.weight": norm()}
+    gemma = arch == "gemma3"
+    if gemma and "layers" not in (dims or {}):
+        L = 6  # llama.cpp's pattern: 5 local layers, then a global one
+    # not 1: fusion must matter (Gemma stores w of its (1 + w) norms)
+    norm = lambda n=h: ((0 if gemma else 1) + 0.3 * rng.standard_normal(n)).astype(np.float32)
+    # Gemma multiplies the embedding by sqrt(hidden): rows of norm ~1 keep its logits moderate
+    t = {"model.embed_tokens.weight": w(V, h, scale=h ** -0.5 if gemma else 1.0), "model.norm.weight": norm()}
     if not tied:
         t["lm_head.weight"] = w(V, h)
     for l in range(L):
@@ -37,13 +42,23 @@ def make(arch, out_dir, seed=0, tied=False, dims=None):
             if arch == "qwen2":
                 for n, rows in (("q", nh * hd), ("k", nkv * hd), ("v", nkv * hd)):
                     t[p + f"self_attn.{n}_proj.bias"] = (0.5 * rng.standard_normal(rows)).astype(np.float32)
-    hf_arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "phi3": "Phi3ForCausalLM"}[arch]
+            if arch in ("qwen3", "gemma3"):
+                t[p + "self_attn.q_norm.weight"], t[p + "self_attn.k_norm.weight"] = norm(hd), norm(hd)
+            if gemma:
+                t[p + "pre_feedforward_layernorm.weight"] = norm()
+                t[p + "post_feedforward_layernorm.weight"] = norm()
+    hf_arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "phi3": "Phi3ForCausalLM",
+               "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM"}[arch]
     cfg = {"architectures": [hf_arch], "model_type": arch, "hidden_size": h, "intermediate_size": ff,
            "num_hidden_layers": L, "num_attention_heads": nh, "num_key_value_heads": nkv, "head_dim": hd,
            "vocab_size": V, "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
            "tie_word_embeddings": tied, "hidden_act": "silu", "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2}
-    if arch == "qwen2":
+    if arch in ("qwen2", "qwen3"):
         cfg["use_sliding_window"] = False
+    if gemma:  # a window of 16 so that 64-token checks cross it; the rest as Gemma 3 270M
+        cfg.update(model_type="gemma3_text", hidden_act=None, hidden_activation="gelu_pytorch_tanh", sliding_window=16,
+                   sliding_window_pattern=6, rope_local_base_freq=10000.0, query_pre_attn_scalar=hd,
+                   final_logit_softcapping=None, attn_logit_softcapping=None, num_hidden_layers=L)
     if arch == "phi3":
         cfg["pad_token_id"] = 0  # transformers' Phi3Config default (32000) exceeds the small vocabulary
     os.makedirs(out_dir, exist_ok=True)

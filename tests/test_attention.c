@@ -18,25 +18,28 @@
 
 static unsigned long long rng = 0x2545F4914F6CDD1Dull;
 
-/* Output row t (all heads) of causal attention in double; causal = false lets every query see all
- * pos0+T keys (a deliberately wrong answer for the self-check). */
+/* Output row t (all heads) of causal attention in double, over keys first..pos0+t where a sliding
+ * window (> 0) sets first = pos0+t-window+1; causal = false lets every query see all pos0+T keys (a
+ * deliberately wrong answer for the self-check). */
 static void reference_row(double *o, const float *q, const float *k, const float *v, int64_t t, int64_t T,
-                          int64_t pos0, int64_t nh, int64_t nkv, int64_t hd, double scale, bool causal) {
+                          int64_t pos0, int64_t nh, int64_t nkv, int64_t hd, double scale, bool causal, int64_t window) {
     int64_t last = causal ? pos0 + t : pos0 + T - 1;
+    int64_t first = causal && window > 0 && last + 1 > window ? last + 1 - window : 0;
     double *s = malloc(sizeof(double) * (size_t)(last + 1));
     for (int64_t h = 0; h < nh; h++) {
         int64_t g = h / (nh / nkv);
         double mx = -INFINITY, sum = 0;
-        for (int64_t j = 0; j <= last; j++) {
+        for (int64_t j = 0; j < first; j++) s[j] = 0;
+        for (int64_t j = first; j <= last; j++) {
             double dot = 0;
             for (int64_t i = 0; i < hd; i++) dot += (double)q[(t * nh + h) * hd + i] * k[(j * nkv + g) * hd + i];
             s[j] = scale * dot;
             mx = fmax(mx, s[j]);
         }
-        for (int64_t j = 0; j <= last; j++) sum += (s[j] = exp(s[j] - mx));
+        for (int64_t j = first; j <= last; j++) sum += (s[j] = exp(s[j] - mx));
         for (int64_t i = 0; i < hd; i++) {
             double acc = 0;
-            for (int64_t j = 0; j <= last; j++) acc += s[j] * v[(j * nkv + g) * hd + i];
+            for (int64_t j = first; j <= last; j++) acc += s[j] * v[(j * nkv + g) * hd + i];
             o[h * hd + i] = acc / sum;
         }
     }
@@ -69,7 +72,8 @@ static int64_t pick_rows(int64_t rows[40], int64_t T) {
     return n;
 }
 
-static void run_case(int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t hd, bool large, bool self_check) {
+static void run_case(int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t hd, bool large, bool self_check,
+                     int64_t window) {
     const int64_t nk = pos0 + T, nq = T * nh * hd, nkvf = nk * nkv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     /* large: q and k scaled so that logits have a spread of ~18 and extremes near ±80 */
@@ -84,15 +88,15 @@ static void run_case(int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t h
     for (int64_t i = 0; i < nkvf; i++) { k[i] = amp * (float)tu_nrand(&rng); v[i] = (float)tu_nrand(&rng); }
 
     bool fused = rotq_attention_fused_supported(hd);
-    if (fused) rotq_attention_fused(out_fused, q, k, v, T, pos0, nh, nkv, hd, scale);
+    if (fused) rotq_attention_fused(out_fused, q, k, v, T, pos0, nh, nkv, hd, scale, window);
     { rotq_cpu_caps c_ = *rotq_cpu_caps_get(); c_.attention_fused = false; rotq_cpu_caps_set(&c_); }
-    rotq_attention_forward_ws(out_blas, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb);
+    rotq_attention_forward_ws(out_blas, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb, window);
     rotq_cpu_caps_set(NULL);
     const float *out = fused ? out_fused : out_blas;
 
     char what[160];
-    snprintf(what, sizeof what, "T=%lld pos0=%lld nh=%lld nkv=%lld hd=%lld%s", (long long)T, (long long)pos0,
-             (long long)nh, (long long)nkv, (long long)hd, large ? " large logits" : "");
+    snprintf(what, sizeof what, "T=%lld pos0=%lld nh=%lld nkv=%lld hd=%lld window=%lld%s", (long long)T, (long long)pos0,
+             (long long)nh, (long long)nkv, (long long)hd, (long long)window, large ? " large logits" : "");
     CHECK(!has_nan(out, nq), "%s: non-finite output", what);
     double mag = fmax(max_abs(out, nq), 1e-30);
     if (fused) {
@@ -104,16 +108,17 @@ static void run_case(int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t h
     double worst = 0, worst_wrong = 0;
     for (int64_t r = 0; r < n_rows; r++) {
         int64_t t = rows[r];
-        reference_row(ref, q, k, v, t, T, pos0, nh, nkv, hd, scale, true);
+        reference_row(ref, q, k, v, t, T, pos0, nh, nkv, hd, scale, true, window);
         for (int64_t i = 0; i < nh * hd; i++) worst = fmax(worst, fabs(ref[i] - out[t * nh * hd + i]));
         if (self_check) {
-            reference_row(ref, q, k, v, t, T, pos0, nh, nkv, hd, scale, false);
+            /* without a window: the non-causal answer; with one: the full causal answer */
+            reference_row(ref, q, k, v, t, T, pos0, nh, nkv, hd, scale, window > 0, 0);
             for (int64_t i = 0; i < nh * hd; i++) worst_wrong = fmax(worst_wrong, fabs(ref[i] - out[t * nh * hd + i]));
         }
     }
     CHECK(worst / mag <= TOL, "%s: %s vs double loops: %g relative", what, fused ? "fused" : "BLAS", worst / mag);
-    /* the comparator must see a wrong (non-causal) answer */
-    if (self_check) CHECK(worst_wrong / mag > 100 * TOL, "%s: non-causal reference not told apart (%g)", what, worst_wrong / mag);
+    /* the comparator must see a wrong (non-causal, or window-less) answer */
+    if (self_check) CHECK(worst_wrong / mag > 100 * TOL, "%s: wrong reference not told apart (%g)", what, worst_wrong / mag);
     free(q); free(k); free(v); free(out_fused); free(out_blas); free(scores); free(work); free(ref);
 }
 
@@ -127,9 +132,9 @@ static void test_dispatch(void) {
     for (int64_t i = 0; i < nq; i++) q[i] = (float)tu_nrand(&rng);
     for (int64_t i = 0; i < nkvf; i++) { k[i] = (float)tu_nrand(&rng); v[i] = (float)tu_nrand(&rng); }
     rotq_cpu_caps_set(NULL);
-    rotq_attention_fused(a, q, k, v, T, pos0, nh, nkv, hd, 0.125f);
-    rotq_attention_forward_ws(b, q, k, v, scores, work, T, pos0, nh, nkv, hd, 0.125f, T);
-    rotq_attention_forward(c, q, k, v, scores, T, pos0, nh, nkv, hd, 0.125f, T);
+    rotq_attention_fused(a, q, k, v, T, pos0, nh, nkv, hd, 0.125f, 0);
+    rotq_attention_forward_ws(b, q, k, v, scores, work, T, pos0, nh, nkv, hd, 0.125f, T, 0);
+    rotq_attention_forward(c, q, k, v, scores, T, pos0, nh, nkv, hd, 0.125f, T, 0);
     CHECK(!memcmp(a, b, sizeof(float) * nq) && !memcmp(a, c, sizeof(float) * nq), "default path is not the fused kernel");
     free(q); free(k); free(v); free(a); free(b); free(c); free(scores); free(work);
 }
@@ -146,8 +151,19 @@ int main(void) {
                     /* the longest windows with the widest heads only in some combinations, to bound the time */
                     if (Ts[ti] == 1000 && hds[di] == 128 && hi % 2) continue;
                     run_case(Ts[ti], pos0s[pi], heads[hi][0], heads[hi][1], hds[di], n % 2 == 1,
-                             n % 7 == 0 && pos0s[pi] == 0 && Ts[ti] > 1);
+                             n % 7 == 0 && pos0s[pi] == 0 && Ts[ti] > 1, 0);
                 }
+    /* sliding windows (Gemma 3's local layers): shorter, equal to and longer than a key tile (64), windows
+     * that start inside the cache, and decoding a token whose window lies entirely in the cache */
+    const int64_t windows[] = {1, 5, 64, 100, 512};
+    const int64_t wcases[][3] = {{300, 0, 0}, {1000, 0, 0}, {33, 500, 0}, {1, 700, 0}, {200, 130, 0}};
+    for (size_t wi = 0; wi < sizeof windows / sizeof *windows; wi++)
+        for (size_t ci = 0; ci < sizeof wcases / sizeof *wcases; ci++) {
+            const int64_t *h = heads[(wi + ci) % 4], hd = hds[(wi * 3 + ci) % 5];
+            run_case(wcases[ci][0], wcases[ci][1], h[0], h[1], hd, ci % 2 == 1,
+                     wcases[ci][0] + wcases[ci][1] > windows[wi] + 1 && wcases[ci][0] > 1, windows[wi]);
+        }
+    run_case(600, 0, 4, 1, 256, false, true, 512); /* Gemma 3 270M's attention shape */
     test_dispatch();
     return tu_finish("test_attention");
 }

@@ -113,9 +113,11 @@ static void check_rope(const rotq_backend *be) {
 }
 
 static void check_attention(const rotq_backend *be) {
-    const int64_t cases[][5] = {{1, 40, 8, 2, 64}, {33, 0, 4, 4, 24}, {70, 9, 6, 2, 16}}; /* T, pos0, nh, nkv, hd */
-    for (size_t c = 0; c < 3; c++) {
-        int64_t T = cases[c][0], pos0 = cases[c][1], nh = cases[c][2], nkv = cases[c][3], hd = cases[c][4];
+    /* T, pos0, nh, nkv, hd, sliding window (0: none) */
+    const int64_t cases[][6] = {{1, 40, 8, 2, 64, 0}, {33, 0, 4, 4, 24, 0}, {70, 9, 6, 2, 16, 0},
+                                {70, 9, 6, 2, 16, 13}, {1, 40, 8, 2, 64, 7}, {90, 0, 4, 1, 32, 64}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t T = cases[c][0], pos0 = cases[c][1], nh = cases[c][2], nkv = cases[c][3], hd = cases[c][4], win = cases[c][5];
         int64_t nk = pos0 + T, qb = rotq_attention_block(T, nh, nk);
         float scale = 1.0f / sqrtf((float)hd);
         float *q = randv(T * nh * hd, 1), *k = randv(nk * nkv * hd, 1), *v = randv(nk * nkv * hd, 1);
@@ -123,22 +125,23 @@ static void check_attention(const rotq_backend *be) {
         double *ref = calloc((size_t)(T * nh * hd), sizeof(double)), *p = malloc(sizeof(double) * (size_t)nk);
         for (int64_t t = 0; t < T; t++)
             for (int64_t h = 0; h < nh; h++) {
-                int64_t g = h / (nh / nkv), n = pos0 + t + 1;
+                int64_t g = h / (nh / nkv), n = pos0 + t + 1, j0 = win > 0 && n > win ? n - win : 0;
                 double mx = -INFINITY, sum = 0;
-                for (int64_t j = 0; j < n; j++) {
+                for (int64_t j = 0; j < j0; j++) p[j] = 0;
+                for (int64_t j = j0; j < n; j++) {
                     double s = 0;
                     for (int64_t i = 0; i < hd; i++) s += (double)q[(t * nh + h) * hd + i] * k[(j * nkv + g) * hd + i];
                     p[j] = s * scale;
                     mx = fmax(mx, p[j]);
                 }
-                for (int64_t j = 0; j < n; j++) sum += p[j] = exp(p[j] - mx);
-                for (int64_t j = 0; j < n; j++)
+                for (int64_t j = j0; j < n; j++) sum += p[j] = exp(p[j] - mx);
+                for (int64_t j = j0; j < n; j++)
                     for (int64_t i = 0; i < hd; i++) ref[(t * nh + h) * hd + i] += p[j] / sum * v[(j * nkv + g) * hd + i];
             }
-        be->attention(out, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb);
+        be->attention(out, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb, win);
         double e = rel_err(out, ref, T * nh * hd);
-        CHECK(e < 2e-5, "%s attention T=%lld pos0=%lld %lld/%lld heads hd %lld: %.3g", be->name, (long long)T, (long long)pos0,
-              (long long)nh, (long long)nkv, (long long)hd, e);
+        CHECK(e < 2e-5, "%s attention T=%lld pos0=%lld %lld/%lld heads hd %lld window %lld: %.3g", be->name, (long long)T,
+              (long long)pos0, (long long)nh, (long long)nkv, (long long)hd, (long long)win, e);
         free(q), free(k), free(v), free(out), free(scores), free(work), free(ref), free(p);
     }
 }
@@ -148,8 +151,20 @@ static void check_elementwise(const rotq_backend *be) {
     float *g = randv(n, 3), *u = randv(n, 1), *x = malloc(sizeof(float) * n);
     double *ref = malloc(sizeof(double) * n);
     for (int64_t i = 0; i < n; i++) ref[i] = (double)g[i] / (1 + exp(-(double)g[i])) * u[i];
+    float *g2 = malloc(sizeof(float) * n);
+    memcpy(g2, g, sizeof(float) * n);
     be->swiglu(g, u, n);
     CHECK(rel_err(g, ref, n) < 1e-5, "%s swiglu: %.3g", be->name, rel_err(g, ref, n));
+    for (int64_t i = 0; i < n; i++) {
+        double v = g2[i];
+        ref[i] = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))) * u[i];
+    }
+    be->geglu(g2, u, n);
+    CHECK(rel_err(g2, ref, n) < 1e-5, "%s geglu: %.3g", be->name, rel_err(g2, ref, n));
+    for (int64_t i = 0; i < n; i++) ref[i] = (double)g2[i] + u[i];
+    be->add(g2, u, n);
+    CHECK(rel_err(g2, ref, n) < 1e-7, "%s add: %.3g", be->name, rel_err(g2, ref, n));
+    free(g2);
     const rotq_mlp_kind kinds[] = {ROTQ_MLP_RELU, ROTQ_MLP_GELU, ROTQ_MLP_GELU_TANH};
     for (int k = 0; k < 3; k++) {
         for (int64_t i = 0; i < n; i++) {

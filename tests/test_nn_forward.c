@@ -224,8 +224,8 @@ static void test_attention(void) {
     int64_t blocks[] = {Tq, 64, 7};
     for (int b = 0; b < 3; b++) {
         float *scores = malloc(sizeof(float) * nh * blocks[b] * nk), *work = malloc(sizeof(float) * 2 * Tq * nh * hd);
-        if (b == 1) rotq_attention_forward(out, q, k, v, scores, Tq, pos0, nh, nkv, hd, 0.35f, blocks[b]);
-        else rotq_attention_forward_ws(out, q, k, v, scores, work, Tq, pos0, nh, nkv, hd, 0.35f, blocks[b]);
+        if (b == 1) rotq_attention_forward(out, q, k, v, scores, Tq, pos0, nh, nkv, hd, 0.35f, blocks[b], 0);
+        else rotq_attention_forward_ws(out, q, k, v, scores, work, Tq, pos0, nh, nkv, hd, 0.35f, blocks[b], 0);
         double worst = 0;
         for (int64_t t = 0; t < Tq; t++)
             for (int64_t h = 0; h < nh; h++) {

@@ -43,8 +43,21 @@ static void print_text(const char *path, const rotq_model *m, const rotq_hparams
     else
         printf("rope           theta %g, rotary dim %lld%s\n", hp->rope_theta, (long long)hp->rotary_dim,
                hp->rope_scaling == 2 ? ", llama3 scaling" : hp->rope_scaling == 1 ? ", linear scaling" : "");
-    if (hp->mlp_act != ROTQ_MLP_SWIGLU)
+    if (hp->mlp_act == ROTQ_MLP_GEGLU)
+        printf("mlp            gated, gelu (tanh) · up (GeGLU)\n");
+    else if (hp->mlp_act != ROTQ_MLP_SWIGLU)
         printf("mlp            plain, %s\n", hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu (tanh)");
+    if (hp->sliding_window > 0) {
+        if (hp->sliding_pattern > 0)
+            printf("attention      sliding window %lld on local layers, every %d-th layer global; local rope theta %g\n",
+                   (long long)hp->sliding_window, hp->sliding_pattern, hp->rope_theta_local);
+        else
+            printf("attention      sliding window %lld on every layer\n", (long long)hp->sliding_window);
+    }
+    if (lay->qk_norm || lay->sandwich_norms || hp->norm_offset != 0 || hp->embed_scale > 0 || hp->attn_scale > 0)
+        printf("details       %s%s%s%s%s\n", lay->qk_norm ? " q/k norms;" : "", lay->sandwich_norms ? " sandwich norms;" : "",
+               hp->norm_offset != 0 ? " norms (1 + w);" : "", hp->embed_scale > 0 ? " embedding x sqrt(hidden);" : "",
+               hp->attn_scale > 0 ? " own query scale;" : "");
     printf("embeddings     %s\n", hp->tied_embeddings ? "tied (lm_head = embedding)" : "untied");
     printf("parameters     %lld in %lld tensors\n", (long long)rotq_model_n_params(m), (long long)n_tensors);
     printf("dtypes         ");
@@ -54,7 +67,8 @@ static void print_text(const char *path, const rotq_model *m, const rotq_hparams
     if (rotq_model_quantization(m)[0]) printf("quantization   %s\n", rotq_model_quantization(m));
     printf("rotation sites\n");
     for (int s = 0; s < n_sites; s++)
-        printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n, how[s]);
+        printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n,
+               s == 0 && !lay->fused_r1 ? "not fusable here (sandwich norms): use --r1 none and --layerwise" : how[s]);
     if (list) {
         printf("tensors\n");
         for (int64_t i = 0; i < n_tensors; i++) {
@@ -129,6 +143,13 @@ int cmd_info(int argc, char **argv) {
     json_object_set_new(j, "rope_theta", json_real(hp->rope_theta));
     json_object_set_new(j, "rotary_dim", json_integer(hp->rotary_dim));
     json_object_set_new(j, "tied_embeddings", json_boolean(hp->tied_embeddings));
+    json_object_set_new(j, "mlp", json_string(hp->mlp_act == ROTQ_MLP_SWIGLU ? "swiglu" : hp->mlp_act == ROTQ_MLP_GEGLU ? "geglu"
+                                              : hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu_tanh"));
+    json_object_set_new(j, "sliding_window", json_integer(hp->sliding_window));
+    json_object_set_new(j, "sliding_pattern", json_integer(hp->sliding_pattern));
+    json_object_set_new(j, "qk_norm", json_boolean(lay.qk_norm));
+    json_object_set_new(j, "sandwich_norms", json_boolean(lay.sandwich_norms));
+    json_object_set_new(j, "fused_r1", json_boolean(lay.fused_r1));
     json_object_set_new(j, "parameters", json_integer(rotq_model_n_params(m)));
     json_object_set_new(j, "tensors", json_integer(n_tensors));
     json_t *dts = json_object(), *fdts = json_object();

@@ -150,8 +150,10 @@ int cmd_learn(int argc, char **argv) {
 
     rotq_model *m = NULL;
     if (cli_load("learn", in, c.arch_file, c.tokenizer, &m)) return 1;
+    rotq_status s = rotq_learn_supported(m); /* before tokenizing the calibration text */
+    if (s != ROTQ_OK) { rotq_model_free(m); return cli_lib_error("learn", s); }
     rotq_tokenizer *tok = NULL;
-    rotq_status s = rotq_tokenizer_from_model(m, &tok);
+    s = rotq_tokenizer_from_model(m, &tok);
     if (s != ROTQ_OK) { rotq_model_free(m); return cli_lib_error("learn", s); }
     int32_t *ids = NULL;
     int64_t n_ids = 0;

@@ -26,6 +26,9 @@ typedef enum rotq_role {
     ROLE_DOWN, ROLE_DOWN_BIAS,
     ROLE_FINAL_NORM, ROLE_FINAL_NORM_BIAS,
     ROLE_LM_HEAD, ROLE_LM_HEAD_BIAS,
+    ROLE_Q_NORM, ROLE_K_NORM,         /* per-head RMSNorm of q and k before RoPE [head_dim] (Qwen3, Gemma 3) */
+    ROLE_POST_ATTN_NORM,              /* sandwich norms: norm of o_proj's / down_proj's output before */
+    ROLE_POST_MLP_NORM,               /* it joins the residual stream [hidden] (Gemma 2/3) */
     ROLE_COUNT
 } rotq_role;
 
@@ -59,7 +62,9 @@ typedef struct rotq_norm_group {
 typedef struct rotq_config_keys {
     char hidden[64], intermediate[64], n_layers[64], n_heads[64], n_kv_heads[64], head_dim[64],
         vocab[64], max_pos[96], norm_eps[96], rope_theta[64], tied[64],
-        act[64];                                /* activation name (plain MLPs only) */
+        act[64],                                /* activation name (plain MLPs only) */
+        sliding_window[64], sliding_pattern[64], rope_local_theta[64], attn_scalar[64], layer_types[32],
+        softcaps[96];                           /* soft-capping keys: refused unless null */
 } rotq_config_keys;
 
 typedef struct rotq_arch {
@@ -89,6 +94,10 @@ typedef struct rotq_arch {
     char require_eq_hidden[48];
     bool gguf_permute_qk;                       /* llama.cpp permutes Q/K rows for this arch */
     bool default_tied;                          /* tie_word_embeddings default when absent */
+    bool gguf_norm_shift;                       /* llama.cpp's converter stores w + norm_offset (Gemma) */
+    bool embed_scale_sqrt;                      /* the embedding output is scaled by sqrt(hidden) (Gemma) */
+    int32_t default_sliding_pattern;            /* when the file does not say (llama.cpp hard-codes 6 for gemma3) */
+    double default_rope_local_theta;            /* likewise (10000 for gemma3) */
     rotq_config_keys keys;
 
     char ops[ROTQ_ARCH_MAX_OPS][32];            /* ordered registered operation names */
@@ -103,15 +112,23 @@ const rotq_arch *rotq_arch_find_gguf(const char *gguf_id);
 /* Parses a JSON description (see docs/architectures.md); `origin` names it in errors. */
 rotq_status rotq_arch_from_json(const char *json_text, const char *origin, rotq_arch *out);
 
-/* Built-in descriptions (src/arch/llama.c, qwen2.c, phi3.c, opt.c). */
+/* Built-in descriptions (src/arch/llama.c, qwen2.c, qwen3.c, gemma3.c, phi3.c, opt.c). */
 void rotq_arch_llama(rotq_arch *a);
 void rotq_arch_qwen2(rotq_arch *a);
+void rotq_arch_qwen3(rotq_arch *a);
+void rotq_arch_gemma3(rotq_arch *a);
 void rotq_arch_phi3(rotq_arch *a);
 void rotq_arch_opt(rotq_arch *a);
 
 /* The norm the model runs now: an architecture's LayerNorm becomes RMSNorm once fuse_norms has
  * centred the residual stream (recorded in m->rot.ln_as_rms). */
 rotq_norm_kind rotq_model_norm_kind(const rotq_model *m);
+/* Norm weights and the (1 + w) convention: what to add to tensor t's values when writing it to `format`
+ * (ROTQ_FORMAT_HF or ROTQ_FORMAT_GGUF) so that the file holds its format's convention (HF: w with the
+ * architecture's offset applied at run time; llama.cpp's Gemma GGUFs: w + offset stored); 0 for other tensors. */
+double rotq_norm_export_shift(const rotq_model *m, const rotq_tensor *t, rotq_format format);
+/* Whether layer l attends through a sliding window (hp->sliding_window positions) or globally. */
+bool rotq_hparams_layer_sliding(const rotq_hparams *hp, int32_t l);
 /* The bias role of a norm or linear role (ROLE_COUNT when it has none). */
 rotq_role rotq_role_bias(rotq_role r);
 

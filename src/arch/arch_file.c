@@ -115,7 +115,8 @@ static rotq_status parse(json_t *root, const char *origin, rotq_arch *a) {
         else if (strcmp(s, "gelu") == 0) a->mlp = ROTQ_MLP_GELU;
         else if (strcmp(s, "relu") == 0) a->mlp = ROTQ_MLP_RELU;
         else if (strcmp(s, "gelu_tanh") == 0) a->mlp = ROTQ_MLP_GELU_TANH;
-        else return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"mlp\" must be \"swiglu\", \"gelu\", \"gelu_tanh\" or \"relu\"", origin);
+        else if (strcmp(s, "geglu") == 0) a->mlp = ROTQ_MLP_GEGLU;
+        else return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"mlp\" must be \"swiglu\", \"geglu\", \"gelu\", \"gelu_tanh\" or \"relu\"", origin);
     }
     if ((v = json_object_get(root, "positions"))) {
         const char *s = json_is_string(v) ? json_string_value(v) : "";
@@ -134,6 +135,18 @@ static rotq_status parse(json_t *root, const char *origin, rotq_arch *a) {
     }
     if ((v = json_object_get(root, "gguf_permute_qk"))) a->gguf_permute_qk = json_is_true(v);
     if ((v = json_object_get(root, "tied_default"))) a->default_tied = json_is_true(v);
+    if ((v = json_object_get(root, "gguf_norm_shift"))) a->gguf_norm_shift = json_is_true(v);
+    if ((v = json_object_get(root, "embed_scale_sqrt_hidden"))) a->embed_scale_sqrt = json_is_true(v);
+    if ((v = json_object_get(root, "sliding_pattern_default"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1 << 20)
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"sliding_pattern_default\" must be a non-negative integer", origin);
+        a->default_sliding_pattern = (int32_t)json_integer_value(v);
+    }
+    if ((v = json_object_get(root, "rope_local_theta_default"))) {
+        if (!json_is_number(v) || !(json_number_value(v) > 0))
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"rope_local_theta_default\" must be a positive number", origin);
+        a->default_rope_local_theta = json_number_value(v);
+    }
     json_t *keys = json_object_get(root, "config_keys");
     if (keys) {
         if (!json_is_object(keys)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"config_keys\" must be an object", origin);
@@ -145,6 +158,12 @@ static rotq_status parse(json_t *root, const char *origin, rotq_arch *a) {
             {"norm_eps", a->keys.norm_eps, sizeof a->keys.norm_eps}, {"rope_theta", a->keys.rope_theta, sizeof a->keys.rope_theta},
             {"tied", a->keys.tied, sizeof a->keys.tied},
             {"act", a->keys.act, sizeof a->keys.act},
+            {"sliding_window", a->keys.sliding_window, sizeof a->keys.sliding_window},
+            {"sliding_pattern", a->keys.sliding_pattern, sizeof a->keys.sliding_pattern},
+            {"rope_local_theta", a->keys.rope_local_theta, sizeof a->keys.rope_local_theta},
+            {"attn_scalar", a->keys.attn_scalar, sizeof a->keys.attn_scalar},
+            {"layer_types", a->keys.layer_types, sizeof a->keys.layer_types},
+            {"softcaps", a->keys.softcaps, sizeof a->keys.softcaps},
         };
         for (size_t i = 0; i < sizeof kk / sizeof kk[0]; i++) ROTQ_TRY(copy_str(keys, kk[i].k, kk[i].dst, kk[i].n, origin));
     }

@@ -36,7 +36,11 @@ rotq_status rotq_model_layout_get(const rotq_model *m, rotq_model_layout *out) {
     if (!m->arch) return rotq_fail(ROTQ_ERR_ARG, "%s: no architecture bound", m->source_path);
     *out = (rotq_model_layout){.source_format = m->source_format, .norm = rotq_model_norm_kind(m),
                                .positions = m->arch->pos, .pos_offset = (int32_t)m->arch->pos_offset,
-                               .online_r3 = m->rot.r3.on, .online_r4 = m->rot.r4.on};
+                               .online_r3 = m->rot.r3.on, .online_r4 = m->rot.r4.on,
+                               .qk_norm = rotq_model_role(m, ROLE_Q_NORM, 0) != NULL,
+                               .sandwich_norms = rotq_model_role(m, ROLE_POST_ATTN_NORM, 0) || rotq_model_role(m, ROLE_POST_MLP_NORM, 0)};
+    for (int32_t i = 0; i < m->arch->n_ops; i++) out->fused_r1 |= strcmp(m->arch->ops[i], "rotate_r1") == 0;
+    out->fused_r1 &= !out->sandwich_norms;
     return ROTQ_OK;
 }
 
@@ -60,6 +64,8 @@ static int expected_shape(const rotq_arch *a, const rotq_hparams *hp, rotq_role 
     case ROLE_GATE_UP: s[0] = 2 * hp->intermediate; s[1] = h; return 2;
     case ROLE_DOWN: s[0] = h; s[1] = hp->intermediate; return 2;
     case ROLE_LM_HEAD_BIAS: s[0] = hp->vocab; return 1;
+    case ROLE_Q_NORM: case ROLE_K_NORM: s[0] = hp->head_dim; return 1;
+    case ROLE_POST_ATTN_NORM: case ROLE_POST_MLP_NORM: s[0] = h; return 1;
     default: return 0;
     }
 }

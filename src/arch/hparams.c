@@ -66,6 +66,14 @@ static void set_defaults(const rotq_arch *a, rotq_hparams *hp) {
     hp->tied_embeddings = a->default_tied;
     hp->max_pos = 2048;
     hp->mlp_act = a->mlp;
+    hp->norm_offset = a->norm_offset;
+    hp->sliding_pattern = a->default_sliding_pattern;
+    hp->rope_theta_local = a->default_rope_local_theta;
+}
+
+/* What follows from the sizes once they are known. */
+static void derive(const rotq_arch *a, rotq_hparams *hp) {
+    if (a->embed_scale_sqrt) hp->embed_scale = sqrt((double)hp->hidden);
 }
 
 /* A plain (non-gated) MLP's activation from the config's name for it. */
@@ -74,6 +82,12 @@ static rotq_status read_act(const rotq_arch *a, const json_t *cfg, const char *o
     json_t *v = get_alt(cfg, a->keys.act);
     if (!v) return ROTQ_OK;
     const char *s = json_is_string(v) ? json_string_value(v) : "";
+    if (a->mlp == ROTQ_MLP_GEGLU) { /* gated: only the gate's activation can vary, and rotq has the tanh GELU */
+        if (strcmp(s, "gelu_pytorch_tanh") != 0 && strcmp(s, "gelu_new") != 0)
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %s \"%.40s\" is not supported for architecture %s (rotq runs its "
+                             "GeGLU with gelu_pytorch_tanh)", origin, a->keys.act, s, a->name);
+        return ROTQ_OK;
+    }
     if (strcmp(s, "relu") == 0) hp->mlp_act = ROTQ_MLP_RELU;
     else if (strcmp(s, "gelu") == 0) hp->mlp_act = ROTQ_MLP_GELU;
     else if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0) hp->mlp_act = ROTQ_MLP_GELU_TANH;
@@ -86,10 +100,24 @@ static rotq_status read_act(const rotq_arch *a, const json_t *cfg, const char *o
 /* Config variants the description does not cover (e.g. OPT's post-norm opt-350m). */
 static rotq_status check_required(const rotq_arch *a, const json_t *cfg, const char *origin, const rotq_hparams *hp) {
     for (int32_t i = 0; i < a->n_require_true; i++) {
-        json_t *v = json_object_get(cfg, a->require_true[i]);
-        if (v && !json_is_true(v))
-            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %s is %s; architecture %s is only supported with it "
-                             "true", origin, a->require_true[i], json_is_false(v) ? "false" : "a non-boolean", a->name);
+        /* "!key": must be false when present */
+        const char *key = a->require_true[i];
+        bool want = key[0] != '!';
+        if (!want) key++;
+        json_t *v = json_object_get(cfg, key);
+        if (v && !json_is_null(v) && !(want ? json_is_true(v) : json_is_false(v)))
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %s is %s; architecture %s is only supported with it %s", origin, key,
+                             json_is_boolean(v) ? (want ? "false" : "true") : "a non-boolean", a->name, want ? "true" : "false");
+    }
+    if (a->keys.softcaps[0]) {
+        char buf[sizeof a->keys.softcaps];
+        snprintf(buf, sizeof buf, "%s", a->keys.softcaps);
+        for (char *save = NULL, *k = strtok_r(buf, "|", &save); k; k = strtok_r(NULL, "|", &save)) {
+            json_t *v = json_object_get(cfg, k);
+            if (v && !json_is_null(v))
+                return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %s is set; rotq's %s runs without soft-capping (Gemma 3 has none; "
+                                 "Gemma 2 is not supported)", origin, k, a->name);
+        }
     }
     if (a->require_eq_hidden[0]) {
         json_t *v = json_object_get(cfg, a->require_eq_hidden);
@@ -98,6 +126,53 @@ static rotq_status check_required(const rotq_arch *a, const json_t *cfg, const c
                              "supports only models without the extra input/output projection", origin, a->require_eq_hidden,
                              (long long)hp->hidden, a->name);
     }
+    return ROTQ_OK;
+}
+
+/* Sliding-window layers, their RoPE base and the query scale (Gemma 3); nothing when the description
+ * names none of these keys. transformers 5 writes layer_types and per-type rope_parameters. */
+static rotq_status read_local_attention(const rotq_arch *a, const json_t *cfg, const json_t *rope, const char *origin,
+                                        rotq_hparams *hp) {
+    const rotq_config_keys *k = &a->keys;
+    if (k->sliding_window[0]) ROTQ_TRY(get_int(cfg, k->sliding_window, origin, &hp->sliding_window, false));
+    if (k->sliding_pattern[0]) {
+        int64_t p = hp->sliding_pattern;
+        ROTQ_TRY(get_int(cfg, k->sliding_pattern, origin, &p, false));
+        hp->sliding_pattern = (int32_t)p;
+    }
+    json_t *types = k->layer_types[0] ? json_object_get(cfg, k->layer_types) : NULL;
+    if (types && json_is_array(types)) {
+        if ((int64_t)json_array_size(types) != hp->n_layers)
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: layer_types lists %zu layers, the model has %lld", origin,
+                             json_array_size(types), (long long)hp->n_layers);
+        int64_t first_full = -1;
+        for (size_t i = 0; i < json_array_size(types); i++) {
+            const char *t = json_string_value(json_array_get(types, i));
+            if (!t || (strcmp(t, "full_attention") != 0 && strcmp(t, "sliding_attention") != 0))
+                return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: layer_types[%zu] is not \"full_attention\" or \"sliding_attention\"",
+                                 origin, i);
+            if (first_full < 0 && strcmp(t, "full_attention") == 0) first_full = (int64_t)i;
+        }
+        hp->sliding_pattern = first_full < 0 ? 0 : (int32_t)(first_full + 1);
+        for (size_t i = 0; i < json_array_size(types); i++) {
+            bool sliding = strcmp(json_string_value(json_array_get(types, i)), "sliding_attention") == 0;
+            if (sliding != (hp->sliding_pattern <= 0 || ((int64_t)i + 1) % hp->sliding_pattern != 0))
+                return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: layer_types is not a repeating pattern of local layers with every "
+                                 "%d-th layer global (layer %zu breaks it); rotq runs only such patterns", origin,
+                                 hp->sliding_pattern, i);
+        }
+    }
+    if (k->rope_local_theta[0]) ROTQ_TRY(get_real(cfg, k->rope_local_theta, origin, &hp->rope_theta_local));
+    const json_t *local = rope ? json_object_get(rope, "sliding_attention") : NULL;
+    if (json_is_object(local)) ROTQ_TRY(get_real(local, "rope_theta", origin, &hp->rope_theta_local));
+    if (k->attn_scalar[0]) {
+        double s = 0;
+        ROTQ_TRY(get_real(cfg, k->attn_scalar, origin, &s));
+        if (s < 0 || (s == 0 && get_alt(cfg, k->attn_scalar)))
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: %s must be positive", origin, k->attn_scalar);
+        if (s > 0) hp->attn_scale = 1.0 / sqrt(s);
+    }
+    if (hp->sliding_window < 0) return rotq_fail(ROTQ_ERR_FORMAT, "%s: sliding_window is negative", origin);
     return ROTQ_OK;
 }
 
@@ -119,8 +194,12 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
     ROTQ_TRY(get_int(cfg, k->max_pos, origin, &hp->max_pos, false));
     ROTQ_TRY(get_real(cfg, k->norm_eps, origin, &hp->norm_eps));
     /* transformers 5 moves rope settings into "rope_parameters"; 4.x uses rope_theta + rope_scaling */
-    const json_t *rope = json_object_get(cfg, "rope_parameters");
+    const json_t *rope = json_object_get(cfg, "rope_parameters"), *rope_types = NULL;
     if (!json_is_object(rope)) rope = NULL;
+    if (rope && json_is_object(json_object_get(rope, "full_attention"))) { /* per layer type (Gemma 3) */
+        rope_types = rope;
+        rope = json_object_get(rope, "full_attention");
+    }
     ROTQ_TRY(get_real(cfg, k->rope_theta, origin, &hp->rope_theta));
     if (rope) ROTQ_TRY(get_real(rope, "rope_theta", origin, &hp->rope_theta));
     const json_t *scaling = json_object_get(cfg, "rope_scaling");
@@ -144,6 +223,7 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
     hp->rotary_dim = (int64_t)llround(partial * (double)hp->head_dim);
     if (a->pos == ROTQ_POS_LEARNED) hp->rotary_dim = 0;
     ROTQ_TRY(read_act(a, cfg, origin, hp));
+    ROTQ_TRY(read_local_attention(a, cfg, rope_types, origin, hp));
     json_t *tied = get_alt(cfg, k->tied);
     if (tied) hp->tied_embeddings = json_is_true(tied);
     int64_t bos = -1, eos = -1;
@@ -152,6 +232,7 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
     hp->bos_id = (int32_t)bos;
     hp->eos_id = (int32_t)eos;
     ROTQ_TRY(check_required(a, cfg, origin, hp));
+    derive(a, hp);
     return check_dims(a, hp, origin);
 }
 
@@ -216,6 +297,20 @@ rotq_status rotq_hparams_from_gguf(const rotq_arch *a, const rotq_model *m, cons
         if (strcmp(m->tensors[i].name, head->gguf) == 0 || strcmp(m->tensors[i].name, head->hf) == 0) has_head = true;
     hp->tied_embeddings = !has_head;
     if (a->pos == ROTQ_POS_LEARNED) hp->rotary_dim = 0;
+    if (a->gguf_norm_shift) hp->norm_offset = 0; /* the converter stored w + offset */
+    ROTQ_TRY(gguf_int(m, g, "attention.sliding_window", origin, &hp->sliding_window, false));
+    int64_t pattern = hp->sliding_pattern;
+    ROTQ_TRY(gguf_int(m, g, "attention.sliding_window_pattern", origin, &pattern, false));
+    hp->sliding_pattern = (int32_t)pattern;
+    if (rotq_meta_number(meta_arch(m, g, "rope.freq_base_swa"), &v)) hp->rope_theta_local = v;
+    /* llama.cpp's gemma3 graph: q scaled by 1/sqrt(head_dim), except the 27B (62 layers) by
+     * 1/sqrt(hidden / heads) — its query_pre_attn_scalar; GGUF has no key for it */
+    if (a->embed_scale_sqrt && hp->n_layers == 62 && hp->n_heads > 0)
+        hp->attn_scale = 1.0 / sqrt((double)hp->hidden / (double)hp->n_heads);
+    if (hp->sliding_window < 0 || hp->sliding_pattern < 0)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: negative sliding window %lld or pattern %d", origin, (long long)hp->sliding_window,
+                         hp->sliding_pattern);
+    derive(a, hp);
     return check_dims(a, hp, origin);
 }
 
@@ -243,11 +338,32 @@ void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp) {
     json_object_set_new(c, "rope_theta", json_real(hp->rope_theta));
     if (hp->mlp_act == ROTQ_MLP_SWIGLU) {
         json_object_set_new(c, "hidden_act", json_string("silu"));
+    } else if (hp->mlp_act == ROTQ_MLP_GEGLU) {
+        json_object_set_new(c, first_key(a->keys.act, "hidden_act", key, sizeof key), json_string("gelu_pytorch_tanh"));
     } else {
         const char *act = hp->mlp_act == ROTQ_MLP_RELU ? "relu" : hp->mlp_act == ROTQ_MLP_GELU ? "gelu" : "gelu_new";
         json_object_set_new(c, first_key(a->keys.act, "hidden_act", key, sizeof key), json_string(act));
     }
-    for (int32_t i = 0; i < a->n_require_true; i++) json_object_set_new(c, a->require_true[i], json_true());
+    for (int32_t i = 0; i < a->n_require_true; i++) {
+        const char *rk = a->require_true[i];
+        json_object_set_new(c, rk + (rk[0] == '!'), json_boolean(rk[0] != '!'));
+    }
+    if (a->keys.attn_scalar[0]) /* written always: the config class's default need not be head_dim */
+    {
+        double q = hp->attn_scale > 0 ? 1.0 / (hp->attn_scale * hp->attn_scale) : (double)hp->head_dim;
+        json_object_set_new(c, first_key(a->keys.attn_scalar, "", key, sizeof key),
+                            fabs(q - round(q)) < 1e-6 * q ? json_integer((json_int_t)llround(q)) : json_real(q));
+    }
+    if (hp->sliding_window > 0) {
+        json_object_set_new(c, "sliding_window", json_integer(hp->sliding_window));
+        json_object_set_new(c, "sliding_window_pattern", json_integer(hp->sliding_pattern));
+        json_t *types = json_array();
+        for (int32_t l = 0; l < hp->n_layers; l++)
+            json_array_append_new(types, json_string(rotq_hparams_layer_sliding(hp, l) ? "sliding_attention" : "full_attention"));
+        json_object_set_new(c, "layer_types", types);
+    }
+    if (hp->rope_theta_local > 0 && a->keys.rope_local_theta[0])
+        json_object_set_new(c, first_key(a->keys.rope_local_theta, "", key, sizeof key), json_real(hp->rope_theta_local));
     if (a->require_eq_hidden[0]) json_object_set_new(c, a->require_eq_hidden, json_integer(hp->hidden));
     json_object_set_new(c, "tie_word_embeddings", json_boolean(hp->tied_embeddings));
     if (a->pos == ROTQ_POS_ROPE && hp->rotary_dim != hp->head_dim)

@@ -22,6 +22,8 @@ static void register_builtins(void) {
     rotq_arch a;
     rotq_arch_llama(&a); add_unlocked(&a);
     rotq_arch_qwen2(&a); add_unlocked(&a);
+    rotq_arch_qwen3(&a); add_unlocked(&a);
+    rotq_arch_gemma3(&a); add_unlocked(&a);
     rotq_arch_phi3(&a); add_unlocked(&a);
     rotq_arch_opt(&a); add_unlocked(&a);
 }
@@ -80,7 +82,25 @@ static const char *role_names[ROLE_COUNT] = {
     [ROLE_GATE_UP] = "gate_up", [ROLE_DOWN] = "down", [ROLE_DOWN_BIAS] = "down_bias",
     [ROLE_FINAL_NORM] = "final_norm", [ROLE_FINAL_NORM_BIAS] = "final_norm_bias",
     [ROLE_LM_HEAD] = "lm_head", [ROLE_LM_HEAD_BIAS] = "lm_head_bias",
+    [ROLE_Q_NORM] = "q_norm", [ROLE_K_NORM] = "k_norm",
+    [ROLE_POST_ATTN_NORM] = "post_attn_norm", [ROLE_POST_MLP_NORM] = "post_mlp_norm",
 };
+
+double rotq_norm_export_shift(const rotq_model *m, const rotq_tensor *t, rotq_format format) {
+    if (!m->arch || m->arch->norm_offset == 0) return 0;
+    switch (t->role) {
+    case ROLE_ATTN_NORM: case ROLE_MLP_NORM: case ROLE_FINAL_NORM: case ROLE_Q_NORM: case ROLE_K_NORM:
+    case ROLE_POST_ATTN_NORM: case ROLE_POST_MLP_NORM: break;
+    default: return 0;
+    }
+    double file = format == ROTQ_FORMAT_GGUF && m->arch->gguf_norm_shift ? 0 : m->arch->norm_offset;
+    return m->hp.norm_offset - file; /* value + model's offset == stored + file's offset */
+}
+
+bool rotq_hparams_layer_sliding(const rotq_hparams *hp, int32_t l) {
+    if (hp->sliding_window <= 0) return false;
+    return hp->sliding_pattern <= 0 || (l + 1) % hp->sliding_pattern != 0;
+}
 
 rotq_role rotq_role_bias(rotq_role r) {
     switch (r) {

@@ -53,12 +53,17 @@ typedef struct rotq_backend {
     /* rotate-half RoPE in place on x [T, n_heads, head_dim] (first 2·half dims of each head) */
     void (*rope)(float *x, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads, int64_t head_dim,
                  int64_t half);
-    /* causal GQA attention: q [T, nh, hd] at positions pos0.., k/v [pos0+T, nkv, hd]; out [T, nh, hd].
+    /* causal GQA attention: q [T, nh, hd] at positions pos0.., k/v [pos0+T, nkv, hd]; out [T, nh, hd];
+     * window > 0: a query at position p sees only keys p - window + 1 .. p (sliding window).
      * scores/work: scratch (see rotq_attention_forward_ws) */
     void (*attention)(float *out, const float *q, const float *k, const float *v, float *scores, float *work, int64_t T,
-                      int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale, int64_t q_block);
-    /* gate [n] ← silu(gate) * up;  x [n] ← act(x) for a plain MLP */
+                      int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale, int64_t q_block,
+                      int64_t window);
+    /* gate [n] ← silu(gate) * up (geglu: gelu_tanh(gate) * up);  x [n] ← act(x) for a plain MLP */
     void (*swiglu)(float *gate, const float *up, int64_t n);
+    void (*geglu)(float *gate, const float *up, int64_t n);
+    /* out [n] += x [n] */
+    void (*add)(float *out, const float *x, int64_t n);
     void (*activation)(rotq_mlp_kind act, float *x, int64_t n);
     /* out [rows] = log Σ exp over each row of x [rows, n] */
     void (*logsumexp_rows)(const float *x, int64_t rows, int64_t n, double *out);
@@ -92,25 +97,29 @@ void rotq_rope_tables(const float *inv_freq, int64_t half, int64_t pos0, int64_t
 void rotq_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads,
                        int64_t head_dim, int64_t half);
 /* Causal GQA attention. q [T, nh, hd] at positions pos0.., k/v [pos0+T, nkv, hd] (all keys so far);
- * out [T, nh, hd]. scores: scratch of n_heads * q_block * (pos0+T) floats (q_block from
- * rotq_attention_block). Allocates a 2·T·nh·hd work buffer per call; _ws takes it from the caller. */
+ * out [T, nh, hd]; window > 0 keeps the keys p - window + 1 .. p of a query at p (0: all of 0 .. p).
+ * scores: scratch of n_heads * q_block * (pos0+T) floats (q_block from rotq_attention_block).
+ * Allocates a 2·T·nh·hd work buffer per call; _ws takes it from the caller. */
 void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
                             int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
-                            int64_t q_block);
+                            int64_t q_block, int64_t window);
 void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,
                                float *work, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim,
-                               float scale, int64_t q_block);
+                               float scale, int64_t q_block, int64_t window);
 /* The fused AVX2+FMA attention (attention_avx2.c): same contract as rotq_attention_forward, without
  * the scores scratch. _supported says whether this CPU and head_dim can run it; the two functions
  * above call it on their own unless the CPU choice says otherwise (cpu/caps.h). */
 #define ROTQ_ATTENTION_FUSED_HD_MAX 256
 bool rotq_attention_fused_supported(int64_t head_dim);
 void rotq_attention_fused(float *out, const float *q, const float *k, const float *v, int64_t T, int64_t pos0,
-                          int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale);
+                          int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale, int64_t window);
 /* Query rows per attention block for T queries over n_keys keys (bounds the scores scratch). */
 int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys);
-/* gate [T, ff] ← silu(gate) * up. */
+/* gate [T, ff] ← silu(gate) * up;  geglu: gelu_tanh(gate) * up. */
 void rotq_swiglu_forward(float *gate, const float *up, int64_t n);
+void rotq_geglu_forward(float *gate, const float *up, int64_t n);
+/* out [n] += x [n]. */
+void rotq_add_forward(float *out, const float *x, int64_t n);
 /* x ← act(x) over n floats for a plain MLP: ROTQ_MLP_RELU max(x, 0), ROTQ_MLP_GELU
  * x·Φ(x) = x/2·(1 + erf(x/√2)), ROTQ_MLP_GELU_TANH x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
 void rotq_act_forward(rotq_mlp_kind act, float *x, int64_t n);

@@ -63,9 +63,10 @@ static uint64_t model_fingerprint(const rotq_model *m) {
     fp_bytes(&f, hp->arch, strnlen(hp->arch, sizeof hp->arch));
     int64_t ints[] = {hp->hidden, hp->intermediate, hp->n_layers, hp->n_heads, hp->n_kv_heads, hp->head_dim, hp->vocab,
                       hp->max_pos, hp->rope_scaling, hp->rope_orig_max_pos, hp->rotary_dim, hp->tied_embeddings,
-                      hp->mlp_act, m->rot.norms_fused, m->rot.ln_as_rms};
+                      hp->mlp_act, m->rot.norms_fused, m->rot.ln_as_rms, hp->sliding_window, hp->sliding_pattern};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) fp_i64(&f, ints[i]);
-    double reals[] = {hp->norm_eps, hp->rope_theta, hp->rope_factor, hp->rope_low_freq_factor, hp->rope_high_freq_factor};
+    double reals[] = {hp->norm_eps, hp->rope_theta, hp->rope_factor, hp->rope_low_freq_factor, hp->rope_high_freq_factor,
+                      hp->norm_offset, hp->embed_scale, hp->attn_scale, hp->rope_theta_local};
     for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) fp_f64(&f, reals[i]);
     for (int64_t i = 0; i < m->n_tensors; i++) {
         const rotq_tensor *t = &m->tensors[i];

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,7 @@ typedef struct out_tensor {
     rotq_dtype dtype;
     uint64_t nbytes, offset;
     int64_t permute_heads; /* 0: write rows as they are */
+    double add;            /* added to every value (a norm's (1 + w) convention, rotq_norm_export_shift) */
 } out_tensor;
 
 static rotq_dtype output_dtype(const rotq_tensor *t, rotq_dtype requested) {
@@ -178,6 +180,8 @@ static rotq_status plan_tensors(const rotq_model *m, const char *path, rotq_dtyp
         }
         o->t = t;
         o->dtype = output_dtype(t, dtype);
+        o->add = rotq_norm_export_shift(m, t, ROTQ_FORMAT_GGUF);
+        if (o->add != 0) o->dtype = ROTQ_F32;
         o->nbytes = rotq_dtype_nbytes(o->dtype, rotq_tensor_numel(t));
         if (m->arch->gguf_permute_qk) {
             if (t->role == ROLE_Q || t->role == ROLE_Q_BIAS) o->permute_heads = m->hp.n_heads;
@@ -276,6 +280,25 @@ static rotq_status write_metadata(const rotq_model *m, const char *path, const o
     kv_f32(w, key, (float)hp->norm_eps);
     snprintf(key, sizeof key, "%s.rope.freq_base", a);
     kv_f32(w, key, (float)hp->rope_theta);
+    if (m->arch->embed_scale_sqrt && hp->attn_scale > 0) {
+        /* llama.cpp's gemma3 graph scales q by 1/sqrt(head_dim) (27B, 62 layers: 1/sqrt(hidden/heads)) */
+        double want = hp->n_layers == 62 ? 1.0 / sqrt((double)hp->hidden / (double)hp->n_heads) : 1.0 / sqrt((double)hp->head_dim);
+        if (fabs(hp->attn_scale - want) > 1e-6 * want)
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: query scale %g (query_pre_attn_scalar %g) differs from the %g llama.cpp "
+                             "uses for %s; GGUF cannot record it", path, hp->attn_scale,
+                             1.0 / (hp->attn_scale * hp->attn_scale), want, a);
+    }
+    if (hp->sliding_window > 0) {
+        ROTQ_TRY(check_u32(path, "sliding_window", hp->sliding_window));
+        snprintf(key, sizeof key, "%s.attention.sliding_window", a);
+        kv_u32(w, key, (uint32_t)hp->sliding_window);
+        /* llama.cpp reads no pattern or local base for gemma3 (it hard-codes 6 and 10000): refuse others */
+        if (m->arch->default_sliding_pattern && (hp->sliding_pattern != m->arch->default_sliding_pattern ||
+                                                 hp->rope_theta_local != m->arch->default_rope_local_theta))
+            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: sliding pattern %d / local RoPE base %g differ from the %d / %g that "
+                             "llama.cpp assumes for %s; GGUF cannot record them", path, hp->sliding_pattern,
+                             hp->rope_theta_local, m->arch->default_sliding_pattern, m->arch->default_rope_local_theta, a);
+    }
     if (hp->rope_scaling == 1) {
         snprintf(key, sizeof key, "%s.rope.scaling.type", a);
         kv_string(w, key, "linear");
@@ -351,11 +374,17 @@ static rotq_status tensor_output_bytes(const out_tensor *o, const char *path, ui
         *scratch = work.data;
         *bytes = work.data;
     }
-    if (o->dtype == t->dtype) return ROTQ_OK;
+    if (o->dtype == t->dtype && o->add == 0) return ROTQ_OK;
     int64_t n = rotq_tensor_numel(t);
     uint8_t *f = malloc((size_t)n * sizeof(float) + 1);
     rotq_status s = f ? rotq_dequantize(t->dtype, *bytes, (float *)(void *)f, n)
                       : rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory converting tensor %s", path, t->name);
+    for (int64_t i = 0; s == ROTQ_OK && o->add != 0 && i < n; i++) {
+        float v;
+        memcpy(&v, f + 4 * i, 4);
+        v = (float)((double)v + o->add);
+        memcpy(f + 4 * i, &v, 4);
+    }
     free(*scratch);
     *scratch = NULL;
     if (s != ROTQ_OK) {

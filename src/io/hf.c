@@ -471,7 +471,7 @@ rotq_status rotq_hf_writer_put(rotq_hf_writer *w, const rotq_model *m, int64_t i
     ROTQ_TRY(join(path, w->tmp, w->files[w->shard_of[i]]));
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return rotq_fail(ROTQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    rotq_status s = rotq_safetensors_pwrite_tensor(fd, w->offset[i], t, dt, path);
+    rotq_status s = rotq_safetensors_pwrite_tensor(fd, w->offset[i], t, dt, rotq_norm_export_shift(m, t, ROTQ_FORMAT_HF), path);
     if (close(fd) != 0 && s == ROTQ_OK) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot close: %s", path, strerror(errno));
     if (s == ROTQ_OK) w->done[i] = true;
     if (s == ROTQ_OK && !t->owned) rotq_tensor_drop_source(t); /* written from the mapping: its pages can go */

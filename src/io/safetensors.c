@@ -345,8 +345,9 @@ static rotq_status pwrite_all(int fd, const void *data, uint64_t n, uint64_t off
 
 #define PWRITE_CHUNK (INT64_C(64) * CHUNK_ELEMS) /* elements converted per write: 4M (16 MiB as F32) */
 
-rotq_status rotq_safetensors_pwrite_tensor(int fd, uint64_t off, const rotq_tensor *t, rotq_dtype out, const char *path) {
-    if (out == t->dtype) return pwrite_all(fd, t->data, t->nbytes, off, path); /* bitwise copy */
+rotq_status rotq_safetensors_pwrite_tensor(int fd, uint64_t off, const rotq_tensor *t, rotq_dtype out, double add,
+                                           const char *path) {
+    if (out == t->dtype && add == 0) return pwrite_all(fd, t->data, t->nbytes, off, path); /* bitwise copy */
     if (out != ROTQ_F32 && out != ROTQ_F16 && out != ROTQ_BF16)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: cannot write as %s", t->name, rotq_dtype_name(out));
     const int64_t n = rotq_tensor_numel(t), block = rotq_dtype_block_size(t->dtype);
@@ -374,6 +375,8 @@ rotq_status rotq_safetensors_pwrite_tensor(int fd, uint64_t off, const rotq_tens
                 failed = true;
                 continue;
             }
+            if (add != 0)
+                for (int64_t j = b; j < b + e; j++) fbuf[j] = (float)((double)fbuf[j] + add);
             if (out == ROTQ_F16)
                 for (int64_t j = b; j < b + e; j++) hbuf[j] = rotq_f32_to_f16(fbuf[j]);
             else if (out == ROTQ_BF16)
@@ -406,7 +409,7 @@ rotq_status rotq_safetensors_write(const rotq_model *m, const int64_t *idx, int6
     if (s == ROTQ_OK) s = pwrite_all(fd, head, hlen, 0, path);
     for (int64_t i = 0; i < n && s == ROTQ_OK; i++) {
         const rotq_tensor *t = &m->tensors[idx[i]];
-        s = rotq_safetensors_pwrite_tensor(fd, offs[i], t, rotq_safetensors_out_dtype(t, want), path);
+        s = rotq_safetensors_pwrite_tensor(fd, offs[i], t, rotq_safetensors_out_dtype(t, want), 0, path);
     }
     if (s == ROTQ_OK && fsync(fd) != 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
     if (fd >= 0 && close(fd) != 0 && s == ROTQ_OK) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot close: %s", path, strerror(errno));

@@ -41,6 +41,7 @@ rotq_status rotq_safetensors_layout(const rotq_model *m, const int64_t *idx, int
 
 /* Writes tensor t converted to `out` at byte `off` of the open file fd (pwrite; conversion spread
  * over OpenMP threads, bitwise when out is its dtype). */
-rotq_status rotq_safetensors_pwrite_tensor(int fd, uint64_t off, const rotq_tensor *t, rotq_dtype out, const char *path);
+rotq_status rotq_safetensors_pwrite_tensor(int fd, uint64_t off, const rotq_tensor *t, rotq_dtype out, double add,
+                                           const char *path);
 
 #endif

@@ -520,6 +520,19 @@ static const char *schedule_name(rotq_lr_schedule s) {
     return s == ROTQ_LR_COSINE ? "cosine" : s == ROTQ_LR_LINEAR ? "linear" : "constant";
 }
 
+rotq_status rotq_learn_supported(const rotq_model *m) {
+    /* the backward covers the Llama/Qwen2/Phi-3/OPT layer; these pieces have a forward only */
+    const char *missing = rotq_model_role(m, ROLE_Q_NORM, 0) ? "per-head q/k norms"
+                          : rotq_model_role(m, ROLE_POST_ATTN_NORM, 0) ? "sandwich norms"
+                          : m->hp.mlp_act == ROTQ_MLP_GEGLU ? "a GeGLU MLP"
+                          : m->hp.sliding_window > 0 ? "sliding-window attention"
+                          : m->hp.embed_scale > 0 ? "a scaled embedding" : NULL;
+    if (missing)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "learn: %s (%s) has %s, which rotq's training backward does not cover yet; "
+                         "rotate it with random rotations instead", m->source_path, m->arch->name, missing);
+    return ROTQ_OK;
+}
+
 static rotq_status check_options(const rotq_model *m, const rotq_learn_options *o, int64_t n_ids, const char *out_dir) {
     if (o->steps <= 0 || o->batch <= 0 || o->seq_len < 2 || o->n_seqs <= 0)
         return rotq_fail(ROTQ_ERR_ARG, "learn: %lld steps of %lld sequences of %lld tokens from %lld windows: each must be "
@@ -529,6 +542,7 @@ static rotq_status check_options(const rotq_model *m, const rotq_learn_options *
         return rotq_fail(ROTQ_ERR_ARG, "learn: learning rate %g must be positive and momentum %g in [0, 1)", o->lr, o->momentum);
     bool r1 = o->rot.r1 != ROTQ_R_NONE && o->learn_r1, r2 = o->rot.r2 != ROTQ_R_NONE && o->learn_r2;
     if (!r1 && !r2) return rotq_fail(ROTQ_ERR_ARG, "learn: nothing to learn (R1 and R2 both off)");
+    ROTQ_TRY(rotq_learn_supported(m));
     if (o->rot.layerwise)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "learn: layerwise rotations are not combined with learned R1/R2 (rotate with "
                          "--layerwise after learning)");

@@ -102,6 +102,14 @@ static rotq_status prepare_layer(rotq_runner *r, int32_t l) {
     }
     ROTQ_TRY(role_f32(r, ROLE_DOWN, l, d * ff, true, &w->wdown));
     ROTQ_TRY(role_f32(r, ROLE_DOWN_BIAS, l, d, false, &w->bdown));
+    ROTQ_TRY(role_f32(r, ROLE_Q_NORM, l, hp->head_dim, false, &w->q_norm));
+    ROTQ_TRY(role_f32(r, ROLE_K_NORM, l, hp->head_dim, false, &w->k_norm));
+    ROTQ_TRY(role_f32(r, ROLE_POST_ATTN_NORM, l, d, false, &w->post_attn_norm));
+    ROTQ_TRY(role_f32(r, ROLE_POST_MLP_NORM, l, d, false, &w->post_mlp_norm));
+    if (!w->q_norm != !w->k_norm)
+        return rotq_fail(ROTQ_ERR_FORMAT, "nn: model %s has a %s norm but no %s norm in layer %d", r->model->source_path,
+                         w->q_norm ? "q" : "k", w->q_norm ? "k" : "q", l);
+    w->local = rotq_hparams_layer_sliding(hp, l);
     return ROTQ_OK;
 }
 
@@ -124,6 +132,11 @@ static rotq_status check_hparams(const rotq_model *m) {
     if (!(hp->norm_eps > 0) || !(hp->rope_theta > 0))
         return rotq_fail(ROTQ_ERR_FORMAT, "nn: %s: norm epsilon %g / rope theta %g must be positive", p, hp->norm_eps,
                          hp->rope_theta);
+    if (hp->sliding_window < 0 || hp->sliding_pattern < 0 || hp->rope_theta_local < 0 || !(hp->attn_scale >= 0) ||
+        !(hp->embed_scale >= 0) || !isfinite(hp->norm_offset))
+        return rotq_fail(ROTQ_ERR_FORMAT, "nn: %s: invalid sliding window %lld / pattern %d / local rope base %g / query scale "
+                         "%g / embedding scale %g / norm offset %g", p, (long long)hp->sliding_window, hp->sliding_pattern,
+                         hp->rope_theta_local, hp->attn_scale, hp->embed_scale, hp->norm_offset);
     if (hp->rope_scaling == 2 && (!(hp->rope_factor > 0) || !(hp->rope_high_freq_factor > hp->rope_low_freq_factor) ||
                                   !(hp->rope_low_freq_factor > 0) || hp->rope_orig_max_pos <= 0))
         return rotq_fail(ROTQ_ERR_FORMAT, "nn: %s: llama3 rope scaling needs factor > 0, high > low > 0 and an original "
@@ -141,7 +154,7 @@ static rotq_status check_hparams(const rotq_model *m) {
 rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out) {
     *out = NULL;
     if (!m || !m->arch) return rotq_fail(ROTQ_ERR_ARG, "nn: the model has no architecture bound");
-    if (m->hp.mlp_act < ROTQ_MLP_SWIGLU || m->hp.mlp_act > ROTQ_MLP_GELU_TANH)
+    if (m->hp.mlp_act < ROTQ_MLP_SWIGLU || m->hp.mlp_act > ROTQ_MLP_GEGLU)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "nn: %s: MLP kind %d is not one the runner implements", m->source_path,
                          (int)m->hp.mlp_act);
     ROTQ_TRY(check_hparams(m));
@@ -152,10 +165,11 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
     r->hp = m->hp;
     r->norm = rotq_model_norm_kind(m);
     r->rope = m->arch->pos == ROTQ_POS_ROPE;
-    r->gated = m->hp.mlp_act == ROTQ_MLP_SWIGLU;
+    r->gated = m->hp.mlp_act == ROTQ_MLP_SWIGLU || m->hp.mlp_act == ROTQ_MLP_GEGLU;
     r->pos_offset = m->arch->pos_offset;
-    r->norm_offset = (float)m->arch->norm_offset;
-    r->attn_scale = 1.0f / sqrtf((float)r->hp.head_dim);
+    r->norm_offset = (float)m->hp.norm_offset;
+    r->embed_scale = m->hp.embed_scale > 0 ? (float)m->hp.embed_scale : 1.0f;
+    r->attn_scale = m->hp.attn_scale > 0 ? (float)m->hp.attn_scale : 1.0f / sqrtf((float)r->hp.head_dim);
     r->online_required = rotq_record_has_online(&m->rot);
     if (threads > 0) {
         r->threads = threads;
@@ -171,6 +185,17 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
     if (r->rope) r->inv_freq = malloc((size_t)(hp->rotary_dim / 2) * sizeof(float));
     if (!r->layers || (r->rope && !r->inv_freq)) { s = rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory"); goto fail; }
     if (r->rope) rotq_rope_inv_freq(hp, r->inv_freq);
+    bool any_local = false;
+    for (int32_t l = 0; l < hp->n_layers; l++) any_local |= rotq_hparams_layer_sliding(hp, l);
+    if (r->rope && any_local && hp->rope_theta_local > 0) {
+        /* local layers: their own base, without the global layers' scaling (transformers, llama.cpp) */
+        rotq_hparams local = *hp;
+        local.rope_theta = hp->rope_theta_local;
+        local.rope_scaling = 0;
+        r->inv_freq_local = malloc((size_t)(hp->rotary_dim / 2) * sizeof(float));
+        if (!r->inv_freq_local) { s = rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory"); goto fail; }
+        rotq_rope_inv_freq(&local, r->inv_freq_local);
+    }
     if ((s = role_f32(r, ROLE_EMBED, -1, hp->vocab * d, true, &r->embed)) != ROTQ_OK) goto fail;
     if (!r->rope &&
         (s = role_f32(r, ROLE_POS_EMBED, -1, (hp->max_pos + r->pos_offset) * d, true, &r->pos_embed)) != ROTQ_OK)
@@ -190,7 +215,8 @@ fail:
 }
 
 static void free_scratch(rotq_runner *r) {
-    float **bufs[] = {&r->x, &r->xn, &r->q, &r->k, &r->v, &r->att, &r->attn_work, &r->ff1, &r->ff2, &r->scores, &r->rope_cos, &r->rope_sin};
+    float **bufs[] = {&r->x, &r->xn, &r->q, &r->k, &r->v, &r->att, &r->attn_work, &r->ff1, &r->ff2, &r->scores, &r->rope_cos, &r->rope_sin,
+                      &r->rope_cos_l, &r->rope_sin_l};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) { r->be->release(*bufs[i]); *bufs[i] = NULL; }
     r->scratch_T = r->scores_cap = 0;
 }
@@ -203,6 +229,7 @@ void rotq_runner_free(rotq_runner *r) {
     free(r->owned);
     free(r->layers);
     free(r->inv_freq);
+    free(r->inv_freq_local);
     free_scratch(r);
     free(r);
 }
@@ -317,6 +344,7 @@ static rotq_status ensure_scratch(rotq_runner *r, int64_t T) {
         {&r->x, newT * d}, {&r->xn, newT * d}, {&r->q, newT * qd}, {&r->k, newT * kvd}, {&r->v, newT * kvd},
         {&r->att, newT * qd}, {&r->attn_work, 2 * newT * qd}, {&r->ff1, newT * ff}, {&r->ff2, newT * ff},
         {&r->rope_cos, newT * half}, {&r->rope_sin, newT * half},
+        {&r->rope_cos_l, r->inv_freq_local ? newT * half : 0}, {&r->rope_sin_l, r->inv_freq_local ? newT * half : 0},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         *want[i].p = r->be->alloc((size_t)(want[i].n > 0 ? want[i].n : 1) * sizeof(float));
@@ -372,11 +400,23 @@ void rotq_kv_cache_free(rotq_kv_cache *c) {
 
 /* ---- forward -------------------------------------------------------------------------------- */
 
+void rotq_runner_rope_tables(const rotq_runner *r, int64_t pos0, int64_t T, float *cos_t, float *sin_t, float *cos_l,
+                             float *sin_l) {
+    if (!r->rope) return;
+    int64_t half = r->hp.rotary_dim / 2;
+    rotq_rope_tables(r->inv_freq, half, pos0, T, cos_t, sin_t);
+    if (r->inv_freq_local) rotq_rope_tables(r->inv_freq_local, half, pos0, T, cos_l, sin_l);
+}
+
+int64_t rotq_runner_window(const rotq_runner *r, int32_t l) { return r->layers[l].local ? r->hp.sliding_window : 0; }
+
 void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x) {
     int64_t d = r->hp.hidden;
     for (int64_t t = 0; t < T; t++) {
         float *row = x + t * d;
         memcpy(row, r->embed + (int64_t)ids[t] * d, (size_t)d * sizeof(float));
+        if (r->embed_scale != 1.0f)
+            for (int64_t i = 0; i < d; i++) row[i] *= r->embed_scale;
         if (r->pos_embed) {
             const float *p = r->pos_embed + (pos0 + t + r->pos_offset) * d;
             for (int64_t i = 0; i < d; i++) row[i] += p[i];
@@ -413,11 +453,12 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
 
     /* x [T, d] = embed[ids] (+ learned positions) */
     rotq_runner_embed(r, ids, T, pos0, r->x);
-    if (r->rope) rotq_rope_tables(r->inv_freq, hp->rotary_dim / 2, pos0, T, r->rope_cos, r->rope_sin);
+    rotq_runner_rope_tables(r, pos0, T, r->rope_cos, r->rope_sin, r->rope_cos_l, r->rope_sin_l);
 
     rotq_activations *tr = r->train;
     rotq_layer_io io = {.x = r->x, .xn = r->xn, .q = r->q, .att = r->att, .ff1 = r->ff1, .ff2 = r->ff2,
                         .scores = r->scores, .work = r->attn_work, .cos_t = r->rope_cos, .sin_t = r->rope_sin,
+                        .cos_l = r->inv_freq_local ? r->rope_cos_l : NULL, .sin_l = r->inv_freq_local ? r->rope_sin_l : NULL,
                         .T = T, .pos0 = pos0};
     for (int32_t l = 0; l < hp->n_layers; l++) {
         io.k_all = cache ? cache->k + (int64_t)l * cache->capacity * kvd : r->k;

@@ -5,9 +5,10 @@
  * kvd = kv_heads·hd, ff intermediate.
  *
  *   ATTN_NORM   xn ← norm(x); transforms at q/k/v's input            (leaves q/k/v's input: xn)
- *   ATTENTION   q, k, v ← xn·Wᵀ + b; RoPE; qk/v transforms; att ← causal attention;
+ *   ATTENTION   q, k, v ← xn·Wᵀ + b; per-head q/k norms; RoPE; qk/v transforms; att ← causal
+ *               attention (sliding window on local layers);
  *               transforms at o_proj's input                          (leaves o's input: att)
- *   ATTN_OUT    x ← x + att·Woᵀ + bo
+ *   ATTN_OUT    x ← x + att·Woᵀ + bo  (sandwich norms: x ← x + norm(att·Woᵀ + bo), as MLP_OUT)
  *   MLP_NORM    xn ← norm(x); transforms at gate/up's input           (leaves gate/up's input: xn)
  *   MLP_HIDDEN  ff ← silu(xn·Wgᵀ)·(xn·Wuᵀ) or act(xn·Wuᵀ + b); down_input and down_proj's input
  *               transforms                                            (leaves down's input: ff)
@@ -134,9 +135,15 @@ static rotq_status qkv(const rotq_runner *r, int32_t l, const rotq_layer_io *io,
     ROTQ_TRY(linear(r, l, ROLE_Q, q, io->xn, w->wq, w->bq, T, d, qd, false));
     ROTQ_TRY(linear(r, l, ROLE_K, k, io->xn, w->wk, w->bk, T, d, kvd, false));
     ROTQ_TRY(linear(r, l, ROLE_V, v, io->xn, w->wv, w->bv, T, d, kvd, false));
+    if (w->q_norm) { /* per head, before RoPE */
+        r->be->rmsnorm(q, q, w->q_norm, r->norm_offset, (float)hp->norm_eps, T * nh, hd);
+        r->be->rmsnorm(k, k, w->k_norm, r->norm_offset, (float)hp->norm_eps, T * nkv, hd);
+    }
     if (r->rope) {
-        r->be->rope(q, io->cos_t, io->sin_t, T, nh, hd, half);
-        r->be->rope(k, io->cos_t, io->sin_t, T, nkv, hd, half);
+        bool local = w->local && io->cos_l;
+        const float *c = local ? io->cos_l : io->cos_t, *sn = local ? io->sin_l : io->sin_t;
+        r->be->rope(q, c, sn, T, nh, hd, half);
+        r->be->rope(k, c, sn, T, nkv, hd, half);
     }
     rotq_layer_acts *sv = io->save;
     if (sv) copy(sv->q_raw, q, T * qd), copy(sv->k_raw, k, T * kvd), copy(sv->v_raw, v, T * kvd);
@@ -161,7 +168,8 @@ static rotq_status mlp_hidden(const rotq_runner *r, int32_t l, const rotq_layer_
         ROTQ_TRY(linear(r, l, ROLE_GATE, io->ff1, io->xn, w->wgate, w->bgate, T, d, ff, false));
         ROTQ_TRY(linear(r, l, ROLE_UP, io->ff2, io->xn, w->wup, w->bup, T, d, ff, false));
         if (sv) copy(sv->gate, io->ff1, T * ff), copy(sv->up, io->ff2, T * ff);
-        r->be->swiglu(io->ff1, io->ff2, T * ff);
+        if (r->hp.mlp_act == ROTQ_MLP_GEGLU) r->be->geglu(io->ff1, io->ff2, T * ff);
+        else r->be->swiglu(io->ff1, io->ff2, T * ff);
     } else {
         ROTQ_TRY(linear(r, l, ROLE_UP, io->ff1, io->xn, w->wup, w->bup, T, d, ff, false));
         if (sv) copy(sv->up, io->ff1, T * ff);
@@ -193,7 +201,7 @@ rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step
     case ROTQ_STEP_ATTENTION:
         ROTQ_TRY(qkv(r, l, io, io->k_all + pos0 * kvd, io->v_all + pos0 * kvd));
         r->be->attention(io->att, io->q, io->k_all, io->v_all, io->scores, io->work, T, pos0, nh, nkv, hd, r->attn_scale,
-                         rotq_attention_block(T, nh, pos0 + T));
+                         rotq_attention_block(T, nh, pos0 + T), rotq_runner_window(r, l));
         if (sv) {
             ROTQ_TRY(attention_lse(r, io->q, io->k_all, T, pos0, sv->lse));
             copy(sv->att_raw, io->att, T * qd);
@@ -202,7 +210,13 @@ rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step
         if (sv) copy(sv->att, io->att, T * qd);
         return ROTQ_OK;
     case ROTQ_STEP_ATTN_OUT:
-        ROTQ_TRY(linear(r, l, ROLE_O, io->x, io->att, w->wo, w->bo, T, qd, d, true));
+        if (w->post_attn_norm) { /* sandwich: x ← x + norm(att·Woᵀ + bo), through xn (free here) */
+            ROTQ_TRY(linear(r, l, ROLE_O, io->xn, io->att, w->wo, w->bo, T, qd, d, false));
+            r->be->rmsnorm(io->xn, io->xn, w->post_attn_norm, r->norm_offset, (float)hp->norm_eps, T, d);
+            r->be->add(io->x, io->xn, T * d);
+        } else {
+            ROTQ_TRY(linear(r, l, ROLE_O, io->x, io->att, w->wo, w->bo, T, qd, d, true));
+        }
         if (sv) copy(sv->x_mid, io->x, T * d);
         return ROTQ_OK;
     case ROTQ_STEP_MLP_NORM:
@@ -217,7 +231,11 @@ rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step
         if (sv) copy(sv->ff, io->ff1, T * ff);
         return ROTQ_OK;
     case ROTQ_STEP_MLP_OUT:
-        return linear(r, l, ROLE_DOWN, io->x, io->ff1, w->wdown, w->bdown, T, ff, d, true);
+        if (!w->post_mlp_norm) return linear(r, l, ROLE_DOWN, io->x, io->ff1, w->wdown, w->bdown, T, ff, d, true);
+        ROTQ_TRY(linear(r, l, ROLE_DOWN, io->xn, io->ff1, w->wdown, w->bdown, T, ff, d, false));
+        r->be->rmsnorm(io->xn, io->xn, w->post_mlp_norm, r->norm_offset, (float)hp->norm_eps, T, d);
+        r->be->add(io->x, io->xn, T * d);
+        return ROTQ_OK;
     default: return rotq_fail(ROTQ_ERR_ARG, "nn: no layer step %d", (int)s);
     }
 }

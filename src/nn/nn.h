@@ -103,7 +103,10 @@ typedef struct rotq_layer_weights {
     const float *mlp_norm, *mlp_norm_b;     /* [d] */
     const float *wgate, *bgate, *wup, *bup; /* [ff, d], [ff] */
     const float *wdown, *bdown;             /* [d, ff], [d] */
+    const float *q_norm, *k_norm;           /* [hd] per-head norms of q and k before RoPE (Qwen3, Gemma 3) */
+    const float *post_attn_norm, *post_mlp_norm; /* [d] sandwich norms of o's and down's outputs (Gemma 3) */
     bool fused_qkv, fused_gate_up;          /* Phi-3 layout: hooks name ROLE_QKV / ROLE_GATE_UP */
+    bool local;                             /* sliding-window layer: hp.sliding_window, the local RoPE base */
 } rotq_layer_weights;
 
 typedef struct rotq_runner {
@@ -116,12 +119,14 @@ typedef struct rotq_runner {
     const float *pos_embed;                 /* [max_pos + pos_offset, d] learned positions, or NULL */
     int64_t pos_offset;
     bool rope;                              /* false: no RoPE (learned positions) */
-    bool gated;                             /* SwiGLU (gate, up) or a plain MLP (up only, hp.mlp_act) */
+    bool gated;                             /* SwiGLU/GeGLU (gate, up) or a plain MLP (up only, hp.mlp_act) */
+    float embed_scale;                      /* the embedding output's factor (1; Gemma sqrt(d)) */
     rotq_layer_weights *layers;             /* [n_layers] */
     const float *final_norm, *final_norm_b; /* [d] */
     const float *lm_head, *lm_head_b;       /* [vocab, d] (the embedding when tied), [vocab] */
     float *inv_freq;                        /* [rotary_dim / 2] RoPE frequencies, scaling applied (or NULL) */
-    float attn_scale;                       /* 1 / sqrt(head_dim) */
+    float *inv_freq_local;                  /* ... of the local layers (their own base, no scaling), or NULL */
+    float attn_scale;                       /* 1 / sqrt(head_dim), or the model's own query scale */
     int threads;
     rotq_transform tf[ROTQ_MAX_TRANSFORMS]; /* in order of application at each site */
     int n_tf;
@@ -137,7 +142,7 @@ typedef struct rotq_runner {
     /* Scratch, grown on demand (llm.c style: one block per activation), in the backend's memory
      * (be->alloc). The embedding lookup, RoPE tables and training records are written on the host:
      * a device backend uploads them (the CPU's host memory is its own). */
-    float *x, *xn, *q, *k, *v, *att, *attn_work, *ff1, *ff2, *scores, *rope_cos, *rope_sin;
+    float *x, *xn, *q, *k, *v, *att, *attn_work, *ff1, *ff2, *scores, *rope_cos, *rope_sin, *rope_cos_l, *rope_sin_l;
     int64_t scratch_T, scores_cap;
 } rotq_runner;
 
@@ -222,6 +227,7 @@ typedef struct rotq_layer_io {
     float *ff1, *ff2;           /* [T, ff] */
     float *scores, *work;       /* attention scratch (rotq_attention_forward_ws) */
     const float *cos_t, *sin_t; /* [T, rotary_dim/2] RoPE tables of positions pos0.. */
+    const float *cos_l, *sin_l; /* the same for the local layers (NULL when every layer is global) */
     int64_t T, pos0;
     rotq_layer_acts *save;      /* training mode: where to keep what the backward needs (NULL: none) */
 } rotq_layer_io;
@@ -238,6 +244,12 @@ float *rotq_layer_step_output(const rotq_runner *r, int32_t l, rotq_layer_step s
 /* Pieces the calibration walk needs too: x [T, d] = embed[ids] (+ learned positions pos0..), the
  * model's norm, and the role a layer's MLP input transforms name. */
 void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x);
+/* RoPE tables [T, rotary_dim/2] of positions pos0..: cos/sin for the global layers, cos_l/sin_l for the
+ * local ones (left alone when the runner has none: r->inv_freq_local == NULL). */
+void rotq_runner_rope_tables(const rotq_runner *r, int64_t pos0, int64_t T, float *cos_t, float *sin_t, float *cos_l,
+                             float *sin_l);
+/* Sliding window of layer l's attention (0: global). */
+int64_t rotq_runner_window(const rotq_runner *r, int32_t l);
 void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T);
 /* rstd [T] of the norm over x [T, d] (in double), for the backward. */
 void rotq_runner_norm_rstd(const rotq_runner *r, const float *x, int64_t T, float *rstd);

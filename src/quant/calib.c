@@ -293,7 +293,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, rotq_runner *rf, cons
     int64_t q_block = rotq_attention_block(T, hp->n_heads, T);
     int64_t hmax = c.d > c.qd ? c.d : c.qd;
     if (c.ff > hmax) hmax = c.ff;
-    float *cos_t = NULL, *sin_t = NULL;
+    float *cos_t = NULL, *sin_t = NULL, *cos_l = NULL, *sin_l = NULL;
     rotq_layer_io *io = &c.io;
     io->T = T;
     io->pos0 = 0;
@@ -301,6 +301,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, rotq_runner *rf, cons
         {&c.X, ns * T * c.d}, {&io->xn, T * c.d}, {&io->q, T * c.qd}, {&io->k_all, T * c.kvd}, {&io->v_all, T * c.kvd},
         {&io->att, T * c.qd}, {&io->ff1, T * c.ff}, {&io->ff2, T * c.ff}, {&io->scores, hp->n_heads * q_block * T},
         {&io->work, 2 * T * c.qd}, {&cos_t, T * c.half}, {&sin_t, T * c.half}, {&c.gram, hmax * hmax},
+        {&cos_l, r->inv_freq_local ? T * c.half : 0}, {&sin_l, r->inv_freq_local ? T * c.half : 0},
     };
     rotq_status s = ROTQ_OK;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
@@ -312,6 +313,8 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, rotq_runner *rf, cons
     }
     io->cos_t = cos_t;
     io->sin_t = sin_t;
+    io->cos_l = r->inv_freq_local ? cos_l : NULL;
+    io->sin_l = r->inv_freq_local ? sin_l : NULL;
     c.H = malloc((size_t)(hmax * hmax) * sizeof(double));
     if (!c.H) { s = rotq_fail(ROTQ_ERR_NOMEM, "calib: out of memory for a %lld² Hessian", (long long)hmax); goto done; }
     if (rf) {
@@ -345,7 +348,7 @@ rotq_status rotq_gptq_model(rotq_model *m, rotq_runner *r, rotq_runner *rf, cons
                       (long long)hp->max_pos);
         goto done;
     }
-    if (r->rope) rotq_rope_tables(r->inv_freq, c.half, 0, T, cos_t, sin_t);
+    rotq_runner_rope_tables(r, 0, T, cos_t, sin_t, cos_l, sin_l);
     for (int64_t sm = 0; sm < ns; sm++) rotq_runner_embed(r, windows + sm * T, T, 0, c.X + sm * T * c.d);
     if (rf) memcpy(c.Xf, c.X, (size_t)(ns * T * c.d) * sizeof(float));
 

@@ -28,7 +28,7 @@ static bool tensor_all(const rotq_tensor *t, double offset, double want) {
  * embeddings tied (and, for LayerNorm, centring the embedding leaves the tied head's logits alone,
  * since the head then reads a zero-mean vector). */
 static bool final_norm_is_unit(const rotq_model *m) {
-    return tensor_all(rotq_model_role(m, ROLE_FINAL_NORM, -1), m->arch->norm_offset, 1.0) &&
+    return tensor_all(rotq_model_role(m, ROLE_FINAL_NORM, -1), m->hp.norm_offset, 1.0) &&
            tensor_all(rotq_model_role(m, ROLE_FINAL_NORM_BIAS, -1), 0.0, 0.0);
 }
 
@@ -100,7 +100,7 @@ static rotq_status fuse_group(rotq_rotate_ctx *ctx, const rotq_norm_group *g, in
     if (!w || (nb && !beta)) { free(w); free(beta); return rotq_fail(ROTQ_ERR_NOMEM, "out of memory fusing %s", norm->name); }
     rotq_status s = rotq_tensor_to_f64(norm, w);
     if (s == ROTQ_OK && nb) s = rotq_tensor_to_f64(nb, beta);
-    for (int64_t i = 0; i < n; i++) w[i] += m->arch->norm_offset;
+    for (int64_t i = 0; i < n; i++) w[i] += m->hp.norm_offset;
     bool has_beta = false;
     for (int64_t i = 0; nb && i < n; i++) has_beta |= beta[i] != 0.0;
     /* β goes into the linears' biases only when every linear of the group has one */
@@ -131,7 +131,7 @@ static rotq_status fuse_group(rotq_rotate_ctx *ctx, const rotq_norm_group *g, in
         s = rotq_tensor_set_f64(nb, beta);
     }
     if (s == ROTQ_OK) {
-        for (int64_t i = 0; i < n; i++) w[i] = 1.0 - m->arch->norm_offset;
+        for (int64_t i = 0; i < n; i++) w[i] = 1.0 - m->hp.norm_offset;
         s = rotq_tensor_set_f64(norm, w);
     }
     free(w);

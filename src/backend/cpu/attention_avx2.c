@@ -36,6 +36,7 @@ typedef struct {
     float *out;
     const float *q, *k, *v;
     int64_t T, pos0, group, hd, q_stride, kv_stride;
+    int64_t window;                     /* > 0: a query at p sees keys p - window + 1 .. p */
     float scale;
 } attn_shape;
 
@@ -148,19 +149,20 @@ AVX2 static void pv_block(float *const orow[MR], const float *p, const float *vg
     }
 }
 
-/* Online softmax step of one row over its nv valid scores of the tile (nv ≥ 1): s becomes
- * exp(s - m_new), entries [nv, ncols) become 0, and the row's output is rescaled if m grew. */
-AVX2 static void softmax_update(float *s, int64_t nv, int64_t ncols, float *m, float *l, float *o, int64_t hd) {
+/* Online softmax step of one row over its valid scores [st, nv) of the tile (st < nv): s becomes
+ * exp(s - m_new) there and 0 elsewhere in [0, ncols), and the row's output is rescaled if m grew. */
+AVX2 static void softmax_update(float *s, int64_t st, int64_t nv, int64_t ncols, float *m, float *l, float *o, int64_t hd) {
     float mx = *m;
 #pragma omp simd reduction(max : mx)
-    for (int64_t i = 0; i < nv; i++) mx = s[i] > mx ? s[i] : mx;
+    for (int64_t i = st; i < nv; i++) mx = s[i] > mx ? s[i] : mx;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < nv; i++) {
+    for (int64_t i = st; i < nv; i++) {
         float e = exp_approx(s[i] - mx);
         s[i] = e;
         sum += e;
     }
+    for (int64_t i = 0; i < st; i++) s[i] = 0.0f;
     for (int64_t i = nv; i < ncols; i++) s[i] = 0.0f;
     /* exp_approx(0) is exactly 1, so an unchanged maximum costs no rescaling pass */
     float alpha = exp_approx(*m - mx);
@@ -191,13 +193,16 @@ AVX2 static void attend_rows(const attn_shape *a, int64_t g, int64_t r0, int64_t
     }
     const int64_t n_keys = pos0 + (r1 - 1) / G + 1; /* keys the item's last query sees */
     const float *kg = a->k + g * hd, *vg = a->v + g * hd;
-    for (int64_t k0 = 0; k0 < n_keys; k0 += KT) {
+    /* first key row r sees (sliding window), 0 without one */
+#define LO(r) (a->window > 0 && pos0 + (r) / G + 1 > a->window ? pos0 + (r) / G + 1 - a->window : 0)
+    for (int64_t k0 = LO(r0) / KT * KT; k0 < n_keys; k0 += KT) {
         int64_t kn = n_keys - k0 < KT ? n_keys - k0 : KT;
         pack_k_tile(kt, kg + k0 * a->kv_stride, a->kv_stride, kn, hd);
         for (int64_t rb = r0; rb < r1; rb += MR) {
             int64_t re = rb + MR < r1 ? rb + MR : r1;
             int64_t seen = pos0 + (re - 1) / G + 1 - k0; /* keys of the tile the block's last row sees */
             if (seen <= 0) continue;                      /* the tile lies above the diagonal */
+            if (LO(rb) >= k0 + kn) continue;              /* ... or entirely before the window */
             int64_t kmax = seen < kn ? seen : kn, ncols = (kmax + 15) & ~(int64_t)15;
             const float *qr[MR];
             float *orow[MR];
@@ -208,14 +213,16 @@ AVX2 static void attend_rows(const attn_shape *a, int64_t g, int64_t r0, int64_t
             }
             qk_block(s, qr, kt, hd, ncols, a->scale);
             for (int64_t i = 0; i < MR; i++) {
-                int64_t nv = rb + i < re ? pos0 + (rb + i) / G + 1 - k0 : 0;
+                int64_t nv = rb + i < re ? pos0 + (rb + i) / G + 1 - k0 : 0, st = 0;
                 nv = nv < kmax ? nv : kmax;
-                if (nv <= 0) memset(s + i * KT, 0, (size_t)ncols * sizeof(float));
-                else softmax_update(s + i * KT, nv, ncols, &m[rb + i - r0], &l[rb + i - r0], orow[i], hd);
+                if (rb + i < re && LO(rb + i) > k0) st = LO(rb + i) - k0;
+                if (nv <= st) memset(s + i * KT, 0, (size_t)ncols * sizeof(float));
+                else softmax_update(s + i * KT, st, nv, ncols, &m[rb + i - r0], &l[rb + i - r0], orow[i], hd);
             }
             pv_block(orow, s, vg + k0 * a->kv_stride, a->kv_stride, kmax, hd);
         }
     }
+#undef LO
     for (int64_t r = 0; r < r1 - r0; r++) {
         const __m256 inv = _mm256_set1_ps(1.0f / l[r]);
         for (int64_t d = 0; d < hd; d += 8)
@@ -228,10 +235,10 @@ bool rotq_attention_fused_supported(int64_t head_dim) {
 }
 
 void rotq_attention_fused(float *out, const float *q, const float *k, const float *v, int64_t T, int64_t pos0,
-                          int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale) {
+                          int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale, int64_t window) {
     const attn_shape a = {.out = out, .q = q, .k = k, .v = v, .T = T, .pos0 = pos0, .group = n_heads / n_kv,
                           .hd = head_dim, .q_stride = n_heads * head_dim, .kv_stride = n_kv * head_dim,
-                          .scale = scale};
+                          .window = window, .scale = scale};
     const int64_t rows = T * a.group; /* rows per KV group */
     /* Rows per item: enough to amortize packing each key tile (≈ 96·64 output floats in L2),
      * fewer when that leaves too few items to spread over the threads. */

@@ -138,25 +138,29 @@ void rotq_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t
 
 /* ---- attention ------------------------------------------------------------------------------- */
 
-/* Softmax over the first n_valid entries of a row; the masked tail [n_valid, n) becomes 0 so the
+/* Softmax over entries [lo, n_valid) of a row; the masked rest of [0, n) becomes 0 so the
  * following P·V product can run over the whole block. */
 ROTQ_ROW_KERNEL
-static void softmax_row_masked(float *x, int64_t n_valid, int64_t n) {
+static void softmax_row_masked(float *x, int64_t lo, int64_t n_valid, int64_t n) {
     float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
-    for (int64_t i = 0; i < n_valid; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int64_t i = lo; i < n_valid; i++) mx = x[i] > mx ? x[i] : mx;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < n_valid; i++) {
+    for (int64_t i = lo; i < n_valid; i++) {
         float e = exp_approx(x[i] - mx);
         x[i] = e;
         sum += e;
     }
     float inv = 1.0f / sum;
 #pragma omp simd
-    for (int64_t i = 0; i < n_valid; i++) x[i] *= inv;
+    for (int64_t i = lo; i < n_valid; i++) x[i] *= inv;
+    for (int64_t i = 0; i < lo; i++) x[i] = 0.0f;
     for (int64_t i = n_valid; i < n; i++) x[i] = 0.0f;
 }
+
+/* The first key a query at position p sees: p - window + 1 with a sliding window, else 0. */
+static inline int64_t window_lo(int64_t p, int64_t window) { return window > 0 && p + 1 > window ? p + 1 - window : 0; }
 
 int64_t rotq_attention_block(int64_t T, int64_t n_heads, int64_t n_keys) {
     /* Blocks of queries skip the keys above the causal diagonal (about half the work of long
@@ -176,9 +180,9 @@ static bool use_fused_attention(int64_t head_dim) {
 
 void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,
                                float *work, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim,
-                               float scale, int64_t q_block) {
+                               float scale, int64_t q_block, int64_t window) {
     if (use_fused_attention(head_dim)) {
-        rotq_attention_fused(out, q, k, v, T, pos0, n_heads, n_kv, head_dim, scale);
+        rotq_attention_fused(out, q, k, v, T, pos0, n_heads, n_kv, head_dim, scale, window);
         return;
     }
     int64_t group = n_heads / n_kv, q_stride = n_heads * head_dim, kv_stride = n_kv * head_dim;
@@ -205,7 +209,7 @@ void rotq_attention_forward_ws(float *out, const float *q, const float *k, const
 #pragma omp parallel for schedule(static) if (all_rows * nk > 32768)
         for (int64_t r = 0; r < all_rows; r++) {
             int64_t t = (r % rows) / group;
-            softmax_row_masked(scores + r * nk, pos0 + b0 + t + 1, nk);
+            softmax_row_masked(scores + r * nk, window_lo(pos0 + b0 + t, window), pos0 + b0 + t + 1, nk);
         }
         /* out rows (t, heads of g) = P_g [nq·group, nk] · V_g[0:nk] [nk, hd], via ot */
         for (int64_t g = 0; g < n_kv; g++) {
@@ -221,7 +225,7 @@ void rotq_attention_forward_ws(float *out, const float *q, const float *k, const
 /* Head by head, without the work buffer: the fallback when it cannot be allocated. */
 static void attention_per_head(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
                                int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
-                               int64_t q_block) {
+                               int64_t q_block, int64_t window) {
     int64_t group = n_heads / n_kv, q_stride = n_heads * head_dim, kv_stride = n_kv * head_dim;
     for (int64_t h = 0; h < n_heads; h++)
         for (int64_t b0 = 0; b0 < T; b0 += q_block) {
@@ -230,7 +234,8 @@ static void attention_per_head(float *out, const float *q, const float *k, const
                         q + b0 * q_stride + h * head_dim, (blasint)q_stride, k + (h / group) * head_dim,
                         (blasint)kv_stride, 0.0f, scores, (blasint)nk);
 #pragma omp parallel for schedule(static) if (nq * nk > 32768)
-            for (int64_t r = 0; r < nq; r++) softmax_row_masked(scores + r * nk, pos0 + b0 + r + 1, nk);
+            for (int64_t r = 0; r < nq; r++)
+                softmax_row_masked(scores + r * nk, window_lo(pos0 + b0 + r, window), pos0 + b0 + r + 1, nk);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)head_dim, (blasint)nk, 1.0f,
                         scores, (blasint)nk, v + (h / group) * head_dim, (blasint)kv_stride, 0.0f,
                         out + b0 * q_stride + h * head_dim, (blasint)q_stride);
@@ -239,16 +244,16 @@ static void attention_per_head(float *out, const float *q, const float *k, const
 
 void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
                             int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
-                            int64_t q_block) {
+                            int64_t q_block, int64_t window) {
     if (use_fused_attention(head_dim)) {
-        rotq_attention_fused(out, q, k, v, T, pos0, n_heads, n_kv, head_dim, scale);
+        rotq_attention_fused(out, q, k, v, T, pos0, n_heads, n_kv, head_dim, scale, window);
         return;
     }
     float *work = malloc((size_t)(2 * T * n_heads * head_dim) * sizeof(float));
     if (work)
-        rotq_attention_forward_ws(out, q, k, v, scores, work, T, pos0, n_heads, n_kv, head_dim, scale, q_block);
+        rotq_attention_forward_ws(out, q, k, v, scores, work, T, pos0, n_heads, n_kv, head_dim, scale, q_block, window);
     else
-        attention_per_head(out, q, k, v, scores, T, pos0, n_heads, n_kv, head_dim, scale, q_block);
+        attention_per_head(out, q, k, v, scores, T, pos0, n_heads, n_kv, head_dim, scale, q_block, window);
     free(work);
 }
 
@@ -273,6 +278,20 @@ void rotq_swiglu_forward(float *gate, const float *up, int64_t n) {
     }
 }
 
+/* gate ← gelu_tanh(gate)·up, in float as transformers' gelu_pytorch_tanh. */
+void rotq_geglu_forward(float *gate, const float *up, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; i++) {
+        float v = gate[i];
+        gate[i] = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v))) * up[i];
+    }
+}
+
+void rotq_add_forward(float *out, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) out[i] += x[i];
+}
+
 void rotq_act_forward(rotq_mlp_kind act, float *x, int64_t n) {
     switch (act) {
     case ROTQ_MLP_RELU:
@@ -290,7 +309,7 @@ void rotq_act_forward(rotq_mlp_kind act, float *x, int64_t n) {
             x[i] = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
         }
         break;
-    default: break; /* SwiGLU is gated: rotq_swiglu_forward */
+    default: break; /* SwiGLU and GeGLU are gated: rotq_swiglu_forward, rotq_geglu_forward */
     }
 }
 
