@@ -538,8 +538,8 @@ typedef struct rotq_learn_report {
 /* SpinQuant's recipe: lr 1.5, cosine, momentum 0, 100 steps of 8 × 2048 tokens from 800 windows, CE,
  * W16A4KV4 (QuaRot's activation and KV settings), starting from QuaRot's random Hadamards, seed 0. */
 ROTQ_API rotq_learn_options rotq_learn_defaults(void);
-/* ROTQ_ERR_UNSUPPORTED naming what the training backward lacks for this model (q/k norms, sandwich
- * norms, GeGLU, sliding windows, a scaled embedding: Qwen3, Gemma 3), before any work. */
+/* ROTQ_ERR_UNSUPPORTED naming what the training backward lacks for this model (sandwich norms, GeGLU,
+ * sliding windows, a scaled embedding: Gemma 3), before any work. */
 ROTQ_API rotq_status rotq_learn_supported(const rotq_model *m);
 /* Learns the rotations for m (the original model, not rotated: it is changed in place into the
  * model training runs on — norms fused, embeddings untied, R3/R4 — so free it afterwards) from the

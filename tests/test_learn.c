@@ -301,8 +301,8 @@ static void cayley(void) {
 
 int main(void) {
     for (int t = 0; t < T; t++) ids[t] = (int32_t)((t * 17 + 3) % shape.vocab), targets[t] = t + 1 < T ? (int32_t)(((t + 1) * 17 + 3) % shape.vocab) : -1;
-    const char *archs[] = {"llama", "qwen2", "phi3", "opt"};
-    for (int a = 0; a < 4; a++) {
+    const char *archs[] = {"llama", "qwen2", "qwen3", "phi3", "opt"};
+    for (int a = 0; a < 5; a++) {
         for (int mode = 0; mode < 3; mode++) gradients(archs[a], mode);
     }
     equals_rotated_model("llama", false);
@@ -310,6 +310,7 @@ int main(void) {
     equals_rotated_model("llama", true);
     equals_rotated_model("qwen2", true);
     equals_rotated_model("phi3", true);
+    equals_rotated_model("qwen3", true);
     cayley();
     return tu_finish("test_learn");
 }

@@ -124,6 +124,8 @@ rotq_model *tu_random_model(const char *arch, const tu_llama_shape *s, unsigned 
         case ROLE_DOWN: rows = D, cols = FF; break;
         case ROLE_O_BIAS: case ROLE_DOWN_BIAS: rows = D, scale = 0.1; break;
         case ROLE_LM_HEAD: rows = V, cols = D; break;
+        case ROLE_Q_NORM: case ROLE_K_NORM: rows = HD, scale = 0.2, mean = 1; break;
+        case ROLE_POST_ATTN_NORM: case ROLE_POST_MLP_NORM: rows = D, scale = 0.2, mean = 1; break;
         default: continue; /* lm_head bias: none */
         }
         if (cols) scale = t->role == ROLE_EMBED ? 1.0 : 1 / sqrt((double)cols);

@@ -271,8 +271,23 @@ static rotq_status linear_bwd(const rotq_runner *r, int32_t l, rotq_role role, f
 }
 
 typedef struct grad_ws {
-    float *dxn, *dq, *dk, *dv, *datt, *dff, *dgate, *dup, *attn;
+    float *dxn, *dq, *dk, *dv, *datt, *dff, *dgate, *dup, *attn, *dqk_pre, *rstd_heads;
 } grad_ws;
+
+/* The per-head q or k norm: g [rows·hd] holds dL/d(norm output) in, dL/d(its input) out; x the input the
+ * forward kept (rows = T·heads). rstd and tmp: rows and rows·hd floats of scratch. */
+static void head_norm_bwd(const rotq_runner *r, float *g, const float *x, const float *w, int64_t rows, float *rstd,
+                          float *tmp) {
+    int64_t hd = r->hp.head_dim;
+    for (int64_t i = 0; i < rows; i++) {
+        double ss = 0;
+        for (int64_t j = 0; j < hd; j++) ss += (double)x[i * hd + j] * x[i * hd + j];
+        rstd[i] = (float)(1.0 / sqrt(ss / (double)hd + r->hp.norm_eps));
+    }
+    memset(tmp, 0, (size_t)(rows * hd) * sizeof(float));
+    rotq_rmsnorm_backward(tmp, NULL, NULL, g, x, rstd, w, r->norm_offset, rows, hd);
+    memcpy(g, tmp, (size_t)(rows * hd) * sizeof(float));
+}
 
 static void norm_bwd(const rotq_runner *r, float *dx, const float *dy, const float *x, const float *rstd, const float *w,
                      int64_t T) {
@@ -315,6 +330,10 @@ static rotq_status layer_backward(const rotq_runner *r, int32_t l, const rotq_la
         rotq_rope_backward(ws->dq, r->rope_cos, r->rope_sin, T, nh, hd, hp->rotary_dim / 2);
         rotq_rope_backward(ws->dk, r->rope_cos, r->rope_sin, T, nkv, hd, hp->rotary_dim / 2);
     }
+    if (w->q_norm) { /* Qwen3: the per-head norms before RoPE */
+        head_norm_bwd(r, ws->dq, a->q_pre, w->q_norm, T * nh, ws->rstd_heads, ws->dqk_pre);
+        head_norm_bwd(r, ws->dk, a->k_pre, w->k_norm, T * nkv, ws->rstd_heads, ws->dqk_pre);
+    }
     ROTQ_TRY(linear_bwd(r, l, ROLE_Q, ws->dxn, ws->dq, a->xn_attn, w->wq, T, d, qd, false));
     ROTQ_TRY(linear_bwd(r, l, ROLE_K, ws->dxn, ws->dk, a->xn_attn, w->wk, T, d, kvd, true));
     ROTQ_TRY(linear_bwd(r, l, ROLE_V, ws->dxn, ws->dv, a->xn_attn, w->wv, T, d, kvd, true));
@@ -338,7 +357,7 @@ rotq_status rotq_nn_backward(rotq_runner *r, const float *hidden, float *dhidden
     const rotq_hparams *hp = &r->hp;
     int64_t T = a->T, d = hp->hidden, qd = hp->n_heads * hp->head_dim, kvd = hp->n_kv_heads * hp->head_dim;
     int64_t ff = hp->intermediate;
-    int64_t need = T * (2 * d + 2 * qd + 2 * kvd + 3 * ff) + 2 * T * T;
+    int64_t need = T * (2 * d + 3 * qd + 2 * kvd + 3 * ff + hp->n_heads) + 2 * T * T;
     float *block = malloc((size_t)need * sizeof(float));
     if (!block) return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for the backward of %lld tokens", (long long)T);
     float *p = block, *dx;
@@ -346,6 +365,7 @@ rotq_status rotq_nn_backward(rotq_runner *r, const float *hidden, float *dhidden
 #define TAKE(field, n) (field = p, p += (n))
     TAKE(dx, T * d), TAKE(ws.dxn, T * d), TAKE(ws.dq, T * qd), TAKE(ws.datt, T * qd), TAKE(ws.dk, T * kvd);
     TAKE(ws.dv, T * kvd), TAKE(ws.dff, T * ff), TAKE(ws.dgate, T * ff), TAKE(ws.dup, T * ff), TAKE(ws.attn, 2 * T * T);
+    TAKE(ws.dqk_pre, T * qd), TAKE(ws.rstd_heads, T * hp->n_heads);
 #undef TAKE
     /* lm_head's input transforms, then the final norm */
     rotq_status s = site_backward(r, ROTQ_GRAD_LINEAR_INPUT, -1, ROLE_LM_HEAD, dhidden, a->hidden_raw, hidden, T, d);

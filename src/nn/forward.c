@@ -297,8 +297,10 @@ rotq_status rotq_activations_new(const rotq_runner *r, int64_t T, rotq_activatio
     int64_t L = hp->n_layers, d = hp->hidden, qd = hp->n_heads * hp->head_dim, kvd = hp->n_kv_heads * hp->head_dim;
     int64_t ff = hp->intermediate, nh = hp->n_heads;
     if (T <= 0) return rotq_fail(ROTQ_ERR_ARG, "nn: activations for %lld tokens", (long long)T);
-    /* per layer: 6 [T,d] + 4 [T,qd] + 4 [T,kvd] + 4 [T,ff] + [nh,T] + 2 [T] */
-    int64_t per_layer = T * (6 * d + 4 * qd + 4 * kvd + 4 * ff + nh + 2), total = L * per_layer + T * (2 * d + 1);
+    /* per layer: 6 [T,d] + 4 [T,qd] + 4 [T,kvd] + 4 [T,ff] + [nh,T] + 2 [T], and q/k before their norms */
+    bool qk_norm = r->layers[0].q_norm != NULL;
+    int64_t per_layer = T * (6 * d + 4 * qd + 4 * kvd + 4 * ff + nh + 2 + (qk_norm ? qd + kvd : 0));
+    int64_t total = L * per_layer + T * (2 * d + 1);
     rotq_activations *a = calloc(1, sizeof *a);
     if (a) a->layers = calloc((size_t)L, sizeof *a->layers);
     if (a && a->layers) a->block = malloc((size_t)total * sizeof(float));
@@ -313,6 +315,7 @@ rotq_status rotq_activations_new(const rotq_runner *r, int64_t T, rotq_activatio
     for (int64_t l = 0; l < L; l++) {
         rotq_layer_acts *s = &a->layers[l];
         TAKE(s->x_in, T * d), TAKE(s->rstd_attn, T), TAKE(s->xn_attn_raw, T * d), TAKE(s->xn_attn, T * d);
+        if (qk_norm) TAKE(s->q_pre, T * qd), TAKE(s->k_pre, T * kvd);
         TAKE(s->q_raw, T * qd), TAKE(s->k_raw, T * kvd), TAKE(s->v_raw, T * kvd);
         TAKE(s->q, T * qd), TAKE(s->k, T * kvd), TAKE(s->v, T * kvd), TAKE(s->lse, nh * T);
         TAKE(s->att_raw, T * qd), TAKE(s->att, T * qd), TAKE(s->x_mid, T * d), TAKE(s->rstd_mlp, T);

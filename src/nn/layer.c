@@ -135,6 +135,8 @@ static rotq_status qkv(const rotq_runner *r, int32_t l, const rotq_layer_io *io,
     ROTQ_TRY(linear(r, l, ROLE_Q, q, io->xn, w->wq, w->bq, T, d, qd, false));
     ROTQ_TRY(linear(r, l, ROLE_K, k, io->xn, w->wk, w->bk, T, d, kvd, false));
     ROTQ_TRY(linear(r, l, ROLE_V, v, io->xn, w->wv, w->bv, T, d, kvd, false));
+    rotq_layer_acts *sv = io->save;
+    if (sv && w->q_norm) copy(sv->q_pre, q, T * qd), copy(sv->k_pre, k, T * kvd);
     if (w->q_norm) { /* per head, before RoPE */
         r->be->rmsnorm(q, q, w->q_norm, r->norm_offset, (float)hp->norm_eps, T * nh, hd);
         r->be->rmsnorm(k, k, w->k_norm, r->norm_offset, (float)hp->norm_eps, T * nkv, hd);
@@ -145,7 +147,6 @@ static rotq_status qkv(const rotq_runner *r, int32_t l, const rotq_layer_io *io,
         r->be->rope(q, c, sn, T, nh, hd, half);
         r->be->rope(k, c, sn, T, nkv, hd, half);
     }
-    rotq_layer_acts *sv = io->save;
     if (sv) copy(sv->q_raw, q, T * qd), copy(sv->k_raw, k, T * kvd), copy(sv->v_raw, v, T * kvd);
     for (int i = 0; i < r->n_tf; i++) {
         const rotq_hooks *h = &r->tf[i].hooks;

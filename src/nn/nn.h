@@ -191,6 +191,7 @@ typedef struct rotq_layer_acts {
     float *x_in;                /* [T, d]   the layer's input (residual stream) */
     float *rstd_attn;           /* [T]      1/sqrt(mean(x²)+eps) (LayerNorm: of the centred x) */
     float *xn_attn_raw, *xn_attn; /* [T, d] attention norm output, before / after q/k/v's input transforms */
+    float *q_pre, *k_pre;       /* [T, qd], [T, kvd] before the per-head q/k norms (NULL without them) */
     float *q_raw, *k_raw, *v_raw; /* [T, qd], [T, kvd] after RoPE, before the qk/v transforms */
     float *q, *k, *v;           /* [T, qd], [T, kvd] what attention read */
     float *lse;                 /* [nh, T]  log-sum-exp of each query row's scaled scores */
