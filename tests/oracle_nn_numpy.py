@@ -207,7 +207,11 @@ def hf_forward(cfg, W, ids):
     lm = W.get("lm_head.weight", W["model.embed_tokens.weight"])
     extra = {}
     if gemma:
-        extra = dict(off=1.0, embed_scale=np.float32(np.sqrt(d)), scale=cfg["query_pre_attn_scalar"] ** -0.5, act=gelu_tanh)
+        # transformers: sqrt(hidden) cast to the weights' dtype before the product
+        es = np.float32(np.sqrt(d))
+        if cfg.get("torch_dtype") == "bfloat16":
+            es = from_bf16_bits(to_bf16_bits(np.array([es])))[0]
+        extra = dict(off=1.0, embed_scale=float(es), scale=cfg["query_pre_attn_scalar"] ** -0.5, act=gelu_tanh)
     return decoder(ids, W["model.embed_tokens.weight"], layers, W["model.norm.weight"], lm, cfg["rms_norm_eps"],
                    lambda x, pos: rope_rotate_half(x, pos, inv), nh, nkv, hd, **extra)
 
@@ -324,15 +328,15 @@ RANDOM_MODELS = [
         "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
         "attention_bias": False, "use_sliding_window": False, "hidden_act": "silu"}),
     # Gemma 3: a window of 40 over 150 tokens, every 3rd layer global, query_pre_attn_scalar != head_dim,
-    # linear RoPE scaling on the global layers only
-    ("gemma3-sandwich-sliding-f32", "F32", 5, {
-        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 96,
+    # linear RoPE scaling on the global layers only; bf16, so the embedding scale is bf16(sqrt(48))
+    ("gemma3-sandwich-sliding-bf16", "BF16", 5, {
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 48, "intermediate_size": 96,
         "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 32, "vocab_size": 101,
         "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
         "rope_scaling": {"rope_type": "linear", "factor": 4.0}, "sliding_window": 40, "sliding_window_pattern": 3,
         "layer_types": ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
         "query_pre_attn_scalar": 48, "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": None,
-        "attn_logit_softcapping": None, "tie_word_embeddings": True}),
+        "attn_logit_softcapping": None, "tie_word_embeddings": True, "torch_dtype": "bfloat16"}),
 ]
 
 

@@ -1,4 +1,5 @@
 /* Binding a loaded model to its architecture: roles, layers, and shape checks. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,15 @@ rotq_status rotq_model_bind_arch(rotq_model *m) {
                              (long long)hp->n_layers);
     }
     if (!rotq_model_role(m, ROLE_LM_HEAD, -1)) hp->tied_embeddings = true;
+    /* transformers multiplies by sqrt(hidden) cast to the embedding's dtype (bf16: 25.25 for 640, not
+     * 25.298); llama.cpp by the float32 value, which GGUF files therefore keep */
+    rotq_tensor *emb_t = rotq_model_role(m, ROLE_EMBED, -1);
+    if (a->embed_scale_sqrt && m->source_format == ROTQ_FORMAT_HF && emb_t) {
+        float sc = (float)sqrt((double)hp->hidden);
+        if (emb_t->dtype == ROTQ_BF16) hp->embed_scale = rotq_bf16_to_f32(rotq_f32_to_bf16(sc));
+        else if (emb_t->dtype == ROTQ_F16) hp->embed_scale = rotq_f16_to_f32(rotq_f32_to_f16(sc));
+        else hp->embed_scale = sc;
+    }
     return ROTQ_OK;
 }
 
