@@ -131,14 +131,14 @@ rotq_status rotq_model_bind_arch(rotq_model *m) {
                              (long long)hp->n_layers);
     }
     if (!rotq_model_role(m, ROLE_LM_HEAD, -1)) hp->tied_embeddings = true;
-    /* transformers multiplies by sqrt(hidden) cast to the embedding's dtype (bf16: 25.25 for 640, not
-     * 25.298); llama.cpp by the float32 value, which GGUF files therefore keep */
-    rotq_tensor *emb_t = rotq_model_role(m, ROLE_EMBED, -1);
-    if (a->embed_scale_sqrt && m->source_format == ROTQ_FORMAT_HF && emb_t) {
+    /* the embedding scale, here where the file format and the embedding's dtype are known: transformers
+     * multiplies by sqrt(hidden) cast to the embedding's dtype (bf16: 25.25 for 640, not 25.298),
+     * llama.cpp by the float32 value, which GGUF files therefore keep */
+    if (a->embed_scale_sqrt) {
         float sc = (float)sqrt((double)hp->hidden);
-        if (emb_t->dtype == ROTQ_BF16) hp->embed_scale = rotq_bf16_to_f32(rotq_f32_to_bf16(sc));
-        else if (emb_t->dtype == ROTQ_F16) hp->embed_scale = rotq_f16_to_f32(rotq_f32_to_f16(sc));
-        else hp->embed_scale = sc;
+        rotq_dtype dt = et && m->source_format == ROTQ_FORMAT_HF ? et->dtype : ROTQ_F32;
+        hp->embed_scale = dt == ROTQ_BF16 ? rotq_bf16_to_f32(rotq_f32_to_bf16(sc))
+                          : dt == ROTQ_F16 ? rotq_f16_to_f32(rotq_f32_to_f16(sc)) : sc;
     }
     return ROTQ_OK;
 }

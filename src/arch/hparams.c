@@ -71,11 +71,6 @@ static void set_defaults(const rotq_arch *a, rotq_hparams *hp) {
     hp->rope_theta_local = a->default_rope_local_theta;
 }
 
-/* What follows from the sizes once they are known. */
-static void derive(const rotq_arch *a, rotq_hparams *hp) {
-    if (a->embed_scale_sqrt) hp->embed_scale = sqrt((double)hp->hidden);
-}
-
 /* A plain (non-gated) MLP's activation from the config's name for it. */
 static rotq_status read_act(const rotq_arch *a, const json_t *cfg, const char *origin, rotq_hparams *hp) {
     if (a->mlp == ROTQ_MLP_SWIGLU || !a->keys.act[0]) return ROTQ_OK;
@@ -232,7 +227,6 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
     hp->bos_id = (int32_t)bos;
     hp->eos_id = (int32_t)eos;
     ROTQ_TRY(check_required(a, cfg, origin, hp));
-    derive(a, hp);
     return check_dims(a, hp, origin);
 }
 
@@ -310,7 +304,6 @@ rotq_status rotq_hparams_from_gguf(const rotq_arch *a, const rotq_model *m, cons
     if (hp->sliding_window < 0 || hp->sliding_pattern < 0)
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: negative sliding window %lld or pattern %d", origin, (long long)hp->sliding_window,
                          hp->sliding_pattern);
-    derive(a, hp);
     return check_dims(a, hp, origin);
 }
 

@@ -522,7 +522,9 @@ static const char *schedule_name(rotq_lr_schedule s) {
 
 rotq_status rotq_learn_supported(const rotq_model *m) {
     /* the backward covers the Llama/Qwen2/Qwen3/Phi-3/OPT layer; these pieces have a forward only */
-    const char *missing = rotq_model_role(m, ROLE_POST_ATTN_NORM, 0) ? "sandwich norms"
+    rotq_model_layout lay;
+    ROTQ_TRY(rotq_model_layout_get(m, &lay));
+    const char *missing = lay.sandwich_norms ? "sandwich norms"
                           : m->hp.mlp_act == ROTQ_MLP_GEGLU ? "a GeGLU MLP"
                           : m->hp.sliding_window > 0 ? "sliding-window attention"
                           : m->hp.embed_scale > 0 ? "a scaled embedding" : NULL;

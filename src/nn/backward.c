@@ -279,11 +279,7 @@ typedef struct grad_ws {
 static void head_norm_bwd(const rotq_runner *r, float *g, const float *x, const float *w, int64_t rows, float *rstd,
                           float *tmp) {
     int64_t hd = r->hp.head_dim;
-    for (int64_t i = 0; i < rows; i++) {
-        double ss = 0;
-        for (int64_t j = 0; j < hd; j++) ss += (double)x[i * hd + j] * x[i * hd + j];
-        rstd[i] = (float)(1.0 / sqrt(ss / (double)hd + r->hp.norm_eps));
-    }
+    rotq_norm_rstd_rows(x, rows, hd, r->hp.norm_eps, false, rstd);
     memset(tmp, 0, (size_t)(rows * hd) * sizeof(float));
     rotq_rmsnorm_backward(tmp, NULL, NULL, g, x, rstd, w, r->norm_offset, rows, hd);
     memcpy(g, tmp, (size_t)(rows * hd) * sizeof(float));
@@ -373,7 +369,7 @@ rotq_status rotq_nn_backward(rotq_runner *r, const float *hidden, float *dhidden
         memset(dx, 0, (size_t)(T * d) * sizeof(float));
         norm_bwd(r, dx, dhidden, a->x_final, a->rstd_final, r->final_norm, T);
         /* the tables of positions 0..T-1 again: another forward on this runner may have reused the scratch */
-        if (r->rope) rotq_rope_tables(r->inv_freq, hp->rotary_dim / 2, 0, T, r->rope_cos, r->rope_sin);
+        rotq_runner_rope_tables(r, 0, T, r->rope_cos, r->rope_sin, r->rope_cos_l, r->rope_sin_l);
     }
     for (int32_t l = (int32_t)hp->n_layers - 1; s == ROTQ_OK && l >= 0; l--) {
         s = rotq_check_cancel("backward");

@@ -66,17 +66,20 @@ void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const fl
     }
 }
 
-/* rstd [T] = 1/sqrt(mean(x²) + eps) (RMSNorm) or 1/sqrt(var + eps) (LayerNorm), for the backward. */
-void rotq_runner_norm_rstd(const rotq_runner *r, const float *x, int64_t T, float *rstd) {
-    int64_t d = r->hp.hidden;
-    for (int64_t t = 0; t < T; t++) {
+void rotq_norm_rstd_rows(const float *x, int64_t rows, int64_t d, double eps, bool centre, float *rstd) {
+    for (int64_t t = 0; t < rows; t++) {
         const float *xr = x + t * d;
         double mean = 0, ss = 0;
-        if (r->norm == ROTQ_NORM_LAYER)
+        if (centre)
             for (int64_t i = 0; i < d; i++) mean += xr[i] / (double)d;
         for (int64_t i = 0; i < d; i++) ss += (xr[i] - mean) * (xr[i] - mean);
-        rstd[t] = (float)(1.0 / sqrt(ss / (double)d + r->hp.norm_eps));
+        rstd[t] = (float)(1.0 / sqrt(ss / (double)d + eps));
     }
+}
+
+/* rstd [T] = 1/sqrt(mean(x²) + eps) (RMSNorm) or 1/sqrt(var + eps) (LayerNorm), for the backward. */
+void rotq_runner_norm_rstd(const rotq_runner *r, const float *x, int64_t T, float *rstd) {
+    rotq_norm_rstd_rows(x, T, r->hp.hidden, r->hp.norm_eps, r->norm == ROTQ_NORM_LAYER, rstd);
 }
 
 /* lse [nh, T]: log Σ_j exp(scale·q_t·k_j) over the causal keys j <= pos0 + t of each query row. The
@@ -184,6 +187,18 @@ static rotq_status mlp_hidden(const rotq_runner *r, int32_t l, const rotq_layer_
     return ROTQ_OK;
 }
 
+/* x [T, d] ← x + in·Wᵀ + b, or with a sandwich norm x ← x + norm(in·Wᵀ + b) through xn (free at both
+ * steps that write the stream). */
+static rotq_status add_to_stream(const rotq_runner *r, int32_t l, rotq_role role, const rotq_layer_io *io, const float *in,
+                                 const float *w, const float *b, int64_t n_in, const float *post_norm) {
+    int64_t T = io->T, d = r->hp.hidden;
+    if (!post_norm) return linear(r, l, role, io->x, in, w, b, T, n_in, d, true);
+    ROTQ_TRY(linear(r, l, role, io->xn, in, w, b, T, n_in, d, false));
+    r->be->rmsnorm(io->xn, io->xn, post_norm, r->norm_offset, (float)r->hp.norm_eps, T, d);
+    r->be->add(io->x, io->xn, T * d);
+    return ROTQ_OK;
+}
+
 /* ---- the steps ---------------------------------------------------------------------------------- */
 
 rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step s, rotq_layer_io *io) {
@@ -211,13 +226,7 @@ rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step
         if (sv) copy(sv->att, io->att, T * qd);
         return ROTQ_OK;
     case ROTQ_STEP_ATTN_OUT:
-        if (w->post_attn_norm) { /* sandwich: x ← x + norm(att·Woᵀ + bo), through xn (free here) */
-            ROTQ_TRY(linear(r, l, ROLE_O, io->xn, io->att, w->wo, w->bo, T, qd, d, false));
-            r->be->rmsnorm(io->xn, io->xn, w->post_attn_norm, r->norm_offset, (float)hp->norm_eps, T, d);
-            r->be->add(io->x, io->xn, T * d);
-        } else {
-            ROTQ_TRY(linear(r, l, ROLE_O, io->x, io->att, w->wo, w->bo, T, qd, d, true));
-        }
+        ROTQ_TRY(add_to_stream(r, l, ROLE_O, io, io->att, w->wo, w->bo, qd, w->post_attn_norm));
         if (sv) copy(sv->x_mid, io->x, T * d);
         return ROTQ_OK;
     case ROTQ_STEP_MLP_NORM:
@@ -232,11 +241,7 @@ rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step
         if (sv) copy(sv->ff, io->ff1, T * ff);
         return ROTQ_OK;
     case ROTQ_STEP_MLP_OUT:
-        if (!w->post_mlp_norm) return linear(r, l, ROLE_DOWN, io->x, io->ff1, w->wdown, w->bdown, T, ff, d, true);
-        ROTQ_TRY(linear(r, l, ROLE_DOWN, io->xn, io->ff1, w->wdown, w->bdown, T, ff, d, false));
-        r->be->rmsnorm(io->xn, io->xn, w->post_mlp_norm, r->norm_offset, (float)hp->norm_eps, T, d);
-        r->be->add(io->x, io->xn, T * d);
-        return ROTQ_OK;
+        return add_to_stream(r, l, ROLE_DOWN, io, io->ff1, w->wdown, w->bdown, ff, w->post_mlp_norm);
     default: return rotq_fail(ROTQ_ERR_ARG, "nn: no layer step %d", (int)s);
     }
 }

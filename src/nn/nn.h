@@ -254,6 +254,8 @@ int64_t rotq_runner_window(const rotq_runner *r, int32_t l);
 void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T);
 /* rstd [T] of the norm over x [T, d] (in double), for the backward. */
 void rotq_runner_norm_rstd(const rotq_runner *r, const float *x, int64_t T, float *rstd);
+/* rstd [rows] = 1/sqrt(mean((x - centre)²) + eps) over rows of d, in double; centre: LayerNorm's mean, else 0. */
+void rotq_norm_rstd_rows(const float *x, int64_t rows, int64_t d, double eps, bool centre, float *rstd);
 rotq_role rotq_runner_mlp_role(const rotq_runner *r, int32_t layer);
 
 /* ---- backward (backward.c) ------------------------------------------------------------------------

@@ -133,10 +133,6 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
     if (o->r1 == ROTQ_R_NONE) return ROTQ_OK;
     rotq_status s = ROTQ_OK;
     if (ctx->first) {
-        if (rotq_model_role(m, ROLE_POST_ATTN_NORM, 0) || rotq_model_role(m, ROLE_POST_MLP_NORM, 0))
-            return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: R1 cannot be fused: its sandwich norms normalise o_proj's and "
-                             "down_proj's outputs before the residual stream, with no linear after them to take R1; "
-                             "use --r1 none (layerwise rotations reach the stream's readers)", m->source_path);
         if (!m->rot.norms_fused)
             return rotq_fail(ROTQ_ERR_ARG, "%s: R1 needs the norms fused first (the architecture's ops must run fuse_norms before rotate_r1)",
                              m->source_path);
@@ -375,16 +371,17 @@ static void ctx_done(rotq_rotate_ctx *ctx, rotq_status s) {
         rotq_log(ROTQ_LOG_INFO, "untied embeddings: %lld parameters added\n", (long long)ctx->params_added);
 }
 
-/* R1 asked of an architecture whose operations cannot apply it: refused by name rather than skipped. */
+/* R1 asked where it cannot keep the function (rotq_model_layout's fused_r1: the architecture's
+ * operations lack rotate_r1, or the model has sandwich norms): refused by name rather than skipped. */
 static rotq_status check_r1_op(const rotq_model *m, const rotq_rotate_options *o) {
     if (o->r1 == ROTQ_R_NONE) return ROTQ_OK;
-    for (int32_t i = 0; i < m->arch->n_ops; i++)
-        if (rotq_op_find(m->arch->ops[i]) == op_rotate_r1) return ROTQ_OK;
-    bool sandwich = rotq_model_role(m, ROLE_POST_ATTN_NORM, 0) || rotq_model_role(m, ROLE_POST_MLP_NORM, 0);
-    return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s has no fused R1%s; use --r1 none (and --layerwise for the "
-                     "sites R1 would reach)", m->source_path, m->arch->name,
-                     sandwich ? " (its sandwich norms sit between o_proj/down_proj and the residual stream, with no linear "
-                                "after them to take R1)" : "");
+    rotq_model_layout lay;
+    ROTQ_TRY(rotq_model_layout_get(m, &lay));
+    if (lay.fused_r1) return ROTQ_OK;
+    return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: R1 cannot be fused into this %s model%s; use --r1 none (and --layerwise "
+                     "for the sites R1 would reach)", m->source_path, m->arch->name,
+                     lay.sandwich_norms ? " (its sandwich norms sit between o_proj/down_proj and the residual stream, with "
+                                          "no linear after them to take R1)" : " (its operations have no rotate_r1)");
 }
 
 rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts) {
