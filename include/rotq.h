@@ -153,12 +153,15 @@ typedef struct rotq_hparams {
     int32_t sliding_pattern;  /* every sliding_pattern-th layer (1-based) is global, the others local;
                                  0 with a window: every layer local */
     double rope_theta_local;  /* RoPE base of the local layers (0: rope_theta), without scaling */
+    int32_t mrope_section[3]; /* multimodal RoPE (Qwen2-VL): rotary frequencies turned by the temporal, height and
+                                 width position components, in this many pairs each (all 0: plain RoPE) */
 } rotq_hparams;
 
 /* SwiGLU and GeGLU are gated (down(act(gate)·up)); the others are plain (down(act(up))), OPT/GPT style. */
 typedef enum rotq_mlp_kind {
     ROTQ_MLP_SWIGLU = 0, ROTQ_MLP_GELU = 1 /* exact, erf */, ROTQ_MLP_RELU = 2, ROTQ_MLP_GELU_TANH = 3,
-    ROTQ_MLP_GEGLU = 4 /* gated like SwiGLU with the tanh GELU: down(gelu_tanh(gate)·up) (Gemma) */
+    ROTQ_MLP_GEGLU = 4 /* gated like SwiGLU with the tanh GELU: down(gelu_tanh(gate)·up) (Gemma) */,
+    ROTQ_MLP_QUICK_GELU = 5 /* plain, x·sigmoid(1.702·x) (CLIP-style vision towers: Qwen2-VL) */
 } rotq_mlp_kind;
 typedef enum rotq_norm_kind { ROTQ_NORM_RMS = 0, ROTQ_NORM_LAYER = 1 } rotq_norm_kind;
 /* Positions: RoPE on q/k, or a learned table added to the token embedding (OPT; row pos + offset). */
@@ -187,7 +190,7 @@ typedef struct rotq_tensor_info {
     rotq_dtype dtype;         /* as held now (float after a rotation changed it) */
     rotq_dtype file_dtype;    /* as stored in the file it came from */
     int32_t n_dims;
-    int64_t shape[4];         /* outermost first, row-major */
+    int64_t shape[5];         /* outermost first, row-major (5: a vision tower's Conv3d patch embedding) */
     int32_t role;             /* the architecture's role, -1 when none */
     const char *role_name;    /* "attn_q", "mlp_down", ... ("" when none) */
     int32_t layer;            /* layer index, -1 for global tensors */
@@ -653,6 +656,28 @@ typedef bool (*rotq_token_fn)(void *ctx, int32_t id);
 ROTQ_API rotq_status rotq_session_generate(rotq_session *s, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
                                   int32_t stop_id, int32_t *out, int64_t *n_out, double *prompt_seconds,
                                   rotq_token_fn on_token, void *ctx);
+
+/* ---- images, for models with a vision tower (Qwen2-VL) --------------------------------------- */
+
+typedef struct rotq_image rotq_image;
+/* A PNG (8-bit) or JPEG (RGB or greyscale) file as 8-bit RGB; transparency is composited onto white,
+ * as Hugging Face's image processors do. */
+ROTQ_API rotq_status rotq_image_load(const char *path, rotq_image **out);
+/* An image from rgb [height, width, 3] (copied). */
+ROTQ_API rotq_status rotq_image_from_rgb(const uint8_t *rgb, int64_t width, int64_t height, rotq_image **out);
+ROTQ_API void rotq_image_free(rotq_image *img);
+ROTQ_API void rotq_image_size(const rotq_image *img, int64_t *width, int64_t *height);
+/* What the model's image processor makes of img (its pixel_values): patches [rows, cols] (malloc'd: free()
+ * it) and the patch grid (frames, height, width). ROTQ_ERR_UNSUPPORTED for models without a vision tower. */
+ROTQ_API rotq_status rotq_model_image_patches(const rotq_model *m, const rotq_image *img, float **patches, int64_t *rows,
+                                              int64_t *cols, int64_t grid[3]);
+/* rotq_session_generate with an image: the prompt holds the model's image token (<|image_pad|>) once,
+ * where the image goes (none: <|vision_start|><|image_pad|><|vision_end|> is put before it); it is expanded to one token per merged patch (as the HF processor does), whose
+ * embeddings are the vision tower's output, with multimodal RoPE positions. logits_out (may be NULL):
+ * [n_new, vocab], the logits each generated token was chosen from. */
+ROTQ_API rotq_status rotq_session_generate_image(rotq_session *s, const rotq_image *img, const int32_t *prompt, int64_t n_prompt,
+                                                 int64_t n_new, int32_t stop_id, int32_t *out, int64_t *n_out, float *logits_out,
+                                                 double *prompt_seconds, rotq_token_fn on_token, void *ctx);
 
 /* Two sessions on the same tokens: the proof that a rotation kept the function. */
 typedef struct rotq_verify_result {

@@ -140,3 +140,133 @@ def make_llama2c(folder, seed=0, dim=64, hidden=96, layers=2, heads=4, kv_heads=
     with open(os.path.join(folder, "text.txt"), "w") as f:
         f.write(" ".join(words[int(i)] for i in rng.integers(0, len(words), 1800)))
     return os.path.join(folder, "model.bin"), os.path.join(folder, "text.txt")
+
+
+# ---- Qwen2-VL: a Qwen2 language model with M-RoPE and a vision tower -------------------------------
+
+VL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+               "<|video_pad|>"]
+
+
+def byte_level_tokenizer(out_dir, specials):
+    """A byte-level BPE tokenizer.json without merges (one token per byte, GPT-2's byte-to-unicode map)
+    plus special tokens after the 256 bytes, with Qwen2's pre-tokenizer: every text round-trips."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    vocab = {chr(c): b for b, c in zip(bs, cs)}
+    added = [dict(id=256 + i, content=s, single_word=False, lstrip=False, rstrip=False, normalized=False, special=True)
+             for i, s in enumerate(specials)]
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+    pat = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+           r"\s+(?!\S)|\s+")
+    tok = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": {"type": "NFC"},
+           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+               {"type": "Split", "pattern": {"Regex": pat}, "behavior": "Isolated", "invert": False}, bl]},
+           "post_processor": bl, "decoder": bl,
+           "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                     "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                     "vocab": vocab, "merges": []}}
+    with open(os.path.join(out_dir, "tokenizer.json"), "w") as f:
+        json.dump(tok, f, ensure_ascii=False)
+    cfg = {"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+           "unk_token": None, "model_max_length": 32768, "clean_up_tokenization_spaces": False, "errors": "replace",
+           "split_special_tokens": False,
+           "added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added}}
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    return {s: 256 + i for i, s in enumerate(specials)}
+
+
+VL_DIMS = dict(hidden=96, heads=4, kv_heads=2, head_dim=24, intermediate=160, layers=2, vocab=272,
+               v_embed=48, v_heads=4, v_depth=2, v_mlp_ratio=2, mrope=(2, 5, 5))
+
+
+def make_qwen2_vl(out_dir, seed=0, dims=None, nested_config=True):
+    """Qwen2VLForConditionalGeneration with random weights, as transformers 5 saves it (model.*,
+    visual.*, lm_head; nested text_config unless nested_config is False: transformers 4's flat layout),
+    with the byte-level tokenizer and a preprocessor_config.json. LayerNorm weights and biases are not
+    1 and 0, so fusing them matters; M-RoPE sections are uneven."""
+    d = dict(VL_DIMS, **(dims or {}))
+    rng = np.random.default_rng(seed)
+    h, nh, nkv, hd, ff, L, V = d["hidden"], d["heads"], d["kv_heads"], d["head_dim"], d["intermediate"], d["layers"], d["vocab"]
+    E, vh, VL, vff = d["v_embed"], d["v_heads"], d["v_depth"], int(d["v_embed"] * d["v_mlp_ratio"])
+    w = lambda *s, scale=None: (rng.standard_normal(s) * (scale or 1 / np.sqrt(s[-1]))).astype(np.float32)
+    vec = lambda n, sd, mean=0.0: (mean + sd * rng.standard_normal(n)).astype(np.float32)
+    t = {"model.embed_tokens.weight": w(V, h, scale=1.0), "model.norm.weight": vec(h, 0.3, 1.0), "lm_head.weight": w(V, h)}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        t[p + "input_layernorm.weight"], t[p + "post_attention_layernorm.weight"] = vec(h, 0.3, 1.0), vec(h, 0.3, 1.0)
+        t[p + "self_attn.q_proj.weight"], t[p + "self_attn.q_proj.bias"] = w(nh * hd, h), vec(nh * hd, 0.5)
+        t[p + "self_attn.k_proj.weight"], t[p + "self_attn.k_proj.bias"] = w(nkv * hd, h), vec(nkv * hd, 0.5)
+        t[p + "self_attn.v_proj.weight"], t[p + "self_attn.v_proj.bias"] = w(nkv * hd, h), vec(nkv * hd, 0.5)
+        t[p + "self_attn.o_proj.weight"] = w(h, nh * hd)
+        t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"], t[p + "mlp.down_proj.weight"] = w(ff, h), w(ff, h), w(h, ff)
+    t["visual.patch_embed.proj.weight"] = (rng.standard_normal((E, 3, 2, 14, 14)) / np.sqrt(3 * 2 * 14 * 14)).astype(np.float32)
+    for l in range(VL):
+        p = f"visual.blocks.{l}."
+        t[p + "norm1.weight"], t[p + "norm1.bias"] = vec(E, 0.3, 1.0), vec(E, 0.2)
+        t[p + "norm2.weight"], t[p + "norm2.bias"] = vec(E, 0.3, 1.0), vec(E, 0.2)
+        t[p + "attn.qkv.weight"], t[p + "attn.qkv.bias"] = w(3 * E, E), vec(3 * E, 0.3)
+        t[p + "attn.proj.weight"], t[p + "attn.proj.bias"] = w(E, E), vec(E, 0.2)
+        t[p + "mlp.fc1.weight"], t[p + "mlp.fc1.bias"] = w(vff, E), vec(vff, 0.3)
+        t[p + "mlp.fc2.weight"], t[p + "mlp.fc2.bias"] = w(E, vff), vec(E, 0.2)
+    t["visual.merger.ln_q.weight"], t["visual.merger.ln_q.bias"] = vec(E, 0.3, 1.0), vec(E, 0.2)
+    t["visual.merger.mlp.0.weight"], t["visual.merger.mlp.0.bias"] = w(4 * E, 4 * E), vec(4 * E, 0.3)
+    t["visual.merger.mlp.2.weight"], t["visual.merger.mlp.2.bias"] = w(h, 4 * E), vec(h, 0.2)
+    os.makedirs(out_dir, exist_ok=True)
+    ids = byte_level_tokenizer(out_dir, VL_SPECIALS)
+    text = {"hidden_size": h, "intermediate_size": ff, "num_hidden_layers": L, "num_attention_heads": nh,
+            "num_key_value_heads": nkv, "vocab_size": V, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
+            "hidden_act": "silu", "use_sliding_window": False, "sliding_window": None,
+            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "model_type": "qwen2_vl_text"}
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(d["mrope"])}
+    vision = {"depth": VL, "embed_dim": E, "hidden_size": h, "hidden_act": "quick_gelu", "mlp_ratio": d["v_mlp_ratio"],
+              "num_heads": vh, "in_channels": 3, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+              "model_type": "qwen2_vl_vision"}
+    cfg = {"architectures": ["Qwen2VLForConditionalGeneration"], "model_type": "qwen2_vl", "tie_word_embeddings": False,
+           "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+           "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
+           "vision_config": vision, "dtype": "float32"}
+    if nested_config:
+        cfg["text_config"] = dict(text, rope_parameters=rope)
+    else:  # transformers 4: the language model's keys at the top, M-RoPE as rope_scaling of type "mrope"
+        cfg.update(text, rope_theta=10000.0, rope_scaling={"type": "mrope", "mrope_section": list(d["mrope"])})
+        del cfg["model_type"]
+        cfg["model_type"] = "qwen2_vl"
+    save_file(t, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    pre = {"image_processor_type": "Qwen2VLImageProcessor", "min_pixels": 3136, "max_pixels": 28 * 28 * 64,
+           "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2, "resample": 3, "do_resize": True,
+           "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True,
+           "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+    with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
+        json.dump(pre, f, indent=2)
+    return out_dir
+
+
+def write_png(path, rgb):
+    """rgb: uint8 [H, W, 3] → an 8-bit RGB PNG (no filter), in pure Python."""
+    import struct
+    import zlib
+    H, W, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(H))
+    chunk = lambda tag, data: struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def test_image(seed=0, width=100, height=70):
+    """A smooth picture with edges and some noise: resampling must get every kind of pixel right."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    img = np.stack([128 + 100 * np.sin(x / 7.0 + y / 11.0), 255 * (x > width / 3) * (y < 2 * height / 3),
+                    255 * x / width * (1 - y / height)], axis=-1)
+    img += 20 * rng.standard_normal(img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)

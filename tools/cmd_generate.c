@@ -10,7 +10,7 @@
 
 static const char *help =
     "usage: rotq generate MODEL --prompt TEXT [-n N] [--bos auto|yes|no] [--ignore-eos] [--threads N]\n"
-    "                     [--ids 1,2,3] [--print-ids] [--json]\n"
+    "                     [--ids 1,2,3] [--print-ids] [--json] [--image FILE] [--logits-out FILE]\n"
     "\n"
     "Greedy decoding (the most likely token at each step) in float32, with a KV cache.\n"
     "  --prompt TEXT   prompt text (tokenized with the model's tokenizer)\n"
@@ -20,6 +20,9 @@ static const char *help =
     "  --print-ids     print the generated ids (one line, comma-separated) instead of text\n"
     "  --threads N     threads for BLAS and OpenMP (default: all)\n"
     "  --json          prompt, continuation, ids and speed as JSON on stdout\n"
+    "  --image FILE    a PNG or JPEG for a model with a vision tower (Qwen2-VL): it goes where the prompt says\n"
+    "                  <|image_pad|>, else before the prompt as <|vision_start|><|image_pad|><|vision_end|>\n"
+    "  --logits-out F  write the logits each token was chosen from (float32, [tokens, vocab]) to F\n"
     "  --arch-file F   register a JSON architecture description first\n"
     "  --tokenizer F   llama2.c: tokenizer.bin path (default: beside the model)\n";
 
@@ -41,7 +44,7 @@ static bool stream_token(void *ctx, int32_t id) {
 }
 
 typedef struct gen_args {
-    const char *path, *prompt, *ids_list, *arch_file, *tokenizer;
+    const char *path, *prompt, *ids_list, *arch_file, *tokenizer, *image, *logits_out;
     int64_t n_new;
     int threads, bos_mode; /* bos_mode: 0 auto, 1 yes, 2 no */
     bool ignore_eos, print_ids, as_json;
@@ -77,6 +80,10 @@ static int parse_args(const char *cmd, int argc, char **argv, gen_args *g) {
             if (nn_cli_threads(cmd, cli_value(argc, argv, &i), &g->threads)) return 1;
         } else if (cli_is(argv[i], "--arch-file")) {
             if (!(g->arch_file = cli_value(argc, argv, &i))) return cli_usage(cmd, "--arch-file needs a file");
+        } else if (cli_is(argv[i], "--image")) {
+            if (!(g->image = cli_value(argc, argv, &i))) return cli_usage(cmd, "--image needs a PNG or JPEG file");
+        } else if (cli_is(argv[i], "--logits-out")) {
+            if (!(g->logits_out = cli_value(argc, argv, &i))) return cli_usage(cmd, "--logits-out needs a file");
         } else if (cli_is(argv[i], "--tokenizer")) {
             if (!(g->tokenizer = cli_value(argc, argv, &i))) return cli_usage(cmd, "--tokenizer needs a file");
         } else if (cli_is_option(argv[i])) {
@@ -108,6 +115,8 @@ int cmd_generate(int argc, char **argv) {
     if (cli_load(cmd, path, g.arch_file, g.tokenizer, &m)) return 1;
     rotq_session *ses = NULL;
     rotq_tokenizer *tok = NULL;
+    rotq_image *img = NULL;
+    float *logits = NULL;
     int32_t *prompt_ids = NULL, *gen = NULL;
     char *text = NULL;
     int rc = 1;
@@ -141,14 +150,28 @@ int cmd_generate(int argc, char **argv) {
     }
     int32_t eos = tok ? rotq_tokenizer_eos(tok) : hp.eos_id;
     if (!(gen = malloc((size_t)(n_new > 0 ? n_new : 1) * sizeof *gen))) { cli_error(cmd, "out of memory"); goto done; }
+    if (g.image && (s = rotq_image_load(g.image, &img)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    if (g.logits_out && !(logits = malloc((size_t)(n_new > 0 ? n_new : 1) * (size_t)hp.vocab * sizeof *logits))) {
+        cli_error(cmd, "out of memory for the logits of %lld tokens", (long long)n_new);
+        goto done;
+    }
 
     if (!as_json && !print_ids && prompt) { fputs(prompt, stdout); fflush(stdout); }
     stream_state st = {tok, !as_json && !print_ids};
     double t0 = cli_now_s(), t_prompt = 0.0;
     int64_t n_gen = 0;
-    s = rotq_session_generate(ses, prompt_ids, n_prompt, n_new, ignore_eos ? -1 : eos, gen, &n_gen, &t_prompt,
-                              stream_token, &st);
+    if (logits && !img) { cli_error(cmd, "--logits-out is for image prompts (rotq eval and verify score text)"); goto done; }
+    if (img)
+        s = rotq_session_generate_image(ses, img, prompt_ids, n_prompt, n_new, ignore_eos ? -1 : eos, gen, &n_gen, logits,
+                                        &t_prompt, stream_token, &st);
+    else
+        s = rotq_session_generate(ses, prompt_ids, n_prompt, n_new, ignore_eos ? -1 : eos, gen, &n_gen, &t_prompt,
+                                  stream_token, &st);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    if (logits && (s = rotq_write_file_atomic(g.logits_out, logits, (uint64_t)n_gen * (uint64_t)hp.vocab * sizeof *logits)) != ROTQ_OK) {
+        cli_lib_error(cmd, s);
+        goto done;
+    }
     double t_total = cli_now_s() - t0, t_gen = t_total - t_prompt;
     double gen_tps = n_gen > 1 && t_gen > 0 ? (double)(n_gen - 1) / t_gen : 0.0;
 
@@ -181,6 +204,8 @@ int cmd_generate(int argc, char **argv) {
 done:
     free(prompt_ids);
     free(gen);
+    free(logits);
+    rotq_image_free(img);
     free(text);
     rotq_tokenizer_free(tok);
     rotq_session_free(ses);

@@ -29,6 +29,10 @@ typedef enum rotq_role {
     ROLE_Q_NORM, ROLE_K_NORM,         /* per-head RMSNorm of q and k before RoPE [head_dim] (Qwen3, Gemma 3) */
     ROLE_POST_ATTN_NORM,              /* sandwich norms: norm of o_proj's / down_proj's output before */
     ROLE_POST_MLP_NORM,               /* it joins the residual stream [hidden] (Gemma 2/3) */
+    /* a vision tower (Qwen2-VL): the patch embedding [hidden, C, Tp, P, P] (a linear of each flattened
+     * patch, writing the tower's residual stream) and the patch merger's two linears, which read the
+     * final norm's output of merge² neighbouring patches side by side and write the language model's stream */
+    ROLE_PATCH_EMBED, ROLE_MERGER_UP, ROLE_MERGER_UP_BIAS, ROLE_MERGER_DOWN, ROLE_MERGER_DOWN_BIAS,
     ROLE_COUNT
 } rotq_role;
 
@@ -100,6 +104,13 @@ typedef struct rotq_arch {
     double default_rope_local_theta;            /* likewise (10000 for gemma3) */
     rotq_config_keys keys;
 
+    /* multimodal: a language model whose checkpoint also holds a vision tower (tensors under
+     * vision_prefix, hyper-parameters in config.json's vision_config) described by the registered
+     * architecture `vision`; a tower itself is `vision_tower`: bidirectional attention over patches,
+     * no token embedding or lm_head but ROLE_PATCH_EMBED and the merger */
+    char vision[32], vision_prefix[32];
+    bool vision_tower;
+
     char ops[ROTQ_ARCH_MAX_OPS][32];            /* ordered registered operation names */
     int32_t n_ops;
 } rotq_arch;
@@ -119,6 +130,8 @@ void rotq_arch_qwen3(rotq_arch *a);
 void rotq_arch_gemma3(rotq_arch *a);
 void rotq_arch_phi3(rotq_arch *a);
 void rotq_arch_opt(rotq_arch *a);
+void rotq_arch_qwen2_vl(rotq_arch *a);
+void rotq_arch_qwen2_vl_vision(rotq_arch *a);
 
 /* The norm the model runs now: an architecture's LayerNorm becomes RMSNorm once fuse_norms has
  * centred the residual stream (recorded in m->rot.ln_as_rms). */
@@ -149,6 +162,9 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
                                         const char *origin, rotq_hparams *hp);
 rotq_status rotq_hparams_from_gguf(const rotq_arch *a, const rotq_model *m, const char *origin,
                                    rotq_hparams *hp);
+/* A vision tower's hyper-parameters (vision_config; hp->vocab becomes a patch row's width) and image side. */
+rotq_status rotq_hparams_vision_from_hf(const rotq_arch *va, const void *vision_config, const char *origin, int64_t out_hidden,
+                                        rotq_hparams *hp, rotq_vision_config *vis);
 /* Builds a config.json (json_t*) for the model from hp and the arch (used for HF export). */
 void *rotq_hparams_to_hf_config(const rotq_arch *a, const rotq_hparams *hp);
 

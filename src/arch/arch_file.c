@@ -116,7 +116,8 @@ static rotq_status parse(json_t *root, const char *origin, rotq_arch *a) {
         else if (strcmp(s, "relu") == 0) a->mlp = ROTQ_MLP_RELU;
         else if (strcmp(s, "gelu_tanh") == 0) a->mlp = ROTQ_MLP_GELU_TANH;
         else if (strcmp(s, "geglu") == 0) a->mlp = ROTQ_MLP_GEGLU;
-        else return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"mlp\" must be \"swiglu\", \"geglu\", \"gelu\", \"gelu_tanh\" or \"relu\"", origin);
+        else if (strcmp(s, "quick_gelu") == 0) a->mlp = ROTQ_MLP_QUICK_GELU;
+        else return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"mlp\" must be \"swiglu\", \"geglu\", \"gelu\", \"gelu_tanh\", \"quick_gelu\" or \"relu\"", origin);
     }
     if ((v = json_object_get(root, "positions"))) {
         const char *s = json_is_string(v) ? json_string_value(v) : "";

@@ -26,7 +26,7 @@ rotq_status rotq_model_tensor_info(const rotq_model *m, int64_t i, rotq_tensor_i
     out->dtype = t->dtype;
     out->file_dtype = t->file_dtype;
     out->n_dims = t->n_dims;
-    for (int d = 0; d < 4; d++) out->shape[d] = d < t->n_dims ? t->shape[d] : 0;
+    for (int d = 0; d < 5; d++) out->shape[d] = d < t->n_dims ? t->shape[d] : 0;
     out->role = t->role;
     out->role_name = t->role >= 0 && t->role < ROLE_COUNT ? rotq_role_name((rotq_role)t->role) : "";
     out->layer = t->layer;
@@ -46,9 +46,19 @@ rotq_status rotq_model_layout_get(const rotq_model *m, rotq_model_layout *out) {
 }
 
 /* Expected shape of a role's tensor from the hyper-parameters; returns the number of dims. */
-static int expected_shape(const rotq_arch *a, const rotq_hparams *hp, rotq_role r, int64_t *s) {
+static int expected_shape(const rotq_model *m, rotq_role r, int64_t *s) {
+    const rotq_arch *a = m->arch;
+    const rotq_hparams *hp = &m->hp;
+    const rotq_vision_config *vis = &m->vis;
     int64_t h = hp->hidden, q = hp->n_heads * hp->head_dim, kv = hp->n_kv_heads * hp->head_dim;
+    int64_t merged = h * vis->merge * vis->merge; /* a vision tower's merger input: merge² patches side by side */
     switch (r) {
+    case ROLE_PATCH_EMBED: /* Conv3d [hidden, C, Tp, P, P] */
+        s[0] = h; s[1] = vis->channels; s[2] = vis->temporal_patch; s[3] = s[4] = vis->patch; return 5;
+    case ROLE_MERGER_UP: s[0] = merged; s[1] = merged; return 2;
+    case ROLE_MERGER_UP_BIAS: s[0] = merged; return 1;
+    case ROLE_MERGER_DOWN: s[0] = vis->out_hidden; s[1] = merged; return 2;
+    case ROLE_MERGER_DOWN_BIAS: s[0] = vis->out_hidden; return 1;
     case ROLE_EMBED: case ROLE_LM_HEAD: s[0] = hp->vocab; s[1] = h; return 2;
     case ROLE_POS_EMBED: s[0] = hp->max_pos + a->pos_offset; s[1] = h; return 2;
     case ROLE_ATTN_NORM: case ROLE_ATTN_NORM_BIAS: case ROLE_MLP_NORM: case ROLE_MLP_NORM_BIAS:
@@ -107,7 +117,7 @@ rotq_status rotq_model_bind_arch(rotq_model *m) {
             t->role = at->role;
             t->layer = at->per_layer ? (int32_t)L : -1;
             int64_t want[ROTQ_MAX_DIMS];
-            int nd = expected_shape(a, hp, at->role, want);
+            int nd = expected_shape(m, at->role, want);
             bool ok = nd == t->n_dims;
             for (int d = 0; ok && d < nd; d++) ok = want[d] == t->shape[d];
             if (nd && !ok) {

@@ -86,9 +86,10 @@ static rotq_status read_act(const rotq_arch *a, const json_t *cfg, const char *o
     if (strcmp(s, "relu") == 0) hp->mlp_act = ROTQ_MLP_RELU;
     else if (strcmp(s, "gelu") == 0) hp->mlp_act = ROTQ_MLP_GELU;
     else if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0) hp->mlp_act = ROTQ_MLP_GELU_TANH;
+    else if (strcmp(s, "quick_gelu") == 0) hp->mlp_act = ROTQ_MLP_QUICK_GELU;
     else
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: %s \"%.40s\" is not supported for architecture %s (rotq knows relu, gelu, "
-                         "gelu_new)", origin, a->keys.act, s, a->name);
+                         "gelu_new, quick_gelu)", origin, a->keys.act, s, a->name);
     return ROTQ_OK;
 }
 
@@ -171,11 +172,34 @@ static rotq_status read_local_attention(const rotq_arch *a, const json_t *cfg, c
     return ROTQ_OK;
 }
 
+/* M-RoPE sections (Qwen2-VL): "mrope_section" in the rope settings, whose type transformers 4 wrote as "mrope". */
+static rotq_status read_mrope(const json_t *scaling, const char *origin, rotq_hparams *hp) {
+    const json_t *sec = json_object_get(scaling, "mrope_section");
+    if (!sec) return ROTQ_OK;
+    int64_t sum = 0;
+    if (!json_is_array(sec) || json_array_size(sec) != 3)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: mrope_section must list 3 sections (temporal, height, width)", origin);
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *v = json_array_get(sec, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1 << 16))
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: mrope_section[%zu] is not a small non-negative integer", origin, i);
+        hp->mrope_section[i] = (int32_t)json_integer_value(v);
+        sum += hp->mrope_section[i];
+    }
+    if (sum * 2 != hp->rotary_dim)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: mrope_section sums to %lld pairs but the heads rotate %lld dims", origin,
+                         (long long)sum, (long long)hp->rotary_dim);
+    return ROTQ_OK;
+}
+
 rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_config, const char *origin, rotq_hparams *hp) {
-    const json_t *cfg = json_config;
+    const json_t *cfg = json_config, *top = cfg;
     if (!json_is_object(cfg)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json is not an object", origin);
     set_defaults(a, hp);
     const rotq_config_keys *k = &a->keys;
+    /* multimodal configs of transformers 5 nest the language model's settings in "text_config" */
+    const json_t *text = json_object_get(cfg, "text_config");
+    if (json_is_object(text) && !get_alt(cfg, k->hidden)) cfg = text;
     ROTQ_TRY(get_int(cfg, k->hidden, origin, &hp->hidden, true));
     ROTQ_TRY(get_int(cfg, k->n_layers, origin, &hp->n_layers, true));
     ROTQ_TRY(get_int(cfg, k->n_heads, origin, &hp->n_heads, true));
@@ -204,7 +228,7 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
         const char *ts = json_is_string(type) ? json_string_value(type) : "default";
         if (strcmp(ts, "llama3") == 0) hp->rope_scaling = 2;
         else if (strcmp(ts, "linear") == 0) hp->rope_scaling = 1;
-        else if (strcmp(ts, "default") != 0)
+        else if (strcmp(ts, "default") != 0 && !(strcmp(ts, "mrope") == 0 && json_object_get(scaling, "mrope_section")))
             return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rope scaling \"%s\" is not supported (rotq knows default, linear, llama3)", origin, ts);
         hp->rope_factor = 1;
         ROTQ_TRY(get_real(scaling, "factor", origin, &hp->rope_factor));
@@ -217,9 +241,11 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
     ROTQ_TRY(get_real(cfg, "partial_rotary_factor", origin, &partial));
     hp->rotary_dim = (int64_t)llround(partial * (double)hp->head_dim);
     if (a->pos == ROTQ_POS_LEARNED) hp->rotary_dim = 0;
+    if (scaling) ROTQ_TRY(read_mrope(scaling, origin, hp));
     ROTQ_TRY(read_act(a, cfg, origin, hp));
     ROTQ_TRY(read_local_attention(a, cfg, rope_types, origin, hp));
-    json_t *tied = get_alt(cfg, k->tied);
+    json_t *tied = get_alt(top, k->tied);
+    if (!tied) tied = get_alt(cfg, k->tied);
     if (tied) hp->tied_embeddings = json_is_true(tied);
     int64_t bos = -1, eos = -1;
     ROTQ_TRY(get_int(cfg, "bos_token_id", origin, &bos, false));
@@ -228,6 +254,53 @@ rotq_status rotq_hparams_from_hf_config(const rotq_arch *a, const void *json_con
     hp->eos_id = (int32_t)eos;
     ROTQ_TRY(check_required(a, cfg, origin, hp));
     return check_dims(a, hp, origin);
+}
+
+/* ---- a vision tower (vision_config of a multimodal config.json) ---- */
+
+rotq_status rotq_hparams_vision_from_hf(const rotq_arch *va, const void *vision_config, const char *origin, int64_t out_hidden,
+                                        rotq_hparams *hp, rotq_vision_config *vis) {
+    const json_t *c = vision_config;
+    if (!json_is_object(c)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json has no \"vision_config\" object", origin);
+    set_defaults(va, hp);
+    hp->norm_eps = 1e-6; /* transformers builds the tower's LayerNorms with eps 1e-6, not from the config */
+    ROTQ_TRY(get_int(c, "embed_dim", origin, &hp->hidden, true));
+    ROTQ_TRY(get_int(c, "depth", origin, &hp->n_layers, true));
+    ROTQ_TRY(get_int(c, "num_heads", origin, &hp->n_heads, true));
+    double ratio = 4;
+    ROTQ_TRY(get_real(c, "mlp_ratio", origin, &ratio));
+    hp->intermediate = (int64_t)((double)hp->hidden * ratio);
+    hp->n_kv_heads = hp->n_heads;
+    hp->head_dim = hp->n_heads > 0 ? hp->hidden / hp->n_heads : 0;
+    if (hp->n_heads <= 0 || hp->hidden % hp->n_heads || hp->head_dim % 4)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: vision_config: embed_dim %lld does not split into %lld heads of a size divisible "
+                         "by 4 (2-D rotary positions)", origin, (long long)hp->hidden, (long long)hp->n_heads);
+    hp->rotary_dim = hp->head_dim;
+    const json_t *rope = json_object_get(c, "rope_parameters");
+    if (json_is_object(rope)) ROTQ_TRY(get_real(rope, "rope_theta", origin, &hp->rope_theta));
+    *vis = (rotq_vision_config){.patch = 14, .temporal_patch = 2, .merge = 2, .channels = 3, .out_hidden = out_hidden,
+                                .min_pixels = 56 * 56, .max_pixels = 28 * 28 * 1280,
+                                .mean = {0.48145466, 0.4578275, 0.40821073}, .std = {0.26862954, 0.26130258, 0.27577711},
+                                .image_token = -1, .vision_start = -1, .vision_end = -1};
+    ROTQ_TRY(get_int(c, "patch_size", origin, &vis->patch, false));
+    ROTQ_TRY(get_int(c, "temporal_patch_size", origin, &vis->temporal_patch, false));
+    ROTQ_TRY(get_int(c, "spatial_merge_size", origin, &vis->merge, false));
+    ROTQ_TRY(get_int(c, "in_channels", origin, &vis->channels, false));
+    ROTQ_TRY(get_int(c, "hidden_size", origin, &vis->out_hidden, false));
+    if (vis->patch <= 0 || vis->patch > 1024 || vis->temporal_patch <= 0 || vis->temporal_patch > 64 || vis->merge <= 0 ||
+        vis->merge > 64 || vis->channels != 3 || vis->out_hidden != out_hidden)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: vision_config: patch %lld, temporal patch %lld, merge %lld, %lld channels, "
+                         "output width %lld (rotq reads RGB images into a tower whose output width is the language model's "
+                         "hidden size %lld)", origin, (long long)vis->patch, (long long)vis->temporal_patch,
+                         (long long)vis->merge, (long long)vis->channels, (long long)vis->out_hidden, (long long)out_hidden);
+    hp->vocab = vis->channels * vis->temporal_patch * vis->patch * vis->patch; /* a patch row's width */
+    hp->max_pos = 0;
+    hp->tied_embeddings = false;
+    const json_t *act = json_object_get(c, "hidden_act");
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "quick_gelu") != 0))
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: vision_config hidden_act \"%.40s\": rotq's Qwen2-VL tower runs quick_gelu "
+                         "(Qwen2.5-VL's gated tower is not supported)", origin, json_is_string(act) ? json_string_value(act) : "?");
+    return check_dims(va, hp, origin);
 }
 
 /* ---- GGUF ---- */

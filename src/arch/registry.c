@@ -26,6 +26,8 @@ static void register_builtins(void) {
     rotq_arch_gemma3(&a); add_unlocked(&a);
     rotq_arch_phi3(&a); add_unlocked(&a);
     rotq_arch_opt(&a); add_unlocked(&a);
+    rotq_arch_qwen2_vl(&a); add_unlocked(&a);
+    rotq_arch_qwen2_vl_vision(&a); add_unlocked(&a);
 }
 
 static void ensure(void) { pthread_once(&builtins_once, register_builtins); }
@@ -84,6 +86,8 @@ static const char *role_names[ROLE_COUNT] = {
     [ROLE_LM_HEAD] = "lm_head", [ROLE_LM_HEAD_BIAS] = "lm_head_bias",
     [ROLE_Q_NORM] = "q_norm", [ROLE_K_NORM] = "k_norm",
     [ROLE_POST_ATTN_NORM] = "post_attn_norm", [ROLE_POST_MLP_NORM] = "post_mlp_norm",
+    [ROLE_PATCH_EMBED] = "patch_embed", [ROLE_MERGER_UP] = "merger_up", [ROLE_MERGER_UP_BIAS] = "merger_up_bias",
+    [ROLE_MERGER_DOWN] = "merger_down", [ROLE_MERGER_DOWN_BIAS] = "merger_down_bias",
 };
 
 double rotq_norm_export_shift(const rotq_model *m, const rotq_tensor *t, rotq_format format) {
@@ -116,6 +120,8 @@ rotq_role rotq_role_bias(rotq_role r) {
     case ROLE_UP: return ROLE_UP_BIAS;
     case ROLE_DOWN: return ROLE_DOWN_BIAS;
     case ROLE_LM_HEAD: return ROLE_LM_HEAD_BIAS;
+    case ROLE_MERGER_UP: return ROLE_MERGER_UP_BIAS;
+    case ROLE_MERGER_DOWN: return ROLE_MERGER_DOWN_BIAS;
     default: return ROLE_COUNT;
     }
 }

@@ -29,6 +29,10 @@ typedef struct rotq_fwht_plan {
     const float *pre, *post;
 } rotq_fwht_plan;
 
+/* The attention window that is no window: every query sees all pos0 + T keys, before and after it
+ * (a vision tower's bidirectional attention over an image's patches). */
+#define ROTQ_ATTN_FULL (-1)
+
 typedef struct rotq_backend {
     const char *name;
     /* memory the ops work on */
@@ -54,7 +58,8 @@ typedef struct rotq_backend {
     void (*rope)(float *x, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads, int64_t head_dim,
                  int64_t half);
     /* causal GQA attention: q [T, nh, hd] at positions pos0.., k/v [pos0+T, nkv, hd]; out [T, nh, hd];
-     * window > 0: a query at position p sees only keys p - window + 1 .. p (sliding window).
+     * window > 0: a query at position p sees only keys p - window + 1 .. p (sliding window);
+     * ROTQ_ATTN_FULL: every query sees all pos0 + T keys (no causal mask).
      * scores/work: scratch (see rotq_attention_forward_ws) */
     void (*attention)(float *out, const float *q, const float *k, const float *v, float *scores, float *work, int64_t T,
                       int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale, int64_t q_block,
@@ -97,7 +102,8 @@ void rotq_rope_tables(const float *inv_freq, int64_t half, int64_t pos0, int64_t
 void rotq_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t T, int64_t n_heads,
                        int64_t head_dim, int64_t half);
 /* Causal GQA attention. q [T, nh, hd] at positions pos0.., k/v [pos0+T, nkv, hd] (all keys so far);
- * out [T, nh, hd]; window > 0 keeps the keys p - window + 1 .. p of a query at p (0: all of 0 .. p).
+ * out [T, nh, hd]; window > 0 keeps the keys p - window + 1 .. p of a query at p (0: all of 0 .. p;
+ * ROTQ_ATTN_FULL: all pos0 + T keys, later ones too — the fused kernel is causal only, so this takes BLAS).
  * scores: scratch of n_heads * q_block * (pos0+T) floats (q_block from rotq_attention_block).
  * Allocates a 2·T·nh·hd work buffer per call; _ws takes it from the caller. */
 void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,

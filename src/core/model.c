@@ -35,6 +35,7 @@ void rotq_model_drop_codes(rotq_model *m) {
 
 void rotq_model_free(rotq_model *m) {
     if (!m) return;
+    rotq_model_free(m->vision); /* before the mappings its tensors point into */
     rotq_model_drop_codes(m);
     for (int64_t i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].owned) free(m->tensors[i].data);

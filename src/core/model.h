@@ -13,7 +13,8 @@
 #include "core/error.h"
 #include "rotq.h"
 
-#define ROTQ_MAX_DIMS 4
+#define ROTQ_MAX_DIMS 5    /* a vision tower's Conv3d patch embedding has 5 */
+#define ROTQ_GGUF_MAX_DIMS 4
 #define ROTQ_NAME_MAX 256
 
 struct rotq_arch; /* src/arch/arch.h */
@@ -99,6 +100,15 @@ static inline bool rotq_record_has_online(const rotq_rotation_record *r) {
     return on;
 }
 
+/* A vision tower's input side (Qwen2-VL): how an image becomes patches, and the prompt's marker tokens. */
+typedef struct rotq_vision_config {
+    int64_t patch, temporal_patch, merge, channels;  /* 14, 2, 2, 3: a patch row holds channels·temporal·patch² values */
+    int64_t out_hidden;                        /* the merger's output width (the language model's hidden size) */
+    int64_t min_pixels, max_pixels;            /* the resize keeps height·width within these */
+    double mean[3], std[3];                    /* per-channel normalisation after scaling to [0, 1] */
+    int32_t image_token, vision_start, vision_end; /* ids in the language model's vocabulary (-1: unknown) */
+} rotq_vision_config;
+
 #define ROTQ_MAX_BLOBS 16
 #define ROTQ_MAX_MAPS 64
 
@@ -121,7 +131,21 @@ struct rotq_model {
     int32_t n_blobs;
     rotq_rotation_record rot;
     char quant_desc[1024];          /* how the weights were quantized (GGUF: rotq.quantization), or "" */
+
+    /* A multimodal checkpoint's vision tower: a model of its own (arch->vision_tower, its own
+     * hyper-parameters, tensors and rotation record) whose tensor data lie in this model's mappings;
+     * written back with this model's tensors. NULL for text-only models. */
+    struct rotq_model *vision;
+    rotq_vision_config vis;         /* with vision: the image side and the prompt's marker ids */
 };
+
+/* Every tensor a writer stores: the model's own, then its vision tower's (rotq_model.vision). */
+static inline int64_t rotq_model_n_stored(const rotq_model *m) {
+    return m->n_tensors + (m->vision ? m->vision->n_tensors : 0);
+}
+static inline rotq_tensor *rotq_model_stored(const rotq_model *m, int64_t i) {
+    return i < m->n_tensors ? &m->tensors[i] : &m->vision->tensors[i - m->n_tensors];
+}
 
 /* ---- model construction (used by the format readers) ---- */
 rotq_model *rotq_model_new(void);

@@ -219,9 +219,9 @@ static rotq_status read_tensor_info(gguf_reader *r, gguf_tinfo *ti, uint64_t ind
     name[ti->name_len] = 0;
 
     ROTQ_TRY(rd_u32(r, &ti->n_dims, "dimension count of tensor", name));
-    if (ti->n_dims < 1 || ti->n_dims > ROTQ_MAX_DIMS)
+    if (ti->n_dims < 1 || ti->n_dims > ROTQ_GGUF_MAX_DIMS)
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: tensor %s has %u dimensions (GGUF allows 1..%d)", r->path, name,
-                         ti->n_dims, ROTQ_MAX_DIMS);
+                         ti->n_dims, ROTQ_GGUF_MAX_DIMS);
     ti->numel = 1;
     for (uint32_t d = 0; d < ti->n_dims; d++) {
         uint64_t ne;

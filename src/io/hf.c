@@ -27,6 +27,7 @@ static const char *const CARRIED[] = {
     "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
     "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja", "added_tokens.json",
     "tokenizer.bin", /* a llama2.c tokenizer carried into an HF folder by an earlier conversion */
+    "preprocessor_config.json", "chat_template.json", /* multimodal processors (Qwen2-VL) */
 };
 
 static rotq_status join(char *out, const char *dir, const char *name) {
@@ -200,6 +201,122 @@ static rotq_status read_carried(rotq_model *m, const char *dir) {
     return ROTQ_OK;
 }
 
+/* transformers 5 may name a multimodal checkpoint's parts model.language_model.* and model.visual.*;
+ * rotq keeps (and writes) the names Qwen2-VL checkpoints carry: model.*, visual.*, lm_head.* */
+static void legacy_name(char *name) {
+    static const char *const from[] = {"model.language_model.", "model.visual."}, *const to[] = {"model.", "visual."};
+    for (int i = 0; i < 2; i++) {
+        size_t n = strlen(from[i]);
+        if (strncmp(name, from[i], n) == 0) {
+            memmove(name + strlen(to[i]), name + n, strlen(name + n) + 1);
+            memcpy(name, to[i], strlen(to[i]));
+        }
+    }
+}
+
+/* Reads the image processor's settings a multimodal folder carries (preprocessor_config.json). */
+static rotq_status read_preprocessor(rotq_model *m, const char *dir) {
+    const rotq_blob *b = rotq_model_blob(m, "preprocessor_config.json");
+    if (!b) return ROTQ_OK;
+    json_error_t err;
+    json_t *j = json_loadb((const char *)b->data, (size_t)b->size, 0, &err);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s/preprocessor_config.json: invalid JSON at line %d: %s", dir, err.line, err.text);
+    }
+    rotq_vision_config *v = &m->vis;
+    rotq_status s = ROTQ_OK;
+    struct { const char *key; int64_t *dst; } ints[] = {
+        {"min_pixels", &v->min_pixels}, {"max_pixels", &v->max_pixels}, {"patch_size", &v->patch},
+        {"temporal_patch_size", &v->temporal_patch}, {"merge_size", &v->merge}};
+    json_t *size = json_object_get(j, "size");
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        json_t *x = json_object_get(j, ints[i].key);
+        if (x && !json_is_null(x)) {
+            if (!json_is_integer(x) || json_integer_value(x) <= 0)
+                s = rotq_fail(ROTQ_ERR_FORMAT, "%s/preprocessor_config.json: %s is not a positive integer", dir, ints[i].key);
+            else *ints[i].dst = json_integer_value(x);
+        }
+    }
+    /* transformers 5 states the pixel bounds as size.shortest_edge / size.longest_edge */
+    if (json_is_object(size) && !json_object_get(j, "min_pixels") && json_is_integer(json_object_get(size, "shortest_edge")))
+        v->min_pixels = json_integer_value(json_object_get(size, "shortest_edge"));
+    if (json_is_object(size) && !json_object_get(j, "max_pixels") && json_is_integer(json_object_get(size, "longest_edge")))
+        v->max_pixels = json_integer_value(json_object_get(size, "longest_edge"));
+    const char *arrays[] = {"image_mean", "image_std"};
+    for (int a = 0; a < 2 && s == ROTQ_OK; a++) {
+        json_t *x = json_object_get(j, arrays[a]);
+        if (!x) continue;
+        if (!json_is_array(x) || json_array_size(x) != 3) {
+            s = rotq_fail(ROTQ_ERR_FORMAT, "%s/preprocessor_config.json: %s must list 3 numbers", dir, arrays[a]);
+            break;
+        }
+        for (size_t c = 0; c < 3; c++) (a ? v->std : v->mean)[c] = json_number_value(json_array_get(x, c));
+    }
+    json_t *rs = json_object_get(j, "resample"), *dn = json_object_get(j, "do_normalize"), *dr = json_object_get(j, "do_resize");
+    if (s == ROTQ_OK && ((rs && (!json_is_integer(rs) || json_integer_value(rs) != 3)) || json_is_false(dn) || json_is_false(dr)))
+        s = rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s/preprocessor_config.json: rotq resizes with bicubic resampling (3) and "
+                      "normalises, as Qwen2-VL's processor does; this one asks otherwise", dir);
+    for (int c = 0; s == ROTQ_OK && c < 3; c++)
+        if (!(v->std[c] > 0)) s = rotq_fail(ROTQ_ERR_FORMAT, "%s/preprocessor_config.json: image_std must be positive", dir);
+    if (s == ROTQ_OK && v->min_pixels > v->max_pixels)
+        s = rotq_fail(ROTQ_ERR_FORMAT, "%s/preprocessor_config.json: min_pixels %lld above max_pixels %lld", dir,
+                      (long long)v->min_pixels, (long long)v->max_pixels);
+    json_decref(j);
+    return s;
+}
+
+/* A multimodal checkpoint: moves the vision tower's tensors (arch->vision_prefix) into a model of
+ * their own, described by the registered architecture arch->vision, with vision_config's settings. */
+static rotq_status split_vision(rotq_model *m, const char *dir, const json_t *config) {
+    const rotq_arch *va = rotq_arch_find(m->arch->vision);
+    if (!va || !va->vision_tower)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s names vision tower \"%s\", which is not registered as one",
+                         dir, m->arch->name, m->arch->vision);
+    rotq_model *v = rotq_model_new();
+    if (!v) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+    m->vision = v;
+    v->arch = va;
+    v->source_format = ROTQ_FORMAT_HF;
+    snprintf(v->source_path, sizeof v->source_path, "%s (vision tower)", dir);
+    ROTQ_TRY(rotq_hparams_vision_from_hf(va, json_object_get(config, "vision_config"), dir, m->hp.hidden, &v->hp, &m->vis));
+    ROTQ_TRY(read_preprocessor(m, dir));
+    int64_t ids[3] = {-1, -1, -1};
+    const char *keys[3] = {"image_token_id", "vision_start_token_id", "vision_end_token_id"};
+    for (int i = 0; i < 3; i++) {
+        json_t *x = json_object_get(config, keys[i]);
+        if (json_is_integer(x)) ids[i] = json_integer_value(x);
+        if (ids[i] < -1 || ids[i] >= (int64_t)1 << 30) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json %s is out of range", dir, keys[i]);
+    }
+    m->vis.image_token = (int32_t)ids[0];
+    m->vis.vision_start = (int32_t)ids[1];
+    m->vis.vision_end = (int32_t)ids[2];
+    v->vis = m->vis;
+    size_t plen = strlen(m->arch->vision_prefix);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < m->n_tensors; i++) {
+        rotq_tensor *t = &m->tensors[i];
+        legacy_name(t->name);
+        if (strncmp(t->name, m->arch->vision_prefix, plen) != 0) {
+            m->tensors[kept++] = *t;
+            continue;
+        }
+        if (v->n_tensors == v->cap_tensors) {
+            int64_t cap = v->cap_tensors ? 2 * v->cap_tensors : 64;
+            rotq_tensor *nt = realloc(v->tensors, (size_t)cap * sizeof *nt);
+            if (!nt) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory");
+            v->tensors = nt;
+            v->cap_tensors = cap;
+        }
+        v->tensors[v->n_tensors++] = *t; /* data stays in m's mappings; v maps nothing */
+    }
+    m->n_tensors = kept;
+    if (v->n_tensors == 0)
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: architecture %s has a vision tower but no tensor is named %s*", dir,
+                         m->arch->name, m->arch->vision_prefix);
+    return ROTQ_OK;
+}
+
 rotq_status rotq_load_hf(const char *dir, rotq_model *m) {
     char path[PATH_MAX];
     ROTQ_TRY(join(path, dir, "config.json"));
@@ -232,7 +349,8 @@ rotq_status rotq_load_hf(const char *dir, rotq_model *m) {
         return rotq_fail(ROTQ_ERR_NOT_FOUND, "%s: neither %s nor %s found%s", dir, SINGLE_FILE, INDEX_FILE,
                          is_file(bin) ? " (pytorch_model.bin is not read: convert it to safetensors first)" : "");
     }
-    return read_carried(m, dir);
+    ROTQ_TRY(read_carried(m, dir));
+    return arch->vision[0] ? split_vision(m, dir, config) : ROTQ_OK;
 }
 
 /* ---- saving -------------------------------------------------------------------------------- */
@@ -302,6 +420,9 @@ static rotq_status write_config(const rotq_model *m, const char *tmp, rotq_dtype
     json_t *record = rotq_record_to_json(&m->rot);
     if (record) rc |= json_object_set_new(cfg, "rotq", record);
     else json_object_del(cfg, "rotq");
+    json_t *vrecord = m->vision ? rotq_record_to_json(&m->vision->rot) : NULL; /* the vision tower's, beside it */
+    if (vrecord) rc |= json_object_set_new(cfg, "rotq_vision", vrecord);
+    else json_object_del(cfg, "rotq_vision");
     char path[PATH_MAX];
     rotq_status s = rc ? rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory building config.json", tmp) : join(path, tmp, "config.json");
     if (s == ROTQ_OK) s = write_json(path, cfg, JSON_INDENT(2));
@@ -374,7 +495,7 @@ static rotq_status plan_and_create(rotq_hf_writer *w, const rotq_model *m, uint6
     uint64_t per_dtype[ROTQ_DTYPE_COUNT] = {0}, fill = 0;
     w->n_shards = n ? 1 : 0;
     for (int64_t i = 0; i < n; i++) {
-        const rotq_tensor *t = &m->tensors[i];
+        const rotq_tensor *t = rotq_model_stored(m, i);
         rotq_dtype dt = rotq_safetensors_out_dtype(t, w->want);
         if (!rotq_safetensors_dtype_name(dt))
             return rotq_fail(ROTQ_ERR_UNSUPPORTED, "tensor %s: safetensors cannot hold %s", t->name, rotq_dtype_name(dt));
@@ -442,7 +563,7 @@ rotq_status rotq_hf_writer_open(const rotq_model *m, const char *dir_in, rotq_dt
         return s;
     }
     w->want = dtype;
-    w->n = m->n_tensors;
+    w->n = rotq_model_n_stored(m);
     size_t cnt = (size_t)(w->n ? w->n : 1);
     w->shard_of = calloc(cnt, sizeof *w->shard_of);
     w->offset = calloc(cnt, sizeof *w->offset);
@@ -461,7 +582,7 @@ rotq_status rotq_hf_writer_open(const rotq_model *m, const char *dir_in, rotq_dt
 
 rotq_status rotq_hf_writer_put(rotq_hf_writer *w, const rotq_model *m, int64_t i) {
     if (i < 0 || i >= w->n) return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %lld was not in the model when the folder was opened", w->dir, (long long)i);
-    const rotq_tensor *t = &m->tensors[i];
+    const rotq_tensor *t = rotq_model_stored(m, i);
     rotq_dtype dt = rotq_safetensors_out_dtype(t, w->want);
     if (w->done[i]) return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %s written twice", w->dir, t->name);
     ROTQ_TRY(rotq_check_cancel(w->dir));
@@ -480,7 +601,7 @@ rotq_status rotq_hf_writer_put(rotq_hf_writer *w, const rotq_model *m, int64_t i
 
 static rotq_status finish_files(rotq_hf_writer *w, const rotq_model *m) {
     for (int64_t i = 0; i < w->n; i++)
-        if (!w->done[i]) return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %s was never written", w->dir, m->tensors[i].name);
+        if (!w->done[i]) return rotq_fail(ROTQ_ERR_ARG, "%s: tensor %s was never written", w->dir, rotq_model_stored(m, i)->name);
     for (int64_t sh = 0; sh < w->n_shards; sh++) {
         char path[PATH_MAX];
         ROTQ_TRY(join(path, w->tmp, w->files[sh]));
@@ -497,8 +618,8 @@ static rotq_status finish_files(rotq_hf_writer *w, const rotq_model *m) {
         if (!index) return rotq_fail(ROTQ_ERR_NOMEM, "out of memory building %s", INDEX_FILE);
         rotq_status s = ROTQ_OK;
         for (int64_t i = 0; i < w->n && s == ROTQ_OK; i++)
-            if (json_object_set_new(wm, m->tensors[i].name, json_string(w->files[w->shard_of[i]])) != 0)
-                s = rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: cannot record it in %s", m->tensors[i].name, INDEX_FILE);
+            if (json_object_set_new(wm, rotq_model_stored(m, i)->name, json_string(w->files[w->shard_of[i]])) != 0)
+                s = rotq_fail(ROTQ_ERR_FORMAT, "tensor %s: cannot record it in %s", rotq_model_stored(m, i)->name, INDEX_FILE);
         char path[PATH_MAX];
         if (s == ROTQ_OK && (s = join(path, w->tmp, INDEX_FILE)) == ROTQ_OK) s = write_json(path, index, JSON_INDENT(2));
         json_decref(index);
@@ -543,7 +664,7 @@ rotq_status rotq_hf_writer_finish(rotq_hf_writer *w, const rotq_model *m) {
 rotq_status rotq_save_hf(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes) {
     rotq_hf_writer *w;
     ROTQ_TRY(rotq_hf_writer_open(m, dir, dtype, shard_bytes, &w));
-    for (int64_t i = 0; i < m->n_tensors; i++) {
+    for (int64_t i = 0; i < rotq_model_n_stored(m); i++) {
         rotq_status s = rotq_hf_writer_put(w, m, i);
         if (s != ROTQ_OK) {
             rotq_hf_writer_abort(w);

@@ -63,6 +63,10 @@ rotq_status rotq_model_load(const char *path, const rotq_load_options *opts, rot
     if (s == ROTQ_OK) s = rotq_model_bind_arch(m);
     if (s == ROTQ_OK) s = rotq_model_check_claimed(m, o.allow_unused);
     if (s == ROTQ_OK) s = read_record(m);
+    if (s == ROTQ_OK && m->vision) s = rotq_model_bind_arch(m->vision);
+    if (s == ROTQ_OK && m->vision) s = rotq_model_check_claimed(m->vision, o.allow_unused);
+    if (s == ROTQ_OK && m->vision && json_object_get(m->hf_config, "rotq_vision"))
+        s = rotq_record_from_json(json_object_get(m->hf_config, "rotq_vision"), m->vision->source_path, &m->vision->rot);
     if (s != ROTQ_OK) {
         rotq_model_free(m);
         return s;

@@ -255,7 +255,7 @@ static rotq_status build_header(const rotq_model *m, const int64_t *idx, int64_t
     }
     uint64_t off = 0;
     for (int64_t i = 0; i < n; i++) {
-        const rotq_tensor *t = &m->tensors[idx[i]];
+        const rotq_tensor *t = rotq_model_stored(m, idx[i]);
         rotq_dtype dt = rotq_safetensors_out_dtype(t, want);
         const char *dname = rotq_safetensors_dtype_name(dt);
         if (!dname) {
@@ -408,7 +408,7 @@ rotq_status rotq_safetensors_write(const rotq_model *m, const int64_t *idx, int6
     if (fd < 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     if (s == ROTQ_OK) s = pwrite_all(fd, head, hlen, 0, path);
     for (int64_t i = 0; i < n && s == ROTQ_OK; i++) {
-        const rotq_tensor *t = &m->tensors[idx[i]];
+        const rotq_tensor *t = rotq_model_stored(m, idx[i]);
         s = rotq_safetensors_pwrite_tensor(fd, offs[i], t, rotq_safetensors_out_dtype(t, want), 0, path);
     }
     if (s == ROTQ_OK && fsync(fd) != 0) s = rotq_fail(ROTQ_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));

@@ -156,6 +156,11 @@ void rotq_act_backward(rotq_mlp_kind act, float *dx, const float *dout, const fl
             dd = 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * c * (1.0 + 3.0 * 0.044715 * v * v);
             break;
         }
+        case ROTQ_MLP_QUICK_GELU: { /* s + 1.702·v·s·(1 − s), s = sigmoid(1.702·v) */
+            double sg = 1.0 / (1.0 + exp(-1.702 * v));
+            dd = sg + 1.702 * v * sg * (1.0 - sg);
+            break;
+        }
         default: dd = 1.0; break;
         }
         dx[i] = (float)(dout[i] * dd);

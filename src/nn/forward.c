@@ -154,7 +154,7 @@ static rotq_status check_hparams(const rotq_model *m) {
 rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out) {
     *out = NULL;
     if (!m || !m->arch) return rotq_fail(ROTQ_ERR_ARG, "nn: the model has no architecture bound");
-    if (m->hp.mlp_act < ROTQ_MLP_SWIGLU || m->hp.mlp_act > ROTQ_MLP_GEGLU)
+    if (m->hp.mlp_act < ROTQ_MLP_SWIGLU || m->hp.mlp_act > ROTQ_MLP_QUICK_GELU)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "nn: %s: MLP kind %d is not one the runner implements", m->source_path,
                          (int)m->hp.mlp_act);
     ROTQ_TRY(check_hparams(m));
@@ -195,6 +195,30 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
         r->inv_freq_local = malloc((size_t)(hp->rotary_dim / 2) * sizeof(float));
         if (!r->inv_freq_local) { s = rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory"); goto fail; }
         rotq_rope_inv_freq(&local, r->inv_freq_local);
+    }
+    if (m->arch->vision_tower) {
+        /* a vision tower: patches in through the patch embedding, merged patches out through the merger */
+        r->vision = r->bidirectional = true;
+        r->merge = m->vis.merge;
+        r->out_hidden = m->vis.out_hidden;
+        int64_t mm = r->merge * r->merge * d;
+        hp = &r->hp;
+        rotq_hparams quarter = *hp; /* its rotary frequencies: transformers' for dim head_dim / 2 */
+        quarter.rotary_dim = hp->head_dim / 2;
+        quarter.rope_scaling = 0;
+        rotq_rope_inv_freq(&quarter, r->inv_freq);
+        if ((s = role_f32(r, ROLE_PATCH_EMBED, -1, d * hp->vocab, true, &r->patch_embed)) != ROTQ_OK ||
+            (s = role_f32(r, ROLE_MERGER_UP, -1, mm * mm, true, &r->merger_up)) != ROTQ_OK ||
+            (s = role_f32(r, ROLE_MERGER_UP_BIAS, -1, mm, false, &r->merger_up_b)) != ROTQ_OK ||
+            (s = role_f32(r, ROLE_MERGER_DOWN, -1, r->out_hidden * mm, true, &r->merger_down)) != ROTQ_OK ||
+            (s = role_f32(r, ROLE_MERGER_DOWN_BIAS, -1, r->out_hidden, false, &r->merger_down_b)) != ROTQ_OK)
+            goto fail;
+        for (int32_t l = 0; l < hp->n_layers; l++)
+            if ((s = prepare_layer(r, l)) != ROTQ_OK) goto fail;
+        if ((s = role_f32(r, ROLE_FINAL_NORM, -1, d, true, &r->final_norm)) != ROTQ_OK) goto fail;
+        if ((s = role_f32(r, ROLE_FINAL_NORM_BIAS, -1, d, false, &r->final_norm_b)) != ROTQ_OK) goto fail;
+        *out = r;
+        return ROTQ_OK;
     }
     if ((s = role_f32(r, ROLE_EMBED, -1, hp->vocab * d, true, &r->embed)) != ROTQ_OK) goto fail;
     if (!r->rope &&
@@ -411,7 +435,9 @@ void rotq_runner_rope_tables(const rotq_runner *r, int64_t pos0, int64_t T, floa
     if (r->inv_freq_local) rotq_rope_tables(r->inv_freq_local, half, pos0, T, cos_l, sin_l);
 }
 
-int64_t rotq_runner_window(const rotq_runner *r, int32_t l) { return r->layers[l].local ? r->hp.sliding_window : 0; }
+int64_t rotq_runner_window(const rotq_runner *r, int32_t l) {
+    return r->bidirectional ? ROTQ_ATTN_FULL : r->layers[l].local ? r->hp.sliding_window : 0;
+}
 
 void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x) {
     int64_t d = r->hp.hidden;
@@ -427,10 +453,13 @@ void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int6
     }
 }
 
-rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_kv_cache *cache, float *hidden) {
+/* Checks a forward call of T tokens at the cache's next position and sizes the scratch. */
+static rotq_status forward_begin(rotq_runner *r, int64_t T, const rotq_kv_cache *cache) {
     const rotq_hparams *hp = &r->hp;
-    int64_t d = hp->hidden, kvd = hp->n_kv_heads * hp->head_dim;
+    int64_t kvd = hp->n_kv_heads * hp->head_dim;
     if (T <= 0 || T > (1 << 20)) return rotq_fail(ROTQ_ERR_ARG, "nn: forward of %lld tokens", (long long)T);
+    if (r->vision) return rotq_fail(ROTQ_ERR_ARG, "nn: %s is a vision tower: it runs images (rotq_nn_vision_forward), not tokens",
+                                    r->model->source_path);
     ROTQ_TRY(rotq_runner_check_ready(r));
     ROTQ_TRY(rotq_check_cancel("forward"));
     int64_t pos0 = cache ? cache->n : 0;
@@ -441,10 +470,6 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
             return rotq_fail(ROTQ_ERR_ARG, "nn: KV cache full (%lld positions cached, %lld more asked, capacity %lld)",
                              (long long)pos0, (long long)T, (long long)cache->capacity);
     }
-    for (int64_t t = 0; t < T; t++)
-        if (ids[t] < 0 || ids[t] >= hp->vocab)
-            return rotq_fail(ROTQ_ERR_ARG, "nn: token id %d at position %lld outside the vocabulary (%lld)", ids[t],
-                             (long long)(pos0 + t), (long long)hp->vocab);
     if (r->pos_embed && pos0 + T > hp->max_pos)
         return rotq_fail(ROTQ_ERR_ARG, "nn: %s: position %lld is beyond the model's %lld learned positions",
                          r->model->source_path, (long long)(pos0 + T - 1), (long long)hp->max_pos);
@@ -452,12 +477,14 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
         return rotq_fail(ROTQ_ERR_ARG, "nn: a training-mode forward takes windows of exactly %lld tokens and no KV cache "
                          "(got %lld%s)", (long long)r->train->T, (long long)T, cache ? " with a cache" : "");
     ROTQ_TRY(ensure_scratch(r, T));
-    ROTQ_TRY(ensure_scores(r, T, pos0 + T));
+    return ensure_scores(r, T, pos0 + T);
+}
 
-    /* x [T, d] = embed[ids] (+ learned positions) */
-    rotq_runner_embed(r, ids, T, pos0, r->x);
-    rotq_runner_rope_tables(r, pos0, T, r->rope_cos, r->rope_sin, r->rope_cos_l, r->rope_sin_l);
-
+/* The decoder from the residual stream r->x [T, d] and the RoPE tables in r->rope_*: every layer, the
+ * final norm into hidden, lm_head's input transforms; the cache advances. */
+static rotq_status forward_layers(rotq_runner *r, int64_t T, rotq_kv_cache *cache, float *hidden) {
+    const rotq_hparams *hp = &r->hp;
+    int64_t d = hp->hidden, kvd = hp->n_kv_heads * hp->head_dim, pos0 = cache ? cache->n : 0;
     rotq_activations *tr = r->train;
     rotq_layer_io io = {.x = r->x, .xn = r->xn, .q = r->q, .att = r->att, .ff1 = r->ff1, .ff2 = r->ff2,
                         .scores = r->scores, .work = r->attn_work, .cos_t = r->rope_cos, .sin_t = r->rope_sin,
@@ -478,6 +505,109 @@ rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_
     ROTQ_TRY(rotq_runner_linear_input(r, -1, ROLE_LM_HEAD, hidden, T, d));
     if (cache) cache->n += T;
     return ROTQ_OK;
+}
+
+rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_kv_cache *cache, float *hidden) {
+    const rotq_hparams *hp = &r->hp;
+    ROTQ_TRY(forward_begin(r, T, cache));
+    int64_t pos0 = cache ? cache->n : 0;
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= hp->vocab)
+            return rotq_fail(ROTQ_ERR_ARG, "nn: token id %d at position %lld outside the vocabulary (%lld)", ids[t],
+                             (long long)(pos0 + t), (long long)hp->vocab);
+    /* x [T, d] = embed[ids] (+ learned positions) */
+    rotq_runner_embed(r, ids, T, pos0, r->x);
+    rotq_runner_rope_tables(r, pos0, T, r->rope_cos, r->rope_sin, r->rope_cos_l, r->rope_sin_l);
+    return forward_layers(r, T, cache, hidden);
+}
+
+void rotq_mrope_tables(const float *inv_freq, int64_t half, const int32_t *section, const int64_t *pos3, int64_t T,
+                       float *cos_t, float *sin_t) {
+    for (int64_t i = 0, c = 0, end = section[0]; i < half; i++) {
+        while (i >= end && c < 2) end += section[++c];
+        for (int64_t t = 0; t < T; t++) {
+            float angle = (float)pos3[c * T + t] * inv_freq[i]; /* float32 product, as transformers */
+            cos_t[t * half + i] = cosf(angle);
+            sin_t[t * half + i] = sinf(angle);
+        }
+    }
+}
+
+rotq_status rotq_nn_forward_embeds(rotq_runner *r, const float *x, const int64_t *pos3, int64_t T, rotq_kv_cache *cache,
+                                   float *hidden) {
+    ROTQ_TRY(forward_begin(r, T, cache));
+    if (!r->rope || r->pos_embed || r->inv_freq_local)
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "nn: %s: embeddings with their own positions need a model with one RoPE for "
+                         "every layer", r->model->source_path);
+    const rotq_hparams *hp = &r->hp;
+    memcpy(r->x, x, (size_t)(T * hp->hidden) * sizeof(float));
+    int64_t half = hp->rotary_dim / 2;
+    int32_t plain[3] = {(int32_t)half, 0, 0};
+    bool sections = hp->mrope_section[0] + hp->mrope_section[1] + hp->mrope_section[2] > 0;
+    if (pos3) rotq_mrope_tables(r->inv_freq, half, sections ? hp->mrope_section : plain, pos3, T, r->rope_cos, r->rope_sin);
+    else rotq_runner_rope_tables(r, cache ? cache->n : 0, T, r->rope_cos, r->rope_sin, NULL, NULL);
+    return forward_layers(r, T, cache, hidden);
+}
+
+/* Rows of one image's patches in the processor's order: frames, then merge×merge blocks row-major,
+ * then the patches inside a block row-major; (h, w) of row i in patch units. */
+static void patch_hw(int64_t i, int64_t gh, int64_t gw, int64_t m, int64_t *h, int64_t *w) {
+    int64_t f = i % (gh * gw), blk = f / (m * m), in = f % (m * m);
+    *h = blk / (gw / m) * m + in / m;
+    *w = blk % (gw / m) * m + in % m;
+}
+
+rotq_status rotq_nn_vision_forward(rotq_runner *r, const float *patches, int64_t grid_t, int64_t grid_h, int64_t grid_w,
+                                   float *out) {
+    const rotq_hparams *hp = &r->hp;
+    int64_t m = r->merge, d = hp->hidden, K = hp->vocab, T = grid_t * grid_h * grid_w, mm = m * m;
+    if (!r->vision) return rotq_fail(ROTQ_ERR_ARG, "nn: %s is not a vision tower", r->model->source_path);
+    if (grid_t <= 0 || grid_h <= 0 || grid_w <= 0 || grid_h % m || grid_w % m || T > (1 << 20))
+        return rotq_fail(ROTQ_ERR_ARG, "nn: a patch grid of %lld×%lld×%lld does not split into %lld×%lld merge blocks",
+                         (long long)grid_t, (long long)grid_h, (long long)grid_w, (long long)m, (long long)m);
+    ROTQ_TRY(rotq_runner_check_ready(r));
+    ROTQ_TRY(rotq_check_cancel("vision forward"));
+    ROTQ_TRY(ensure_scratch(r, T));
+    ROTQ_TRY(ensure_scores(r, T, T));
+    int64_t half = hp->rotary_dim / 2, quarter = half / 2;
+    float *px = malloc((size_t)(T * (K > mm * d ? K : mm * d)) * sizeof(float));
+    if (!px) return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for %lld patches", (long long)T);
+    /* x [T, d] = patches · PEᵀ */
+    memcpy(px, patches, (size_t)(T * K) * sizeof(float));
+    rotq_status s = rotq_runner_linear_input(r, -1, ROLE_PATCH_EMBED, px, T, K);
+    if (s == ROTQ_OK) r->be->linear(r->x, px, r->patch_embed, NULL, T, K, d, false);
+    /* 2-D rotary positions: the first quarter of each head's frequencies turn with the patch row, the second
+     * with its column (inv_freq_vision [quarter] as transformers computes it for dim head_dim / 2) */
+    for (int64_t i = 0; s == ROTQ_OK && i < T; i++) {
+        int64_t ph, pw;
+        patch_hw(i, grid_h, grid_w, m, &ph, &pw);
+        for (int64_t j = 0; j < half; j++) {
+            float angle = (float)(j < quarter ? ph : pw) * r->inv_freq[j % quarter];
+            r->rope_cos[i * half + j] = cosf(angle);
+            r->rope_sin[i * half + j] = sinf(angle);
+        }
+    }
+    rotq_layer_io io = {.x = r->x, .xn = r->xn, .q = r->q, .att = r->att, .ff1 = r->ff1, .ff2 = r->ff2, .scores = r->scores,
+                        .work = r->attn_work, .cos_t = r->rope_cos, .sin_t = r->rope_sin, .T = T, .pos0 = 0,
+                        .k_all = r->k, .v_all = r->v};
+    /* one image: all its patches see each other (frames of a video would too: Qwen2-VL attends per image) */
+    for (int32_t l = 0; s == ROTQ_OK && l < hp->n_layers; l++) s = rotq_layer_forward(r, l, &io);
+    /* the merger: norm each patch, read merge² neighbours as one row, up (GELU) and down into the LM's stream */
+    if (s == ROTQ_OK) {
+        rotq_runner_norm(r, px, r->x, r->final_norm, r->final_norm_b, T);
+        s = rotq_runner_linear_input(r, -1, ROLE_MERGER_UP, px, T / mm, mm * d);
+    }
+    float *up = s == ROTQ_OK ? malloc((size_t)(T * d) * sizeof(float)) : NULL;
+    if (s == ROTQ_OK && !up) s = rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for the patch merger");
+    if (s == ROTQ_OK) {
+        r->be->linear(up, px, r->merger_up, r->merger_up_b, T / mm, mm * d, mm * d, false);
+        r->be->activation(ROTQ_MLP_GELU, up, T * d);
+        s = rotq_runner_linear_input(r, -1, ROLE_MERGER_DOWN, up, T / mm, mm * d);
+    }
+    if (s == ROTQ_OK) r->be->linear(out, up, r->merger_down, r->merger_down_b, T / mm, mm * d, r->out_hidden, false);
+    free(up);
+    free(px);
+    return s;
 }
 
 rotq_status rotq_nn_logits(const rotq_runner *r, const float *hidden, int64_t rows, float *logits) {

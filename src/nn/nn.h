@@ -127,6 +127,12 @@ typedef struct rotq_runner {
     float *inv_freq;                        /* [rotary_dim / 2] RoPE frequencies, scaling applied (or NULL) */
     float *inv_freq_local;                  /* ... of the local layers (their own base, no scaling), or NULL */
     float attn_scale;                       /* 1 / sqrt(head_dim), or the model's own query scale */
+    /* a vision tower (model arch->vision_tower): hp.vocab is a patch row's width */
+    bool vision, bidirectional;             /* bidirectional: every position attends to every other */
+    const float *patch_embed;               /* [d, vocab] */
+    const float *merger_up, *merger_up_b;   /* [merge²·d, merge²·d], [merge²·d] */
+    const float *merger_down, *merger_down_b; /* [out_hidden, merge²·d], [out_hidden] */
+    int64_t merge, out_hidden;
     int threads;
     rotq_transform tf[ROTQ_MAX_TRANSFORMS]; /* in order of application at each site */
     int n_tf;
@@ -326,6 +332,18 @@ void rotq_kv_cache_free(rotq_kv_cache *c);
  * with one, at cache->n .. cache->n+T-1, attending to everything cached, and the cache advances.
  * hidden [T, d] receives the final-normed states (lm_head's input, after its linear_input hook). */
 rotq_status rotq_nn_forward(rotq_runner *r, const int32_t *ids, int64_t T, rotq_kv_cache *cache, float *hidden);
+/* rotq_nn_forward from embeddings x [T, d] (say, token embeddings with an image's merged patches in place of
+ * its marker tokens) at RoPE positions pos3 [3, T] (temporal, height, width: M-RoPE with hp.mrope_section;
+ * a model without sections uses pos3[0]); pos3 NULL: the cache's next positions. */
+rotq_status rotq_nn_forward_embeds(rotq_runner *r, const float *x, const int64_t *pos3, int64_t T, rotq_kv_cache *cache,
+                                   float *hidden);
+/* M-RoPE tables [T, half]: frequency i turns with position component c while i < section[0] + .. + section[c]. */
+void rotq_mrope_tables(const float *inv_freq, int64_t half, const int32_t *section, const int64_t *pos3, int64_t T,
+                       float *cos_t, float *sin_t);
+/* A vision tower's forward over one image's patches [T = grid_t·grid_h·grid_w, hp.vocab] in the image
+ * processor's order: out [T / merge², out_hidden], the merged patch embeddings for the language model. */
+rotq_status rotq_nn_vision_forward(rotq_runner *r, const float *patches, int64_t grid_t, int64_t grid_h, int64_t grid_w,
+                                   float *out);
 /* logits [rows, vocab] = hidden [rows, d] · lm_headᵀ (+ bias). */
 rotq_status rotq_nn_logits(const rotq_runner *r, const float *hidden, int64_t rows, float *logits);
 

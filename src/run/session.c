@@ -17,6 +17,7 @@
 #include "eval/eval.h"
 #include "eval/stats.h"
 #include "eval/verify.h"
+#include "io/image.h"
 #include "quant/quant.h"
 #include "rotate/online.h"
 
@@ -24,6 +25,9 @@ struct rotq_session {
     const rotq_model *m;
     rotq_runner *r;
     rotq_fakequant fq;            /* run-time quantizers (referenced by the runner's transforms) */
+    rotq_runner *vr;              /* the vision tower's runner, when m has one */
+    rotq_fakequant vfq;           /* ... and its activation quantizers (no KV cache there) */
+    rotq_quant_options vq;
     rotq_int_linears *ints;       /* weight codes when products run in integers */
     rotq_act_stats stats;         /* when options.stats */
     bool has_stats;
@@ -79,6 +83,17 @@ rotq_status rotq_session_new(const rotq_model *m, const rotq_session_options *o,
         choose_products(s, o->quant, o->float_products);
         st = rotq_fakequant_attach(s->r, &s->fq);
     }
+    if (st == ROTQ_OK && m->vision) {
+        /* the vision tower: its own online rotations; activations quantized as the language model's */
+        st = rotq_runner_new(m->vision, o->threads, &s->vr);
+        if (st == ROTQ_OK) st = rotq_online_attach(s->vr);
+        if (st == ROTQ_OK && o->quant) {
+            s->vq = *o->quant;
+            s->vq.k.bits = s->vq.v.bits = 16;
+            s->vfq = rotq_quant_fakequant(&s->vq, m->vision);
+            st = rotq_fakequant_attach(s->vr, &s->vfq);
+        }
+    }
     if (st == ROTQ_OK && o->stats) {
         st = rotq_act_stats_init(&s->stats, m->hp.n_layers);
         s->has_stats = st == ROTQ_OK;
@@ -95,6 +110,8 @@ void rotq_session_free(rotq_session *s) {
     if (!s) return;
     rotq_runner_free(s->r);
     rotq_fakequant_release(&s->fq);
+    rotq_runner_free(s->vr);
+    rotq_fakequant_release(&s->vfq);
     rotq_int_linears_free(s->ints);
     if (s->has_stats) rotq_act_stats_free(&s->stats);
     free(s);
@@ -160,6 +177,118 @@ rotq_status rotq_session_generate(rotq_session *s, const int32_t *prompt, int64_
     free(hidden);
     free(logits);
     return st;
+}
+
+/* Qwen2-VL's M-RoPE positions of a prompt whose image tokens are ids[img0 .. img0 + n_img): text before the
+ * image counts up in all three components; image token (h, w) of a gh×gw grid (merged units) sits at
+ * (s, s + h, s + w) after the text start s; text after continues from s + max(gh, gw), as transformers does. */
+static int64_t mrope_positions(int64_t T, int64_t img0, int64_t n_img, int64_t gh, int64_t gw, int64_t *pos3) {
+    int64_t next = 0;
+    for (int64_t t = 0; t < T; t++) {
+        int64_t p[3];
+        if (t >= img0 && t < img0 + n_img) {
+            int64_t i = t - img0, st = img0;
+            p[0] = st + i / (gh * gw), p[1] = st + i % (gh * gw) / gw, p[2] = st + i % gw;
+            if (t == img0 + n_img - 1) next = st + (gh > gw ? gh : gw); /* transformers: + max(h, w) (merged units) */
+        } else {
+            p[0] = p[1] = p[2] = next++;
+        }
+        for (int c = 0; c < 3; c++) pos3[c * T + t] = p[c];
+    }
+    return next;
+}
+
+rotq_status rotq_session_generate_image(rotq_session *s, const rotq_image *img, const int32_t *prompt, int64_t n_prompt,
+                                        int64_t n_new, int32_t stop_id, int32_t *out, int64_t *n_out, float *logits_out,
+                                        double *prompt_seconds, rotq_token_fn on_token, void *ctx) {
+    *n_out = 0;
+    if (prompt_seconds) *prompt_seconds = 0.0;
+    const rotq_model *m = s->m;
+    if (!s->vr) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s has no vision tower: it cannot read an image",
+                                 m->source_path, m->arch ? m->arch->name : "?");
+    if (!img || !prompt || n_prompt <= 0 || n_new < 0)
+        return rotq_fail(ROTQ_ERR_ARG, "generate: an image, a prompt of %lld tokens, %lld to generate", (long long)n_prompt,
+                         (long long)n_new);
+    int32_t marker = m->vis.image_token;
+    int64_t at = -1;
+    for (int64_t t = 0; t < n_prompt; t++)
+        if (prompt[t] == marker) {
+            if (at >= 0) return rotq_fail(ROTQ_ERR_ARG, "generate: the prompt holds the image token %d more than once (one image per prompt)", marker);
+            at = t;
+        }
+    if (marker < 0) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json names no image_token_id", m->source_path);
+    if (at < 0) {
+        /* no marker: the image goes first, framed as the chat template frames it */
+        if (m->vis.vision_start < 0 || m->vis.vision_end < 0)
+            return rotq_fail(ROTQ_ERR_ARG, "generate: the prompt has no image token (id %d) to put the image at", marker);
+        int32_t *p2 = malloc(sizeof(int32_t) * (size_t)(n_prompt + 3));
+        if (!p2) return rotq_fail(ROTQ_ERR_NOMEM, "generate: out of memory");
+        p2[0] = m->vis.vision_start, p2[1] = marker, p2[2] = m->vis.vision_end;
+        memcpy(p2 + 3, prompt, sizeof(int32_t) * (size_t)n_prompt);
+        rotq_status st = rotq_session_generate_image(s, img, p2, n_prompt + 3, n_new, stop_id, out, n_out, logits_out,
+                                                     prompt_seconds, on_token, ctx);
+        free(p2);
+        return st;
+    }
+    const rotq_runner *r = s->r;
+    int64_t d = r->hp.hidden, V = r->hp.vocab, grid[3];
+    float *patches = NULL, *feats = NULL, *x = NULL, *hidden = NULL, *logits = NULL;
+    int64_t *pos3 = NULL;
+    int32_t *ids = NULL;
+    rotq_kv_cache *cache = NULL;
+    double t0 = rotq_now_s();
+    rotq_status st = rotq_image_patches(&m->vis, img, &patches, grid);
+    int64_t mm = m->vis.merge * m->vis.merge, n_img = st == ROTQ_OK ? grid[0] * grid[1] * grid[2] / mm : 0;
+    int64_t T = n_prompt - 1 + n_img, cap = T + n_new;
+    if (st == ROTQ_OK && r->hp.max_pos > 0 && cap > r->hp.max_pos)
+        st = rotq_fail(ROTQ_ERR_ARG, "generate: %lld prompt tokens (with %lld for the image) + %lld new exceed the model's %lld "
+                       "positions", (long long)T, (long long)n_img, (long long)n_new, (long long)r->hp.max_pos);
+    if (st == ROTQ_OK) {
+        feats = malloc(sizeof(float) * (size_t)(n_img * d));
+        x = malloc(sizeof(float) * (size_t)(T * d));
+        hidden = malloc(sizeof(float) * (size_t)(T * d));
+        logits = malloc(sizeof(float) * (size_t)V);
+        pos3 = malloc(sizeof(int64_t) * (size_t)(3 * (T > 1 ? T : 1)));
+        ids = malloc(sizeof(int32_t) * (size_t)T);
+        if (!feats || !x || !hidden || !logits || !pos3 || !ids) st = rotq_fail(ROTQ_ERR_NOMEM, "generate: out of memory");
+    }
+    if (st == ROTQ_OK) st = rotq_nn_vision_forward(s->vr, patches, grid[0], grid[1], grid[2], feats);
+    int64_t next = 0;
+    if (st == ROTQ_OK) {
+        /* the processor's expansion: one marker per merged patch; their embeddings are the tower's output */
+        for (int64_t t = 0; t < T; t++) ids[t] = t < at ? prompt[t] : t < at + n_img ? marker : prompt[t - n_img + 1];
+        rotq_runner_embed(r, ids, T, 0, x);
+        memcpy(x + at * d, feats, sizeof(float) * (size_t)(n_img * d));
+        next = mrope_positions(T, at, n_img, grid[1] / m->vis.merge, grid[2] / m->vis.merge, pos3);
+        st = rotq_kv_cache_new(r, cap, &cache);
+    }
+    if (st == ROTQ_OK) st = rotq_nn_forward_embeds(s->r, x, pos3, T, cache, hidden);
+    if (st == ROTQ_OK) st = rotq_nn_logits(r, hidden + (T - 1) * d, 1, logits);
+    if (prompt_seconds) *prompt_seconds = rotq_now_s() - t0;
+    while (st == ROTQ_OK && *n_out < n_new) {
+        int32_t tok = argmax(logits, V);
+        if (logits_out) memcpy(logits_out + *n_out * V, logits, sizeof(float) * (size_t)V);
+        out[(*n_out)++] = tok;
+        if ((on_token && !on_token(ctx, tok)) || tok == stop_id || *n_out == n_new) break;
+        int64_t p3[3] = {next, next, next};
+        next++;
+        rotq_runner_embed(r, &tok, 1, 0, x);
+        st = rotq_nn_forward_embeds(s->r, x, p3, 1, cache, hidden);
+        if (st == ROTQ_OK) st = rotq_nn_logits(r, hidden, 1, logits);
+    }
+    rotq_kv_cache_free(cache);
+    free(patches), free(feats), free(x), free(hidden), free(logits), free(pos3), free(ids);
+    return st;
+}
+
+rotq_status rotq_model_image_patches(const rotq_model *m, const rotq_image *img, float **patches, int64_t *rows,
+                                     int64_t *cols, int64_t grid[3]) {
+    *patches = NULL;
+    if (!m->vision) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: the model has no vision tower", m->source_path);
+    ROTQ_TRY(rotq_image_patches(&m->vis, img, patches, grid));
+    *rows = grid[0] * grid[1] * grid[2];
+    *cols = m->vision->hp.vocab;
+    return ROTQ_OK;
 }
 
 rotq_status rotq_session_compare(rotq_session *a, rotq_session *b, const int32_t *ids, int64_t T,

@@ -359,7 +359,8 @@ static rotq_status load(ctx *c, json_t *root, json_t *cfg) {
     const char *type = str_or(model, "type", json_object_get(model, "merges") ? "BPE" : "");
     if (strcmp(type, "BPE") != 0)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (BPE only)", c->where, type);
-    if (str_or(model, "continuing_subword_prefix", NULL) || str_or(model, "end_of_word_suffix", NULL))
+    const char *pre = str_or(model, "continuing_subword_prefix", NULL), *suf = str_or(model, "end_of_word_suffix", NULL);
+    if ((pre && *pre) || (suf && *suf)) /* "" is no prefix (Qwen2's tokenizer.json writes that) */
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: BPE with a subword prefix/suffix is not supported", c->where);
     json_t *added = json_object_get(root, "added_tokens");
     int32_t n = 0;

@@ -181,7 +181,8 @@ static bool use_fused_attention(int64_t head_dim) {
 void rotq_attention_forward_ws(float *out, const float *q, const float *k, const float *v, float *scores,
                                float *work, int64_t T, int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim,
                                float scale, int64_t q_block, int64_t window) {
-    if (use_fused_attention(head_dim)) {
+    bool full = window == ROTQ_ATTN_FULL;
+    if (!full && use_fused_attention(head_dim)) {
         rotq_attention_fused(out, q, k, v, T, pos0, n_heads, n_kv, head_dim, scale, window);
         return;
     }
@@ -197,7 +198,7 @@ void rotq_attention_forward_ws(float *out, const float *q, const float *k, const
 
     for (int64_t b0 = 0; b0 < T; b0 += q_block) {
         int64_t nq = T - b0 < q_block ? T - b0 : q_block;
-        int64_t nk = pos0 + b0 + nq; /* keys the last query of the block may see */
+        int64_t nk = full ? pos0 + T : pos0 + b0 + nq; /* keys the last query of the block may see */
         int64_t rows = nq * group;   /* score rows per KV group */
         /* scores[g] [nq·group, nk] = scale · Qt_g[block] · K_g[0:nk]ᵀ; all groups go through BLAS
          * back to back, then one parallel softmax, so BLAS and OpenMP threads take turns rarely. */
@@ -209,7 +210,7 @@ void rotq_attention_forward_ws(float *out, const float *q, const float *k, const
 #pragma omp parallel for schedule(static) if (all_rows * nk > 32768)
         for (int64_t r = 0; r < all_rows; r++) {
             int64_t t = (r % rows) / group;
-            softmax_row_masked(scores + r * nk, window_lo(pos0 + b0 + t, window), pos0 + b0 + t + 1, nk);
+            softmax_row_masked(scores + r * nk, window_lo(pos0 + b0 + t, window), full ? nk : pos0 + b0 + t + 1, nk);
         }
         /* out rows (t, heads of g) = P_g [nq·group, nk] · V_g[0:nk] [nk, hd], via ot */
         for (int64_t g = 0; g < n_kv; g++) {
@@ -227,15 +228,16 @@ static void attention_per_head(float *out, const float *q, const float *k, const
                                int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
                                int64_t q_block, int64_t window) {
     int64_t group = n_heads / n_kv, q_stride = n_heads * head_dim, kv_stride = n_kv * head_dim;
+    bool full = window == ROTQ_ATTN_FULL;
     for (int64_t h = 0; h < n_heads; h++)
         for (int64_t b0 = 0; b0 < T; b0 += q_block) {
-            int64_t nq = T - b0 < q_block ? T - b0 : q_block, nk = pos0 + b0 + nq;
+            int64_t nq = T - b0 < q_block ? T - b0 : q_block, nk = full ? pos0 + T : pos0 + b0 + nq;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk, (blasint)head_dim, scale,
                         q + b0 * q_stride + h * head_dim, (blasint)q_stride, k + (h / group) * head_dim,
                         (blasint)kv_stride, 0.0f, scores, (blasint)nk);
 #pragma omp parallel for schedule(static) if (nq * nk > 32768)
             for (int64_t r = 0; r < nq; r++)
-                softmax_row_masked(scores + r * nk, window_lo(pos0 + b0 + r, window), pos0 + b0 + r + 1, nk);
+                softmax_row_masked(scores + r * nk, window_lo(pos0 + b0 + r, window), full ? nk : pos0 + b0 + r + 1, nk);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nq, (blasint)head_dim, (blasint)nk, 1.0f,
                         scores, (blasint)nk, v + (h / group) * head_dim, (blasint)kv_stride, 0.0f,
                         out + b0 * q_stride + h * head_dim, (blasint)q_stride);
@@ -245,7 +247,7 @@ static void attention_per_head(float *out, const float *q, const float *k, const
 void rotq_attention_forward(float *out, const float *q, const float *k, const float *v, float *scores, int64_t T,
                             int64_t pos0, int64_t n_heads, int64_t n_kv, int64_t head_dim, float scale,
                             int64_t q_block, int64_t window) {
-    if (use_fused_attention(head_dim)) {
+    if (window != ROTQ_ATTN_FULL && use_fused_attention(head_dim)) {
         rotq_attention_fused(out, q, k, v, T, pos0, n_heads, n_kv, head_dim, scale, window);
         return;
     }
@@ -308,6 +310,10 @@ void rotq_act_forward(rotq_mlp_kind act, float *x, int64_t n) {
             float v = x[i];
             x[i] = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
         }
+        break;
+    case ROTQ_MLP_QUICK_GELU: /* x·sigmoid(1.702·x) in float32, as transformers' QuickGELUActivation */
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
         break;
     default: break; /* SwiGLU and GeGLU are gated: rotq_swiglu_forward, rotq_geglu_forward */
     }
