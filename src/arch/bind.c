@@ -140,7 +140,7 @@ rotq_status rotq_model_bind_arch(rotq_model *m) {
             return rotq_fail(ROTQ_ERR_FORMAT, "%s: tensor %s exists but the config says %lld layers", origin, name,
                              (long long)hp->n_layers);
     }
-    if (!rotq_model_role(m, ROLE_LM_HEAD, -1)) hp->tied_embeddings = true;
+    if (!a->vision_tower && !rotq_model_role(m, ROLE_LM_HEAD, -1)) hp->tied_embeddings = true;
     /* the embedding scale, here where the file format and the embedding's dtype are known: transformers
      * multiplies by sqrt(hidden) cast to the embedding's dtype (bf16: 25.25 for 640, not 25.298),
      * llama.cpp by the float32 value, which GGUF files therefore keep */

@@ -146,6 +146,9 @@ static inline int64_t rotq_model_n_stored(const rotq_model *m) {
 static inline rotq_tensor *rotq_model_stored(const rotq_model *m, int64_t i) {
     return i < m->n_tensors ? &m->tensors[i] : &m->vision->tensors[i - m->n_tensors];
 }
+static inline int64_t rotq_model_stored_index(const rotq_model *m, const rotq_tensor *t) {
+    return t >= m->tensors && t < m->tensors + m->n_tensors ? t - m->tensors : m->n_tensors + (t - m->vision->tensors);
+}
 
 /* ---- model construction (used by the format readers) ---- */
 rotq_model *rotq_model_new(void);

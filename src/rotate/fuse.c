@@ -117,6 +117,18 @@ static rotq_status fuse_group(rotq_rotate_ctx *ctx, const rotq_norm_group *g, in
     for (int32_t i = 0; s == ROTQ_OK && i < g->n_linears; i++) {
         rotq_tensor *lin = rotq_model_role(m, g->linears[i], layer);
         if (!lin) continue; /* still tied: the embedding is not scaled */
+        if (lin->role == ROLE_MERGER_UP && lin->n_dims == 2 && lin->shape[1] % n == 0) {
+            /* a vision merger reads merge² normed patches side by side: the norm folds into each block */
+            int64_t k = lin->shape[1] / n;
+            double *wt = malloc((size_t)(k * n) * sizeof *wt), *bt = malloc((size_t)(k * n) * sizeof *bt);
+            if (!wt || !bt) s = rotq_fail(ROTQ_ERR_NOMEM, "out of memory fusing %s", norm->name);
+            for (int64_t j = 0; s == ROTQ_OK && j < k * n; j++) wt[j] = w[j % n], bt[j] = beta ? beta[j % n] : 0.0;
+            rotq_role br = rotq_role_bias(g->linears[i]);
+            if (s == ROTQ_OK) s = rotq_fold_norm_into_linear(lin, fold_beta ? rotq_model_role(m, br, layer) : NULL, wt, fold_beta ? bt : NULL);
+            free(wt);
+            free(bt);
+            continue;
+        }
         if (lin->n_dims != 2 || lin->shape[1] != n) {
             s = rotq_fail(ROTQ_ERR_FORMAT, "%s feeds %s but their widths differ (%lld vs %lld)", norm->name, lin->name,
                           (long long)n, (long long)lin->shape[lin->n_dims > 1 ? 1 : 0]);
@@ -148,6 +160,8 @@ static rotq_status center_stream(rotq_model *m) {
     for (int64_t i = 0; i < m->n_tensors; i++) {
         rotq_tensor *t = &m->tensors[i];
         if (t->role == ROLE_EMBED || t->role == ROLE_POS_EMBED) {
+            ROTQ_TRY(rotq_center_output(t, NULL, &ro));
+        } else if (t->role == ROLE_PATCH_EMBED) { /* a vision tower's first writer: a linear of the patch */
             ROTQ_TRY(rotq_center_output(t, NULL, &ro));
         } else if (t->role == ROLE_O || t->role == ROLE_DOWN) {
             rotq_tensor *b = rotq_model_role(m, rotq_role_bias((rotq_role)t->role), t->layer);
@@ -186,9 +200,10 @@ rotq_status rotq_op_fuse_norms(rotq_rotate_ctx *ctx) {
 
 /* ---- R1 on a LayerNorm model --------------------------------------------------------------- */
 
+/* Readers of the stream (a vision merger reads blocks of it: rows of its weight split into stream-wide pieces). */
 static bool stream_reader(int32_t role) {
     return role == ROLE_Q || role == ROLE_K || role == ROLE_V || role == ROLE_QKV || role == ROLE_GATE || role == ROLE_UP ||
-           role == ROLE_GATE_UP || role == ROLE_LM_HEAD;
+           role == ROLE_GATE_UP || role == ROLE_LM_HEAD || role == ROLE_MERGER_UP;
 }
 
 /* x ← x·P = x − 2(x·v)v for each row of n doubles */
@@ -255,7 +270,7 @@ rotq_status rotq_r1_keep_mean(rotq_model *m, const struct rotq_rotation *R, stru
         if (r == ROLE_EMBED || r == ROLE_POS_EMBED || stream_reader(r) || r == ROLE_ATTN_NORM_BIAS ||
             r == ROLE_MLP_NORM_BIAS || r == ROLE_FINAL_NORM_BIAS || r == ROLE_O_BIAS || r == ROLE_DOWN_BIAS)
             s = reflect_tensor(t, v, n, false);
-        else if (r == ROLE_O || r == ROLE_DOWN)
+        else if (r == ROLE_O || r == ROLE_DOWN || r == ROLE_PATCH_EMBED)
             s = reflect_tensor(t, v, n, true);
     }
     if (s == ROTQ_OK && effective) {

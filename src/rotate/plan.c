@@ -169,6 +169,12 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
             t->role == ROLE_MLP_NORM_BIAS || t->role == ROLE_FINAL_NORM_BIAS) /* a norm bias lives in the stream basis */
             s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_OUTPUT, R, &ro);
         else if (reads_stream(t->role)) s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_INPUT, R, &ro);
+        else if (t->role == ROLE_MERGER_UP) { /* merge² stream-wide blocks side by side: R on each */
+            rotq_rotate_opts rb = ro;
+            rb.block_diag = true;
+            s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_INPUT, R, &rb);
+        } else if (t->role == ROLE_PATCH_EMBED) /* a vision tower's first writer */
+            s = rotq_op_rotate(t, NULL, ROTQ_ROTATE_OUTPUT, R, &ro);
         else if (t->role == ROLE_O || t->role == ROLE_DOWN) {
             rotq_tensor *b = rotq_model_role(m, t->role == ROLE_O ? ROLE_O_BIAS : ROLE_DOWN_BIAS, t->layer);
             s = rotq_op_rotate(t, b, ROTQ_ROTATE_OUTPUT, R, &ro);
@@ -176,6 +182,9 @@ static rotq_status op_rotate_r1(rotq_rotate_ctx *ctx) {
         if (o->verbose && t->layer >= 0 && t->role == ROLE_DOWN)
             rotq_log(ROTQ_LOG_INFO, "R1 layer %d/%lld\n", t->layer + 1, (long long)m->hp.n_layers);
     }
+    /* a vision tower's merger writes this model's stream (its output takes the place of token embeddings) */
+    rotq_tensor *md = ctx->globals && m->vision ? rotq_model_role(m->vision, ROLE_MERGER_DOWN, -1) : NULL;
+    if (s == ROTQ_OK && md) s = rotq_op_rotate(md, rotq_model_role(m->vision, ROLE_MERGER_DOWN_BIAS, -1), ROTQ_ROTATE_OUTPUT, R, &ro);
     return s;
 }
 
@@ -384,6 +393,22 @@ static rotq_status check_r1_op(const rotq_model *m, const rotq_rotate_options *o
                                           "no linear after them to take R1)" : " (its operations have no rotate_r1)");
 }
 
+/* A vision tower, rotated by its own architecture's operations with the same kinds of rotation as the
+ * language model (seeded apart; rotations read from files are the language model's, so the tower takes
+ * random Hadamards instead; layerwise sites are the language model's). */
+static rotq_status rotate_vision(rotq_model *v, const rotq_rotate_options *o) {
+    rotq_rotate_options vo = *o;
+    vo.seed = rotq_seed_derive(o->seed, ROTQ_SEED_VISION, 0);
+    if (vo.r1 == ROTQ_R_FILE) vo.r1 = ROTQ_R_RANDOM_HADAMARD;
+    if (vo.r2 == ROTQ_R_FILE) vo.r2 = ROTQ_R_RANDOM_HADAMARD;
+    vo.r1_file = vo.r2_file = NULL;
+    vo.r1_block = vo.r4_block = 0;
+    vo.layerwise = 0;
+    vo.save_rotations = NULL;
+    if (o->verbose) rotq_log(ROTQ_LOG_INFO, "vision tower (%s)\n", v->arch->name);
+    return rotq_rotate_model(v, &vo);
+}
+
 rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts) {
     rotq_rotate_options o = opts ? *opts : rotq_rotate_options_default();
     ROTQ_TRY(check_r1_op(m, &o));
@@ -392,6 +417,7 @@ rotq_status rotq_rotate_model(rotq_model *m, const rotq_rotate_options *opts) {
     rotq_rotate_ctx ctx = {.m = m, .opt = &o, .layer_begin = 0, .layer_end = (int32_t)m->hp.n_layers, .globals = true, .first = true};
     rotq_status s = run_ops(&ctx);
     ctx_done(&ctx, s);
+    if (s == ROTQ_OK && m->vision) s = rotate_vision(m->vision, &o);
     return s;
 }
 
@@ -408,11 +434,11 @@ rotq_status rotq_rotate_model_streamed(rotq_model *m, const rotq_rotate_options 
     rotq_model_drop_codes(m);
     m->quant_desc[0] = 0;
     /* LayerNorm fusion (centring, the mean-keeping R1) works on the whole model at once */
-    bool stream = m->hp.n_layers > 0 && rotq_model_norm_kind(m) != ROTQ_NORM_LAYER;
+    bool stream = m->hp.n_layers > 0 && rotq_model_norm_kind(m) != ROTQ_NORM_LAYER && !m->vision;
     for (int32_t i = 0; stream && i < m->arch->n_ops; i++) stream = layerwise(rotq_op_find(m->arch->ops[i]));
     if (!stream) {
         ROTQ_TRY(rotq_rotate_model(m, &o));
-        for (int64_t i = 0; i < m->n_tensors; i++) ROTQ_TRY(sink(user, m, &m->tensors[i]));
+        for (int64_t i = 0; i < rotq_model_n_stored(m); i++) ROTQ_TRY(sink(user, m, rotq_model_stored(m, i)));
         return ROTQ_OK;
     }
     const int32_t nl = (int32_t)m->hp.n_layers;

@@ -89,6 +89,7 @@ uint64_t rotq_seed_derive(uint64_t seed, rotq_seed_site site, int64_t index) {
     case ROTQ_SEED_R3: return seed + 0x5eed3;
     case ROTQ_SEED_R4: return seed + 0x5eed4;
     case ROTQ_SEED_LAYERWISE: return seed + 0x1a7e0 + (uint64_t)index;
+    case ROTQ_SEED_VISION: return seed + 0x7151a0;
     case ROTQ_SEED_R1:
     case ROTQ_SEED_CALIB_WINDOWS:
     default: return seed;

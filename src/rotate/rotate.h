@@ -43,6 +43,7 @@ void rotq_rng_signs(uint64_t seed, int8_t *out, int64_t n);
 typedef enum rotq_seed_site {
     ROTQ_SEED_R1 = 0, ROTQ_SEED_R2, ROTQ_SEED_R3, ROTQ_SEED_R4, ROTQ_SEED_CALIB_WINDOWS,
     ROTQ_SEED_LAYERWISE,       /* index: the site (rotq_lw_site) */
+    ROTQ_SEED_VISION,          /* a vision tower's base seed, from which its own R1/R2/R4 derive */
 } rotq_seed_site;
 uint64_t rotq_seed_derive(uint64_t seed, rotq_seed_site site, int64_t index);
 /* Natural logarithm from +, -, *, / only (identical on every IEEE-754 machine); x > 0 finite. */

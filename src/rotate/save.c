@@ -15,7 +15,7 @@ typedef struct stream_sink {
 static rotq_status sink_tensor(void *user, rotq_model *m, rotq_tensor *t) {
     stream_sink *k = user;
     if (!k->w) ROTQ_TRY(rotq_hf_writer_open(m, k->path, k->dtype, k->shard_bytes, &k->w));
-    ROTQ_TRY(rotq_hf_writer_put(k->w, m, t - m->tensors));
+    ROTQ_TRY(rotq_hf_writer_put(k->w, m, rotq_model_stored_index(m, t)));
     rotq_tensor_release(t);
     return ROTQ_OK;
 }
