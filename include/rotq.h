@@ -660,6 +660,16 @@ ROTQ_API rotq_status rotq_session_generate(rotq_session *s, const int32_t *promp
 /* ---- images, for models with a vision tower (Qwen2-VL) --------------------------------------- */
 
 typedef struct rotq_image rotq_image;
+/* A multimodal checkpoint's vision tower: a model of its own (architecture, hyper-parameters with vocab =
+ * a patch row's width, tensors, layout: every rotq_model_* reader takes it), owned by m; NULL for
+ * text-only models. info (may be NULL) gets its image side. */
+typedef struct rotq_vision_info {
+    int64_t patch, temporal_patch, merge;  /* 14, 2, 2 for Qwen2-VL */
+    int64_t out_hidden;                    /* the merger's output width (the language model's hidden size) */
+    int64_t min_pixels, max_pixels;        /* the resize keeps height·width within these */
+    int32_t image_token, vision_start, vision_end;
+} rotq_vision_info;
+ROTQ_API const rotq_model *rotq_model_vision(const rotq_model *m, rotq_vision_info *info);
 /* A PNG (8-bit) or JPEG (RGB or greyscale) file as 8-bit RGB; transparency is composited onto white,
  * as Hugging Face's image processors do. */
 ROTQ_API rotq_status rotq_image_load(const char *path, rotq_image **out);

@@ -250,15 +250,19 @@ def make_qwen2_vl(out_dir, seed=0, dims=None, nested_config=True):
     return out_dir
 
 
-def write_png(path, rgb):
-    """rgb: uint8 [H, W, 3] → an 8-bit RGB PNG (no filter), in pure Python."""
+def write_png(path, px):
+    """px: uint8 [H, W, C] with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) → an 8-bit PNG (no
+    filter), in pure Python."""
     import struct
     import zlib
-    H, W, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(H))
+    if px.ndim == 2:
+        px = px[:, :, None]
+    H, W, C = px.shape
+    raw = b"".join(b"\x00" + px[y].tobytes() for y in range(H))
     chunk = lambda tag, data: struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    color = {1: 0, 2: 4, 3: 2, 4: 6}[C]
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0)) +
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, color, 0, 0, 0)) +
                 chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 

@@ -87,7 +87,8 @@ static void run_case(int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t h
     for (int64_t i = 0; i < nq; i++) q[i] = amp * (float)tu_nrand(&rng);
     for (int64_t i = 0; i < nkvf; i++) { k[i] = amp * (float)tu_nrand(&rng); v[i] = (float)tu_nrand(&rng); }
 
-    bool fused = rotq_attention_fused_supported(hd);
+    bool full = window == ROTQ_ATTN_FULL; /* bidirectional: BLAS only (the fused kernel is causal) */
+    bool fused = !full && rotq_attention_fused_supported(hd);
     if (fused) rotq_attention_fused(out_fused, q, k, v, T, pos0, nh, nkv, hd, scale, window);
     { rotq_cpu_caps c_ = *rotq_cpu_caps_get(); c_.attention_fused = false; rotq_cpu_caps_set(&c_); }
     rotq_attention_forward_ws(out_blas, q, k, v, scores, work, T, pos0, nh, nkv, hd, scale, qb, window);
@@ -108,11 +109,11 @@ static void run_case(int64_t T, int64_t pos0, int64_t nh, int64_t nkv, int64_t h
     double worst = 0, worst_wrong = 0;
     for (int64_t r = 0; r < n_rows; r++) {
         int64_t t = rows[r];
-        reference_row(ref, q, k, v, t, T, pos0, nh, nkv, hd, scale, true, window);
+        reference_row(ref, q, k, v, t, T, pos0, nh, nkv, hd, scale, !full, full ? 0 : window);
         for (int64_t i = 0; i < nh * hd; i++) worst = fmax(worst, fabs(ref[i] - out[t * nh * hd + i]));
         if (self_check) {
-            /* without a window: the non-causal answer; with one: the full causal answer */
-            reference_row(ref, q, k, v, t, T, pos0, nh, nkv, hd, scale, window > 0, 0);
+            /* without a window: the non-causal answer; with one: the full causal answer; bidirectional: causal */
+            reference_row(ref, q, k, v, t, T, pos0, nh, nkv, hd, scale, full || window > 0, 0);
             for (int64_t i = 0; i < nh * hd; i++) worst_wrong = fmax(worst_wrong, fabs(ref[i] - out[t * nh * hd + i]));
         }
     }
@@ -164,6 +165,26 @@ int main(void) {
                      wcases[ci][0] + wcases[ci][1] > windows[wi] + 1 && wcases[ci][0] > 1, windows[wi]);
         }
     run_case(600, 0, 4, 1, 256, false, true, 512); /* Gemma 3 270M's attention shape */
+    /* bidirectional (a vision tower over an image's patches): every query sees every key, also through
+     * the dispatching entry point, across query blocks (T > 128) */
+    const int64_t fcases[][4] = {{7, 0, 4, 16}, {64, 0, 16, 80}, {300, 0, 12, 64}, {1000, 0, 4, 24}, {33, 5, 6, 12}};
+    for (size_t ci = 0; ci < sizeof fcases / sizeof *fcases; ci++)
+        run_case(fcases[ci][0], fcases[ci][1], fcases[ci][2], fcases[ci][2], fcases[ci][3], ci % 2 == 1, true, ROTQ_ATTN_FULL);
+    {
+        const int64_t T = 200, nh = 4, hd = 64, n = T * nh * hd;
+        float *q = malloc(sizeof(float) * n), *k = malloc(sizeof(float) * n), *v = malloc(sizeof(float) * n);
+        float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n), *work = malloc(sizeof(float) * 2 * n);
+        int64_t qb = rotq_attention_block(T, nh, T);
+        float *scores = malloc(sizeof(float) * (size_t)(nh * qb * T));
+        for (int64_t i = 0; i < n; i++) q[i] = (float)tu_nrand(&rng), k[i] = (float)tu_nrand(&rng), v[i] = (float)tu_nrand(&rng);
+        rotq_cpu_caps_set(NULL);
+        rotq_attention_forward(a, q, k, v, scores, T, 0, nh, nh, hd, 0.125f, qb, ROTQ_ATTN_FULL);
+        { rotq_cpu_caps c_ = *rotq_cpu_caps_get(); c_.attention_fused = false; rotq_cpu_caps_set(&c_); }
+        rotq_attention_forward_ws(b, q, k, v, scores, work, T, 0, nh, nh, hd, 0.125f, qb, ROTQ_ATTN_FULL);
+        rotq_cpu_caps_set(NULL);
+        CHECK(!memcmp(a, b, sizeof(float) * n), "bidirectional attention: the dispatching entry point is not the BLAS path");
+        free(q); free(k); free(v); free(a); free(b); free(work); free(scores);
+    }
     test_dispatch();
     return tu_finish("test_attention");
 }

@@ -113,6 +113,13 @@ int cmd_generate(int argc, char **argv) {
     bool ignore_eos = g.ignore_eos, print_ids = g.print_ids, as_json = g.as_json;
     rotq_model *m;
     if (cli_load(cmd, path, g.arch_file, g.tokenizer, &m)) return 1;
+    if (g.image && !rotq_model_vision(m, NULL)) {
+        rotq_hparams h;
+        rotq_model_hparams(m, &h);
+        cli_error(cmd, "%s: architecture %s has no vision tower: it cannot read --image", path, h.arch);
+        rotq_model_free(m);
+        return 1;
+    }
     rotq_session *ses = NULL;
     rotq_tokenizer *tok = NULL;
     rotq_image *img = NULL;

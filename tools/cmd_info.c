@@ -82,6 +82,42 @@ static void print_text(const char *path, const rotq_model *m, const rotq_hparams
     }
 }
 
+/* A vision tower (rotq_model_vision): its shape, rotation sites and what it was rotated with. */
+static json_t *vision_section(const rotq_model *v, const rotq_vision_info *vi, bool text) {
+    rotq_hparams hp;
+    rotq_model_hparams(v, &hp);
+    rotq_model_layout lay;
+    if (rotq_model_layout_get(v, &lay) != ROTQ_OK) return NULL;
+    struct { const char *name, *where; int64_t n; } sites[] = {
+        {"R1", "vision residual stream (fused)", hp.hidden}, {"R2", "per head, qkv's v -> proj (fused)", hp.head_dim},
+        {"R4", "fc2 input (online)", hp.intermediate}};
+    json_t *js = json_array();
+    if (text) {
+        printf("vision tower   %s: hidden %lld, mlp %lld (quick gelu), layers %lld, heads %lld (head dim %lld), %s\n", hp.arch,
+               (long long)hp.hidden, (long long)hp.intermediate, (long long)hp.n_layers, (long long)hp.n_heads,
+               (long long)hp.head_dim, lay.norm == ROTQ_NORM_LAYER ? "layernorm" : "layernorm fused (runs as rmsnorm)");
+        printf("  patches      %lldx%lld pixels x %lld frames, %lldx%lld merged into one token of %lld; images resized to "
+               "%lld..%lld pixels\n", (long long)vi->patch, (long long)vi->patch, (long long)vi->temporal_patch, (long long)vi->merge,
+               (long long)vi->merge, (long long)vi->out_hidden, (long long)vi->min_pixels, (long long)vi->max_pixels);
+        printf("  parameters   %lld in %lld tensors; image token %d\n", (long long)rotq_model_n_params(v),
+               (long long)rotq_model_n_tensors(v), vi->image_token);
+    }
+    for (size_t s = 0; s < sizeof sites / sizeof sites[0]; s++) {
+        char how[192];
+        bool exact = rotq_hadamard_describe(sites[s].n, how, sizeof how);
+        if (text) printf("  %-3s %-36s size %-6lld %s\n", sites[s].name, sites[s].where, (long long)sites[s].n,
+                         exact ? how : "no exact Hadamard known: random orthogonal (fused) / dense (online)");
+        json_array_append_new(js, json_pack("{s:s, s:s, s:I, s:b}", "site", sites[s].name, "where", sites[s].where, "size",
+                                            (json_int_t)sites[s].n, "exact_hadamard", exact));
+    }
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:o}", "architecture", hp.arch, "hidden",
+                     (json_int_t)hp.hidden, "intermediate", (json_int_t)hp.intermediate, "layers", (json_int_t)hp.n_layers,
+                     "heads", (json_int_t)hp.n_heads, "patch", (json_int_t)vi->patch, "temporal_patch",
+                     (json_int_t)vi->temporal_patch, "merge", (json_int_t)vi->merge, "parameters",
+                     (json_int_t)rotq_model_n_params(v), "image_token", vi->image_token, "tensors",
+                     (json_int_t)rotq_model_n_tensors(v), "rotation_sites", js);
+}
+
 int cmd_info(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { fputs(help, stdout); return 0; }
     const char *path = NULL, *arch_file = NULL, *tokenizer = NULL;
@@ -184,12 +220,17 @@ int cmd_info(int argc, char **argv) {
         json_object_set_new(j, "tensor_list", jt);
     }
 
+    rotq_vision_info vi;
+    const rotq_model *v = rotq_model_vision(m, &vi);
     if (as_json) {
+        json_t *jv = v ? vision_section(v, &vi, false) : NULL;
+        if (jv) json_object_set_new(j, "vision", jv);
         char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
         puts(text);
         free(text);
     } else {
         print_text(path, m, hp, &lay, n_tensors, file_dtype_count, numel > 0 ? file_bits / numel : 0.0, sites, n_sites, how, norm_name, list);
+        if (v) json_decref(vision_section(v, &vi, true));
     }
     json_decref(j);
     rotq_model_free(m);

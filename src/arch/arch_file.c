@@ -138,6 +138,18 @@ static rotq_status parse(json_t *root, const char *origin, rotq_arch *a) {
     if ((v = json_object_get(root, "tied_default"))) a->default_tied = json_is_true(v);
     if ((v = json_object_get(root, "gguf_norm_shift"))) a->gguf_norm_shift = json_is_true(v);
     if ((v = json_object_get(root, "embed_scale_sqrt_hidden"))) a->embed_scale_sqrt = json_is_true(v);
+    /* multimodal: a vision tower's description (another registered name) and where its tensors sit */
+    if ((v = json_object_get(root, "vision_tower"))) a->vision_tower = json_is_true(v);
+    const char *vkeys[2] = {"vision", "vision_prefix"};
+    char *vdst[2] = {a->vision, a->vision_prefix};
+    for (int i = 0; i < 2; i++)
+        if ((v = json_object_get(root, vkeys[i]))) {
+            if (!json_is_string(v) || !json_string_length(v) || json_string_length(v) >= sizeof a->vision)
+                return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"%s\" must be a non-empty string (< %zu bytes)", origin, vkeys[i], sizeof a->vision);
+            snprintf(vdst[i], sizeof a->vision, "%s", json_string_value(v));
+        }
+    if (!a->vision[0] != !a->vision_prefix[0])
+        return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"vision\" and \"vision_prefix\" go together", origin);
     if ((v = json_object_get(root, "sliding_pattern_default"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1 << 20)
             return rotq_fail(ROTQ_ERR_FORMAT, "%s: \"sliding_pattern_default\" must be a non-negative integer", origin);

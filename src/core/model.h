@@ -236,6 +236,8 @@ rotq_status rotq_load_gguf(const char *path, rotq_model *m);
 rotq_status rotq_load_hf(const char *dir, rotq_model *m);
 rotq_status rotq_load_llama2c(const char *path, const char *tokenizer_path, rotq_model *m);
 rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype);
+/* Whether rotq can write m as GGUF at all (its architecture has a GGUF form): the error naming why not. */
+rotq_status rotq_gguf_writable(const rotq_model *m, const char *path);
 rotq_status rotq_save_hf(const rotq_model *m, const char *dir, rotq_dtype dtype, uint64_t shard_bytes);
 /* Checks save options for writing m to path (dtype, not onto the input) and resolves the format. */
 /* Attaches codes to t (freeing any it had); NULL detaches. */

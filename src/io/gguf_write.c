@@ -408,12 +408,19 @@ static rotq_status tensor_output_bytes(const out_tensor *o, const char *path, ui
     return ROTQ_OK;
 }
 
-rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype) {
-    if (!m || !path) return rotq_fail(ROTQ_ERR_ARG, "rotq_save_gguf: NULL argument");
+rotq_status rotq_gguf_writable(const rotq_model *m, const char *path) {
     if (!m->arch) return rotq_fail(ROTQ_ERR_ARG, "%s: the model has no architecture bound", path);
     if (!m->arch->gguf_write_id[0])
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s has no GGUF form (llama.cpp does not run it); save it as a "
-                         "Hugging Face folder instead", path, m->arch->name);
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s has no GGUF form rotq writes (%s); save it as a "
+                         "Hugging Face folder instead", path, m->arch->name,
+                         m->vision ? "llama.cpp splits a vision-language model into a text GGUF and an mmproj file"
+                                   : "llama.cpp does not run it");
+    return ROTQ_OK;
+}
+
+rotq_status rotq_save_gguf(const rotq_model *m, const char *path, rotq_dtype dtype) {
+    if (!m || !path) return rotq_fail(ROTQ_ERR_ARG, "rotq_save_gguf: NULL argument");
+    ROTQ_TRY(rotq_gguf_writable(m, path));
     if (dtype != ROTQ_DTYPE_INVALID && dtype != ROTQ_F32 && dtype != ROTQ_F16 && dtype != ROTQ_BF16)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: GGUF output dtype %s is not supported (f32, f16, bf16)", path,
                          rotq_dtype_name(dtype));

@@ -83,6 +83,7 @@ rotq_status rotq_save_check(const rotq_model *m, const char *path, const rotq_sa
     if (*fmt == ROTQ_FORMAT_AUTO) *fmt = n > 5 && strcmp(path + n - 5, ".gguf") == 0 ? ROTQ_FORMAT_GGUF : ROTQ_FORMAT_HF;
     if (*fmt != ROTQ_FORMAT_GGUF && *fmt != ROTQ_FORMAT_HF)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: rotq writes HF folders and GGUF files only", path);
+    if (*fmt == ROTQ_FORMAT_GGUF) ROTQ_TRY(rotq_gguf_writable(m, path)); /* before any work */
     ROTQ_TRY(rotq_output_check(path, *fmt == ROTQ_FORMAT_GGUF ? ROTQ_OUTPUT_FILE : ROTQ_OUTPUT_FOLDER, o->overwrite, m->source_path));
     /* Said before the work: an output without a usable tokenizer (none, or one rotq cannot read). */
     rotq_tokenizer *tok = NULL;

@@ -44,6 +44,8 @@ rotq_status rotq_act_codes(const float *x, int64_t rows, int64_t cols, const rot
 static rotq_status fq_linear_input(void *ctx, int32_t layer, rotq_role role, float *x, int64_t rows, int64_t cols) {
     rotq_fakequant *fq = ctx;
     if (!rotq_act_on(&fq->act) || (role == ROLE_LM_HEAD && !fq->act_lm_head)) return ROTQ_OK;
+    /* a vision tower's ends (the image's patches, the merger) stay float like its weights there */
+    if (role == ROLE_PATCH_EMBED || role == ROLE_MERGER_UP || role == ROLE_MERGER_DOWN) return ROTQ_OK;
     if (fq->ints && layer >= 0 && role != ROLE_LM_HEAD) return rotq_fakequant_int_input(fq, layer, x, rows, cols);
     rotq_status s = rotq_fakequant_backend(fq)->act_quant(x, rows, cols, &fq->act);
     if (s != ROTQ_OK) return rotq_fail_context(s, "layer %d, input of %s", layer, rotq_role_name(role));

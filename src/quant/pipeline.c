@@ -323,6 +323,24 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
     rotq_status s = quantize_linears(m, o, types, calib, n_calib, rep);
     if (s == ROTQ_OK && types) s = quantize_globals(m, o, types, rep);
     free(types);
+    bool vision_rtn = false;
+    if (s == ROTQ_OK && m->vision) {
+        /* the vision tower's block linears (qkv, proj, fc1, fc2) on the same grid by RTN: a calibrated
+         * method would need calibration images, and rotq calibrates on text; the patch embedding and the
+         * merger stay float, as the token embedding and lm_head do */
+        if (types) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: %s: GGUF block mixtures are for language models; "
+                                    "a vision tower has no GGUF form rotq writes", m->source_path);
+        rotq_quant_options vo = *o;
+        vision_rtn = rotq_quant_calibrated(o);
+        vo.w_method = ROTQ_WQ_RTN;
+        if (vo.w_scale == ROTQ_WSCALE_HESSIAN) vo.w_scale = ROTQ_WSCALE_CLIP;
+        rotq_quant_report vr;
+        memset(&vr, 0, sizeof vr);
+        s = quantize_linears(m->vision, &vo, NULL, NULL, 0, &vr);
+        rep->n_linears += vr.n_linears;
+        rep->n_params += vr.n_params;
+        rep->quant_seconds += vr.quant_seconds;
+    }
     if (s == ROTQ_OK) {
         /* what a written file records of its making */
         size_t n = 0, size = sizeof m->quant_desc;
@@ -332,6 +350,9 @@ rotq_status rotq_quantize_weights(rotq_model *m, const rotq_quant_options *o, co
         if (rotq_quant_calibrated(o) && n < size)
             snprintf(d + n, size - n, "; %s calibration %lld windows of %lld tokens, seed %llu", method_label(o->w_method), (long long)o->nsamples,
                      (long long)o->calib_ctx, (unsigned long long)o->seed);
+        n = strlen(d);
+        if (m->vision && n < size)
+            snprintf(d + n, size - n, "; vision tower blocks %s, its patch embedding and merger float", vision_rtn ? "RTN" : "likewise");
     }
     return s;
 }

@@ -281,6 +281,15 @@ rotq_status rotq_session_generate_image(rotq_session *s, const rotq_image *img, 
     return st;
 }
 
+const rotq_model *rotq_model_vision(const rotq_model *m, rotq_vision_info *info) {
+    if (info && m->vision)
+        *info = (rotq_vision_info){.patch = m->vis.patch, .temporal_patch = m->vis.temporal_patch, .merge = m->vis.merge,
+                                   .out_hidden = m->vis.out_hidden, .min_pixels = m->vis.min_pixels,
+                                   .max_pixels = m->vis.max_pixels, .image_token = m->vis.image_token,
+                                   .vision_start = m->vis.vision_start, .vision_end = m->vis.vision_end};
+    return m->vision;
+}
+
 rotq_status rotq_model_image_patches(const rotq_model *m, const rotq_image *img, float **patches, int64_t *rows,
                                      int64_t *cols, int64_t grid[3]) {
     *patches = NULL;
