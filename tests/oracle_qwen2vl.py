@@ -319,6 +319,7 @@ def test_rotations(model, img, base_toks, base_logits, tmp):
         ("no R2, no R3", ["--r2", "none", "--r3", "off"]),
         ("orthogonal R1/R2", ["--r1", "orthogonal", "--r2", "orthogonal"]),
         ("plain Hadamard, seed 7", ["--r1", "hadamard", "--seed", "7"]),
+        ("layerwise at every language-model site on top", ["--layerwise", "all", "--r4", "off"]),
     ]
     fused = None
     for label, args in combos:
