@@ -194,6 +194,9 @@ typedef struct rotq_tensor_info {
     int32_t role;             /* the architecture's role, -1 when none */
     const char *role_name;    /* "attn_q", "mlp_down", ... ("" when none) */
     int32_t layer;            /* layer index, -1 for global tensors */
+    double file_bits_per_weight; /* storage bits per element in the file, scales included (a packed
+                                    compressed-tensors weight: 4.5 for 4 bits with a float32 scale per 64) */
+    const char *file_format;  /* "" or how the file held it ("compressed-tensors pack-quantized W4 g128") */
 } rotq_tensor_info;
 
 ROTQ_API rotq_status rotq_model_tensor_info(const rotq_model *m, int64_t i, rotq_tensor_info *out);
@@ -327,8 +330,13 @@ ROTQ_API int64_t rotq_hadamard_unknown_orders(int64_t max, int64_t *out, int64_t
  *   MAXQ   scale t/(2^(b-1)-1): ±t on ±7 at 4 bits, −8 unused at the range (QuaRot, GPTQ)
  *   FULL   scale t/2^(b-1): −t on −8, +t clipped to +7 (Brevitas' int quantizers, narrow_range off)
  *   SIGNED scale ±t/2^(b-1), its sign putting the largest magnitude on −8 exactly (llama.cpp's
- *          Q4_0 d, Q3_K and Q6_K sub-scales) */
-typedef enum rotq_sym_range { ROTQ_SYM_MAXQ = 0, ROTQ_SYM_FULL, ROTQ_SYM_SIGNED } rotq_sym_range;
+ *          Q4_0 d, Q3_K and Q6_K sub-scales)
+ *   HALF   scale t/(2^(b-1) − ½): compressed-tensors' (q_max − q_min)/2 (vLLM's and llm-compressor's
+ *          dynamic activations; t/127.5 at 8 bits) */
+typedef enum rotq_sym_range { ROTQ_SYM_MAXQ = 0, ROTQ_SYM_FULL, ROTQ_SYM_SIGNED, ROTQ_SYM_HALF } rotq_sym_range;
+/* How a weight quantizer stores its scales: in double (the default), or rounded to the dtype a file
+ * keeps them in (compressed-tensors' weight_scale), the clip search included. */
+typedef enum rotq_scale_store { ROTQ_SCALE_DOUBLE = 0, ROTQ_SCALE_F32, ROTQ_SCALE_F16, ROTQ_SCALE_BF16 } rotq_scale_store;
 
 /* Number formats of a quantizer's elements and scales (one traits table, src/core/minifloat.c):
  *   INT    the integer grids above; one float32 scale per row or group (float16 in GGUF blocks)
@@ -417,6 +425,7 @@ typedef struct rotq_quant_options {
     rotq_w_scale w_scale;      /* how (CLIP, QuaRot's, by default) */
     double w_clip_norm;        /* CLIP's error Σ|w − q|^p: 2.4 (QuaRot's, default), 2 (L2) */
     bool w_scale_fp16;         /* scales rounded to float16, as GGUF blocks store them */
+    rotq_scale_store w_scale_store; /* scales rounded to a file's dtype (compressed-tensors export) */
     rotq_sym_range w_sym_range;/* symmetric grids' range convention (MAXQ, QuaRot's) */
     rotq_num_format w_num;     /* INT, or a float format (MXFP4, NVFP4, FP8: w_bits follows from it) */
     rotq_type_plan w_types;    /* with a mixture or rules: each matrix on its block type's own grid (bits,
@@ -474,6 +483,15 @@ ROTQ_API bool rotq_quant_calibrated(const rotq_quant_options *o);
 /* Whether t is a GGUF block type rotq writes (ROTQ_BLOCK_TYPES_WRITTEN). */
 ROTQ_API bool rotq_dtype_block_written(rotq_dtype t);
 ROTQ_API rotq_status rotq_model_pack_weights(rotq_model *m, int64_t *n_packed);
+/* compressed-tensors export (what vLLM and transformers load): after rotq_quant_model with symmetric integer
+ * weights (one bit width and group for every linear), writes the HF folder `dir` with each quantized linear's
+ * codes and scales — pack-quantized when q quantizes no activations, int-quantized with q's activations as
+ * dynamic per-token integers (q->act must be symmetric, per token, clip 1, range ROTQ_SYM_HALF: what the
+ * runtime computes) — lm_head in "ignore". Scales are stored in o->dtype (or the model's float dtype): quantize
+ * with w_scale_store set to it so they are exactly the scales the codes were chosen with. Models with online
+ * rotations or KV-cache quantization are refused (runtimes apply neither). rotq reads such folders back. */
+ROTQ_API rotq_status rotq_save_compressed_tensors(rotq_model *m, const char *dir, const rotq_quant_options *q,
+                                                  const rotq_save_options *o);
 #define ROTQ_PRESETS "w4a16, w4a8, w4a8kv8, w8a8, w4a4, w4a4kv4, mxfp4, mxfp4-kv8, nvfp4, nvfp4-kv8, w4a8-fp8, w3a16g128, w2a16g128"
 /* Applies a named preset (ROTQ_PRESETS) over o; ROTQ_ERR_ARG when unknown. */
 ROTQ_API rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name);

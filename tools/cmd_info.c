@@ -75,9 +75,9 @@ static void print_text(const char *path, const rotq_model *m, const rotq_hparams
             rotq_tensor_info t;
             if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
             printf("  %-52s %-14s %-5s %-5s %5.2f bpw [", t.name, t.role_name[0] ? t.role_name : "-", rotq_dtype_name(t.dtype),
-                   rotq_dtype_name(t.file_dtype), rotq_dtype_bits_per_weight(t.file_dtype));
+                   t.file_format[0] ? "codes" : rotq_dtype_name(t.file_dtype), t.file_bits_per_weight);
             for (int d = 0; d < t.n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t.shape[d]);
-            printf("]\n");
+            printf(t.file_format[0] ? "]  %s\n" : "]\n", t.file_format);
         }
     }
 }
@@ -149,7 +149,7 @@ int cmd_info(int argc, char **argv) {
         double n = 1.0;
         for (int d = 0; d < t.n_dims; d++) n *= (double)t.shape[d];
         numel += n;
-        file_bits += n * rotq_dtype_bits_per_weight(t.file_dtype);
+        file_bits += n * t.file_bits_per_weight;
         if (t.dtype >= 0 && t.dtype < ROTQ_DTYPE_COUNT) dtype_count[t.dtype]++;
         if (t.file_dtype >= 0 && t.file_dtype < ROTQ_DTYPE_COUNT) file_dtype_count[t.file_dtype]++;
     }
@@ -214,8 +214,9 @@ int cmd_info(int argc, char **argv) {
             if (rotq_model_tensor_info(m, i, &t) != ROTQ_OK) continue;
             json_t *shape = json_array();
             for (int d = 0; d < t.n_dims; d++) json_array_append_new(shape, json_integer(t.shape[d]));
-            json_array_append_new(jt, json_pack("{s:s, s:s, s:i, s:s, s:o}", "name", t.name, "role", t.role_name, "layer",
-                                                t.layer, "dtype", rotq_dtype_name(t.dtype), "shape", shape));
+            json_array_append_new(jt, json_pack("{s:s, s:s, s:i, s:s, s:o, s:f, s:s}", "name", t.name, "role", t.role_name, "layer",
+                                                t.layer, "dtype", rotq_dtype_name(t.dtype), "shape", shape, "file_bits_per_weight",
+                                                t.file_bits_per_weight, "file_format", t.file_format));
         }
         json_object_set_new(j, "tensor_list", jt);
     }

@@ -42,6 +42,8 @@ static const char *help =
     "                     debug: run ids (comma list, or raw int32 file) as positions 0.. and write\n"
     "                     the logits [n, vocab] as raw float32 to OUT (- : standard output)\n"
     "  --force            replace an existing --dump-logits file\n"
+    "  --float-activations  run activations in float even where the file says its runtime quantizes them\n"
+    "                     (compressed-tensors w8a8, w4a4: by default rotq quantizes them as the file says)\n"
     "  --arch-file F      register a JSON architecture description first\n"
     "  --tokenizer F      llama2.c: tokenizer.bin path (default: beside the model)\n";
 
@@ -196,6 +198,7 @@ typedef struct ppl_args {
     int64_t ctx, max_windows;
     int threads, text_format;               /* text_format: 0 auto, 1 wikitext, 2 plain */
     bool json, quiet, ctx_given, force;
+    bool float_acts;                        /* ignore a file's own run-time activation quantization */
     rotq_ppl_protocol protocol;
 } ppl_args;
 
@@ -225,6 +228,8 @@ static int parse_args(const char *cmd, int argc, char **argv, ppl_args *a) {
             if (strcmp(v, "papers") == 0) a->protocol = ROTQ_PPL_PAPERS;
             else if (strcmp(v, "llama.cpp") == 0 || strcmp(v, "llamacpp") == 0) a->protocol = ROTQ_PPL_LLAMACPP;
             else return cli_usage(cmd, "--protocol %s: expected papers or llama.cpp", v);
+        } else if (cli_flag(argv[i], "--float-activations")) {
+            a->float_acts = true;
         } else if (cli_is(argv[i], "--max-windows")) {
             if (cli_int(cmd, "--max-windows", cli_value(argc, argv, &i), 1, INT32_MAX, &a->max_windows)) return 1;
         } else if (cli_is(argv[i], "--text-format")) {
@@ -332,6 +337,8 @@ int cmd_ppl(int argc, char **argv) {
     int rc = 1;
     rotq_session_options so = rotq_session_defaults();
     so.threads = a.threads;
+    rotq_quant_options floatq = rotq_quant_defaults(); /* nothing quantized: over a file's own activation scheme */
+    if (a.float_acts) so.quant = &floatq;
     rotq_status s = rotq_session_new(m, &so, &ses);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     if (a.dump) {

@@ -26,6 +26,13 @@ static const char *help_head =
     "                    llama.cpp's do (Q4_K -> Q5_0, Q6_K -> Q8_0, ...); norms stay float (--dtype).\n"
     "                    OUT is GGUF and llama.cpp runs it unchanged (--format turns the online R3/R4 off:\n"
     "                    stock llama.cpp has none). See --pure, --tensor-type, --embedding-type, --output-type\n"
+    "  --format compressed-tensors:SCHEME  write an HF folder vLLM and transformers load quantized (the\n"
+    "                    compressed-tensors format): SCHEME w4a16 or w8a16 (pack-quantized: codes packed in int32,\n"
+    "                    groups of 128 unless --w-group), w4a8, w8a8 or w4a4 (int-quantized: int8 codes per\n"
+    "                    channel, activations quantized by the runtime per token, dynamically); symmetric weights\n"
+    "                    by RTN or GPTQ on that grid, scales in the output dtype; fused rotations only (R3/R4 off),\n"
+    "                    lm_head float. rotq reads such folders back (rotq eval OUT applies the file's activation\n"
+    "                    scheme). vLLM runs w4a16, w8a16 and w8a8 (w4a8/w4a4 int: transformers only)\n"
     "  --plan            print every matrix's type and bytes and the file's size under the plan (after\n"
     "                    --rotate, which unties a tied embedding), and write nothing (OUT may be omitted)\n"
     "  --force           replace an existing OUT (a GGUF file, or an HF folder holding config.json)\n";
@@ -97,6 +104,32 @@ int cmd_quantize(int argc, char **argv) {
     rotq_quant_report rep;
     int64_t calib_tokens = 0;
     double t_quant = 0.0;
+    if (c.ct_scheme && c.q.w_group > 0) {
+        /* said before any work: every quantized linear's input must split into whole groups */
+        static const char *const linear_roles[] = {"q", "k", "v", "qkv", "o", "gate", "up", "gate_up", "down"};
+        for (int64_t i = 0; i < rotq_model_n_tensors(m); i++) {
+            rotq_tensor_info ti;
+            if (rotq_model_tensor_info(m, i, &ti) != ROTQ_OK || ti.n_dims != 2) continue;
+            for (size_t k = 0; k < sizeof linear_roles / sizeof *linear_roles; k++)
+                if (strcmp(ti.role_name, linear_roles[k]) == 0 && ti.shape[1] % c.q.w_group) {
+                    cli_error(cmd, "%s has %lld input columns, not whole groups of %lld: choose --w-group to divide every "
+                              "linear's input width, or -1 (per channel)", ti.name, (long long)ti.shape[1], (long long)c.q.w_group);
+                    goto done;
+                }
+        }
+    }
+    if (c.ct_scheme) {
+        /* compressed-tensors keeps the scales in the model's float dtype: choose the codes with those scales */
+        rotq_dtype sdt = c.out_dtype >= 0 ? (rotq_dtype)c.out_dtype : ROTQ_F32;
+        for (int64_t i = 0; c.out_dtype < 0 && i < rotq_model_n_tensors(m); i++) {
+            rotq_tensor_info ti;
+            if (rotq_model_tensor_info(m, i, &ti) == ROTQ_OK && strcmp(ti.role_name, "embed") == 0 &&
+                (ti.dtype == ROTQ_F16 || ti.dtype == ROTQ_BF16))
+                sdt = ti.dtype;
+        }
+        c.q.w_scale_store = sdt == ROTQ_F16 ? ROTQ_SCALE_F16 : sdt == ROTQ_BF16 ? ROTQ_SCALE_BF16 : ROTQ_SCALE_F32;
+        if (c.out_dtype < 0) c.out_dtype = sdt;
+    }
     if (quant_cli_quantize(cmd, m, &c, tok, &rep, &calib_tokens, &t_quant)) goto done;
     rotq_save_options so = rotq_save_defaults();
     if (c.out_format == 1) so.format = ROTQ_FORMAT_HF;
@@ -108,7 +141,8 @@ int cmd_quantize(int argc, char **argv) {
         if ((s = rotq_model_pack_weights(m, &packed)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
         if (!c.quiet) fprintf(stderr, "quantize: %lld matrices packed as GGUF blocks (%s)\n", (long long)packed, c.q.w_types.mixture);
     }
-    if ((s = rotq_model_save(m, out, &so)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
+    s = c.ct_scheme ? rotq_save_compressed_tensors(m, out, &c.q, &so) : rotq_model_save(m, out, &so);
+    if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     char qdesc[512], rdesc[256];
     rotq_quant_describe(&c.q, qdesc, sizeof qdesc);
     quant_cli_rotation_desc(&c, rdesc, sizeof rdesc);

@@ -40,9 +40,12 @@ const char *quant_cli_help =
     "                     1 by sum (w-q)^2), hessian (QuaRot's ranges by (w-q) H (w-q)^T, H the layer input's\n"
     "                     Hessian: the output error GPTQ measures; needs --calib, RTN included)\n"
     "  --w-scale-fp16     round the scales to float16, the clip search included (as GGUF blocks store them)\n"
-    "  --w-range maxq|full|signed  where a symmetric grid puts a row's range t: scale t/7 at 4 bits (maxq,\n"
-    "                     QuaRot, the default), t/8 with +t clipped to +7 (full, Brevitas), or t/8 with the\n"
-    "                     scale's sign putting the largest magnitude on -8 (signed, llama.cpp's Q4_0)\n"
+    "  --w-range maxq|full|signed|half  where a symmetric grid puts a row's range t: scale t/7 at 4 bits (maxq,\n"
+    "                     QuaRot, the default), t/8 with +t clipped to +7 (full, Brevitas), t/8 with the\n"
+    "                     scale's sign putting the largest magnitude on -8 (signed, llama.cpp's Q4_0), or t/7.5\n"
+    "                     (half: compressed-tensors' (q_max - q_min)/2)\n"
+    "  --w-scale-store D  round the weight scales to D (double: the default, f32, f16, bf16) before the codes are\n"
+    "                     chosen, as a file storing them in D needs (compressed-tensors export sets it)\n"
     "  --w-grid MIX       per-tensor GGUF block types of mixture MIX (as quantize writes gguf:MIX), each on its\n"
     "                     type's own grid, weights kept as float (exactly what that GGUF export holds)\n"
     "  --pure             every matrix the mixture's base type (no per-tensor mixture rules)\n"
@@ -58,7 +61,7 @@ const char *quant_cli_help =
     "activations (per token, dynamic, at every linear input; R4 before down_proj's):\n"
     "  --a-bits N         2..8 (16: float)   --a-asym   --a-clip R (range x R, default 1)\n"
     "  --a-group G        columns per scale within a token (default: the whole row)\n"
-    "  --a-range maxq|full|signed  symmetric activation grids' range, as --w-range (default signed: each\n"
+    "  --a-range maxq|full|signed|half  symmetric activation grids' range, as --w-range (default signed: each\n"
     "                     token's largest magnitude on -2^(b-1); maxq is QuaRot's ActQuantizer)\n"
     "  --a-lm-head        quantize lm_head's input too (default float)\n"
     "  --a-dtype F        int (the default, --a-bits), mxfp4, nvfp4 (a token is its own tensor) or fp8 (per token)\n"
@@ -82,7 +85,8 @@ static int parse_range(const char *cmd, const char *opt, const char *v, rotq_sym
     if (v && strcmp(v, "maxq") == 0) *out = ROTQ_SYM_MAXQ;
     else if (v && strcmp(v, "full") == 0) *out = ROTQ_SYM_FULL;
     else if (v && strcmp(v, "signed") == 0) *out = ROTQ_SYM_SIGNED;
-    else return cli_usage(cmd, "%s %s: expected maxq, full or signed", opt, v ? v : "(nothing)");
+    else if (v && strcmp(v, "half") == 0) *out = ROTQ_SYM_HALF;
+    else return cli_usage(cmd, "%s %s: expected maxq, full, signed or half", opt, v ? v : "(nothing)");
     return 0;
 }
 
@@ -164,10 +168,18 @@ static int quant_option(const char *cmd, int argc, char **argv, int *ip, quant_c
         } else if (cli_is(a, "--qronos-damp")) {
             if (parse_f(cmd, "--qronos-damp", cli_value(argc, argv, &i), 0, 1, &f)) return -1;
             c->q.gptq.qronos_damp = f;
+        } else if (cli_is(a, "--w-scale-store")) {
+            v = cli_value(argc, argv, &i);
+            if (v && strcmp(v, "double") == 0) c->q.w_scale_store = ROTQ_SCALE_DOUBLE;
+            else if (v && strcmp(v, "f32") == 0) c->q.w_scale_store = ROTQ_SCALE_F32;
+            else if (v && strcmp(v, "f16") == 0) c->q.w_scale_store = ROTQ_SCALE_F16;
+            else if (v && strcmp(v, "bf16") == 0) c->q.w_scale_store = ROTQ_SCALE_BF16;
+            else return -cli_usage(cmd, "--w-scale-store needs double, f32, f16 or bf16");
         } else if (cli_is(a, "--w-group")) {
             if (cli_int(cmd, "--w-group", cli_value(argc, argv, &i), -1, 1 << 24, &n)) return -1;
             if (n == 0) return -cli_usage(cmd, "--w-group 0: use -1 for per-channel scales");
             c->q.w_group = n;
+            c->group_set = true;
         } else if (cli_flag(a, "--w-asym")) c->q.w_asym = true;
         else if (cli_flag(a, "--w-sym")) c->q.w_asym = false;
         else if (cli_flag(a, "--w-clip")) { c->q.w_clip = true; c->clip_set = true; }
@@ -291,7 +303,7 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         }
     bool layerwise = false;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
+        const char *a = argv[i], *v = NULL;
         int used;
         if (cli_is(a, "--preset")) { cli_value(argc, argv, &i); }
         else if (cli_flag(a, "--rotate")) c->rotate = true;
@@ -340,9 +352,24 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
             if (!(c->arch_file = cli_value(argc, argv, &i))) return cli_usage(cmd, "--arch-file needs a file");
         } else if (cli_is(a, "--tokenizer")) {
             if (!(c->tokenizer = cli_value(argc, argv, &i))) return cli_usage(cmd, "--tokenizer needs a file");
+        } else if (cli_is(a, "--format") && strcmp(cmd, "quantize") == 0 && (v = cli_value(argc, argv, &i)) &&
+                   strncmp(v, "compressed-tensors:", 19) == 0) {
+            /* integer weights (and dynamic per-token activations) as vLLM and transformers load them */
+            static const char *const schemes[] = {"w4a16", "w8a16", "w4a8", "w8a8", "w4a4"};
+            c->ct_scheme = NULL;
+            for (size_t k = 0; k < sizeof schemes / sizeof *schemes; k++)
+                if (strcmp(v + 19, schemes[k]) == 0) c->ct_scheme = schemes[k];
+            if (!c->ct_scheme) return cli_usage(cmd, "--format %s: compressed-tensors schemes are w4a16, w8a16, w4a8, w8a8, w4a4", v);
+            c->q.w_bits = c->ct_scheme[1] - '0';
+            if (c->q.w_method == ROTQ_WQ_NONE) c->q.w_method = ROTQ_WQ_RTN;
+            int ab = atoi(c->ct_scheme + 3);
+            c->q.act = ab < 16 ? (rotq_act_format){.bits = ab, .clip = 1.0f, .group = -1, .range = ROTQ_SYM_HALF}
+                               : (rotq_act_format){.bits = 16, .clip = 1.0f, .group = -1, .range = ROTQ_SYM_SIGNED};
+            c->out_format = 1;
         } else if (cli_is(a, "--format") && strcmp(cmd, "quantize") == 0) {
-            if (!(v = cli_value(argc, argv, &i)) || strncmp(v, "gguf:", 5) != 0)
-                return cli_usage(cmd, "--format needs gguf:MIX, a GGUF mixture or type (gguf:Q4_K_M, gguf:Q4_0, ...)");
+            if (!v || strncmp(v, "gguf:", 5) != 0)
+                return cli_usage(cmd, "--format needs gguf:MIX, a GGUF mixture or type (gguf:Q4_K_M, gguf:Q4_0, ...), or "
+                                 "compressed-tensors:SCHEME");
             if (rotq_quant_set_mixture(&c->q, v + 5) != ROTQ_OK) return mixture_usage(cmd, "--format", v);
             c->pack = true;
             c->out_format = 2;
@@ -379,6 +406,15 @@ int quant_cli_parse(const char *cmd, int argc, char **argv, quant_cli *c) {
         if (!c->weighted_set) c->q.gptq.weighted_scales = true;
     }
     if (c->pack) c->ro.r3 = c->ro.r4 = false; /* stock llama.cpp runs fused rotations only */
+    if (c->ct_scheme) {
+        /* vLLM and transformers run fused rotations only; weight-only schemes take groups of 128 by default */
+        c->ro.r3 = c->ro.r4 = false;
+        if (c->out_format == 2) return cli_usage(cmd, "--format %s writes a Hugging Face folder, not --to gguf", c->ct_scheme);
+        if (!c->group_set && c->ct_scheme[3] == '1') c->q.w_group = 128;
+        if (c->q.w_asym) return cli_usage(cmd, "compressed-tensors export writes symmetric weights (drop --w-asym)");
+        if ((c->q.k.bits > 0 && c->q.k.bits < 16) || (c->q.v.bits > 0 && c->q.v.bits < 16))
+            return cli_usage(cmd, "compressed-tensors export carries no KV-cache quantization (vLLM sets its own)");
+    }
     if (c->q.w_types.pure && !c->q.w_types.mixture[0]) return cli_usage(cmd, "--pure needs a mixture (--format gguf:MIX or --w-grid MIX)");
     if (c->q.gptq.act_order && c->q.w_group > 0 && !c->static_groups_set) c->q.gptq.static_groups = true;
     if (rotq_wq_calibrated(c->q.w_method) && !rotq_quant_has_weights(&c->q))

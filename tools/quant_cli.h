@@ -28,6 +28,8 @@ typedef struct quant_cli {
     bool pack;                /* --format gguf:MIX: weights packed into their GGUF block types */
     bool weighted_set;        /* --weighted-scales or --no-weighted-scales given */
     bool plan_only;           /* quantize --plan: print each matrix's type and the sizes, write nothing */
+    const char *ct_scheme;    /* --format compressed-tensors:SCHEME (w4a16, w8a16, w4a8, w8a8, w4a4), or NULL */
+    bool group_set;           /* --w-group given */
     const char *positional[2];
     int n_positional;
 } quant_cli;

@@ -30,6 +30,8 @@ rotq_status rotq_model_tensor_info(const rotq_model *m, int64_t i, rotq_tensor_i
     out->role = t->role;
     out->role_name = t->role >= 0 && t->role < ROLE_COUNT ? rotq_role_name((rotq_role)t->role) : "";
     out->layer = t->layer;
+    out->file_bits_per_weight = t->file_bpw > 0 ? t->file_bpw : rotq_dtype_bits_per_weight(t->file_dtype);
+    out->file_format = t->file_format;
     return ROTQ_OK;
 }
 

@@ -32,6 +32,9 @@ typedef struct rotq_tensor {
                                       read-only file mappings: their pages may be dropped once copied */
     const void *map_src;           /* where in the mapping (NULL when not mapped) */
     int32_t role;                  /* rotq_role, -1 when the architecture gives it none */
+    double file_bpw;               /* > 0: storage bits per element in the file when file_dtype cannot say
+                                      (compressed-tensors codes and scales) */
+    char file_format[48];          /* "" or how the file held it (compressed-tensors W4 g128 pack-quantized) */
     int32_t layer;                 /* -1 for global tensors */
     /* The quantizer's codes for data (a quant/ rotq_qweight), when a quantizer made data: what
      * integer products and exports take. Dropped when anything may change data afterwards. */
@@ -137,6 +140,11 @@ struct rotq_model {
      * written back with this model's tensors. NULL for text-only models. */
     struct rotq_model *vision;
     rotq_vision_config vis;         /* with vision: the image side and the prompt's marker ids */
+    /* Activations the file says its runtime quantizes (compressed-tensors' dynamic per-token input
+     * activations): sessions without quantizers of their own apply these. bits 0: none. */
+    rotq_act_format file_act;
+    int32_t file_w_bits;            /* ... and the integer grid its weights are on (0: float weights) */
+    int64_t file_w_group;           /* columns per scale (<= 0: per output channel) */
 };
 
 /* Every tensor a writer stores: the model's own, then its vision tower's (rotq_model.vision). */
@@ -232,6 +240,9 @@ rotq_status rotq_block_pack(rotq_dtype dt, const uint8_t *u, const double *scale
 rotq_status rotq_path_check_distinct(const char *in, const char *out);
 
 /* ---- format readers/writers (src/io) ---- */
+/* An HF folder's compressed-tensors weights (config.json quantization_config) dequantized in place as the
+ * format defines them; the file's activation scheme into m->file_act (src/io/ct.c). */
+rotq_status rotq_ct_read(rotq_model *m, const char *path, const void *config);
 rotq_status rotq_load_gguf(const char *path, rotq_model *m);
 rotq_status rotq_load_hf(const char *dir, rotq_model *m);
 rotq_status rotq_load_llama2c(const char *path, const char *tokenizer_path, rotq_model *m);

@@ -350,6 +350,7 @@ rotq_status rotq_load_hf(const char *dir, rotq_model *m) {
                          is_file(bin) ? " (pytorch_model.bin is not read: convert it to safetensors first)" : "");
     }
     ROTQ_TRY(read_carried(m, dir));
+    ROTQ_TRY(rotq_ct_read(m, dir, config));
     return arch->vision[0] ? split_vision(m, dir, config) : ROTQ_OK;
 }
 

@@ -76,7 +76,8 @@ rotq_status rotq_quant_preset(rotq_quant_options *o, const char *name) {
 rotq_wq_format rotq_wq_format_from_options(const rotq_quant_options *o) {
     rotq_wq_format f = rotq_wq_format_make(o->w_bits, o->w_asym, o->w_group, o->w_clip);
     rotq_wq_format_set_search(&f, o->w_scale, o->w_clip_norm);
-    f.scale_fp16 = o->w_scale_fp16;
+    f.scale_fp16 = o->w_scale_fp16 || o->w_scale_store == ROTQ_SCALE_F16;
+    f.scale_store = o->w_scale_store;
     f.sym_range = o->w_sym_range;
     const rotq_num_traits *t = rotq_num_traits_of(o->w_num);
     f.num = o->w_num;
@@ -147,7 +148,7 @@ rotq_status rotq_quant_options_check(const rotq_quant_options *o) {
 /* a symmetric grid's range convention as descriptions say it ("" for QuaRot's and asymmetric grids) */
 static const char *range_desc(bool asym, rotq_sym_range r) {
     if (asym || r == ROTQ_SYM_MAXQ) return "";
-    return r == ROTQ_SYM_FULL ? " range t/(2^(b-1))" : " signed range t/(2^(b-1))";
+    return r == ROTQ_SYM_FULL ? " range t/(2^(b-1))" : r == ROTQ_SYM_HALF ? " range t/(2^(b-1)-1/2)" : " signed range t/(2^(b-1))";
 }
 
 size_t rotq_act_format_describe(char *out, size_t size, const char *name, const rotq_act_format *f, const char *unit,

@@ -35,6 +35,7 @@ typedef struct rotq_wq_format {
     int32_t grid;     /* 100: ratios 1, 0.99, ... */
     double maxshrink; /* 0.8: ratios 1 - i/grid for i < floor(maxshrink·grid) (1 down to 0.21) */
     bool scale_fp16;  /* scales rounded to float16 (what GGUF blocks store), the clip search included */
+    rotq_scale_store scale_store;    /* or to another dtype a file stores them in (compressed-tensors) */
     int32_t scale_mant_bits;         /* > 0 (with scale_fp16): scales keep this many mantissa bits */
     int32_t super_groups, super_max; /* > 0: every super_groups groups share a float16 d and the group
                                         scales become d·sc, integer sc <= super_max (Q6_K: 16, 127) */

@@ -49,8 +49,10 @@ rotq_status rotq_wq_format_check(const rotq_wq_format *f) {
         return rotq_fail(ROTQ_ERR_ARG, "quant: scale search %d (clip, mse or hessian)", (int)f->search);
     if (f->mse && f->search == ROTQ_WSCALE_HESSIAN && f->min_max > 0)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "quant: the Hessian scale search needs an integer grid (not float group mins, as Q4_K/Q5_K)");
-    if ((unsigned)f->sym_range > ROTQ_SYM_SIGNED)
-        return rotq_fail(ROTQ_ERR_ARG, "quant: symmetric range convention %d (maxq, full or signed)", (int)f->sym_range);
+    if ((unsigned)f->sym_range > ROTQ_SYM_HALF)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: symmetric range convention %d (maxq, full, signed or half)", (int)f->sym_range);
+    if ((unsigned)f->scale_store > ROTQ_SCALE_BF16)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: scale storage %d (double, f32, f16 or bf16)", (int)f->scale_store);
     if (f->min_max > 0 && (!f->asym || f->super_groups <= 0))
         return rotq_fail(ROTQ_ERR_ARG, "quant: float group mins need an asymmetric super-block grid");
     if (f->num != ROTQ_NUM_INT) {
@@ -199,6 +201,14 @@ static double to_fp16_bits(double s, int32_t mant_bits) {
 
 static double to_fp16(double s) { return to_fp16_bits(s, 0); }
 
+/* A scale as a file stores it (float32 or bfloat16; float16 goes through to_fp16), at least the dtype's
+ * smallest normal so that it stays a usable divisor. */
+static double to_store(double s, rotq_scale_store st) {
+    if (st == ROTQ_SCALE_F32) return fmax((double)(float)s, 0x1p-126);
+    if (st == ROTQ_SCALE_BF16) return fmax((double)rotq_bf16_to_f32(rotq_f32_to_bf16((float)s)), 0x1p-126);
+    return s;
+}
+
 /* grid_error in chunks, stopping once the sum reaches `bound`: a candidate already no better than
  * the best one cannot win (the terms are >= 0), so the search's choice is unchanged and the
  * shrink factors past the optimum cost a fraction of a row (the clip search ran 2x faster). */
@@ -265,7 +275,7 @@ static wq_range wq_range_of(const double *x, int64_t n, const rotq_wq_format *f)
     /* the full ranges use the grid's extra level −(maxq+1): steps of max/(maxq+1) instead of
      * max/maxq; a signed scale (Q4_0's float16 d may be negative) puts that level on the side of the
      * largest magnitude, as llama.cpp does, where FULL clips a positive maximum to +maxq (Brevitas) */
-    if (!f->asym && f->sym_range != ROTQ_SYM_MAXQ) g.levels += 1.0;
+    if (!f->asym && f->sym_range != ROTQ_SYM_MAXQ) g.levels += f->sym_range == ROTQ_SYM_HALF ? 0.5 : 1.0;
     if (!f->asym && f->sym_range == ROTQ_SYM_SIGNED) g.sign = g.xmax > -g.xmin ? -1.0 : 1.0;
     if (!f->asym) {
         g.xmax = fmax(-g.xmin, g.xmax);
@@ -288,6 +298,7 @@ static void wq_candidate(const wq_range *g, const rotq_wq_format *f, double p, b
     if (!f->asym) {
         double s1 = p * g->xmax / g->levels;
         if (f->scale_fp16) s1 = to_fp16(s1);
+        else s1 = to_store(s1, f->scale_store);
         *s = s1 * g->sign;
         *z = 0.0;
         return;
@@ -296,6 +307,7 @@ static void wq_candidate(const wq_range *g, const rotq_wq_format *f, double p, b
     double lo = p * g->xmin, hi = p * g->xmax;
     double s1 = base ? fmax(hi - lo, 1e-5) / maxq : (hi - lo) / maxq;
     if (f->scale_fp16) s1 = to_fp16_bits(s1, f->scale_mant_bits);
+    else s1 = to_store(s1, f->scale_store);
     *s = s1;
     *z = nearbyint(-lo / s1);
 }

@@ -28,6 +28,7 @@ struct rotq_session {
     rotq_runner *vr;              /* the vision tower's runner, when m has one */
     rotq_fakequant vfq;           /* ... and its activation quantizers (no KV cache there) */
     rotq_quant_options vq;
+    rotq_quant_options fileq;     /* the file's own activation scheme (compressed-tensors), when no options say */
     rotq_int_linears *ints;       /* weight codes when products run in integers */
     rotq_act_stats stats;         /* when options.stats */
     bool has_stats;
@@ -73,6 +74,20 @@ rotq_status rotq_session_new(const rotq_model *m, const rotq_session_options *o,
     if (o->quant) ROTQ_TRY(rotq_quant_options_check(o->quant));
     rotq_session *s = calloc(1, sizeof *s);
     if (!s) return rotq_fail(ROTQ_ERR_NOMEM, "session: out of memory");
+    rotq_session_options with_file;
+    if (!o->quant && rotq_act_on(&m->file_act)) {
+        /* a file that says its runtime quantizes activations (compressed-tensors W8A8, ...) runs so here too */
+        s->fileq = rotq_quant_defaults();
+        s->fileq.act = m->file_act;
+        if (m->file_w_bits > 0) { /* the weights' grid: integer products from the codes the stored weights hold */
+            s->fileq.w_method = ROTQ_WQ_RTN;
+            s->fileq.w_bits = m->file_w_bits;
+            s->fileq.w_group = m->file_w_group > 0 ? m->file_w_group : -1;
+        }
+        with_file = *o;
+        with_file.quant = &s->fileq;
+        o = &with_file;
+    }
     s->m = m;
     rotq_status st = rotq_runner_new(m, o->threads, &s->r);
     if (st == ROTQ_OK) st = rotq_online_attach(s->r);

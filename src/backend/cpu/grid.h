@@ -44,8 +44,8 @@ static inline bool segment_grid(const float *x, int64_t n, int32_t maxq, bool as
     if (!asym) {
         float m = -mn > mx ? -mn : mx;
         /* FULL and SIGNED put the range on −(maxq+1); SIGNED's negative scale when the largest
-         * magnitude is positive brings it there too (rotq_sym_range) */
-        float levels = range == ROTQ_SYM_MAXQ ? (float)maxq : (float)maxq + 1.0f;
+         * magnitude is positive brings it there too; HALF on ±(maxq + ½), rounding to the ends (rotq_sym_range) */
+        float levels = range == ROTQ_SYM_MAXQ ? (float)maxq : range == ROTQ_SYM_HALF ? (float)maxq + 0.5f : (float)maxq + 1.0f;
         scale = m == 0.0f ? 1.0f : m / levels;
         if (range == ROTQ_SYM_SIGNED && mx > -mn) scale = -scale;
         lo = -(float)maxq - 1.0f;

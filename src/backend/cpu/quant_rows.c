@@ -20,8 +20,8 @@ rotq_status rotq_act_format_check(const rotq_act_format *f, const char *what) {
         return rotq_fail(ROTQ_ERR_ARG, "quant: %s bits %d outside 2..8 (16 = off)", what, f->bits);
     if (!(f->clip > 0.0f && f->clip <= 1.0f))
         return rotq_fail(ROTQ_ERR_ARG, "quant: %s clip ratio %g must be in (0, 1]", what, (double)f->clip);
-    if ((unsigned)f->range > ROTQ_SYM_SIGNED)
-        return rotq_fail(ROTQ_ERR_ARG, "quant: %s range convention %d (maxq, full or signed)", what, (int)f->range);
+    if ((unsigned)f->range > ROTQ_SYM_HALF)
+        return rotq_fail(ROTQ_ERR_ARG, "quant: %s range convention %d (maxq, full, signed or half)", what, (int)f->range);
     return ROTQ_OK;
 }
 
