@@ -244,6 +244,15 @@ def test_transformers(folders, tmp):
               f"positions, max |dlogit| / max|logit| {dq:.1e} (activation rounding flips)")
 
 
+def test_convert_back(folder, lr, tmp):
+    out = os.path.join(tmp, "back-to-float")
+    run([ROTQ, "convert", folder, out])
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    lb = logits(out, tmp, "back")
+    check("quantization_config" not in cfg and np.abs(lb - lr).max() == 0.0,
+          "rotq convert of a compressed-tensors folder writes a float folder (no quantization_config) with the same logits")
+
+
 def test_refusals(fx, tmp):
     r = run([ROTQ, "quantize", fx["llama"], os.path.join(tmp, "x1"), "--format", "compressed-tensors:w4a16"], ok=False)
     check(r.returncode != 0 and "groups of 128" in r.stderr and "--w-group" in r.stderr,
@@ -268,6 +277,8 @@ def main():
         folders = {}
         for label, src, scheme, extra in CASES:
             folders[label] = test_case(label, fx[src], scheme, extra, calib, tmp)
+        first = next(iter(folders.values()))
+        test_convert_back(first[0], first[1], tmp)
         test_refusals(fx, tmp)
         test_transformers(folders, tmp)
     if failures:

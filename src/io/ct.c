@@ -177,6 +177,9 @@ rotq_status rotq_ct_read(rotq_model *m, const char *path, const void *config) {
     else snprintf(how, sizeof how, "per channel");
     snprintf(m->quant_desc, sizeof m->quant_desc, "compressed-tensors %s: W%d sym %s (%lld linears, read back to float)%s",
              format, bits, how, (long long)n, abits < 16 ? "; activations: dynamic per token, applied by sessions" : "");
+    /* the model now holds float weights: a folder written from it must not claim the file's scheme (an export
+     * as compressed-tensors writes its own quantization_config) */
+    json_object_del((json_t *)config, "quantization_config");
     (void)ag;
     return ROTQ_OK;
 }
