@@ -107,38 +107,72 @@ def rotate_half(x, cos, sin):
 ERF = np.vectorize(math.erf)
 
 
+def window_order(lh, lw, ws):
+    """Qwen2.5-VL's regrouping of merged patches window by window: the new order, and each window's length."""
+    order, lens = [], []
+    for wh in range(-(-lh // ws)):
+        for ww in range(-(-lw // ws)):
+            units = [i * lw + j for i in range(wh * ws, min((wh + 1) * ws, lh)) for j in range(ww * ws, min((ww + 1) * ws, lw))]
+            order += units
+            lens.append(len(units))
+    return np.array(order), lens
+
+
 def vision_ref(W, patches, grid, cfg):
+    """Both towers: Qwen2-VL (LayerNorm, quick GELU, full attention) and Qwen2.5-VL (RMSNorm, SwiGLU with
+    biases, windowed attention except in fullatt_block_indexes), float64."""
     vc = cfg["vision_config"]
-    E, H, M = vc["embed_dim"], vc["num_heads"], vc["spatial_merge_size"]
+    v25 = "out_hidden_size" in vc
+    E, H, M = vc["hidden_size" if v25 else "embed_dim"], vc["num_heads"], vc["spatial_merge_size"]
     hd = E // H
     x = patches.astype(np.float64) @ W["visual.patch_embed.proj.weight"].reshape(E, -1).astype(np.float64).T
     _, gh, gw = grid
     hpos = np.arange(gh)[:, None].repeat(gw, 1).reshape(gh // M, M, gw // M, M).transpose(0, 2, 1, 3).ravel()
     wpos = np.arange(gw)[None, :].repeat(gh, 0).reshape(gh // M, M, gw // M, M).transpose(0, 2, 1, 3).ravel()
+    T = len(x)
+    segments = [(0, T)]
+    if v25:  # regroup rows window by window (positions with them), attend per window, restore the order at the end
+        ws = vc["window_size"] // M // vc["patch_size"]
+        order, lens = window_order(gh // M, gw // M, ws)
+        rows = (order[:, None] * M * M + np.arange(M * M)[None, :]).ravel()
+        x, hpos, wpos = x[rows], hpos[rows], wpos[rows]
+        ends = np.cumsum([n * M * M for n in lens])
+        windows = [(int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends) if b > a]
     dim = hd // 2
     inv = 1.0 / 10000.0 ** (np.arange(0, dim, 2) / dim)
     ang = np.concatenate([hpos[:, None] * inv, wpos[:, None] * inv], -1)
     cos, sin = np.cos(ang), np.sin(ang)
-    T = len(x)
     g = lambda n: W[n].astype(np.float64)
+    norm = (lambda x, p: rms_norm(x, g(p + ".weight"), 1e-6)) if v25 else (lambda x, p: layer_norm(x, g(p + ".weight"), g(p + ".bias")))
     for l in range(vc["depth"]):
         p = f"visual.blocks.{l}."
-        h = layer_norm(x, g(p + "norm1.weight"), g(p + "norm1.bias"))
+        h = norm(x, p + "norm1")
         qkv = (h @ g(p + "attn.qkv.weight").T + g(p + "attn.qkv.bias")).reshape(T, 3, H, hd)
         q, k, v = rotate_half(qkv[:, 0], cos, sin), rotate_half(qkv[:, 1], cos, sin), qkv[:, 2]
         out = np.empty((T, H, hd))
-        for hh in range(H):
-            s = q[:, hh] @ k[:, hh].T / np.sqrt(hd)
-            s = np.exp(s - s.max(-1, keepdims=True))
-            out[:, hh] = (s / s.sum(-1, keepdims=True)) @ v[:, hh]
+        for a0, a1 in (segments if not v25 or l in vc["fullatt_block_indexes"] else windows):
+            for hh in range(H):
+                s = q[a0:a1, hh] @ k[a0:a1, hh].T / np.sqrt(hd)
+                s = np.exp(s - s.max(-1, keepdims=True))
+                out[a0:a1, hh] = (s / s.sum(-1, keepdims=True)) @ v[a0:a1, hh]
         x = x + out.reshape(T, E) @ g(p + "attn.proj.weight").T + g(p + "attn.proj.bias")
-        h = layer_norm(x, g(p + "norm2.weight"), g(p + "norm2.bias"))
-        a = h @ g(p + "mlp.fc1.weight").T + g(p + "mlp.fc1.bias")
-        x = x + (a / (1 + np.exp(-1.702 * a))) @ g(p + "mlp.fc2.weight").T + g(p + "mlp.fc2.bias")
-    h = layer_norm(x, g("visual.merger.ln_q.weight"), g("visual.merger.ln_q.bias")).reshape(T // (M * M), -1)
+        h = norm(x, p + "norm2")
+        if v25:
+            gt = h @ g(p + "mlp.gate_proj.weight").T + g(p + "mlp.gate_proj.bias")
+            up = h @ g(p + "mlp.up_proj.weight").T + g(p + "mlp.up_proj.bias")
+            x = x + (gt / (1 + np.exp(-gt)) * up) @ g(p + "mlp.down_proj.weight").T + g(p + "mlp.down_proj.bias")
+        else:
+            a = h @ g(p + "mlp.fc1.weight").T + g(p + "mlp.fc1.bias")
+            x = x + (a / (1 + np.exp(-1.702 * a))) @ g(p + "mlp.fc2.weight").T + g(p + "mlp.fc2.bias")
+    h = norm(x, "visual.merger.ln_q").reshape(T // (M * M), -1)
     a = h @ g("visual.merger.mlp.0.weight").T + g("visual.merger.mlp.0.bias")
     a = 0.5 * a * (1 + ERF(a / math.sqrt(2)))
-    return a @ g("visual.merger.mlp.2.weight").T + g("visual.merger.mlp.2.bias")
+    merged = a @ g("visual.merger.mlp.2.weight").T + g("visual.merger.mlp.2.bias")
+    if v25:
+        back = np.empty_like(merged)
+        back[order] = merged
+        merged = back
+    return merged
 
 
 def text_cfg(cfg):
@@ -294,6 +328,7 @@ def test_images(model, tmp):
 
 
 def test_forward(model, imgs, tmp):
+    name = "Qwen2.5-VL" if "out_hidden_size" in json.load(open(os.path.join(model, "config.json")))["vision_config"] else "Qwen2-VL"
     cfg = json.load(open(os.path.join(model, "config.json")))
     W = load_file(os.path.join(model, "model.safetensors"))
     pre = json.load(open(os.path.join(model, "preprocessor_config.json")))
@@ -301,13 +336,13 @@ def test_forward(model, imgs, tmp):
         patches, grid = processor(imgs[label], pre)
         ref = vision_ref(W, patches, grid, cfg)
         got = rotq_features(model, imgs[label], tmp)
-        check(got.shape == ref.shape and rel(got, ref) < 1e-5, f"vision tower on {label}: {got.shape} merged tokens, "
+        check(got.shape == ref.shape and rel(got, ref) < 1e-5, f"{name} vision tower on {label}: {got.shape} merged tokens, "
                                                                f"max |diff| / max|ref| {rel(got, ref):.2e}")
     img = imgs["rgb 100x70 (up, half-way rounding)"]
     toks, logits, _ = greedy_ref(model, img, prompt_ids(cfg), 6)
     got_toks, got_logits = rotq_generate(model, img, PROMPT, 6, tmp)
-    check(got_toks == toks, f"greedy tokens with the image equal numpy's: {got_toks} vs {toks}")
-    check(rel(got_logits, logits) < 1e-5, f"logits of 6 greedy steps: max |diff| / max|logit| {rel(got_logits, logits):.2e}")
+    check(got_toks == toks, f"{name}: greedy tokens with the image equal numpy's: {got_toks} vs {toks}")
+    check(rel(got_logits, logits) < 1e-5, f"{name}: logits of 6 greedy steps: max |diff| / max|logit| {rel(got_logits, logits):.2e}")
     return toks, got_logits
 
 
@@ -323,13 +358,13 @@ def test_rotations(model, img, base_toks, base_logits, tmp):
     ]
     fused = None
     for label, args in combos:
-        out = os.path.join(tmp, "rot-" + str(len(label)) + "-" + str(abs(hash(label)) % 10000))
+        out = os.path.join(tmp, os.path.basename(model) + "-rot-" + str(len(label)) + "-" + str(abs(hash(label)) % 10000))
         run([ROTQ, "rotate", model, out, *args])
         toks, logits = rotq_generate(out, img, PROMPT, len(base_toks), tmp)
         d = np.abs(logits - base_logits).max() / np.abs(base_logits).max()
         kl = kl_max(base_logits, logits)
         check(toks == base_toks and d < 1e-3 and kl < 1e-6,
-              f"rotated ({label}): same tokens, max |dlogit| / max|logit| {d:.1e}, KL {kl:.1e}")
+              f"{os.path.basename(model)} rotated ({label}): same tokens, max |dlogit| / max|logit| {d:.1e}, KL {kl:.1e}")
         if "fused" in label:
             fused = out
     # what transformers would load: the fused-only export through the float64 references
@@ -338,7 +373,7 @@ def test_rotations(model, img, base_toks, base_logits, tmp):
           "the fused export records the vision tower's rotation (rotq_vision) without online sites")
     toks, logits, _ = greedy_ref(fused, img, prompt_ids(cfg), len(base_toks))
     d = rel(logits, base_logits)
-    check(toks == base_toks and d < 1e-4, f"fused export read as a plain Qwen2-VL checkpoint (numpy, LayerNorm as written): "
+    check(toks == base_toks and d < 1e-4, f"{os.path.basename(model)}: fused export read as a plain checkpoint (numpy, LayerNorm as written): "
                                           f"same tokens, max |dlogit| / max|logit| {d:.1e}")
     return fused
 
@@ -376,10 +411,10 @@ def test_errors(model, img, tmp):
 
 TRANSFORMERS_SCRIPT = r"""
 import json, sys, numpy as np, torch
-from transformers import Qwen2VLForConditionalGeneration, AutoImageProcessor, PreTrainedTokenizerFast
+from transformers import AutoModelForImageTextToText, AutoImageProcessor, PreTrainedTokenizerFast
 from PIL import Image
 model_dir, img, prompt, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-m = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+m = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
 ip, tok = AutoImageProcessor.from_pretrained(model_dir), PreTrainedTokenizerFast.from_pretrained(model_dir)
 pix = ip(images=[Image.open(img)], return_tensors="pt")
 k = int(pix["image_grid_thw"].prod()) // m.config.vision_config.spatial_merge_size ** 2
@@ -396,7 +431,7 @@ print(json.dumps(out.sequences[0, ids.shape[1]:].tolist()))
 """
 
 
-def test_transformers(model, fused, img, base_toks, base_logits, tmp):
+def test_transformers(model, fused, img, base_toks, base_logits, tmp, name="Qwen2-VL"):
     py = os.environ.get("ROTQ_TRANSFORMERS_PYTHON")
     if not py:
         print("skip transformers: set ROTQ_TRANSFORMERS_PYTHON to a Python with torch and transformers", file=sys.stderr)
@@ -409,13 +444,13 @@ def test_transformers(model, fused, img, base_toks, base_logits, tmp):
         r = run([py, script, d, img, PROMPT, str(len(base_toks)), *files])
         toks = json.loads(r.stdout.strip().splitlines()[-1])
         logits, pixels, feats = (np.load(f) for f in files)
-        check(toks == base_toks, f"transformers on the {label}: tokens {toks} equal rotq's")
-        check(rel(base_logits, logits) < 1e-5, f"transformers on the {label}: logits max |diff| / max|logit| {rel(base_logits, logits):.2e}")
+        check(toks == base_toks, f"{name}: transformers on the {label}: tokens {toks} equal rotq's")
+        check(rel(base_logits, logits) < 1e-5, f"{name}: transformers on the {label}: logits max |diff| / max|logit| {rel(base_logits, logits):.2e}")
         got, _ = rotq_patches(d, img, tmp)
-        check(np.abs(got - pixels).max() == 0, f"transformers' pixel_values equal rotq's bit for bit ({label})")
+        check(np.abs(got - pixels).max() == 0, f"{name}: transformers' pixel_values equal rotq's bit for bit ({label})")
         if label == "original":  # (the rotated tower's output is in the rotated stream's basis)
             gf = rotq_features(model, img, tmp)
-            check(rel(gf, feats) < 1e-5, f"transformers' vision features: max |diff| / max|ref| {rel(gf, feats):.2e}")
+            check(rel(gf, feats) < 1e-5, f"{name}: transformers' vision features: max |diff| / max|ref| {rel(gf, feats):.2e}")
 
 
 def main():
@@ -441,6 +476,11 @@ def main():
         test_quant(model, img, tmp)
         test_errors(model, img, tmp)
         test_transformers(model, fused, img, toks, logits, tmp)
+        # Qwen2.5-VL: RMSNorm tower, SwiGLU with biases, windows of 2×2 merged patches in layer 0, full attention in 1
+        m25 = rm.make_qwen2_5_vl(os.path.join(tmp, "vl25"))
+        toks25, logits25 = test_forward(m25, imgs, tmp)
+        fused25 = test_rotations(m25, img, toks25, logits25, tmp)
+        test_transformers(m25, fused25, img, toks25, logits25, tmp, "Qwen2.5-VL")
     if failures:
         print(f"{len(failures)} failure(s)")
         return 1

@@ -3,7 +3,7 @@ with (1 + w) norms, sandwich norms, GeGLU and sliding-window layers, phi3 with f
 intermediate 160 = 20·8, so rotations exercise non-Sylvester Hadamard orders. Deterministic per seed."""
 import json, os
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 DIMS = dict(hidden=96, heads=4, kv_heads=2, head_dim=24, intermediate=160, layers=2, vocab=128)
 
@@ -248,6 +248,45 @@ def make_qwen2_vl(out_dir, seed=0, dims=None, nested_config=True):
     with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
         json.dump(pre, f, indent=2)
     return out_dir
+
+
+def make_qwen2_5_vl(out_dir, seed=0, window_size=56, full_blocks=(1,)):
+    """Qwen2_5_VLForConditionalGeneration with random weights: Qwen2-VL's language model and a tower with
+    RMSNorms, a gated SiLU MLP with biases and windowed attention (window_size pixels: 56 = 2×2 merged
+    patches; layers in full_blocks attend to the whole image)."""
+    d = dict(VL_DIMS)
+    rng = np.random.default_rng(seed)
+    out = make_qwen2_vl(out_dir, seed=seed)
+    t = dict(load_file(os.path.join(out, "model.safetensors")))
+    for k in [k for k in t if k.startswith("visual.")]:
+        del t[k]
+    E, VL, vff = d["v_embed"], d["v_depth"], 80  # 80 = 20·4: R4 of a K·2^m order
+    w = lambda *s: (rng.standard_normal(s) / np.sqrt(s[-1])).astype(np.float32)
+    vec = lambda n, sd, mean=0.0: (mean + sd * rng.standard_normal(n)).astype(np.float32)
+    t["visual.patch_embed.proj.weight"] = (rng.standard_normal((E, 3, 2, 14, 14)) / np.sqrt(3 * 2 * 14 * 14)).astype(np.float32)
+    for l in range(VL):
+        p = f"visual.blocks.{l}."
+        t[p + "norm1.weight"], t[p + "norm2.weight"] = vec(E, 0.3, 1.0), vec(E, 0.3, 1.0)
+        t[p + "attn.qkv.weight"], t[p + "attn.qkv.bias"] = w(3 * E, E), vec(3 * E, 0.3)
+        t[p + "attn.proj.weight"], t[p + "attn.proj.bias"] = w(E, E), vec(E, 0.2)
+        for n in ("gate", "up"):
+            t[p + f"mlp.{n}_proj.weight"], t[p + f"mlp.{n}_proj.bias"] = w(vff, E), vec(vff, 0.3)
+        t[p + "mlp.down_proj.weight"], t[p + "mlp.down_proj.bias"] = w(E, vff), vec(E, 0.2)
+    t["visual.merger.ln_q.weight"] = vec(E, 0.3, 1.0)
+    t["visual.merger.mlp.0.weight"], t["visual.merger.mlp.0.bias"] = w(4 * E, 4 * E), vec(4 * E, 0.3)
+    t["visual.merger.mlp.2.weight"], t["visual.merger.mlp.2.bias"] = w(d["hidden"], 4 * E), vec(d["hidden"], 0.2)
+    save_file(t, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    cfg["architectures"], cfg["model_type"] = ["Qwen2_5_VLForConditionalGeneration"], "qwen2_5_vl"
+    cfg["text_config"]["model_type"] = "qwen2_5_vl_text"
+    cfg["vision_config"] = {"depth": VL, "hidden_size": E, "intermediate_size": vff, "out_hidden_size": d["hidden"],
+                            "hidden_act": "silu", "num_heads": d["v_heads"], "in_channels": 3, "patch_size": 14,
+                            "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": window_size,
+                            "fullatt_block_indexes": list(full_blocks), "tokens_per_second": 4,
+                            "model_type": "qwen2_5_vl_vision"}
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    return out
 
 
 def write_png(path, px):

@@ -93,9 +93,10 @@ static json_t *vision_section(const rotq_model *v, const rotq_vision_info *vi, b
         {"R4", "fc2 input (online)", hp.intermediate}};
     json_t *js = json_array();
     if (text) {
-        printf("vision tower   %s: hidden %lld, mlp %lld (quick gelu), layers %lld, heads %lld (head dim %lld), %s\n", hp.arch,
-               (long long)hp.hidden, (long long)hp.intermediate, (long long)hp.n_layers, (long long)hp.n_heads,
-               (long long)hp.head_dim, lay.norm == ROTQ_NORM_LAYER ? "layernorm" : "layernorm fused (runs as rmsnorm)");
+        printf("vision tower   %s: hidden %lld, mlp %lld (%s), layers %lld, heads %lld (head dim %lld), %s\n", hp.arch,
+               (long long)hp.hidden, (long long)hp.intermediate, hp.mlp_act == ROTQ_MLP_SWIGLU ? "swiglu" : "quick gelu",
+               (long long)hp.n_layers, (long long)hp.n_heads, (long long)hp.head_dim,
+               lay.norm == ROTQ_NORM_LAYER ? "layernorm" : "rmsnorm (or a layernorm fused into one)");
         printf("  patches      %lldx%lld pixels x %lld frames, %lldx%lld merged into one token of %lld; images resized to "
                "%lld..%lld pixels\n", (long long)vi->patch, (long long)vi->patch, (long long)vi->temporal_patch, (long long)vi->merge,
                (long long)vi->merge, (long long)vi->out_hidden, (long long)vi->min_pixels, (long long)vi->max_pixels);

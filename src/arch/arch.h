@@ -132,6 +132,8 @@ void rotq_arch_phi3(rotq_arch *a);
 void rotq_arch_opt(rotq_arch *a);
 void rotq_arch_qwen2_vl(rotq_arch *a);
 void rotq_arch_qwen2_vl_vision(rotq_arch *a);
+void rotq_arch_qwen2_5_vl(rotq_arch *a);
+void rotq_arch_qwen2_5_vl_vision(rotq_arch *a);
 
 /* The norm the model runs now: an architecture's LayerNorm becomes RMSNorm once fuse_norms has
  * centred the residual stream (recorded in m->rot.ln_as_rms). */

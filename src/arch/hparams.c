@@ -263,13 +263,17 @@ rotq_status rotq_hparams_vision_from_hf(const rotq_arch *va, const void *vision_
     const json_t *c = vision_config;
     if (!json_is_object(c)) return rotq_fail(ROTQ_ERR_FORMAT, "%s: config.json has no \"vision_config\" object", origin);
     set_defaults(va, hp);
-    hp->norm_eps = 1e-6; /* transformers builds the tower's LayerNorms with eps 1e-6, not from the config */
-    ROTQ_TRY(get_int(c, "embed_dim", origin, &hp->hidden, true));
+    hp->norm_eps = 1e-6; /* transformers builds the tower's norms with eps 1e-6, not from the config */
+    /* Qwen2-VL: embed_dim, mlp_ratio, hidden_size = the merger's output; Qwen2.5-VL: hidden_size, intermediate_size,
+     * out_hidden_size */
+    bool v25 = json_object_get(c, "out_hidden_size") != NULL;
+    ROTQ_TRY(get_int(c, v25 ? "hidden_size" : "embed_dim", origin, &hp->hidden, true));
     ROTQ_TRY(get_int(c, "depth", origin, &hp->n_layers, true));
     ROTQ_TRY(get_int(c, "num_heads", origin, &hp->n_heads, true));
     double ratio = 4;
     ROTQ_TRY(get_real(c, "mlp_ratio", origin, &ratio));
     hp->intermediate = (int64_t)((double)hp->hidden * ratio);
+    if (v25) ROTQ_TRY(get_int(c, "intermediate_size", origin, &hp->intermediate, true));
     hp->n_kv_heads = hp->n_heads;
     hp->head_dim = hp->n_heads > 0 ? hp->hidden / hp->n_heads : 0;
     if (hp->n_heads <= 0 || hp->hidden % hp->n_heads || hp->head_dim % 4)
@@ -286,7 +290,23 @@ rotq_status rotq_hparams_vision_from_hf(const rotq_arch *va, const void *vision_
     ROTQ_TRY(get_int(c, "temporal_patch_size", origin, &vis->temporal_patch, false));
     ROTQ_TRY(get_int(c, "spatial_merge_size", origin, &vis->merge, false));
     ROTQ_TRY(get_int(c, "in_channels", origin, &vis->channels, false));
-    ROTQ_TRY(get_int(c, "hidden_size", origin, &vis->out_hidden, false));
+    ROTQ_TRY(get_int(c, v25 ? "out_hidden_size" : "hidden_size", origin, &vis->out_hidden, false));
+    if (v25) {
+        /* windows of window_size pixels: window_size / patch / merge merged patches a side */
+        int64_t ws = 112;
+        ROTQ_TRY(get_int(c, "window_size", origin, &ws, false));
+        vis->window = ws / (vis->patch > 0 ? vis->patch : 1) / (vis->merge > 0 ? vis->merge : 1);
+        if (vis->window <= 0)
+            return rotq_fail(ROTQ_ERR_FORMAT, "%s: vision_config window_size %lld is smaller than one merged patch", origin, (long long)ws);
+        const json_t *full = json_object_get(c, "fullatt_block_indexes");
+        for (size_t i = 0; json_is_array(full) && i < json_array_size(full); i++) {
+            const json_t *x = json_array_get(full, i);
+            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= hp->n_layers || json_integer_value(x) >= 256)
+                return rotq_fail(ROTQ_ERR_FORMAT, "%s: vision_config fullatt_block_indexes[%zu] is not a layer index", origin, i);
+            int64_t l = json_integer_value(x);
+            vis->full_layers[l / 64] |= UINT64_C(1) << (l % 64);
+        }
+    }
     if (vis->patch <= 0 || vis->patch > 1024 || vis->temporal_patch <= 0 || vis->temporal_patch > 64 || vis->merge <= 0 ||
         vis->merge > 64 || vis->channels != 3 || vis->out_hidden != out_hidden)
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: vision_config: patch %lld, temporal patch %lld, merge %lld, %lld channels, "
@@ -297,9 +317,10 @@ rotq_status rotq_hparams_vision_from_hf(const rotq_arch *va, const void *vision_
     hp->max_pos = 0;
     hp->tied_embeddings = false;
     const json_t *act = json_object_get(c, "hidden_act");
-    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "quick_gelu") != 0))
-        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: vision_config hidden_act \"%.40s\": rotq's Qwen2-VL tower runs quick_gelu "
-                         "(Qwen2.5-VL's gated tower is not supported)", origin, json_is_string(act) ? json_string_value(act) : "?");
+    const char *want = va->mlp == ROTQ_MLP_SWIGLU ? "silu" : "quick_gelu";
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), want) != 0))
+        return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: vision_config hidden_act \"%.40s\": rotq's %s tower runs %s", origin,
+                         json_is_string(act) ? json_string_value(act) : "?", va->name, want);
     return check_dims(va, hp, origin);
 }
 

@@ -28,6 +28,8 @@ static void register_builtins(void) {
     rotq_arch_opt(&a); add_unlocked(&a);
     rotq_arch_qwen2_vl(&a); add_unlocked(&a);
     rotq_arch_qwen2_vl_vision(&a); add_unlocked(&a);
+    rotq_arch_qwen2_5_vl(&a); add_unlocked(&a);
+    rotq_arch_qwen2_5_vl_vision(&a); add_unlocked(&a);
 }
 
 static void ensure(void) { pthread_once(&builtins_once, register_builtins); }

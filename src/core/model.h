@@ -110,6 +110,8 @@ typedef struct rotq_vision_config {
     int64_t min_pixels, max_pixels;            /* the resize keeps height·width within these */
     double mean[3], std[3];                    /* per-channel normalisation after scaling to [0, 1] */
     int32_t image_token, vision_start, vision_end; /* ids in the language model's vocabulary (-1: unknown) */
+    int64_t window;                            /* > 0 (Qwen2.5-VL): windows of window×window merged patches ... */
+    uint64_t full_layers[4];                   /* ... in every layer but these (bit l: layer l attends to the whole image) */
 } rotq_vision_config;
 
 #define ROTQ_MAX_BLOBS 16

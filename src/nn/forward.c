@@ -201,6 +201,8 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
         r->vision = r->bidirectional = true;
         r->merge = m->vis.merge;
         r->out_hidden = m->vis.out_hidden;
+        r->vis_window = m->vis.window;
+        memcpy(r->full_layers, m->vis.full_layers, sizeof r->full_layers);
         int64_t mm = r->merge * r->merge * d;
         hp = &r->hp;
         rotq_hparams quarter = *hp; /* its rotary frequencies: transformers' for dim head_dim / 2 */
@@ -569,18 +571,39 @@ rotq_status rotq_nn_vision_forward(rotq_runner *r, const float *patches, int64_t
     ROTQ_TRY(rotq_check_cancel("vision forward"));
     ROTQ_TRY(ensure_scratch(r, T));
     ROTQ_TRY(ensure_scores(r, T, T));
-    int64_t half = hp->rotary_dim / 2, quarter = half / 2;
-    float *px = malloc((size_t)(T * (K > mm * d ? K : mm * d)) * sizeof(float));
-    if (!px) return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for %lld patches", (long long)T);
-    /* x [T, d] = patches · PEᵀ */
-    memcpy(px, patches, (size_t)(T * K) * sizeof(float));
+    int64_t half = hp->rotary_dim / 2, quarter = half / 2, units = T / mm;
+    int64_t row = K > mm * d ? K : mm * d;
+    if (row < r->out_hidden) row = r->out_hidden;
+    float *px = malloc((size_t)(T * row) * sizeof(float));
+    /* windowed towers (Qwen2.5-VL) regroup the merged patches window by window: unit k of the new order is
+     * unit order[k] of the processor's; segs bound each window's rows */
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)units), *segs = malloc(sizeof(int64_t) * (size_t)(units + 1)), n_segs = 0;
+    if (!px || !order || !segs) {
+        free(px), free(order), free(segs);
+        return rotq_fail(ROTQ_ERR_NOMEM, "nn: out of memory for %lld patches", (long long)T);
+    }
+    int64_t k = 0, ws = r->vis_window, lh = grid_h / m, lw = grid_w / m;
+    segs[0] = 0;
+    if (ws > 0) {
+        for (int64_t f = 0; f < grid_t; f++)
+            for (int64_t wh = 0; wh < (lh + ws - 1) / ws; wh++)
+                for (int64_t ww = 0; ww < (lw + ws - 1) / ws; ww++) {
+                    for (int64_t i = wh * ws; i < (wh + 1) * ws && i < lh; i++)
+                        for (int64_t j = ww * ws; j < (ww + 1) * ws && j < lw; j++) order[k++] = (f * lh + i) * lw + j;
+                    segs[++n_segs] = k * mm;
+                }
+    } else {
+        for (k = 0; k < units; k++) order[k] = k;
+    }
+    /* x [T, d] = patches · PEᵀ (rows in the new order) */
+    for (k = 0; k < units; k++) memcpy(px + k * mm * K, patches + order[k] * mm * K, (size_t)(mm * K) * sizeof(float));
     rotq_status s = rotq_runner_linear_input(r, -1, ROLE_PATCH_EMBED, px, T, K);
     if (s == ROTQ_OK) r->be->linear(r->x, px, r->patch_embed, NULL, T, K, d, false);
     /* 2-D rotary positions: the first quarter of each head's frequencies turn with the patch row, the second
      * with its column (inv_freq_vision [quarter] as transformers computes it for dim head_dim / 2) */
     for (int64_t i = 0; s == ROTQ_OK && i < T; i++) {
         int64_t ph, pw;
-        patch_hw(i, grid_h, grid_w, m, &ph, &pw);
+        patch_hw(order[i / mm] * mm + i % mm, grid_h, grid_w, m, &ph, &pw);
         for (int64_t j = 0; j < half; j++) {
             float angle = (float)(j < quarter ? ph : pw) * r->inv_freq[j % quarter];
             r->rope_cos[i * half + j] = cosf(angle);
@@ -589,8 +612,9 @@ rotq_status rotq_nn_vision_forward(rotq_runner *r, const float *patches, int64_t
     }
     rotq_layer_io io = {.x = r->x, .xn = r->xn, .q = r->q, .att = r->att, .ff1 = r->ff1, .ff2 = r->ff2, .scores = r->scores,
                         .work = r->attn_work, .cos_t = r->rope_cos, .sin_t = r->rope_sin, .T = T, .pos0 = 0,
-                        .k_all = r->k, .v_all = r->v};
-    /* one image: all its patches see each other (frames of a video would too: Qwen2-VL attends per image) */
+                        .k_all = r->k, .v_all = r->v, .segs = ws > 0 ? segs : NULL, .n_segs = n_segs};
+    /* one image: all its patches see each other in full layers (frames of a video would too: Qwen2-VL attends
+     * per image), their window's in the others */
     for (int32_t l = 0; s == ROTQ_OK && l < hp->n_layers; l++) s = rotq_layer_forward(r, l, &io);
     /* the merger: norm each patch, read merge² neighbours as one row, up (GELU) and down into the LM's stream */
     if (s == ROTQ_OK) {
@@ -604,9 +628,14 @@ rotq_status rotq_nn_vision_forward(rotq_runner *r, const float *patches, int64_t
         r->be->activation(ROTQ_MLP_GELU, up, T * d);
         s = rotq_runner_linear_input(r, -1, ROLE_MERGER_DOWN, up, T / mm, mm * d);
     }
-    if (s == ROTQ_OK) r->be->linear(out, up, r->merger_down, r->merger_down_b, T / mm, mm * d, r->out_hidden, false);
+    if (s == ROTQ_OK) r->be->linear(px, up, r->merger_down, r->merger_down_b, T / mm, mm * d, r->out_hidden, false);
+    /* back to the processor's order */
+    for (k = 0; s == ROTQ_OK && k < units; k++)
+        memcpy(out + order[k] * r->out_hidden, px + k * r->out_hidden, (size_t)r->out_hidden * sizeof(float));
     free(up);
     free(px);
+    free(order);
+    free(segs);
     return s;
 }
 

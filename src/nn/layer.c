@@ -216,8 +216,18 @@ rotq_status rotq_layer_step_run(const rotq_runner *r, int32_t l, rotq_layer_step
         return ROTQ_OK;
     case ROTQ_STEP_ATTENTION:
         ROTQ_TRY(qkv(r, l, io, io->k_all + pos0 * kvd, io->v_all + pos0 * kvd));
-        r->be->attention(io->att, io->q, io->k_all, io->v_all, io->scores, io->work, T, pos0, nh, nkv, hd, r->attn_scale,
-                         rotq_attention_block(T, nh, pos0 + T), rotq_runner_window(r, l));
+        if (io->segs && !rotq_runner_full_layer(r, l)) {
+            /* windowed attention (a vision tower's window layers): each segment of rows attends within itself */
+            for (int64_t sgi = 0; sgi < io->n_segs; sgi++) {
+                int64_t a0 = io->segs[sgi], n = io->segs[sgi + 1] - a0;
+                if (n > 0)
+                    r->be->attention(io->att + a0 * qd, io->q + a0 * qd, io->k_all + a0 * kvd, io->v_all + a0 * kvd, io->scores,
+                                     io->work, n, 0, nh, nkv, hd, r->attn_scale, rotq_attention_block(n, nh, n), ROTQ_ATTN_FULL);
+            }
+        } else {
+            r->be->attention(io->att, io->q, io->k_all, io->v_all, io->scores, io->work, T, pos0, nh, nkv, hd, r->attn_scale,
+                             rotq_attention_block(T, nh, pos0 + T), rotq_runner_window(r, l));
+        }
         if (sv) {
             ROTQ_TRY(attention_lse(r, io->q, io->k_all, T, pos0, sv->lse));
             copy(sv->att_raw, io->att, T * qd);

@@ -133,6 +133,8 @@ typedef struct rotq_runner {
     const float *merger_up, *merger_up_b;   /* [merge²·d, merge²·d], [merge²·d] */
     const float *merger_down, *merger_down_b; /* [out_hidden, merge²·d], [out_hidden] */
     int64_t merge, out_hidden;
+    int64_t vis_window;                     /* > 0: windowed attention (Qwen2.5-VL), windows of this many merged patches a side */
+    uint64_t full_layers[4];                /* ... except in these layers (bit l) */
     int threads;
     rotq_transform tf[ROTQ_MAX_TRANSFORMS]; /* in order of application at each site */
     int n_tf;
@@ -235,6 +237,9 @@ typedef struct rotq_layer_io {
     float *scores, *work;       /* attention scratch (rotq_attention_forward_ws) */
     const float *cos_t, *sin_t; /* [T, rotary_dim/2] RoPE tables of positions pos0.. */
     const float *cos_l, *sin_l; /* the same for the local layers (NULL when every layer is global) */
+    const int64_t *segs;        /* a vision tower's windows: rows [segs[i], segs[i+1]) attend within themselves in
+                                   every layer but its full ones (rotq_runner_full_layer); NULL: none */
+    int64_t n_segs;
     int64_t T, pos0;
     rotq_layer_acts *save;      /* training mode: where to keep what the backward needs (NULL: none) */
 } rotq_layer_io;
@@ -255,6 +260,10 @@ void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int6
  * local ones (left alone when the runner has none: r->inv_freq_local == NULL). */
 void rotq_runner_rope_tables(const rotq_runner *r, int64_t pos0, int64_t T, float *cos_t, float *sin_t, float *cos_l,
                              float *sin_l);
+/* Whether layer l of a windowed vision tower attends to the whole image. */
+static inline bool rotq_runner_full_layer(const rotq_runner *r, int32_t l) {
+    return r->vis_window <= 0 || l >= 256 || (r->full_layers[l / 64] >> (l % 64) & 1);
+}
 /* Sliding window of layer l's attention (0: global). */
 int64_t rotq_runner_window(const rotq_runner *r, int32_t l);
 void rotq_runner_norm(const rotq_runner *r, float *out, const float *x, const float *w, const float *b, int64_t T);
