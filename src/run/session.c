@@ -28,6 +28,8 @@ struct rotq_session {
     rotq_runner *vr;              /* the vision tower's runner, when m has one */
     rotq_fakequant vfq;           /* ... and its activation quantizers (no KV cache there) */
     rotq_quant_options vq;
+    bool vq_on;
+    int vision_threads;
     rotq_quant_options fileq;     /* the file's own activation scheme (compressed-tensors), when no options say */
     rotq_int_linears *ints;       /* weight codes when products run in integers */
     rotq_act_stats stats;         /* when options.stats */
@@ -99,15 +101,10 @@ rotq_status rotq_session_new(const rotq_model *m, const rotq_session_options *o,
         st = rotq_fakequant_attach(s->r, &s->fq);
     }
     if (st == ROTQ_OK && m->vision) {
-        /* the vision tower: its own online rotations; activations quantized as the language model's */
-        st = rotq_runner_new(m->vision, o->threads, &s->vr);
-        if (st == ROTQ_OK) st = rotq_online_attach(s->vr);
-        if (st == ROTQ_OK && o->quant) {
-            s->vq = *o->quant;
-            s->vq.k.bits = s->vq.v.bits = 16;
-            s->vfq = rotq_quant_fakequant(&s->vq, m->vision);
-            st = rotq_fakequant_attach(s->vr, &s->vfq);
-        }
+        /* the vision tower runs (and takes its float copies of weights) only when an image comes */
+        s->vision_threads = o->threads;
+        s->vq_on = o->quant != NULL;
+        if (o->quant) s->vq = *o->quant;
     }
     if (st == ROTQ_OK && o->stats) {
         st = rotq_act_stats_init(&s->stats, m->hp.n_layers);
@@ -219,8 +216,23 @@ rotq_status rotq_session_generate_image(rotq_session *s, const rotq_image *img, 
     *n_out = 0;
     if (prompt_seconds) *prompt_seconds = 0.0;
     const rotq_model *m = s->m;
-    if (!s->vr) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s has no vision tower: it cannot read an image",
-                                 m->source_path, m->arch ? m->arch->name : "?");
+    if (!m->vision) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s has no vision tower: it cannot read an image",
+                                     m->source_path, m->arch ? m->arch->name : "?");
+    if (!s->vr) {
+        /* the vision tower: its own online rotations; activations quantized as the language model's (no KV cache there) */
+        rotq_status st = rotq_runner_new(m->vision, s->vision_threads, &s->vr);
+        if (st == ROTQ_OK) st = rotq_online_attach(s->vr);
+        if (st == ROTQ_OK && s->vq_on) {
+            s->vq.k.bits = s->vq.v.bits = 16;
+            s->vfq = rotq_quant_fakequant(&s->vq, m->vision);
+            st = rotq_fakequant_attach(s->vr, &s->vfq);
+        }
+        if (st != ROTQ_OK) {
+            rotq_runner_free(s->vr);
+            s->vr = NULL;
+            return st;
+        }
+    }
     if (!img || !prompt || n_prompt <= 0 || n_new < 0)
         return rotq_fail(ROTQ_ERR_ARG, "generate: an image, a prompt of %lld tokens, %lld to generate", (long long)n_prompt,
                          (long long)n_new);
