@@ -675,6 +675,18 @@ ROTQ_API rotq_status rotq_session_generate(rotq_session *s, const int32_t *promp
                                   int32_t stop_id, int32_t *out, int64_t *n_out, double *prompt_seconds,
                                   rotq_token_fn on_token, void *ctx);
 
+/* ---- several processes (mpirun -np N rotq ...) ---------------------------------------------------- */
+
+/* Under mpirun with a build made with -DROTQ_MPI=ON: joins the MPI world (MPI_Init); otherwise this process
+ * is rank 0 of 1. Call once, first; rotq_dist_finalize last. Perplexity windows, GPTQ calibration windows
+ * and rotation-learning batches are then split across ranks and their sums reduced: every rank ends with
+ * the same numbers (the same as one process, up to summation order); only rank 0 should write or print. */
+ROTQ_API rotq_status rotq_dist_init(int *argc, char ***argv);
+ROTQ_API void rotq_dist_finalize(void);
+ROTQ_API int rotq_dist_rank(void);
+ROTQ_API int rotq_dist_size(void);
+ROTQ_API const char *rotq_dist_backend(void);   /* "single", "mpi" */
+
 /* ---- images, for models with a vision tower (Qwen2-VL) --------------------------------------- */
 
 typedef struct rotq_image rotq_image;

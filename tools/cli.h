@@ -10,6 +10,7 @@ typedef struct rotq_command {
     const char *name;
     int (*run)(int argc, char **argv); /* argv[0] is the command name */
     const char *summary;
+    bool parallel;                     /* splits its work across the ranks of mpirun (rotq_dist_*) */
 } rotq_command;
 
 int cmd_info(int argc, char **argv);

@@ -13,6 +13,9 @@
 static const char *help_head =
     "usage: rotq learn MODEL OUTDIR --calib FILE [options]\n"
     "\n"
+    "Several processes: mpirun -np N rotq learn ... splits each step's sequences across N ranks\n"
+    "(a build made with -DROTQ_MPI=ON); the result equals one process's, up to summation order; rank 0 prints and writes.\n"
+    "\n"
     "Learns the fused rotations R1 (residual stream) and R2 (per head, V -> O) by Cayley SGD on the\n"
     "orthogonal group through the fake-quantized model (SpinQuant): the weights stay frozen, each\n"
     "quantizer sees its input through the rotations, and the loss (next-token cross-entropy, or KL to\n"

@@ -14,6 +14,9 @@ static const char *help_head =
     "usage: rotq quantize IN OUT [--rotate ...] (--preset P | --w-bits N [--w-quant rtn|gptq] ...)\n"
     "                    [--calib FILE --nsamples N --calib-ctx N --seed N] [--to hf|gguf] [--dtype f32|f16|bf16]\n"
     "\n"
+    "Several processes: mpirun -np N rotq quantize ... splits the calibration windows (GPTQ/GPTAQ/Qronos) across N ranks\n"
+    "(a build made with -DROTQ_MPI=ON); the result equals one process's, up to summation order; rank 0 prints and writes.\n"
+    "\n"
     "Writes OUT (an HF folder, or GGUF when OUT ends in .gguf) with every decoder linear's weights\n"
     "quantized and dequantized back to float (the grid values, exactly, in float32 by default), and\n"
     "the rotation record when rotated. Activation and KV-cache quantization happen at run time and\n"
@@ -141,6 +144,7 @@ int cmd_quantize(int argc, char **argv) {
         if ((s = rotq_model_pack_weights(m, &packed)) != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
         if (!c.quiet) fprintf(stderr, "quantize: %lld matrices packed as GGUF blocks (%s)\n", (long long)packed, c.q.w_types.mixture);
     }
+    if (rotq_dist_rank() > 0) { rc = 0; goto done; } /* several processes calibrated together: rank 0 writes */
     s = c.ct_scheme ? rotq_save_compressed_tensors(m, out, &c.q, &so) : rotq_model_save(m, out, &so);
     if (s != ROTQ_OK) { cli_lib_error(cmd, s); goto done; }
     char qdesc[512], rdesc[256];

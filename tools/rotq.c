@@ -9,18 +9,18 @@
 #include "cli.h"
 
 static const rotq_command commands[] = {
-    {"info", cmd_info, "describe a model: architecture, sizes, dtypes, rotation sites"},
-    {"convert", cmd_convert, "convert between HF folders, GGUF and llama2.c (F32/F16/BF16)"},
-    {"hadamard", cmd_hadamard, "how an exact Hadamard matrix of order N is built, checked; --write saves it"},
-    {"ppl", cmd_ppl, "perplexity on a text (papers' or llama.cpp's protocol)"},
-    {"generate", cmd_generate, "greedy text generation from a prompt"},
-    {"rotate", cmd_rotate, "fuse norms and apply the QuaRot rotations R1-R4, write the rotated model"},
-    {"stats", cmd_stats, "activation outliers (max/rms, kurtosis) per layer and site, before/after rotation"},
-    {"verify", cmd_verify, "run two models on the same tokens: max |dlogit|, KL, perplexities"},
-    {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (or ids to text)"},
-    {"eval", cmd_eval, "float vs quantized perplexity: rotate, RTN/GPTQ/GPTAQ/Qronos weights, activation/KV fake quant"},
-    {"quantize", cmd_quantize, "rotate and quantize the weights (RTN/GPTQ/GPTAQ/Qronos), write them"},
-    {"learn", cmd_learn, "learn R1/R2 by Cayley SGD through the quantized model (SpinQuant), write them"},
+    {"info", cmd_info, "describe a model: architecture, sizes, dtypes, rotation sites", false},
+    {"convert", cmd_convert, "convert between HF folders, GGUF and llama2.c (F32/F16/BF16)", false},
+    {"hadamard", cmd_hadamard, "how an exact Hadamard matrix of order N is built, checked; --write saves it", false},
+    {"ppl", cmd_ppl, "perplexity on a text (papers' or llama.cpp's protocol)", true},
+    {"generate", cmd_generate, "greedy text generation from a prompt", false},
+    {"rotate", cmd_rotate, "fuse norms and apply the QuaRot rotations R1-R4, write the rotated model", false},
+    {"stats", cmd_stats, "activation outliers (max/rms, kurtosis) per layer and site, before/after rotation", false},
+    {"verify", cmd_verify, "run two models on the same tokens: max |dlogit|, KL, perplexities", false},
+    {"tokenize", cmd_tokenize, "text to token ids with a model's tokenizer (or ids to text)", false},
+    {"eval", cmd_eval, "float vs quantized perplexity: rotate, RTN/GPTQ/GPTAQ/Qronos weights, activation/KV fake quant", true},
+    {"quantize", cmd_quantize, "rotate and quantize the weights (RTN/GPTQ/GPTAQ/Qronos), write them", true},
+    {"learn", cmd_learn, "learn R1/R2 by Cayley SGD through the quantized model (SpinQuant), write them", true},
 };
 
 
@@ -28,6 +28,8 @@ static void usage(FILE *f) {
     fprintf(f, "rotq %s — rotate LLMs so they quantize to 4 bits\n\nusage: rotq COMMAND [options]\n\ncommands:\n", ROTQ_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nppl, eval, quantize and learn split their windows across processes under mpirun -np N (a build with\n"
+               "-DROTQ_MPI=ON; this one: %s); the others run on rank 0.\n", rotq_dist_backend());
     fprintf(f, "\n'rotq help COMMAND' (or 'rotq COMMAND --help') describes a command; '--' ends the options.\n"
                "Exit codes: 0 success, 1 error, 2 usage error, 3 a check that failed (verify), 128+N killed by signal N.\n");
     fprintf(f, "Every command refuses a model with tensors its architecture gives no role (they would be ignored);\n"
@@ -104,6 +106,18 @@ static const rotq_command *find_command(const char *name) {
 
 int main(int argc, char **argv) {
     rotq_log_set(log_to_stderr, NULL);
+    /* the re-exec for OpenMP's wait policy comes before MPI starts (a process that exec()s after MPI_Init
+     * leaves its launcher waiting) */
+    if (argc >= 2 && find_command(argv[1])) prefer_passive_wait(argv);
+    if (rotq_dist_init(&argc, &argv) != ROTQ_OK) {
+        fprintf(stderr, "rotq: %s\n", rotq_last_error());
+        return 1;
+    }
+    atexit(rotq_dist_finalize);
+    if (rotq_dist_rank() > 0) {
+        /* ranks past 0 compute their share and stay silent: rank 0 prints and writes */
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) return 1;
+    }
     if (argc >= 2 && strcmp(argv[1], "help") == 0 && argc >= 3) {
         const rotq_command *c = find_command(argv[2]);
         if (!c) {
@@ -119,7 +133,7 @@ int main(int argc, char **argv) {
         return finish(argc < 2 ? 2 : 0);
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("rotq %s\n", ROTQ_VERSION);
+        printf("rotq %s (processes: %s)\n", ROTQ_VERSION, rotq_dist_backend());
         return finish(0);
     }
     const rotq_command *c = find_command(argv[1]);
@@ -128,7 +142,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    prefer_passive_wait(argv);
+    /* under mpirun, the commands that split their work across ranks run on every rank; the others on rank 0 */
+    if (rotq_dist_rank() > 0 && !c->parallel) return finish(0);
     install_signal_handlers();
     int n = 0, dashdash = -1;
     for (int a = 0; a < argc; a++) {

@@ -1,4 +1,5 @@
 /* Perplexity: windows over one token stream, next-token negative log-likelihood summed in double. */
+#include "core/dist.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +71,9 @@ rotq_status rotq_ppl_eval(rotq_runner *r, const int32_t *ids, int64_t n, const r
     if (!win || !hidden || !logits || !lse) { s = rotq_fail(ROTQ_ERR_NOMEM, "ppl: out of memory for a window"); goto done; }
 
     double t0 = rotq_now_s(), nll = 0.0;
-    int64_t scored = 0;
-    for (int64_t w = 0; w < n_windows; w++) {
+    int64_t scored = 0, rank = rotq_dist_rank_get(), ranks = rotq_dist_size_get();
+    /* several processes: each takes every ranks-th window; the sums are reduced below */
+    for (int64_t w = rank; w < n_windows; w += ranks) {
         if (papers_every) {
             win[0] = o->bos_id;
             memcpy(win + 1, stream + w * step, (size_t)(ctx - 1) * sizeof *win);
@@ -87,6 +89,11 @@ rotq_status rotq_ppl_eval(rotq_runner *r, const int32_t *ids, int64_t n, const r
         out->n_windows = w + 1;
         out->n_processed += ctx;
         if (o->progress) o->progress(o->progress_ctx, w + 1, n_windows, nll, scored, rotq_now_s() - t0);
+    }
+    if (ranks > 1) {
+        int64_t counts[2] = {scored, out->n_processed};
+        if ((s = rotq_dist_sum_f64(&nll, 1)) != ROTQ_OK || (s = rotq_dist_sum_i64(counts, 2)) != ROTQ_OK) goto done;
+        scored = counts[0], out->n_processed = counts[1], out->n_windows = n_windows;
     }
     out->seconds = rotq_now_s() - t0;
     out->nll = nll;

@@ -20,6 +20,7 @@
 
 #include "core/clock.h"
 #include "core/files.h"
+#include "core/dist.h"
 #include "learn/learn.h"
 #include "rotate/fuse.h"
 #include "rotate/online.h"
@@ -750,7 +751,8 @@ rotq_status rotq_learn_rotations(rotq_model *m, const rotq_learn_options *opts, 
     for (int64_t step = 0; s == ROTQ_OK && step < o.steps; step++) {
         rotq_learned_zero_grad(st.lr);
         double loss_sum = 0;
-        for (int64_t b = 0; s == ROTQ_OK && b < o.batch; b++) {
+        /* several processes: each takes every ranks-th sequence of the batch; gradients and loss are summed below */
+        for (int64_t b = rotq_dist_rank_get(); s == ROTQ_OK && b < o.batch; b += rotq_dist_size_get()) {
             const int32_t *w = st.windows + ((step * o.batch + b) % o.n_seqs) * T;
             for (int64_t t = 0; t < T; t++) st.targets[t] = t + 1 < T ? w[t + 1] : -1;
             if (st.teacher) s = rotq_nn_forward(st.teacher, w, T, NULL, st.teacher_hidden);
@@ -767,6 +769,12 @@ rotq_status rotq_learn_rotations(rotq_model *m, const rotq_learn_options *opts, 
             loss_sum += loss;
         }
         if (s != ROTQ_OK) break;
+        if (rotq_dist_size_get() > 1) { /* reduced on rank 0 and broadcast: every rank takes the same Cayley step */
+            if (st.lr->g1) s = rotq_dist_sum_f64(st.lr->g1, d * d);
+            if (s == ROTQ_OK && st.lr->g2) s = rotq_dist_sum_f64(st.lr->g2, L * hd * hd);
+            if (s == ROTQ_OK) s = rotq_dist_sum_f64(&loss_sum, 1);
+            if (s != ROTQ_OK) break;
+        }
         double inv = 1.0 / (double)o.batch, lr_t = schedule_lr(&o, step), alpha = 0, gnorm = 0;
         if (st.lr->g1)
             for (int64_t i = 0; i < d * d; i++) st.lr->g1[i] *= inv;
@@ -800,10 +808,27 @@ rotq_status rotq_learn_rotations(rotq_model *m, const rotq_learn_options *opts, 
         }
     }
     rp.step_seconds = rotq_now_s() - t_train;
+    if (s == ROTQ_OK && rotq_dist_size_get() > 1) {
+        /* every rank took the same steps from the same reduced gradients: check it, bit for bit */
+        int64_t n1 = st.lr->r1 ? d * d : 0, n2 = st.lr->r2 ? L * hd * hd : 0;
+        double *mine = malloc(sizeof(double) * (size_t)(n1 + n2 + 1)), diff = 0;
+        if (!mine) s = rotq_fail(ROTQ_ERR_NOMEM, "learn: out of memory");
+        if (s == ROTQ_OK) {
+            if (n1) memcpy(mine, st.lr->r1, sizeof(double) * (size_t)n1);
+            if (n2) memcpy(mine + n1, st.lr->r2, sizeof(double) * (size_t)n2);
+            s = rotq_dist_bcast(mine, sizeof(double) * (size_t)(n1 + n2), 0);
+        }
+        for (int64_t i = 0; s == ROTQ_OK && i < n1 + n2; i++)
+            diff = fmax(diff, fabs(mine[i] - (i < n1 ? st.lr->r1[i] : st.lr->r2[i - n1])));
+        if (s == ROTQ_OK) s = rotq_dist_max_f64(&diff, 1);
+        if (s == ROTQ_OK && diff != 0.0)
+            s = rotq_fail(ROTQ_ERR_NUMERIC, "learn: the ranks' rotations differ by %g after %lld steps", diff, (long long)o.steps);
+        free(mine);
+    }
     if (s == ROTQ_OK) {
         rp.orth_err = max_orth_err(st.lr);
         rp.seconds = rotq_now_s() - t0;
-        s = write_outputs(&o, m, &st, out_dir, r1_desc, r2_desc, &rp);
+        if (rotq_dist_rank_get() == 0) s = write_outputs(&o, m, &st, out_dir, r1_desc, r2_desc, &rp); /* one writer */
     }
     state_free(&st);
     if (rep) *rep = rp;

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "core/files.h"
+#include "core/dist.h"
 #include "quant/quant.h"
 #include "rotate/rotate.h"
 #include "core/clock.h"
@@ -217,7 +218,8 @@ static rotq_status walk_layer(walk *c, int32_t l) {
         int resume = first;
         for (int k = s - 1; k >= first; k--)
             if (c->store[k]) { resume = k + 1; break; }
-        for (int64_t w = 0; w < c->ns; w++) {
+        /* several processes: each runs every ranks-th window; the sums are reduced before the quantizer */
+        for (int64_t w = rotq_dist_rank_get(); w < c->ns; w += rotq_dist_size_get()) {
             c->io.x = c->X + w * T * d;
             if (resume > first) {
                 int64_t kc;
@@ -237,6 +239,8 @@ static rotq_status walk_layer(walk *c, int32_t l) {
         }
         for (int k = first; k <= s; k++)
             if (rotq_layer_step_info((rotq_layer_step)k)->updates_stream) first = k + 1;
+        if (x) ROTQ_TRY(rotq_dist_sum_f64(c->H, cols * cols));
+        if (x && c->rf) ROTQ_TRY(rotq_dist_sum_f64(c->G, cols * cols));
         if (x) ROTQ_TRY(quantize_group(c, l, cols, group));
     }
     return ROTQ_OK;
@@ -251,11 +255,12 @@ static rotq_status quantize_head(walk *c) {
     if (head->dtype != ROTQ_F32 || !head->owned) return rotq_fail(ROTQ_ERR_ARG, "calib: %s is not an owned float32 tensor", head->name);
     int64_t T = c->T, d = c->d;
     memset(c->H, 0, (size_t)(d * d) * sizeof(double));
-    for (int64_t w = 0; w < c->ns; w++) {
+    for (int64_t w = rotq_dist_rank_get(); w < c->ns; w += rotq_dist_size_get()) {
         rotq_runner_norm(c->r, c->io.xn, c->X + w * T * d, c->r->final_norm, c->r->final_norm_b, T);
         ROTQ_TRY(rotq_runner_linear_input(c->r, -1, ROLE_LM_HEAD, c->io.xn, T, d));
         gram_add(c, c->io.xn, d);
     }
+    ROTQ_TRY(rotq_dist_sum_f64(c->H, d * d));
     const rotq_role head_role = ROLE_LM_HEAD;
     return quantize_readers(c, -1, d, &head_role, 1);
 }
