@@ -107,6 +107,11 @@ int cmd_quantize(int argc, char **argv) {
     rotq_quant_report rep;
     int64_t calib_tokens = 0;
     double t_quant = 0.0;
+    if (c.ct_scheme && rotq_model_vision(m, NULL)) { /* said before any work */
+        cli_error(cmd, "%s: compressed-tensors export of a vision-language model is not written yet (write the quantized "
+                  "floats with --to hf)", in);
+        goto done;
+    }
     if (c.ct_scheme && c.q.w_group > 0) {
         /* said before any work: every quantized linear's input must split into whole groups */
         static const char *const linear_roles[] = {"q", "k", "v", "qkv", "o", "gate", "up", "gate_up", "down"};
