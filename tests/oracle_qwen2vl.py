@@ -404,6 +404,9 @@ def test_errors(model, img, tmp):
     check(r.returncode != 0 and "bad.png" in r.stderr, f"a damaged PNG is named: {r.stderr.strip()}")
     r = run([ROTQ, "generate", model, "--image", img, "--prompt", "<|image_pad|> and <|image_pad|>"], ok=False)
     check(r.returncode != 0 and "more than once" in r.stderr, f"two image tokens are refused: {r.stderr.strip()}")
+    r = run([ROTQ, "quantize", model, os.path.join(tmp, "x-ct"), "--format", "compressed-tensors:w4a16", "--w-group", "16"], ok=False)
+    check(r.returncode != 0 and "vision-language" in r.stderr and not os.path.exists(os.path.join(tmp, "x-ct")),
+          f"compressed-tensors export of a VL model is refused before any work: {r.stderr.strip()}")
     r = run([ROTQ, "rotate", model, os.path.join(tmp, "x.gguf")], ok=False)
     check(r.returncode != 0 and "mmproj" in r.stderr and not os.path.exists(os.path.join(tmp, "x.gguf")),
           f"GGUF output refused before any work: {r.stderr.strip()}")
