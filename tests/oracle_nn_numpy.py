@@ -407,6 +407,18 @@ def test_opt(tmp):
         ids = list(np.random.default_rng(seed).integers(0, cfg["vocab_size"], cfg["max_position_embeddings"]))
         compare("%s (%d tokens, every learned position)" % (name, len(ids)), rotq_logits(folder, ids, tmp, cfg["vocab_size"]),
                 opt_forward(cfg, W, ids))
+    # a rotated, LayerNorm-fused and then 4-bit quantized OPT: quantizing the centred writers (out_proj, fc2)
+    # puts a small mean back into the stream, and the written checkpoint's LayerNorms take it out; rotq must
+    # compute what the file means (LayerNorm), not the RMSNorm that equals it only on an exactly centred stream
+    src = os.path.join(tmp, "opt-tied-relu")
+    q = os.path.join(tmp, "opt-rotated-w4")
+    subprocess.run([ROTQ, "quantize", src, q, "--rotate", "--r3", "off", "--r4", "off", "--w-bits", "4"], check=True,
+                   capture_output=True)
+    W = load_file(os.path.join(q, "model.safetensors"))
+    cfg = json.load(open(os.path.join(q, "config.json")))
+    ids = list(np.random.default_rng(5).integers(0, cfg["vocab_size"], 48))
+    compare("opt rotated, LayerNorm fused, W4 RTN, read back (48 tokens; numpy runs the file's LayerNorms)",
+            rotq_logits(q, ids, tmp, cfg["vocab_size"]), opt_forward(cfg, W, ids))
     # past the learned positions: refused, not wrapped around
     folder = os.path.join(tmp, "opt-tied-relu")
     r = subprocess.run([ROTQ, "ppl", folder, "--ids", ",".join(["5"] * 65), "--dump-logits", os.path.join(tmp, "x.f32")],

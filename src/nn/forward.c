@@ -163,7 +163,10 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
     r->be = rotq_backend_cpu();
     r->model = m;
     r->hp = m->hp;
-    r->norm = rotq_model_norm_kind(m);
+    /* The architecture's norm even after LayerNorm fusion: on the centred stream LayerNorm equals the RMSNorm
+     * fusion aims at, and once the stream's writers are quantized (their outputs no longer exactly mean-free)
+     * LayerNorm is what the written checkpoint means to every other runtime */
+    r->norm = m->arch->norm;
     r->rope = m->arch->pos == ROTQ_POS_ROPE;
     r->gated = m->hp.mlp_act == ROTQ_MLP_SWIGLU || m->hp.mlp_act == ROTQ_MLP_GEGLU;
     r->pos_offset = m->arch->pos_offset;
