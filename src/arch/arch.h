@@ -135,8 +135,9 @@ void rotq_arch_qwen2_vl_vision(rotq_arch *a);
 void rotq_arch_qwen2_5_vl(rotq_arch *a);
 void rotq_arch_qwen2_5_vl_vision(rotq_arch *a);
 
-/* The norm the model runs now: an architecture's LayerNorm becomes RMSNorm once fuse_norms has
- * centred the residual stream (recorded in m->rot.ln_as_rms). */
+/* The norm the model's stream needs: an architecture's LayerNorm equals RMSNorm once fuse_norms has
+ * centred the residual stream (recorded in m->rot.ln_as_rms); the runner still runs the LayerNorm the
+ * checkpoint holds, which quantized writers make the only exact reading. */
 rotq_norm_kind rotq_model_norm_kind(const rotq_model *m);
 /* Norm weights and the (1 + w) convention: what to add to tensor t's values when writing it to `format`
  * (ROTQ_FORMAT_HF or ROTQ_FORMAT_GGUF) so that the file holds its format's convention (HF: w with the
