@@ -156,6 +156,32 @@ static int32_t argmax(const float *x, int64_t n) {
     return (int32_t)best;
 }
 
+/* Greedy steps from the prompt's logits: up to n_new tokens into out (logits_out, when given, gets the logits
+ * each was chosen from), each fed back through the KV cache — as a token, or (pos given: M-RoPE prompts) as
+ * its embedding in x [1, d] at position *pos in all three components, *pos advancing. */
+static rotq_status greedy_steps(rotq_session *s, rotq_kv_cache *cache, float *logits, float *hidden, float *x, int64_t *pos,
+                                int64_t n_new, int32_t stop_id, int32_t *out, int64_t *n_out, float *logits_out,
+                                rotq_token_fn on_token, void *ctx) {
+    int64_t V = s->r->hp.vocab;
+    rotq_status st = ROTQ_OK;
+    while (st == ROTQ_OK && *n_out < n_new) {
+        int32_t next = argmax(logits, V);
+        if (logits_out) memcpy(logits_out + *n_out * V, logits, sizeof(float) * (size_t)V);
+        out[(*n_out)++] = next;
+        if ((on_token && !on_token(ctx, next)) || next == stop_id || *n_out == n_new) break;
+        if (pos) {
+            int64_t p3[3] = {*pos, *pos, *pos};
+            (*pos)++;
+            rotq_runner_embed(s->r, &next, 1, 0, x);
+            st = rotq_nn_forward_embeds(s->r, x, p3, 1, cache, hidden);
+        } else {
+            st = rotq_nn_forward(s->r, &next, 1, cache, hidden);
+        }
+        if (st == ROTQ_OK) st = rotq_nn_logits(s->r, hidden, 1, logits);
+    }
+    return st;
+}
+
 rotq_status rotq_session_generate(rotq_session *s, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
                                   int32_t stop_id, int32_t *out, int64_t *n_out, double *prompt_seconds,
                                   rotq_token_fn on_token, void *ctx) {
@@ -178,13 +204,7 @@ rotq_status rotq_session_generate(rotq_session *s, const int32_t *prompt, int64_
     if (st == ROTQ_OK) st = rotq_nn_forward(s->r, prompt, n_prompt, cache, hidden);
     if (st == ROTQ_OK) st = rotq_nn_logits(r, hidden + (n_prompt - 1) * d, 1, logits);
     if (prompt_seconds) *prompt_seconds = rotq_now_s() - t0;
-    while (st == ROTQ_OK && *n_out < n_new) {
-        int32_t next = argmax(logits, V);
-        out[(*n_out)++] = next;
-        if ((on_token && !on_token(ctx, next)) || next == stop_id || *n_out == n_new) break;
-        st = rotq_nn_forward(s->r, &next, 1, cache, hidden);
-        if (st == ROTQ_OK) st = rotq_nn_logits(r, hidden, 1, logits);
-    }
+    if (st == ROTQ_OK) st = greedy_steps(s, cache, logits, hidden, NULL, NULL, n_new, stop_id, out, n_out, NULL, on_token, ctx);
     rotq_kv_cache_free(cache);
     free(hidden);
     free(logits);
@@ -218,6 +238,9 @@ rotq_status rotq_session_generate_image(rotq_session *s, const rotq_image *img, 
     const rotq_model *m = s->m;
     if (!m->vision) return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: architecture %s has no vision tower: it cannot read an image",
                                      m->source_path, m->arch ? m->arch->name : "?");
+    if (!img || !prompt || n_prompt <= 0 || n_new < 0)
+        return rotq_fail(ROTQ_ERR_ARG, "generate: an image, a prompt of %lld tokens, %lld to generate", (long long)n_prompt,
+                         (long long)n_new);
     if (!s->vr) {
         /* the vision tower: its own online rotations; activations quantized as the language model's (no KV cache there) */
         rotq_status st = rotq_runner_new(m->vision, s->vision_threads, &s->vr);
@@ -233,9 +256,6 @@ rotq_status rotq_session_generate_image(rotq_session *s, const rotq_image *img, 
             return st;
         }
     }
-    if (!img || !prompt || n_prompt <= 0 || n_new < 0)
-        return rotq_fail(ROTQ_ERR_ARG, "generate: an image, a prompt of %lld tokens, %lld to generate", (long long)n_prompt,
-                         (long long)n_new);
     int32_t marker = m->vis.image_token;
     int64_t at = -1;
     for (int64_t t = 0; t < n_prompt; t++)
@@ -292,17 +312,8 @@ rotq_status rotq_session_generate_image(rotq_session *s, const rotq_image *img, 
     if (st == ROTQ_OK) st = rotq_nn_forward_embeds(s->r, x, pos3, T, cache, hidden);
     if (st == ROTQ_OK) st = rotq_nn_logits(r, hidden + (T - 1) * d, 1, logits);
     if (prompt_seconds) *prompt_seconds = rotq_now_s() - t0;
-    while (st == ROTQ_OK && *n_out < n_new) {
-        int32_t tok = argmax(logits, V);
-        if (logits_out) memcpy(logits_out + *n_out * V, logits, sizeof(float) * (size_t)V);
-        out[(*n_out)++] = tok;
-        if ((on_token && !on_token(ctx, tok)) || tok == stop_id || *n_out == n_new) break;
-        int64_t p3[3] = {next, next, next};
-        next++;
-        rotq_runner_embed(r, &tok, 1, 0, x);
-        st = rotq_nn_forward_embeds(s->r, x, p3, 1, cache, hidden);
-        if (st == ROTQ_OK) st = rotq_nn_logits(r, hidden, 1, logits);
-    }
+    if (st == ROTQ_OK)
+        st = greedy_steps(s, cache, logits, hidden, x, &next, n_new, stop_id, out, n_out, logits_out, on_token, ctx);
     rotq_kv_cache_free(cache);
     free(patches), free(feats), free(x), free(hidden), free(logits), free(pos3), free(ids);
     return st;
