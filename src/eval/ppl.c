@@ -1,5 +1,4 @@
 /* Perplexity: windows over one token stream, next-token negative log-likelihood summed in double. */
-#include "core/dist.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +6,7 @@
 
 #include "eval/eval.h"
 #include "core/clock.h"
+#include "core/dist.h"
 
 /* Rows of lm_head output held at once: [rows, vocab] floats (25 MB for a 49k vocabulary). */
 #define LOGIT_ROWS 128

@@ -14,14 +14,9 @@
 
 #include "core/model.h"
 
-static double load_scale(rotq_dtype dt, const void *src, int64_t i) {
-    if (dt == ROTQ_F32) return ((const float *)src)[i];
-    if (dt == ROTQ_F16) return rotq_f16_to_f32(((const uint16_t *)src)[i]);
-    return rotq_bf16_to_f32(((const uint16_t *)src)[i]);
-}
-
 /* ---- reading ---- */
 
+/* One QuantizationArgs: its bits, and for weights the group (0: per channel; group may be NULL for activations). */
 static rotq_status ct_read_args(const json_t *a, const char *path, bool activations, int32_t *bits, int64_t *group) {
     const char *what = activations ? "input_activations" : "weights";
     const char *type = json_string_value(json_object_get(a, "type"));
@@ -32,7 +27,7 @@ static rotq_status ct_read_args(const json_t *a, const char *path, bool activati
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: quantization_config %s: rotq reads symmetric integer schemes of 2..8 bits", path,
                          what);
     *bits = (int32_t)json_integer_value(nb);
-    *group = 0;
+    if (group) *group = 0;
     if (activations) {
         if (strcmp(strategy, "token") != 0 || !json_is_true(json_object_get(a, "dynamic")))
             return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: quantization_config input_activations: rotq runs dynamic per-token "
@@ -57,13 +52,18 @@ static rotq_status ct_dequant(rotq_tensor *t, const int8_t *qv, int64_t rows, in
         return rotq_fail(ROTQ_ERR_FORMAT, "%s: %s does not fit [%lld, groups] float scales for %lld columns", path, scale->name,
                          (long long)rows, (long long)cols);
     int64_t group = cols / ng;
-    float *w = malloc(sizeof(float) * (size_t)(rows * cols));
-    if (!w) return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory dequantizing %s", path, t->name);
+    float *w = malloc(sizeof(float) * (size_t)(rows * cols)), *sc = malloc(sizeof(float) * (size_t)(rows * ng));
+    rotq_status s = w && sc ? rotq_tensor_to_f32(scale, sc) : rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory dequantizing %s", path, t->name);
     /* q·scale in float32: exact (a small integer times a float16/bfloat16/float32 scale), the weight the file
      * encodes — what transformers computes in float32; a bfloat16 runtime would round it to its dtype */
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) w[r * cols + c] = (float)qv[r * cols + c] * (float)load_scale(sdt, scale->data, r * ng + c / group);
-    rotq_status s = rotq_tensor_realloc(t, ROTQ_F32, 2, (int64_t[]){rows, cols});
+    for (int64_t r = 0; s == ROTQ_OK && r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) w[r * cols + c] = (float)qv[r * cols + c] * sc[r * ng + c / group];
+    free(sc);
+    if (s != ROTQ_OK) {
+        free(w);
+        return s;
+    }
+    s = rotq_tensor_realloc(t, ROTQ_F32, 2, (int64_t[]){rows, cols});
     if (s == ROTQ_OK) s = rotq_tensor_set_f32(t, w, ROTQ_F32);
     t->file_dtype = sdt;
     t->file_bpw = (double)code_bits + rotq_dtype_bits_per_weight(sdt) * (double)ng / (double)cols;
@@ -99,10 +99,10 @@ rotq_status rotq_ct_read(rotq_model *m, const char *path, const void *config) {
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: compressed-tensors config_groups: rotq reads one group (one scheme)", path);
     const json_t *g = json_object_iter_value(json_object_iter((json_t *)groups));
     int32_t bits, abits = 16;
-    int64_t group, ag;
+    int64_t group;
     ROTQ_TRY(ct_read_args(json_object_get(g, "weights"), path, false, &bits, &group));
     json_t *ia = json_object_get(g, "input_activations");
-    if (ia && !json_is_null(ia)) ROTQ_TRY(ct_read_args(ia, path, true, &abits, &ag));
+    if (ia && !json_is_null(ia)) ROTQ_TRY(ct_read_args(ia, path, true, &abits, NULL));
     json_t *kv = json_object_get(qc, "kv_cache_scheme");
     if (kv && !json_is_null(kv))
         return rotq_fail(ROTQ_ERR_UNSUPPORTED, "%s: compressed-tensors kv_cache_scheme: rotq does not read it yet", path);
@@ -148,7 +148,7 @@ rotq_status rotq_ct_read(rotq_model *m, const char *path, const void *config) {
         } else {
             if (t->n_dims != 2) return rotq_fail(ROTQ_ERR_FORMAT, "%s: %s is not a 2-D int8 weight", path, t->name);
             rows = t->shape[0], cols = t->shape[1];
-            qv = malloc((size_t)(rows * cols) + 1);
+            qv = malloc((size_t)(rows * cols));
             if (!qv) return rotq_fail(ROTQ_ERR_NOMEM, "%s: out of memory", path);
             memcpy(qv, t->data, (size_t)(rows * cols));
         }
@@ -180,6 +180,5 @@ rotq_status rotq_ct_read(rotq_model *m, const char *path, const void *config) {
     /* the model now holds float weights: a folder written from it must not claim the file's scheme (an export
      * as compressed-tensors writes its own quantization_config) */
     json_object_del((json_t *)config, "quantization_config");
-    (void)ag;
     return ROTQ_OK;
 }

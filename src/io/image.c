@@ -331,7 +331,7 @@ rotq_status rotq_image_patches(const rotq_vision_config *v, const rotq_image *im
         float table[3][256];
         for (int c = 0; c < 3; c++)
             for (int u = 0; u < 256; u++) {
-                volatile float scaled = (float)((double)u * (1.0 / 255.0)), centred = scaled - mean[c];
+                float scaled = (float)((double)u * (1.0 / 255.0)), centred = scaled - mean[c];
                 table[c][u] = centred / std[c];
             }
         /* rows in merge order: (bh, bw) blocks, (mh, mw) inside; a row is [C][Tp][P][P], a still
