@@ -201,13 +201,12 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
     }
     if (m->arch->vision_tower) {
         /* a vision tower: patches in through the patch embedding, merged patches out through the merger */
-        r->vision = r->bidirectional = true;
+        r->vision = true;
         r->merge = m->vis.merge;
         r->out_hidden = m->vis.out_hidden;
         r->vis_window = m->vis.window;
         memcpy(r->full_layers, m->vis.full_layers, sizeof r->full_layers);
         int64_t mm = r->merge * r->merge * d;
-        hp = &r->hp;
         rotq_hparams quarter = *hp; /* its rotary frequencies: transformers' for dim head_dim / 2 */
         quarter.rotary_dim = hp->head_dim / 2;
         quarter.rope_scaling = 0;
@@ -218,21 +217,20 @@ rotq_status rotq_runner_new(const rotq_model *m, int threads, rotq_runner **out)
             (s = role_f32(r, ROLE_MERGER_DOWN, -1, r->out_hidden * mm, true, &r->merger_down)) != ROTQ_OK ||
             (s = role_f32(r, ROLE_MERGER_DOWN_BIAS, -1, r->out_hidden, false, &r->merger_down_b)) != ROTQ_OK)
             goto fail;
-        for (int32_t l = 0; l < hp->n_layers; l++)
-            if ((s = prepare_layer(r, l)) != ROTQ_OK) goto fail;
-        if ((s = role_f32(r, ROLE_FINAL_NORM, -1, d, true, &r->final_norm)) != ROTQ_OK) goto fail;
-        if ((s = role_f32(r, ROLE_FINAL_NORM_BIAS, -1, d, false, &r->final_norm_b)) != ROTQ_OK) goto fail;
-        *out = r;
-        return ROTQ_OK;
+    } else {
+        if ((s = role_f32(r, ROLE_EMBED, -1, hp->vocab * d, true, &r->embed)) != ROTQ_OK) goto fail;
+        if (!r->rope &&
+            (s = role_f32(r, ROLE_POS_EMBED, -1, (hp->max_pos + r->pos_offset) * d, true, &r->pos_embed)) != ROTQ_OK)
+            goto fail;
     }
-    if ((s = role_f32(r, ROLE_EMBED, -1, hp->vocab * d, true, &r->embed)) != ROTQ_OK) goto fail;
-    if (!r->rope &&
-        (s = role_f32(r, ROLE_POS_EMBED, -1, (hp->max_pos + r->pos_offset) * d, true, &r->pos_embed)) != ROTQ_OK)
-        goto fail;
     for (int32_t l = 0; l < hp->n_layers; l++)
         if ((s = prepare_layer(r, l)) != ROTQ_OK) goto fail;
     if ((s = role_f32(r, ROLE_FINAL_NORM, -1, d, true, &r->final_norm)) != ROTQ_OK) goto fail;
     if ((s = role_f32(r, ROLE_FINAL_NORM_BIAS, -1, d, false, &r->final_norm_b)) != ROTQ_OK) goto fail;
+    if (r->vision) { /* the merger takes the place of lm_head */
+        *out = r;
+        return ROTQ_OK;
+    }
     if ((s = role_f32(r, ROLE_LM_HEAD, -1, hp->vocab * d, false, &r->lm_head)) != ROTQ_OK) goto fail;
     if (!r->lm_head) r->lm_head = r->embed; /* tied */
     if ((s = role_f32(r, ROLE_LM_HEAD_BIAS, -1, hp->vocab, false, &r->lm_head_b)) != ROTQ_OK) goto fail;
@@ -441,7 +439,7 @@ void rotq_runner_rope_tables(const rotq_runner *r, int64_t pos0, int64_t T, floa
 }
 
 int64_t rotq_runner_window(const rotq_runner *r, int32_t l) {
-    return r->bidirectional ? ROTQ_ATTN_FULL : r->layers[l].local ? r->hp.sliding_window : 0;
+    return r->vision ? ROTQ_ATTN_FULL : r->layers[l].local ? r->hp.sliding_window : 0;
 }
 
 void rotq_runner_embed(const rotq_runner *r, const int32_t *ids, int64_t T, int64_t pos0, float *x) {

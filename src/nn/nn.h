@@ -128,7 +128,7 @@ typedef struct rotq_runner {
     float *inv_freq_local;                  /* ... of the local layers (their own base, no scaling), or NULL */
     float attn_scale;                       /* 1 / sqrt(head_dim), or the model's own query scale */
     /* a vision tower (model arch->vision_tower): hp.vocab is a patch row's width */
-    bool vision, bidirectional;             /* bidirectional: every position attends to every other */
+    bool vision;                            /* every position attends to every other (ROTQ_ATTN_FULL) */
     const float *patch_embed;               /* [d, vocab] */
     const float *merger_up, *merger_up_b;   /* [merge²·d, merge²·d], [merge²·d] */
     const float *merger_down, *merger_down_b; /* [out_hidden, merge²·d], [out_hidden] */
